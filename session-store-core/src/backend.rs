@@ -1,0 +1,239 @@
+//! The backend trait every store and wrapper implements.
+//!
+//! # Implementing your own backend
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use session_store_core::{
+//!     Lookup, MemoryStore, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
+//!     StorageKey, Timestamp,
+//! };
+//!
+//! /// A backend that delegates to the in-memory store (yours talks to a database).
+//! #[derive(Debug, Default)]
+//! struct MyStore(MemoryStore);
+//!
+//! #[async_trait]
+//! impl SessionBackend for MyStore {
+//!     async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> { self.0.create(key, r).await }
+//!     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> { self.0.load(key, now).await }
+//!     async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> Result<u64> { self.0.save(key, r, now).await }
+//!     async fn touch(&self, key: &StorageKey, idle: Timestamp, seen: Timestamp, now: Timestamp) -> Result<bool> { self.0.touch(key, idle, seen, now).await }
+//!     async fn rotate(&self, rot: &Rotation, now: Timestamp) -> Result<u64> { self.0.rotate(rot, now).await }
+//!     async fn delete(&self, key: &StorageKey) -> Result<bool> { self.0.delete(key).await }
+//!     async fn delete_user(&self, user: &str, except: Option<&StorageKey>, now: Timestamp) -> Result<u64> { self.0.delete_user(user, except, now).await }
+//!     async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> { self.0.list_user(user, now).await }
+//!     async fn delete_all(&self) -> Result<()> { self.0.delete_all().await }
+//!     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> { self.0.cleanup_expired(now, limit).await }
+//! }
+//! ```
+//!
+//! Then run the conformance suite against it (see the `session-store-conformance` crate).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
+use crate::time::Timestamp;
+use crate::token::StorageKey;
+
+/// What a backend can and cannot do, for the conformance suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `cleanup_expired` really removes expired rows in bounded batches and
+    /// reports how many. False for stores whose server expires keys itself
+    /// (Redis): there `cleanup_expired` may report 0.
+    pub counted_cleanup: bool,
+    /// The store is shared with other processes (a server): the conformance
+    /// suite then never calls `delete_all` on it, since that would wipe other
+    /// test runs; it is tested in a private namespace only.
+    pub shared_namespace: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            counted_cleanup: true,
+            shared_namespace: false,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Everything supported (the in-memory store, SQL stores, sled).
+    pub fn full() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`Capabilities::counted_cleanup`].
+    pub fn with_counted_cleanup(mut self, v: bool) -> Self {
+        self.counted_cleanup = v;
+        self
+    }
+
+    /// Sets [`Capabilities::shared_namespace`].
+    pub fn with_shared_namespace(mut self, v: bool) -> Self {
+        self.shared_namespace = v;
+        self
+    }
+}
+
+/// Storage for sessions, keyed by [`StorageKey`] (a hash of the token).
+///
+/// Every operation is atomic on its own. Every time-dependent operation takes
+/// `now` from the caller (the manager's [`Clock`](crate::Clock)); a backend
+/// must judge expiry by that `now`, never by its own clock, so that a manual
+/// clock in tests means the same thing on every backend. A backend may
+/// additionally expire entries on its own (server-side TTL) once they are
+/// expired by their deadlines.
+///
+/// An entry under a key is either a session ([`SessionRecord`]) or a
+/// forwarder ([`Forward`](crate::Forward)) left by a renewal in its grace
+/// window. An entry is *live* at `now` when `now < expires_at()` (sessions) or
+/// `now < until` (forwarders).
+///
+/// Errors: an unreachable or failing backend returns [`Error::Backend`](crate::Error::Backend),
+/// never `Ok(None)`.
+#[async_trait]
+pub trait SessionBackend: Send + Sync + Debug {
+    /// Inserts `record` under `key`, with the version exactly as given.
+    ///
+    /// # Contract
+    /// - Insert only if no entry (live, expired, session or forwarder) exists
+    ///   under `key`; otherwise [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    ///   and nothing changes. Never an overwrite.
+    /// - If `record.user_id` is set, the session appears in that user's index.
+    async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()>;
+
+    /// Reads the entry under `key`.
+    ///
+    /// # Contract
+    /// - Returns `None` if nothing is stored **or the entry is not live at
+    ///   `now`**, whether or not cleanup ran (read-time expiry).
+    /// - Returns the record exactly as last written (version included).
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>>;
+
+    /// Compare-and-swap write: replaces every field of the session under `key`
+    /// with `record` and stores version `record.version + 1`, which it returns.
+    ///
+    /// # Contract
+    /// - Writes only if a session live at `now` exists under `key` and its
+    ///   stored version equals `record.version`.
+    /// - Otherwise (stale version, deleted, rotated, forwarder, expired)
+    ///   [`Error::Conflict`](crate::Error::Conflict) and nothing is written:
+    ///   **no resurrection** after delete.
+    /// - The user index follows a changed `user_id`.
+    async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64>;
+
+    /// Activity: moves the idle deadline forward without rewriting data or
+    /// changing the version.
+    ///
+    /// # Contract
+    /// - If a session live at `now` exists under `key`: sets
+    ///   `idle_deadline = max(stored, min(idle_deadline, absolute_deadline))`
+    ///   and `last_seen_at = max(stored, last_seen_at)`; returns `true`.
+    /// - Otherwise returns `false` and writes nothing.
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        last_seen_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Atomically replaces `rotation.from` by `rotation.to`.
+    ///
+    /// # Contract
+    /// - If `from` holds no session live at `now` or its version differs from
+    ///   `rotation.record.version`: [`Error::Conflict`](crate::Error::Conflict), nothing changes.
+    /// - Else if any entry exists under `to`: [`Error::AlreadyExists`](crate::Error::AlreadyExists), nothing changes.
+    /// - Else, in one atomic step: `to` holds `rotation.record` with version
+    ///   `+ 1` (returned), and `from` is deleted, or becomes a forwarder to
+    ///   `to` if `rotation.grace` is set. Afterwards `from` never loads a session.
+    /// - Concurrent rotations of one key: exactly one succeeds.
+    async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64>;
+
+    /// Deletes whatever is stored under `key`.
+    ///
+    /// # Contract
+    /// Idempotent; returns whether an entry (live or not) was removed. Takes
+    /// effect at once; the user index follows.
+    async fn delete(&self, key: &StorageKey) -> Result<bool>;
+
+    /// Deletes every session of `user_id`, except the one under `except`.
+    ///
+    /// # Contract
+    /// Removes all of the user's sessions (expired ones too) but `except`;
+    /// returns how many of the removed ones were live at `now`.
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        except: Option<&StorageKey>,
+        now: Timestamp,
+    ) -> Result<u64>;
+
+    /// Lists the sessions of `user_id` live at `now`.
+    ///
+    /// # Contract
+    /// Only live sessions, ordered by `created_at` then key; cost proportional
+    /// to the user's sessions, not to the store.
+    async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>>;
+
+    /// Deletes every entry of this store's namespace (admin).
+    ///
+    /// # Contract
+    /// Afterwards nothing loads and every user list is empty.
+    async fn delete_all(&self) -> Result<()>;
+
+    /// Deletes at most `limit` entries that are not live at `now`.
+    ///
+    /// # Contract
+    /// Never removes a live entry; returns the number removed (`<= limit`).
+    /// Call again while it returns `limit`. Stores whose server expires keys on
+    /// its own may return 0 (see [`Capabilities::counted_cleanup`]).
+    async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64>;
+}
+
+macro_rules! forward_backend {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<B: SessionBackend + ?Sized> SessionBackend for $ty {
+            async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
+                (**self).create(key, record).await
+            }
+            async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
+                (**self).load(key, now).await
+            }
+            async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
+                (**self).save(key, record, now).await
+            }
+            async fn touch(&self, key: &StorageKey, idle: Timestamp, seen: Timestamp, now: Timestamp) -> Result<bool> {
+                (**self).touch(key, idle, seen, now).await
+            }
+            async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
+                (**self).rotate(rotation, now).await
+            }
+            async fn delete(&self, key: &StorageKey) -> Result<bool> {
+                (**self).delete(key).await
+            }
+            async fn delete_user(&self, user_id: &str, except: Option<&StorageKey>, now: Timestamp) -> Result<u64> {
+                (**self).delete_user(user_id, except, now).await
+            }
+            async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
+                (**self).list_user(user_id, now).await
+            }
+            async fn delete_all(&self) -> Result<()> {
+                (**self).delete_all().await
+            }
+            async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+                (**self).cleanup_expired(now, limit).await
+            }
+        }
+    )*};
+}
+
+forward_backend!(Arc<B>, Box<B>);

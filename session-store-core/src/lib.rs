@@ -1,0 +1,36 @@
+//! # session-store-core
+//!
+//! The semantics of a server-side session store, written down and enforced.
+//!
+//! Two layers:
+//! - [`SessionBackend`]: storage, implemented by every backend and wrapper. It
+//!   sees only a [`StorageKey`] (SHA-256 of the token) and opaque bytes. Each
+//!   method documents its `# Contract`; the `session-store-conformance` crate
+//!   checks every clause.
+//! - [`SessionManager`]: what frameworks and applications use. It generates
+//!   and parses tokens, applies the [`Policy`] (idle and absolute timeouts,
+//!   touch throttling, renewal grace, size limits, per-user caps) and emits
+//!   lifecycle [`Event`]s.
+//!
+//! Wrappers implement the same trait: [`Encrypted`] adds AES-256-GCM at rest
+//! over any backend. [`MemoryStore`] is the reference implementation.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod error;
+mod memory;
+mod record;
+mod time;
+mod token;
+
+pub use backend::{Capabilities, SessionBackend};
+pub use error::{BoxError, Error, Result};
+pub use memory::MemoryStore;
+pub use record::{ClientMeta, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use token::{SessionHandle, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_LEN};
+
+/// `async_trait` re-exported so backends use the same version.
+pub use async_trait::async_trait;

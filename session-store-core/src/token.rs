@@ -1,0 +1,265 @@
+//! Session tokens (the secret the client holds), storage keys (what a backend
+//! sees) and session handles (what a "your devices" page shows).
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::rngs::OsRng;
+use rand::TryRngCore as _;
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+
+/// Bytes of entropy in a token.
+pub const TOKEN_BYTES: usize = 32;
+/// Length of a token's text form (unpadded base64url of 32 bytes).
+pub const TOKEN_LEN: usize = 43;
+
+/// The secret a client presents: 256 bits from the operating system's CSPRNG,
+/// carried as 43 characters of unpadded base64url.
+///
+/// Opaque by construction (no user id, time, counter or prefix inside). The
+/// `Debug` output is redacted and the bytes are zeroized on drop. A backend
+/// never sees a token, only its [`StorageKey`].
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SessionToken {
+    text: String,
+}
+
+impl SessionToken {
+    /// A fresh token from the OS CSPRNG.
+    ///
+    /// # Panics
+    /// Only if the operating system's random source fails, which leaves no
+    /// safe way to continue issuing sessions.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the OS random number generator failed");
+        let text = URL_SAFE_NO_PAD.encode(bytes);
+        bytes.zeroize();
+        SessionToken { text }
+    }
+
+    /// Parses a token from untrusted input (a cookie value).
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] unless the input is exactly 43 characters of the
+    /// base64url alphabet encoding 32 bytes canonically. No I/O happens.
+    pub fn parse(input: &str) -> Result<Self> {
+        if input.len() != TOKEN_LEN
+            || !input
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::InvalidId);
+        }
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(input)
+            .map_err(|_| Error::InvalidId)?;
+        let ok = bytes.len() == TOKEN_BYTES;
+        bytes.zeroize();
+        if !ok {
+            return Err(Error::InvalidId);
+        }
+        Ok(SessionToken {
+            text: input.to_owned(),
+        })
+    }
+
+    /// The text to send to the client (for example as a cookie value).
+    /// Treat it as a secret: never log it.
+    pub fn expose_secret(&self) -> &str {
+        &self.text
+    }
+
+    /// The raw 32 token bytes. Treat them as a secret.
+    pub fn secret_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(&self.text)
+                .expect("a SessionToken always holds valid base64url"),
+        )
+    }
+
+    /// The key under which a backend stores this session: SHA-256 of the
+    /// token's text form.
+    pub fn storage_key(&self) -> StorageKey {
+        StorageKey(Sha256::digest(self.text.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+impl PartialEq for SessionToken {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.text.as_bytes().ct_eq(other.text.as_bytes()).into()
+    }
+}
+impl Eq for SessionToken {}
+
+/// What a backend stores a session under: SHA-256 of the token.
+///
+/// A plain (unkeyed) hash is enough because the token is 256 uniformly random
+/// bits: nothing can be guessed from the hash, and a leaked table gives no
+/// token. A storage key is never accepted as a token: the manager always
+/// hashes what the client sends, so presenting a stored hash looks up the hash
+/// of the hash and finds nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey([u8; 32]);
+
+impl StorageKey {
+    /// Wraps 32 bytes read back from storage.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        StorageKey(bytes)
+    }
+
+    /// Reads a key from a byte slice of length 32.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the slice has another length (corrupt storage).
+    pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {
+        <[u8; 32]>::try_from(bytes)
+            .map(StorageKey)
+            .map_err(|_| Error::codec(format!("storage key of {} bytes", bytes.len())))
+    }
+
+    /// The 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex of the 32 bytes (64 characters), for text keys (Redis).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// A short, non-reversible tag for logs and events: the first 4 bytes in
+    /// hex. Identifies a session in a log line without revealing anything usable.
+    pub fn short_hash(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StorageKey({}…)", self.short_hash())
+    }
+}
+
+/// An opaque reference to one of a user's sessions, for listing and revoking
+/// ("your devices"). It can revoke that session (for the same user) but can
+/// never be used as a token: its text form is 64 hex characters, which
+/// [`SessionToken::parse`] rejects, and it names a storage key, which the
+/// manager never accepts in place of a token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionHandle(StorageKey);
+
+impl SessionHandle {
+    /// The handle of a stored session.
+    pub const fn new(key: StorageKey) -> Self {
+        SessionHandle(key)
+    }
+
+    /// The storage key it names.
+    pub const fn storage_key(&self) -> &StorageKey {
+        &self.0
+    }
+
+    /// Parses the text form produced by `Display`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] unless the input is 64 lowercase hex characters.
+    pub fn parse(input: &str) -> Result<Self> {
+        if input.len() != 64
+            || !input
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(Error::InvalidId);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(input, &mut out).map_err(|_| Error::InvalidId)?;
+        Ok(SessionHandle(StorageKey(out)))
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_hex())
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHandle({}…)", self.0.short_hash())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_43_chars_and_round_trip() {
+        let t = SessionToken::generate();
+        assert_eq!(t.expose_secret().len(), TOKEN_LEN);
+        let parsed = SessionToken::parse(t.expose_secret()).unwrap();
+        assert_eq!(parsed, t);
+        assert_eq!(parsed.storage_key(), t.storage_key());
+        assert_ne!(SessionToken::generate(), t);
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = SessionToken::generate();
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains(t.expose_secret()));
+        let key = format!("{:?}", t.storage_key());
+        assert!(!key.contains(&t.storage_key().to_hex()));
+    }
+
+    #[test]
+    fn malformed_tokens_are_invalid_id() {
+        let good = SessionToken::generate();
+        let mut non_canonical = good.expose_secret()[..42].to_string();
+        non_canonical.push('B'); // last char must leave the low bits zero
+        for bad in [
+            "",
+            "a",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &"A".repeat(10_000),
+            &format!("{}*", &"A".repeat(42)),
+            &format!("{}\0", &"A".repeat(42)),
+            &format!("{}'", &"A".repeat(42)),
+            &format!("{}=", &"A".repeat(42)),
+            &format!("{}+", &"A".repeat(42)),
+            &format!("{}é", &"A".repeat(41)),
+            &non_canonical,
+        ] {
+            assert!(
+                matches!(SessionToken::parse(bad), Err(Error::InvalidId)),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn handles_are_not_tokens() {
+        let key = SessionToken::generate().storage_key();
+        let handle = SessionHandle::new(key);
+        let text = handle.to_string();
+        assert!(matches!(SessionToken::parse(&text), Err(Error::InvalidId)));
+        assert_eq!(SessionHandle::parse(&text).unwrap(), handle);
+        assert!(matches!(SessionHandle::parse("zz"), Err(Error::InvalidId)));
+    }
+}
