@@ -44,21 +44,16 @@ use crate::token::StorageKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// `cleanup_expired` really removes expired rows in bounded batches and
-    /// reports how many. False for stores whose server expires keys itself
-    /// (Redis): there `cleanup_expired` may report 0.
+    /// `cleanup_expired` really removes expired entries in bounded batches
+    /// and reports how many. False for stores whose server expires keys on its
+    /// own (Redis): there `cleanup_expired` may report 0.
     pub counted_cleanup: bool,
-    /// The store is shared with other processes (a server): the conformance
-    /// suite then never calls `delete_all` on it, since that would wipe other
-    /// test runs; it is tested in a private namespace only.
-    pub shared_namespace: bool,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             counted_cleanup: true,
-            shared_namespace: false,
         }
     }
 }
@@ -72,12 +67,6 @@ impl Capabilities {
     /// Sets [`Capabilities::counted_cleanup`].
     pub fn with_counted_cleanup(mut self, v: bool) -> Self {
         self.counted_cleanup = v;
-        self
-    }
-
-    /// Sets [`Capabilities::shared_namespace`].
-    pub fn with_shared_namespace(mut self, v: bool) -> Self {
-        self.shared_namespace = v;
         self
     }
 }
@@ -100,6 +89,20 @@ impl Capabilities {
 /// never `Ok(None)`.
 #[async_trait]
 pub trait SessionBackend: Send + Sync + Debug {
+    /// How many leading bits of a rotation successor's storage key must equal
+    /// the predecessor's (0 to 16). A clustered store (Redis Cluster) uses this
+    /// to keep a session and its successor in one hash slot, so that rotation
+    /// stays one atomic script; callers generate successors with
+    /// [`SessionToken::generate_with_affinity`](crate::SessionToken::generate_with_affinity).
+    /// Default 0: no constraint.
+    ///
+    /// # Contract
+    /// `rotate` may reject a successor that does not share these bits with
+    /// [`Error::Config`](crate::Error::Config).
+    fn rotation_affinity_bits(&self) -> u8 {
+        0
+    }
+
     /// Inserts `record` under `key`, with the version exactly as given.
     ///
     /// # Contract
@@ -202,6 +205,9 @@ macro_rules! forward_backend {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<B: SessionBackend + ?Sized> SessionBackend for $ty {
+            fn rotation_affinity_bits(&self) -> u8 {
+                (**self).rotation_affinity_bits()
+            }
             async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
                 (**self).create(key, record).await
             }

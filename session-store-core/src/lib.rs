@@ -19,6 +19,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod encrypt;
 mod error;
 mod memory;
 mod record;
@@ -26,6 +27,7 @@ mod time;
 mod token;
 
 pub use backend::{Capabilities, SessionBackend};
+pub use encrypt::{Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD};
 pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
 pub use record::{ClientMeta, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary};

@@ -44,6 +44,22 @@ impl SessionToken {
         SessionToken { text }
     }
 
+    /// A fresh token whose storage key shares its first `bits` bits (at most
+    /// 16) with `predecessor`: what a clustered backend needs for a rotation
+    /// successor (see
+    /// [`SessionBackend::rotation_affinity_bits`](crate::SessionBackend::rotation_affinity_bits)).
+    /// Tries fresh random tokens until one matches (2^bits tries on average);
+    /// the token stays uniformly random among those that match.
+    pub fn generate_with_affinity(predecessor: &StorageKey, bits: u8) -> Self {
+        let bits = bits.min(16);
+        loop {
+            let token = Self::generate();
+            if token.storage_key().shares_prefix_bits(predecessor, bits) {
+                return token;
+            }
+        }
+    }
+
     /// Parses a token from untrusted input (a cookie value).
     ///
     /// # Errors
@@ -137,6 +153,17 @@ impl StorageKey {
         &self.0
     }
 
+    /// Whether the first `bits` bits (at most 16) equal `other`'s.
+    pub fn shares_prefix_bits(&self, other: &StorageKey, bits: u8) -> bool {
+        let bits = u32::from(bits.min(16));
+        if bits == 0 {
+            return true;
+        }
+        let a = u16::from_be_bytes([self.0[0], self.0[1]]);
+        let b = u16::from_be_bytes([other.0[0], other.0[1]]);
+        (a ^ b) >> (16 - bits) == 0
+    }
+
     /// Lowercase hex of the 32 bytes (64 characters), for text keys (Redis).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -216,6 +243,20 @@ mod tests {
         assert_eq!(parsed, t);
         assert_eq!(parsed.storage_key(), t.storage_key());
         assert_ne!(SessionToken::generate(), t);
+    }
+
+    #[test]
+    fn affinity_successors_share_prefix() {
+        let old = SessionToken::generate().storage_key();
+        for bits in [0u8, 1, 8, 12] {
+            let new = SessionToken::generate_with_affinity(&old, bits).storage_key();
+            assert!(new.shares_prefix_bits(&old, bits));
+            assert_ne!(new, old);
+        }
+        let other = StorageKey::from_bytes([0xff; 32]);
+        let zero = StorageKey::from_bytes([0; 32]);
+        assert!(!other.shares_prefix_bits(&zero, 1));
+        assert!(other.shares_prefix_bits(&zero, 0));
     }
 
     #[test]
