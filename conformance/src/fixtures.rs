@@ -3,12 +3,41 @@
 
 use std::time::Duration;
 
-use session_store_core::{Lookup, SessionBackend, SessionRecord, StorageKey, Timestamp};
+use session_store_core::{
+    Lookup, SessionBackend, SessionRecord, SessionToken, StorageKey, Timestamp,
+};
 
 /// A base instant for a check: the real current time (so that server-side
 /// TTLs computed from deadlines stay in the future).
 pub fn now() -> Timestamp {
     Timestamp::now_utc()
+}
+
+/// `n` minutes.
+pub const fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+/// `t + d`.
+pub fn at(t: Timestamp, d: Duration) -> Timestamp {
+    t.saturating_add(d)
+}
+
+/// The storage key of a fresh random token.
+pub fn fresh_key() -> StorageKey {
+    SessionToken::generate().storage_key()
+}
+
+/// A rotation successor for `from`, honouring the backend's
+/// [`rotation_affinity_bits`](SessionBackend::rotation_affinity_bits) (a
+/// clustered store may reject any other successor).
+pub fn successor_token(backend: &dyn SessionBackend, from: &StorageKey) -> SessionToken {
+    SessionToken::generate_with_affinity(from, backend.rotation_affinity_bits())
+}
+
+/// The storage key of [`successor_token`].
+pub fn successor_key(backend: &dyn SessionBackend, from: &StorageKey) -> StorageKey {
+    successor_token(backend, from).storage_key()
 }
 
 /// An anonymous record created at `t` with 30 min idle and 12 h absolute deadlines.
@@ -26,6 +55,15 @@ pub fn record(t: Timestamp, data: &[u8]) -> SessionRecord {
     }
 }
 
+/// A record of `user` created (and authenticated) at `t`, deadlines as in [`record`].
+pub fn user_record(t: Timestamp, user: &str, data: &[u8]) -> SessionRecord {
+    SessionRecord {
+        user_id: Some(user.to_owned()),
+        auth_time: Some(t),
+        ..record(t, data)
+    }
+}
+
 /// Loads `key` and expects a live session.
 ///
 /// # Panics
@@ -39,4 +77,40 @@ pub async fn load_session(
         Some(Lookup::Session(r)) => r,
         other => panic!("expected a live session, found {other:?}"),
     }
+}
+
+/// Loads `key` and expects nothing.
+///
+/// # Panics
+/// If the backend errors or finds anything.
+pub async fn assert_absent(backend: &dyn SessionBackend, key: &StorageKey, now: Timestamp) {
+    let found = backend.load(key, now).await.expect("load");
+    assert!(found.is_none(), "expected nothing under the key, found {found:?}");
+}
+
+/// The keys of `user`'s live sessions at `now`, in listing order.
+///
+/// # Panics
+/// If the backend errors.
+pub async fn listed_keys(
+    backend: &dyn SessionBackend,
+    user: &str,
+    now: Timestamp,
+) -> Vec<StorageKey> {
+    backend
+        .list_user(user, now)
+        .await
+        .expect("list_user")
+        .into_iter()
+        .map(|s| s.key)
+        .collect()
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

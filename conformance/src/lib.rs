@@ -28,7 +28,7 @@ use session_store_core::{Capabilities, SessionBackend};
 mod checks;
 pub mod fixtures;
 
-pub use checks::CHECKS;
+pub use checks::{CheckFn, Ctx, CHECKS};
 
 /// A boxed future, as stored in the suite's hooks.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -7,13 +7,24 @@ use session_store_core::{Capabilities, SessionBackend};
 
 use crate::{BoxFuture, DumpFn, Mode, Setup};
 
+mod cleanup;
+mod concurrency;
+mod rotate;
+mod save;
 mod scenarios;
+mod tamper;
+mod touch;
+mod users;
 
 /// What every check receives.
 #[derive(Clone)]
 pub struct Ctx {
     /// The backend under test (wrapped when `mode` is `Encrypted`).
     pub backend: Arc<dyn SessionBackend>,
+    /// The backend as the factory returned it, without the encryption
+    /// wrapper: lets a check write raw (tampered) records underneath
+    /// `backend`. The same as `backend` in [`Mode::Plain`].
+    pub inner: Arc<dyn SessionBackend>,
     /// Declared capabilities.
     pub capabilities: Capabilities,
     /// Plain or encrypted.
@@ -44,7 +55,52 @@ macro_rules! registry {
 }
 
 registry! {
+    // create / load
     scenarios::create_collision,
+    scenarios::create_collision_with_expired_entry,
+    scenarios::create_collision_with_forwarder,
+    scenarios::create_then_load_roundtrip,
+    scenarios::create_indexes_user,
+    scenarios::load_missing_is_none,
+    scenarios::load_expired_idle_is_none,
+    scenarios::load_expired_absolute_is_none,
+    // save
+    save::save_cas_bumps_version,
+    save::save_stale_version_conflict,
+    save::save_after_delete_no_resurrection,
+    save::save_after_rotate_conflict,
+    save::save_expired_conflict,
+    save::save_on_forwarder_conflict,
+    save::save_moves_user_index,
+    // touch
+    touch::touch_extends_idle_only,
+    touch::touch_capped_by_absolute,
+    touch::touch_never_moves_backwards,
+    touch::touch_keeps_version_and_data,
+    touch::touch_missing_false,
+    // rotate
+    rotate::rotate_moves_record,
+    rotate::rotate_stale_conflict,
+    rotate::rotate_forwarder_conflict,
+    rotate::rotate_into_existing_already_exists,
+    rotate::rotate_with_grace_leaves_forwarder,
+    // delete, users, namespace
+    users::delete_idempotent,
+    users::delete_user_all,
+    users::delete_user_except_one,
+    users::delete_user_counts_live_only,
+    users::list_user_metadata,
+    users::list_user_excludes_expired,
+    users::delete_all_empties_namespace,
+    // cleanup
+    cleanup::cleanup_removes_only_expired_in_batches,
+    // concurrency
+    concurrency::concurrent_saves_all_land,
+    concurrency::concurrent_rotations_one_winner,
+    concurrency::concurrent_creates_one_winner,
+    // encryption at rest (Mode::Encrypted)
+    tamper::tampered_ciphertext_fails_closed,
+    tamper::ciphertext_bound_to_row,
 }
 
 pub(crate) fn run<F, Fut>(name: &str, mode: Mode, factory: F)
@@ -80,6 +136,7 @@ where
         };
         let ctx = Ctx {
             backend: backend.clone(),
+            inner: store.backend.clone(),
             capabilities: store.capabilities,
             mode,
             dump: store.dump.clone(),

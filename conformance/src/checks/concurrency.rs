@@ -1,0 +1,163 @@
+//! Concurrency checks: compare-and-swap under contention, one winner per
+//! rotation and per create.
+
+use std::sync::Arc;
+
+use session_store_core::{Error, Rotation, SessionBackend, StorageKey};
+
+use super::Ctx;
+use crate::fixtures::{load_session, now, record, successor_key, user_record};
+
+const TASKS: usize = 16;
+const INCREMENTS: u64 = 20;
+/// Bound on retries per increment, so a broken store fails instead of spinning.
+const MAX_ATTEMPTS: usize = 10_000;
+
+fn counter(data: &[u8]) -> u64 {
+    let bytes: [u8; 8] = data
+        .try_into()
+        .unwrap_or_else(|_| panic!("counter data of {} bytes", data.len()));
+    u64::from_le_bytes(bytes)
+}
+
+/// save: 16 tasks each add 1 twenty times to a counter in one session with
+/// load-modify-save, retrying on `Conflict`. Every increment lands exactly
+/// once: the final counter is the total and the version moved by the total.
+pub async fn concurrent_saves_all_land(ctx: Ctx) {
+    let t = now();
+    let key = crate::fixtures::fresh_key();
+    let mut r = record(t, &0u64.to_le_bytes());
+    r.version = 100;
+    ctx.backend.create(&key, &r).await.expect("create");
+
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let backend = ctx.backend.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..INCREMENTS {
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(attempts <= MAX_ATTEMPTS, "no progress after {MAX_ATTEMPTS} attempts");
+                    let mut current = load_session(&*backend, &key, t).await;
+                    let n = counter(&current.data);
+                    current.data = (n + 1).to_le_bytes().to_vec();
+                    match backend.save(&key, &current, t).await {
+                        Ok(v) => {
+                            assert_eq!(v, current.version + 1);
+                            break;
+                        }
+                        Err(Error::Conflict) => {
+                            conflicts += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        Err(e) => panic!("save under contention: {e:?}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.expect("task");
+    }
+    let total = TASKS as u64 * INCREMENTS;
+    let stored = load_session(&*ctx.backend, &key, t).await;
+    assert_eq!(counter(&stored.data), total, "lost or duplicated increments ({conflicts} conflicts)");
+    assert_eq!(stored.version, 100 + total, "one version per successful save");
+}
+
+/// rotate: 16 tasks rotate the same session at the same version, each to its
+/// own fresh successor. Exactly one succeeds, the others get `Conflict`, and
+/// exactly one successor holds the session.
+pub async fn concurrent_rotations_one_winner(ctx: Ctx) {
+    let t = now();
+    let from = crate::fixtures::fresh_key();
+    let r = user_record(t, "alice", b"contended");
+    ctx.backend.create(&from, &r).await.expect("create");
+    let successors: Vec<StorageKey> = (0..TASKS)
+        .map(|_| successor_key(&*ctx.backend, &from))
+        .collect();
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for to in successors.clone() {
+        let backend: Arc<dyn SessionBackend> = ctx.backend.clone();
+        let barrier = barrier.clone();
+        let rot = Rotation {
+            from,
+            to,
+            record: r.clone(),
+            grace: None,
+        };
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            backend.rotate(&rot, t).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(v) => {
+                assert_eq!(v, 1);
+                ok += 1;
+            }
+            Err(Error::Conflict) => {}
+            Err(e) => panic!("concurrent rotation: expected Ok or Conflict, got {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one rotation wins");
+    let mut found = Vec::new();
+    for to in &successors {
+        if ctx.backend.load(to, t).await.expect("load").is_some() {
+            found.push(*to);
+        }
+    }
+    assert_eq!(found.len(), 1, "exactly one successor exists");
+    assert!(ctx.backend.load(&from, t).await.expect("load").is_none());
+    assert_eq!(
+        crate::fixtures::listed_keys(&*ctx.backend, "alice", t).await,
+        found
+    );
+}
+
+/// create: 16 tasks create the same key at once: exactly one succeeds, the
+/// others get `AlreadyExists`, and the winner's record is stored intact.
+pub async fn concurrent_creates_one_winner(ctx: Ctx) {
+    let t = now();
+    let key = crate::fixtures::fresh_key();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for i in 0..TASKS {
+        let backend = ctx.backend.clone();
+        let barrier = barrier.clone();
+        let r = user_record(t, &format!("user{i}"), format!("writer {i}").as_bytes());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (i, backend.create(&key, &r).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (i, Ok(())) => winners.push(i),
+            (_, Err(Error::AlreadyExists)) => {}
+            (_, Err(e)) => panic!("concurrent create: expected Ok or AlreadyExists, got {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    let w = winners[0];
+    let stored = load_session(&*ctx.backend, &key, t).await;
+    assert_eq!(stored.data, format!("writer {w}").as_bytes());
+    assert_eq!(stored.user_id.as_deref(), Some(format!("user{w}").as_str()));
+    for i in 0..TASKS {
+        let listed = crate::fixtures::listed_keys(&*ctx.backend, &format!("user{i}"), t).await;
+        if i == w {
+            assert_eq!(listed, vec![key]);
+        } else {
+            assert!(listed.is_empty(), "a losing create left an index entry for user{i}");
+        }
+    }
+}

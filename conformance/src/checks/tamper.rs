@@ -1,0 +1,141 @@
+//! Encryption-at-rest integrity: tampered or moved ciphertext fails closed.
+//! These run only in [`Mode::Encrypted`](crate::Mode::Encrypted), where the
+//! check can write raw records underneath the wrapper through `ctx.inner`.
+
+use session_store_core::{Error, Lookup, SessionRecord, StorageKey, Timestamp};
+
+use super::Ctx;
+use crate::fixtures::{fresh_key, load_session, now, user_record};
+use crate::Mode;
+
+fn skip_unless_encrypted(ctx: &Ctx, check: &str) -> bool {
+    if ctx.mode != Mode::Encrypted {
+        println!("SKIP: {check}: applies to Mode::Encrypted only");
+        return true;
+    }
+    false
+}
+
+/// Replaces the raw stored record under `key` (through the unwrapped backend).
+async fn overwrite_raw(ctx: &Ctx, key: &StorageKey, t: Timestamp, edit: impl FnOnce(&mut SessionRecord)) {
+    let mut raw = load_session(&*ctx.inner, key, t).await;
+    edit(&mut raw);
+    ctx.inner.save(key, &raw, t).await.expect("raw save underneath the wrapper");
+}
+
+fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Result<T>) {
+    match res {
+        Err(Error::Decrypt { .. }) => {}
+        other => panic!("{what}: expected Error::Decrypt, got {other:?}"),
+    }
+}
+
+/// A flipped bit anywhere in the stored data or metadata ciphertext is
+/// `Error::Decrypt` on load (and on listing, for metadata): never partial
+/// data, never a panic. The plaintext is stored nowhere in clear.
+pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
+    if skip_unless_encrypted(&ctx, "tampered_ciphertext_fails_closed") {
+        return;
+    }
+    let t = now();
+    let mut r = user_record(t, "alice", b"plaintext session data");
+    r.meta = b"{\"ip\":\"192.0.2.55\"}".to_vec();
+    let raw_len = {
+        let key = fresh_key();
+        ctx.backend.create(&key, &r).await.expect("create");
+        let raw = load_session(&*ctx.inner, &key, t).await;
+        assert_ne!(raw.data, r.data, "data is stored encrypted");
+        assert_ne!(raw.meta, r.meta, "metadata is stored encrypted");
+        (raw.data.len(), raw.meta.len())
+    };
+    // Flip one bit at several positions (header, nonce, ciphertext, tag), in
+    // data and in metadata, each on a fresh row.
+    for field in ["data", "meta"] {
+        let len = if field == "data" { raw_len.0 } else { raw_len.1 };
+        for pos in [0, 1, 5, 17, len / 2, len - 1] {
+            let key = fresh_key();
+            ctx.backend.create(&key, &r).await.expect("create");
+            overwrite_raw(&ctx, &key, t, |raw| {
+                let bytes = if field == "data" { &mut raw.data } else { &mut raw.meta };
+                bytes[pos] ^= 0x01;
+            })
+            .await;
+            expect_decrypt(&format!("{field} bit flipped at {pos}"), ctx.backend.load(&key, t).await);
+            if field == "meta" {
+                expect_decrypt("listing a tampered row", ctx.backend.list_user("alice", t).await);
+            }
+            ctx.backend.delete(&key).await.expect("delete");
+        }
+    }
+    // Truncated, empty and extended blobs.
+    for (what, edit) in [
+        ("truncated", (|b: &mut Vec<u8>| b.truncate(b.len() - 1)) as fn(&mut Vec<u8>)),
+        ("emptied", |b: &mut Vec<u8>| b.clear()),
+        ("extended", |b: &mut Vec<u8>| b.push(0)),
+    ] {
+        let key = fresh_key();
+        ctx.backend.create(&key, &r).await.expect("create");
+        overwrite_raw(&ctx, &key, t, |raw| edit(&mut raw.data)).await;
+        expect_decrypt(what, ctx.backend.load(&key, t).await);
+        ctx.backend.delete(&key).await.expect("delete");
+    }
+}
+
+/// Ciphertext is bound to its row: a blob copied to another session, or a
+/// row whose user id or absolute deadline was edited underneath, fails with
+/// `Error::Decrypt`.
+pub async fn ciphertext_bound_to_row(ctx: Ctx) {
+    if skip_unless_encrypted(&ctx, "ciphertext_bound_to_row") {
+        return;
+    }
+    let t = now();
+    let victim = fresh_key();
+    let attacker = fresh_key();
+    let mut vr = user_record(t, "alice", b"alice's secrets");
+    vr.meta = b"{\"label\":\"alice laptop\"}".to_vec();
+    ctx.backend.create(&victim, &vr).await.expect("create");
+    ctx.backend
+        .create(&attacker, &user_record(t, "alice", b"mallory"))
+        .await
+        .expect("create");
+    let stolen = load_session(&*ctx.inner, &victim, t).await;
+
+    // Copy the victim's data and metadata ciphertexts into another row.
+    overwrite_raw(&ctx, &attacker, t, |raw| {
+        raw.data = stolen.data.clone();
+    })
+    .await;
+    expect_decrypt("data copied to another row", ctx.backend.load(&attacker, t).await);
+    overwrite_raw(&ctx, &attacker, t, |raw| {
+        raw.meta = stolen.meta.clone();
+    })
+    .await;
+    expect_decrypt("metadata copied to another row", ctx.backend.list_user("alice", t).await);
+
+    // Swapping data and metadata within the victim's own row.
+    let swap = fresh_key();
+    ctx.backend.create(&swap, &vr).await.expect("create");
+    overwrite_raw(&ctx, &swap, t, |raw| std::mem::swap(&mut raw.data, &mut raw.meta)).await;
+    expect_decrypt("data and metadata swapped", ctx.backend.load(&swap, t).await);
+
+    // Editing the bound columns underneath.
+    let moved_user = fresh_key();
+    ctx.backend.create(&moved_user, &vr).await.expect("create");
+    overwrite_raw(&ctx, &moved_user, t, |raw| raw.user_id = Some("mallory".into())).await;
+    expect_decrypt("user id edited", ctx.backend.load(&moved_user, t).await);
+    expect_decrypt("user id edited (listing)", ctx.backend.list_user("mallory", t).await);
+
+    let extended = fresh_key();
+    ctx.backend.create(&extended, &vr).await.expect("create");
+    overwrite_raw(&ctx, &extended, t, |raw| {
+        raw.absolute_deadline = raw.absolute_deadline.saturating_add(std::time::Duration::from_secs(3600));
+    })
+    .await;
+    expect_decrypt("absolute deadline edited", ctx.backend.load(&extended, t).await);
+
+    // The untouched victim still decrypts.
+    match ctx.backend.load(&victim, t).await.expect("load") {
+        Some(Lookup::Session(r)) => assert_eq!(r.data, vr.data),
+        other => panic!("victim must still load, found {other:?}"),
+    }
+}
