@@ -1,0 +1,62 @@
+//! # session-store-postgres
+//!
+//! A [`SessionBackend`](session_store_core::SessionBackend) on PostgreSQL,
+//! through an `sqlx` connection pool.
+//!
+//! ```no_run
+//! # async fn demo() -> session_store_core::Result<()> {
+//! use session_store_postgres::{PostgresConfig, PostgresStore};
+//!
+//! let config = PostgresConfig::from_env()?; // or PostgresConfig::new("postgres://...")
+//! let store = PostgresStore::connect(&config).await?;
+//! store.migrate().await?; // explicit, idempotent
+//! # Ok(()) }
+//! ```
+//!
+//! ## Capabilities
+//! - Full contract ([`Capabilities::full`](session_store_core::Capabilities::full)),
+//!   checked by the public conformance suite against a real server, plain and
+//!   under encryption.
+//! - **One statement per operation**, each a cached prepared statement, one
+//!   round trip: create is `INSERT ... ON CONFLICT DO NOTHING` (no overwrite,
+//!   ever); load one primary-key `SELECT`; save a compare-and-swap `UPDATE`
+//!   on the version of a live session; touch one `UPDATE`; rotation one
+//!   statement with data-modifying CTEs (row lock on the old session, insert
+//!   of the successor, delete or forwarder), so concurrent rotations of one
+//!   session produce exactly one successor.
+//! - **Read-time expiry** against the caller's `now` (an `expires_at` column
+//!   in milliseconds), whether or not cleanup ran.
+//! - **Cleanup in bounded batches** with `FOR UPDATE SKIP LOCKED`: any number
+//!   of application servers can run it at once without deadlocks, waits or
+//!   double counting.
+//! - **User index** (`user_id` index) for listing and revoking a user's
+//!   sessions; `expires_at` index for cleanup.
+//! - **Explicit, idempotent [`PostgresStore::migrate`]** with a recorded
+//!   schema version; a database with a newer version is refused with
+//!   [`Error::SchemaTooNew`](session_store_core::Error::SchemaTooNew) and left
+//!   untouched. Schema and table names are configurable and validated.
+//! - Optional `UNLOGGED` table ([`PostgresConfig::unlogged`]): faster writes,
+//!   but truncated after a crash and not replicated.
+//! - **Errors say whether a retry can help**: pool timeouts, I/O, lost
+//!   connections and server shutdowns are retryable
+//!   [`Error::Backend`](session_store_core::Error::Backend)s; an unreachable
+//!   server is an error, never "no session".
+//! - The pool does not ping connections before use (see [`PostgresConfig`]):
+//!   a stale connection fails one operation and is discarded.
+//! - Only storage keys (hashes of tokens) reach the database; the URL's
+//!   password never appears in `Debug` output or errors.
+//!
+//! Configuration: [`PostgresConfig`] (builder) or
+//! [`PostgresConfig::from_env`] (`SESSION_STORE_POSTGRES_*` variables).
+//! The table layout is described in the [`schema`] module.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+pub mod schema;
+mod store;
+
+pub use config::{validate_identifier, PostgresConfig, DEFAULT_SCHEMA, DEFAULT_TABLE, ENV_PREFIX};
+pub use schema::{META_TABLE, SCHEMA_VERSION};
+pub use store::PostgresStore;

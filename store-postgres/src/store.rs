@@ -1,0 +1,489 @@
+//! [`PostgresStore`]: the [`SessionBackend`] implementation.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_store_core::{
+    async_trait, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
+    SessionSummary, StorageKey, Timestamp,
+};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::config::PostgresConfig;
+use crate::schema::{self, Statements};
+
+/// A session store on PostgreSQL.
+///
+/// Every operation is a single SQL statement run as a prepared statement on
+/// one pooled connection (one round trip), so each is atomic on its own:
+/// create is an `INSERT ... ON CONFLICT DO NOTHING`, save a compare-and-swap
+/// `UPDATE ... WHERE version = $v`, rotation one statement with data-modifying
+/// CTEs, cleanup a `DELETE` over a `FOR UPDATE SKIP LOCKED` batch.
+///
+/// Expiry is judged against the caller's `now` via the `expires_at` column,
+/// never the server's clock. Call [`PostgresStore::migrate`] once at startup.
+///
+/// Cheap to clone (the pool and statements are shared).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    sql: Arc<Statements>,
+    schema: Arc<str>,
+    table: Arc<str>,
+    unlogged: bool,
+    operation_timeout: Duration,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("table", &self.table)
+            .field("unlogged", &self.unlogged)
+            .field("pool_size", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Validates `config`, opens the pool and one connection (so a wrong URL
+    /// or an unreachable server shows up here). Does not touch the schema:
+    /// call [`PostgresStore::migrate`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration; [`Error::Backend`] when
+    /// the server cannot be reached or refuses the login.
+    pub async fn connect(config: &PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        let options = config.connect_options()?;
+        let pool = tokio::time::timeout(
+            config.operation_timeout.max(config.acquire_timeout),
+            config.pool_options().connect_with(options),
+        )
+        .await
+        .map_err(|_| Error::backend_retryable(OperationTimedOut))?
+        .map_err(map_sqlx)?;
+        Ok(Self::with_pool(pool, config))
+    }
+
+    /// Validates `config` and creates the pool without any I/O; connections
+    /// open on first use.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration.
+    pub fn connect_lazy(config: &PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        let options = config.connect_options()?;
+        Ok(Self::with_pool(
+            config.pool_options().connect_lazy_with(options),
+            config,
+        ))
+    }
+
+    /// Uses an existing pool; only the schema, table, unlogged and operation
+    /// timeout settings of `config` apply. Consider turning the pool's
+    /// `test_before_acquire` off (see [`PostgresConfig`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid schema or table name.
+    pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
+        crate::config::validate_identifier("schema", &config.schema)?;
+        crate::config::validate_identifier("table", &config.table)?;
+        if config.operation_timeout.is_zero() {
+            return Err(Error::Config("operation_timeout must be positive".into()));
+        }
+        Ok(Self::with_pool(pool, config))
+    }
+
+    fn with_pool(pool: PgPool, config: &PostgresConfig) -> Self {
+        PostgresStore {
+            sql: Arc::new(Statements::new(&config.schema, &config.table)),
+            schema: config.schema.as_str().into(),
+            table: config.table.as_str().into(),
+            unlogged: config.unlogged,
+            operation_timeout: config.operation_timeout,
+            pool,
+        }
+    }
+
+    /// Creates the schema, the session table, its indexes and the
+    /// `session_store_meta` table if missing, and records
+    /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION). Idempotent and safe to run
+    /// from several processes at once (one transaction under an advisory
+    /// lock per schema).
+    ///
+    /// # Errors
+    /// [`Error::SchemaTooNew`] if the database records a newer schema version
+    /// for this table (nothing is modified); [`Error::Backend`] on database
+    /// failures (for example missing privileges).
+    pub async fn migrate(&self) -> Result<()> {
+        self.bounded(schema::migrate(
+            &self.pool,
+            &self.schema,
+            &self.table,
+            self.unlogged,
+        ))
+        .await
+    }
+
+    /// The schema version recorded for this table, `None` before the first
+    /// [`PostgresStore::migrate`].
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on database failures.
+    pub async fn schema_version(&self) -> Result<Option<i64>> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
+            schema::stored_version(&mut conn, &self.schema, &self.table).await
+        })
+        .await
+    }
+
+    /// The connection pool, for health checks or sharing.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema name.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// The table name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// `"schema"."table"`, quoted, for your own queries (reporting, dumps).
+    pub fn qualified_table(&self) -> String {
+        schema::qualified(&self.schema, &self.table)
+    }
+
+    /// Closes every pooled connection and waits for them to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs `op` within the operation timeout.
+    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.operation_timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::backend_retryable(OperationTimedOut)),
+        }
+    }
+}
+
+/// The client-side operation timeout passed.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL operation timed out")]
+struct OperationTimedOut;
+
+/// A value read from the table is not what this library writes.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt session row: {0}")]
+struct CorruptRow(&'static str);
+
+/// Maps a sqlx error into the workspace error, keeping it as the source.
+///
+/// Retryable: pool timeout or closure, I/O, TLS, protocol desynchronisation,
+/// and server errors that mean "try again" (connection exceptions `08xxx`,
+/// serialization failures and deadlocks `40001`/`40P01`, too many connections
+/// `53300`, shutdown or crash `57P01`-`57P03`, `statement_timeout` `57014`,
+/// lock timeouts `55P03`). Everything else is permanent. Callers that expect
+/// a unique violation check for it before calling this.
+pub(crate) fn map_sqlx(e: sqlx::Error) -> Error {
+    let retryable = match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03" | "57014" | "55P03"
+                )
+        }),
+        _ => false,
+    };
+    if retryable {
+        Error::backend_retryable(e)
+    } else {
+        Error::backend_permanent(e)
+    }
+}
+
+/// A `u64` version as stored (`bigint`). `None` when it cannot be stored,
+/// which also means no stored row can carry it.
+fn db_version(v: u64) -> Option<i64> {
+    i64::try_from(v).ok()
+}
+
+fn read_version(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::codec(CorruptRow("negative version")))
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(Error::codec)
+}
+
+fn required<T>(value: Option<T>, what: &'static str) -> Result<T> {
+    value.ok_or_else(|| Error::codec(CorruptRow(what)))
+}
+
+fn user_from_bytes(bytes: Option<Vec<u8>>) -> Result<Option<String>> {
+    bytes
+        .map(|b| String::from_utf8(b).map_err(Error::codec))
+        .transpose()
+}
+
+fn decode_entry(row: &PgRow) -> Result<Lookup> {
+    let expires_at: i64 = get(row, "expires_at")?;
+    if let Some(successor) = get::<Option<Vec<u8>>>(row, "successor")? {
+        return Ok(Lookup::Forwarded(Forward {
+            successor: StorageKey::try_from_slice(&successor)?,
+            sealed_token: required(get(row, "sealed_token")?, "forwarder without sealed token")?,
+            until: Timestamp::from_millis(expires_at),
+        }));
+    }
+    let ts = |column: &'static str| -> Result<Timestamp> {
+        Ok(Timestamp::from_millis(required(get(row, column)?, column)?))
+    };
+    Ok(Lookup::Session(SessionRecord {
+        version: read_version(get(row, "version")?)?,
+        user_id: user_from_bytes(get(row, "user_id")?)?,
+        created_at: ts("created_at")?,
+        last_seen_at: ts("last_seen_at")?,
+        auth_time: get::<Option<i64>>(row, "auth_time")?.map(Timestamp::from_millis),
+        idle_deadline: ts("idle_deadline")?,
+        absolute_deadline: ts("absolute_deadline")?,
+        meta: required(get(row, "meta")?, "session without meta")?,
+        data: required(get(row, "data")?, "session without data")?,
+    }))
+}
+
+fn decode_summary(row: &PgRow, user_id: &str) -> Result<SessionSummary> {
+    let key: Vec<u8> = get(row, "key")?;
+    let ts = |column: &str| get::<i64>(row, column).map(Timestamp::from_millis);
+    Ok(SessionSummary {
+        key: StorageKey::try_from_slice(&key)?,
+        user_id: user_id.to_owned(),
+        version: read_version(get(row, "version")?)?,
+        created_at: ts("created_at")?,
+        last_seen_at: ts("last_seen_at")?,
+        auth_time: get::<Option<i64>>(row, "auth_time")?.map(Timestamp::from_millis),
+        idle_deadline: ts("idle_deadline")?,
+        absolute_deadline: ts("absolute_deadline")?,
+        meta: get(row, "meta")?,
+    })
+}
+
+/// Binds the record columns shared by create, save and rotate, in the order
+/// user_id, created_at, last_seen_at, auth_time, idle_deadline,
+/// absolute_deadline, meta, data, expires_at.
+fn bind_record<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    r: &'q SessionRecord,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(r.user_id.as_deref().map(str::as_bytes))
+        .bind(r.created_at.as_millis())
+        .bind(r.last_seen_at.as_millis())
+        .bind(r.auth_time.map(Timestamp::as_millis))
+        .bind(r.idle_deadline.as_millis())
+        .bind(r.absolute_deadline.as_millis())
+        .bind(r.meta.as_slice())
+        .bind(r.data.as_slice())
+        .bind(r.expires_at().as_millis())
+}
+
+#[async_trait]
+impl SessionBackend for PostgresStore {
+    async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
+        let version = db_version(record.version)
+            .ok_or_else(|| Error::Config("session version exceeds i64::MAX".into()))?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.create.clone()))
+            .bind(key.as_bytes().as_slice())
+            .bind(version);
+        let done = self
+            .bounded(async {
+                bind_record(q, record)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::AlreadyExists);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
+        let row = self
+            .bounded(async {
+                sqlx::query(AssertSqlSafe(self.sql.load.clone()))
+                    .bind(key.as_bytes().as_slice())
+                    .bind(now.as_millis())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        row.as_ref().map(decode_entry).transpose()
+    }
+
+    async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
+        // A version no row can hold cannot match: same as a stale version.
+        let version = db_version(record.version).ok_or(Error::Conflict)?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.save.clone()))
+            .bind(key.as_bytes().as_slice())
+            .bind(version);
+        let row = self
+            .bounded(async {
+                bind_record(q, record)
+                    .bind(now.as_millis())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        match row {
+            Some(row) => read_version(get(&row, "version")?),
+            None => Err(Error::Conflict),
+        }
+    }
+
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        last_seen_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = self
+            .bounded(async {
+                sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
+                    .bind(key.as_bytes().as_slice())
+                    .bind(idle_deadline.as_millis())
+                    .bind(last_seen_at.as_millis())
+                    .bind(now.as_millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
+        let version = db_version(rotation.record.version).ok_or(Error::Conflict)?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.rotate.clone()))
+            .bind(rotation.from.as_bytes().as_slice())
+            .bind(rotation.to.as_bytes().as_slice())
+            .bind(version);
+        let grace = rotation.grace.as_ref();
+        let row = self
+            .bounded(async {
+                bind_record(q, &rotation.record)
+                    .bind(now.as_millis())
+                    .bind(grace.is_some())
+                    .bind(grace.map(|g| g.sealed_token.as_slice()))
+                    .bind(grace.map(|g| g.until.as_millis()))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        if !get::<bool>(&row, "matched")? {
+            return Err(Error::Conflict);
+        }
+        match get::<Option<i64>>(&row, "new_version")? {
+            Some(v) => read_version(v),
+            None => Err(Error::AlreadyExists),
+        }
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool> {
+        let done = self
+            .bounded(async {
+                sqlx::query(AssertSqlSafe(self.sql.delete.clone()))
+                    .bind(key.as_bytes().as_slice())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        except: Option<&StorageKey>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let live: i64 = self
+            .bounded(async {
+                sqlx::query_scalar(AssertSqlSafe(self.sql.delete_user.clone()))
+                    .bind(user_id.as_bytes())
+                    .bind(except.map(|k| k.as_bytes().as_slice()))
+                    .bind(now.as_millis())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        u64::try_from(live).map_err(|_| Error::codec(CorruptRow("negative count")))
+    }
+
+    async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
+        let rows = self
+            .bounded(async {
+                sqlx::query(AssertSqlSafe(self.sql.list_user.clone()))
+                    .bind(user_id.as_bytes())
+                    .bind(now.as_millis())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        rows.iter().map(|r| decode_summary(r, user_id)).collect()
+    }
+
+    async fn delete_all(&self) -> Result<()> {
+        self.bounded(async {
+            sqlx::query(AssertSqlSafe(self.sql.delete_all.clone()))
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let done = self
+            .bounded(async {
+                sqlx::query(AssertSqlSafe(self.sql.cleanup.clone()))
+                    .bind(now.as_millis())
+                    .bind(limit)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx)
+            })
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,112 @@
+//! Shared helpers: the test server's URL, a fresh schema per test (dropped
+//! afterwards), and the skip switch.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use session_store_postgres::{PostgresConfig, PostgresStore};
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Default test server (see `store-postgres/scripts/postgres-service.sh`).
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The server's URL: `SESSION_STORE_POSTGRES_URL` or the default.
+pub fn url() -> String {
+    std::env::var("SESSION_STORE_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+}
+
+/// Whether the user asked to skip PostgreSQL tests.
+pub fn skip_requested() -> bool {
+    std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1")
+}
+
+/// A random schema name no other test uses.
+pub fn random_schema() -> String {
+    format!("ss_test_{:016x}", rand::random::<u64>())
+}
+
+/// Drops its schema (and everything in it) when dropped, from a separate
+/// thread with its own runtime and connection, so it works from any context.
+#[derive(Debug)]
+pub struct SchemaGuard {
+    pub url: String,
+    pub schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for dropping a test schema");
+            rt.block_on(async move {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                conn.close().await
+            })
+        });
+        if let Ok(Err(e)) = handle.join() {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
+    }
+}
+
+/// The configuration of a test store: the test server, a fresh random
+/// schema, a small pool and short timeouts.
+pub fn test_config(max_connections: u32) -> PostgresConfig {
+    PostgresConfig::new(url())
+        .schema(random_schema())
+        .table("sessions")
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .statement_timeout(Some(Duration::from_secs(30)))
+}
+
+/// Connects a store for `config` without migrating; panics with what to
+/// start when the server cannot be reached.
+pub async fn connect(config: &PostgresConfig) -> PostgresStore {
+    match PostgresStore::connect(config).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {} ({e}). Start it with \
+             store-postgres/scripts/postgres-service.sh, point SESSION_STORE_POSTGRES_URL \
+             at a server, or set SESSION_STORE_SKIP_POSTGRES=1 to skip these tests.",
+            redacted(&url())
+        ),
+    }
+}
+
+/// Connects and migrates a store for `config` (see [`connect`]); the guard
+/// drops the schema.
+pub async fn connect_migrated(config: &PostgresConfig) -> (PostgresStore, SchemaGuard) {
+    let store = connect(config).await;
+    let guard = SchemaGuard {
+        url: url(),
+        schema: config.schema_name().to_owned(),
+    };
+    store.migrate().await.expect("migrate a fresh schema");
+    (store, guard)
+}
+
+/// A fresh migrated store in its own schema, or `None` when skipping.
+pub async fn fresh_store(max_connections: u32) -> Option<(PostgresStore, SchemaGuard)> {
+    if skip_requested() {
+        println!("SKIP: SESSION_STORE_SKIP_POSTGRES=1");
+        return None;
+    }
+    Some(connect_migrated(&test_config(max_connections)).await)
+}
+
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://<user>@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
