@@ -66,6 +66,10 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// An argument from the caller is unacceptable (empty user id, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+
     /// Invalid configuration or argument (bad table name, key prefix, empty user id, ...).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -21,6 +21,8 @@
 mod backend;
 mod encrypt;
 mod error;
+mod events;
+mod manager;
 mod memory;
 mod record;
 mod time;
@@ -29,6 +31,10 @@ mod token;
 pub use backend::{Capabilities, SessionBackend};
 pub use encrypt::{Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD};
 pub use error::{BoxError, Error, Result};
+pub use events::{Event, EventSink, NoEvents};
+pub use manager::{
+    CapPolicy, Device, Policy, RotateReason, Session, SessionManager, SessionManagerBuilder,
+};
 pub use memory::MemoryStore;
 pub use record::{ClientMeta, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -247,7 +247,7 @@ impl SessionBackend for MemoryStore {
                     .map(|r| SessionSummary::of(*k, user_id.to_owned(), r))
             })
             .collect();
-        out.sort_by(|a, b| (a.created_at, a.key).cmp(&(b.created_at, b.key)));
+        out.sort_by_key(|s| (s.created_at, s.key));
         Ok(out)
     }
 

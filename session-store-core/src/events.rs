@@ -1,0 +1,83 @@
+//! Lifecycle events, for audit logs and alerting.
+
+use std::fmt::Debug;
+
+/// Something that happened to a session. Keys are
+/// [`StorageKey::short_hash`](crate::StorageKey::short_hash) tags, never tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session was created.
+    Created {
+        /// Short hash of the new key.
+        key: String,
+    },
+    /// A session moved to a new token.
+    Rotated {
+        /// Short hash of the old key.
+        from: String,
+        /// Short hash of the new key.
+        to: String,
+        /// `"login"`, `"privilege"` or `"renewal"`.
+        reason: &'static str,
+    },
+    /// A load followed a renewal forwarder to the successor (grace window).
+    ForwardFollowed {
+        /// Short hash of the old key.
+        from: String,
+        /// Short hash of the successor.
+        to: String,
+    },
+    /// A session was deleted (logout).
+    Deleted {
+        /// Short hash of the key.
+        key: String,
+    },
+    /// One session was revoked through its handle.
+    Revoked {
+        /// Short hash of the key.
+        key: String,
+    },
+    /// Sessions of a user were revoked (log out everywhere / other devices).
+    UserSessionsRevoked {
+        /// How many live sessions were removed.
+        count: u64,
+    },
+    /// A session was removed to respect the per-user cap.
+    Evicted {
+        /// Short hash of the key.
+        key: String,
+    },
+    /// A well-formed token found no live session: unknown, deleted, rotated
+    /// away or expired. (A backend folds "expired" into "absent" by contract:
+    /// once cleanup ran the two are indistinguishable anyway.) Count these per
+    /// client IP to detect guessing.
+    LookupMiss,
+    /// A malformed token was presented (rejected before any I/O).
+    InvalidToken,
+    /// Stored ciphertext failed to decrypt: tampering or a missing key.
+    DecryptFailed {
+        /// Short hash of the key.
+        key: String,
+    },
+    /// Expired entries were removed by cleanup.
+    CleanedUp {
+        /// How many entries were removed.
+        removed: u64,
+    },
+}
+
+/// Receives lifecycle events. The default sink ([`NoEvents`]) ignores them.
+/// Called inline: keep it fast (hand off to a channel for slow work).
+pub trait EventSink: Send + Sync + Debug {
+    /// Called once per event.
+    fn event(&self, event: &Event);
+}
+
+/// Ignores every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn event(&self, _event: &Event) {}
+}
