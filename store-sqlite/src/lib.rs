@@ -1,0 +1,69 @@
+//! # session-store-sqlite
+//!
+//! A [`SessionBackend`](session_store_core::SessionBackend) on SQLite
+//! (bundled through `rusqlite`): one file, no server.
+//!
+//! ```no_run
+//! # async fn demo() -> session_store_core::Result<()> {
+//! use session_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+//!
+//! let config = SqliteConfig::builder("/var/lib/app/sessions.db")
+//!     .table("sessions")
+//!     .synchronous(Synchronous::Normal)
+//!     .readers(2)
+//!     .build()?;
+//! let store = SqliteStore::open(config).await?;
+//! store.migrate().await?; // explicit and idempotent
+//! # Ok(()) }
+//! ```
+//!
+//! ## Capabilities
+//! - The whole contract, [`Capabilities::full`](session_store_core::Capabilities::full):
+//!   counted, bounded cleanup.
+//! - Never blocks the async runtime: a dedicated writer thread owns the only
+//!   write connection and a small pool of reader threads own read
+//!   connections; calls cross over a channel and come back through a tokio
+//!   oneshot (no `spawn_blocking`). Statements are prepared once per
+//!   connection and cached.
+//! - WAL mode: reads (`load`, `list_user`) run concurrently with writes.
+//! - Durability is a setting ([`Synchronous`]); the default `NORMAL` and its
+//!   trade-off are explained there.
+//! - Atomicity from single statements (`create` is an `INSERT` that fails on
+//!   conflict, `save` is `UPDATE ... WHERE version = ? AND expires_at > ?`,
+//!   `delete_user` is one `DELETE ... RETURNING`) and one immediate
+//!   transaction for `rotate`.
+//! - Indexed: by key (primary key), by user (`delete_user`, `list_user`,
+//!   already in list order) and by expiry (`cleanup_expired`); none of them
+//!   scans the table.
+//! - An explicit, idempotent [`SqliteStore::migrate`] with a recorded schema
+//!   version; a database written by a newer version is refused with
+//!   [`Error::SchemaTooNew`](session_store_core::Error::SchemaTooNew).
+//! - Safe opening: a directory, a file that is not a database or a too-new
+//!   schema is a typed error and the file is left untouched.
+//! - A periodic cleanup task ([`SqliteStore::spawn_cleanup`]) that stops when
+//!   its handle is dropped.
+//! - In-memory databases for tests ([`SqliteConfig::in_memory`]).
+//!
+//! ## Not provided
+//! - Server-side expiry: expired rows stay until cleanup removes them (reads
+//!   never return them).
+//! - Secure deletion: a deleted row's bytes may remain in free pages and in
+//!   the WAL until overwritten. Session data is opaque here; use the
+//!   `Encrypted` wrapper of `session-store-core` to keep it unreadable at rest.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cleanup;
+mod config;
+mod schema;
+mod store;
+mod worker;
+
+pub use cleanup::{spawn_cleanup, CleanupHandle, CleanupStats, MAX_BATCHES_PER_ROUND};
+pub use config::{
+    Location, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_READERS, DEFAULT_TABLE, MAX_READERS,
+};
+pub use schema::{SCHEMA_TABLE, SCHEMA_VERSION};
+pub use store::SqliteStore;
