@@ -1,0 +1,403 @@
+//! Configuration: where Redis is, the key prefix, timeouts.
+
+use std::fmt;
+use std::time::Duration;
+
+use session_store_core::{Error, Result};
+
+use crate::store::RedisStore;
+
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "session";
+
+/// Where the store connects: one server or a cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One server (or a proxy), through an auto-reconnecting `ConnectionManager`.
+    Single(String),
+    /// Redis Cluster seed nodes, through the async cluster client.
+    Cluster(Vec<String>),
+}
+
+/// How to reach Redis and how to name keys. Build it with
+/// [`RedisConfig::new`], [`RedisConfig::cluster`] or [`RedisConfig::from_env`],
+/// adjust it with the `with_*` methods, then [`connect`](RedisConfig::connect).
+///
+/// URLs follow the `redis` crate: `redis://[user:password@]host:port[/db]`,
+/// `rediss://...` for TLS (needs the `tls` feature). Credentials in URLs pass
+/// through to the client and are redacted from `Debug`.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_store_redis::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379")
+///     .with_prefix("myapp:sess")
+///     .with_response_timeout(Duration::from_millis(500));
+/// assert!(config.validate().is_ok());
+/// assert!(RedisConfig::new("redis://127.0.0.1").with_prefix("a{b}").validate().is_err());
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(crate) target: Target,
+    pub(crate) prefix: String,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) reconnect_retries: usize,
+    pub(crate) ttl_slack: Duration,
+    pub(crate) index_guard: Duration,
+}
+
+impl RedisConfig {
+    /// One Redis server at `url`, with the defaults: prefix `session`,
+    /// connection timeout 1 s, response timeout 1 s, operation timeout 3 s,
+    /// 2 reconnect retries, TTL slack 5 s, index guard 60 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::with_target(Target::Single(url.into()))
+    }
+
+    /// A Redis Cluster reached through the seed nodes `nodes` (one URL each).
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
+    }
+
+    fn with_target(target: Target) -> Self {
+        RedisConfig {
+            target,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connection_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            operation_timeout: Duration::from_secs(3),
+            reconnect_retries: 2,
+            ttl_slack: Duration::from_secs(5),
+            index_guard: Duration::from_secs(60),
+        }
+    }
+
+    /// Reads the configuration from environment variables:
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `SESSION_STORE_REDIS_URL` | URL of a single server (`redis://` or `rediss://`, credentials allowed) | `redis://127.0.0.1:6379` |
+    /// | `SESSION_STORE_REDIS_CLUSTER_NODES` | comma-separated seed node URLs; when set, cluster mode is used and `SESSION_STORE_REDIS_URL` is ignored | unset |
+    /// | `SESSION_STORE_REDIS_PREFIX` | key prefix, `[A-Za-z0-9_.:-]{1,64}` | `session` |
+    /// | `SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS` | timeout of one connection attempt | `1000` |
+    /// | `SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS` | timeout of one command's response | `1000` |
+    /// | `SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS` | cap on one store operation, reconnect waits included | `3000` |
+    /// | `SESSION_STORE_REDIS_RECONNECT_RETRIES` | reconnect attempts per outage before commands fail | `2` |
+    /// | `SESSION_STORE_REDIS_TTL_SLACK_MS` | added to every server-side expiry (clock-skew tolerance) | `5000` |
+    /// | `SESSION_STORE_REDIS_INDEX_GUARD_MS` | age before a user-index entry without a record may be pruned | `60000` |
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a value that does not parse or validate. Nothing
+    /// connects yet.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`RedisConfig::from_env`] over any variable source (for tests).
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut config = match get("SESSION_STORE_REDIS_CLUSTER_NODES") {
+            Some(nodes) => RedisConfig::cluster(
+                nodes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned),
+            ),
+            None => RedisConfig::new(
+                get("SESSION_STORE_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            ),
+        };
+        if let Some(prefix) = get("SESSION_STORE_REDIS_PREFIX") {
+            config.prefix = prefix;
+        }
+        let millis = |name: &str| -> Result<Option<Duration>> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map(Duration::from_millis)
+                        .map_err(|_| {
+                            Error::Config(format!("{name} must be a whole number of milliseconds"))
+                        })
+                })
+                .transpose()
+        };
+        if let Some(d) = millis("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS")? {
+            config.connection_timeout = d;
+        }
+        if let Some(d) = millis("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS")? {
+            config.response_timeout = d;
+        }
+        if let Some(d) = millis("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS")? {
+            config.operation_timeout = d;
+        }
+        if let Some(d) = millis("SESSION_STORE_REDIS_TTL_SLACK_MS")? {
+            config.ttl_slack = d;
+        }
+        if let Some(d) = millis("SESSION_STORE_REDIS_INDEX_GUARD_MS")? {
+            config.index_guard = d;
+        }
+        if let Some(v) = get("SESSION_STORE_REDIS_RECONNECT_RETRIES") {
+            config.reconnect_retries = v.trim().parse().map_err(|_| {
+                Error::Config("SESSION_STORE_REDIS_RECONNECT_RETRIES must be a whole number".into())
+            })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets the key prefix (validated by [`RedisConfig::validate`]). Every key
+    /// of this store starts with `{<prefix>:`, and
+    /// [`delete_all`](session_store_core::SessionBackend::delete_all) removes
+    /// exactly the keys of this prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Timeout of one connection attempt (default 1 s).
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Timeout of one command's response (default 1 s).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Upper bound on one store operation, including waiting for a reconnect
+    /// (default 3 s). When it passes, the operation fails with a retryable
+    /// [`Error::Backend`]; a script already sent may still have run.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Reconnect attempts per outage before queued commands fail (default 2;
+    /// the next command after that starts a new round).
+    pub fn with_reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// Added to every key's server-side expiry (default 5 s). Expiry is
+    /// enforced exactly at read time with the caller's clock; the slack only
+    /// keeps a Redis clock that runs ahead of the application's from dropping
+    /// sessions early. Zero makes keys vanish exactly at their deadline.
+    pub fn with_ttl_slack(mut self, slack: Duration) -> Self {
+        self.ttl_slack = slack;
+        self
+    }
+
+    /// How old a user-index entry must be before it is pruned when its
+    /// session record is missing (default 60 s). A session is created (or
+    /// rotated in) at most half this time after its index entry was written,
+    /// or the write is retried; so a record that is missing from an entry
+    /// older than this can never appear any more. Keep it well above the
+    /// clock skew between cluster nodes.
+    pub fn with_index_guard(mut self, guard: Duration) -> Self {
+        self.index_guard = guard;
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether this configuration targets a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// Checks the prefix (`^[A-Za-z0-9_.:-]{1,64}$`: no hash-tag braces, no
+    /// glob characters), the target (at least one URL) and the timeouts (not
+    /// zero).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending setting (never echoing a URL,
+    /// which may hold a password).
+    pub fn validate(&self) -> Result<()> {
+        validate_prefix(&self.prefix)?;
+        match &self.target {
+            Target::Single(url) if url.trim().is_empty() => {
+                return Err(Error::Config("the Redis URL is empty".into()))
+            }
+            Target::Cluster(nodes) if nodes.is_empty() => {
+                return Err(Error::Config("the Redis Cluster node list is empty".into()))
+            }
+            _ => {}
+        }
+        for (name, d) in [
+            ("connection timeout", self.connection_timeout),
+            ("response timeout", self.response_timeout),
+            ("operation timeout", self.operation_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("the {name} must not be zero")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, connects and returns the store. Shorthand for
+    /// [`RedisStore::connect`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration or URL; a retryable
+    /// [`Error::Backend`] when the server cannot be reached within the
+    /// operation timeout.
+    pub async fn connect(self) -> Result<RedisStore> {
+        RedisStore::connect(self).await
+    }
+}
+
+/// Checks a key prefix: 1 to 64 characters of `[A-Za-z0-9_.:-]`.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    let ok = (1..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9_.:-]".into(),
+        ))
+    }
+}
+
+/// A URL with any password replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+            } else {
+                format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Single(url) => f.debug_tuple("Single").field(&redact_url(url)).finish(),
+            Target::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("reconnect_retries", &self.reconnect_retries)
+            .field("ttl_slack", &self.ttl_slack)
+            .field("index_guard", &self.index_guard)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_validated() {
+        for good in ["a", "session", "app:sess", "A-b_c.d:1", &"x".repeat(64)] {
+            assert!(validate_prefix(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "a{b",
+            "a}b",
+            "{a}",
+            "a b",
+            "a*",
+            "a?",
+            "a[b]",
+            "é",
+            "a\0",
+            &"x".repeat(65),
+        ] {
+            assert!(
+                matches!(validate_prefix(bad), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("rediss://secret@h:1"), "rediss://***@h:1");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        let c = RedisConfig::cluster(["redis://:pw1@a:1", "redis://b:2"]);
+        assert!(!format!("{c:?}").contains("pw1"));
+    }
+
+    #[test]
+    fn env_parsing() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = RedisConfig::from_lookup(env(&[])).unwrap();
+        assert_eq!(c.target, Target::Single("redis://127.0.0.1:6379".into()));
+        assert_eq!(c.prefix, DEFAULT_PREFIX);
+        let c = RedisConfig::from_lookup(env(&[
+            ("SESSION_STORE_REDIS_URL", "redis://ignored"),
+            (
+                "SESSION_STORE_REDIS_CLUSTER_NODES",
+                "redis://a:1, redis://b:2,",
+            ),
+            ("SESSION_STORE_REDIS_PREFIX", "p:x"),
+            ("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS", "250"),
+            ("SESSION_STORE_REDIS_RECONNECT_RETRIES", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.target,
+            Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        assert_eq!(c.prefix, "p:x");
+        assert_eq!(c.response_timeout, Duration::from_millis(250));
+        assert_eq!(c.reconnect_retries, 5);
+        for bad in [
+            &[("SESSION_STORE_REDIS_PREFIX", "a{b}")][..],
+            &[("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS", "soon")][..],
+            &[("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS", "0")][..],
+        ] {
+            assert!(matches!(
+                RedisConfig::from_lookup(env(bad)),
+                Err(Error::Config(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! # session-store-redis
+//!
+//! A [`SessionBackend`](session_store_core::SessionBackend) on Redis (one
+//! server, through an auto-reconnecting `ConnectionManager`) or Redis Cluster
+//! (through the async cluster client), with the `redis` crate. One type,
+//! [`RedisStore`], covers both; [`RedisConfig`] builds it from a URL, a list of
+//! cluster nodes or environment variables ([`RedisConfig::from_env`]).
+//!
+//! ```no_run
+//! # async fn demo() -> session_store_core::Result<()> {
+//! use session_store_redis::RedisConfig;
+//!
+//! let store = RedisConfig::new("redis://127.0.0.1:6379")
+//!     .with_prefix("myapp:sess")
+//!     .connect()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Capabilities
+//! - Every operation of the contract, each atomic: multi-step operations are
+//!   Lua scripts (loaded once, called by SHA, re-sent on `NOSCRIPT`).
+//! - Redis Cluster by design: a session, its rotation successor and its grace
+//!   forwarder share a hash tag (the first 8 bits of the storage key,
+//!   [`AFFINITY_BITS`], announced through `rotation_affinity_bits`), so a
+//!   rotation is one script in one slot. A successor that does not share the
+//!   bits is rejected with `Error::Config`. No command spans two slots (no
+//!   `MGET`, `RENAME` or multi-key `DEL` across sessions); `KEYS` is never
+//!   used and `SCAN` only by [`delete_all`](session_store_core::SessionBackend::delete_all)
+//!   and [`RedisStore::dump_raw`] (per master node in cluster mode).
+//! - Native expiry: every key gets a `PEXPIREAT` from its own deadlines
+//!   (sessions: `expires_at`, forwarders: `until`, user indexes: the highest
+//!   absolute deadline), plus a configurable slack, so nothing outlives its
+//!   session when no cleanup runs. Expiry is also checked at read time with
+//!   the caller's `now`, exactly as the contract says. `cleanup_expired`
+//!   returns 0 (capability `counted_cleanup = false`, see
+//!   [`RedisStore::capabilities`]).
+//! - One round trip per `load` (`HGETALL`), `save`, `touch` and `delete`;
+//!   `create` and `rotate` of a logged-in session take two (user index, then
+//!   the record). `touch` rewrites two small fields, never the data.
+//! - Bounded failure: connection and response timeouts go to the client, and
+//!   every operation is capped by an operation timeout, so a down server gives
+//!   a retryable `Error::Backend` in bounded time, never a hang and never
+//!   "no session". The single-server connection reconnects by itself.
+//! - TLS (`rediss://`, feature `tls`, rustls with the platform's roots) and
+//!   authentication (`redis://user:password@host`) pass through from the URL.
+//! - A validated key prefix (`[A-Za-z0-9_.:-]{1,64}`) per store;
+//!   `delete_all` deletes exactly that prefix's keys.
+//! - Requires Redis 6.2 or later (`ZADD GT`).
+//!
+//! ## The user index
+//! Sessions of a user are found through a per-user sorted set
+//! `{<prefix>:u:<sha256(user)>}` (its own slot) whose members are storage
+//! keys, scored by the session's **absolute** deadline: an upper bound of its
+//! expiry that `touch` never moves, so the index needs no update on activity.
+//! A companion hash records when each member was added (server time).
+//!
+//! The index is a superset hint, kept correct across slots without
+//! cross-slot atomicity and without keyspace notifications:
+//! - it is written **before** the record (`create`, `rotate`, and `save` when
+//!   the owner changes or the absolute deadline grows), so every session of a
+//!   user is in the user's index;
+//! - `list_user` and `delete_user` verify each candidate against its record
+//!   (exists, is a session of that user, is live at `now`); the record decides;
+//! - pruning only removes entries that can never again name a live session of
+//!   the user: scores not after `now` (`ZREMRANGEBYSCORE`), entries whose
+//!   record is a forwarder or was deleted by `delete_user`, and entries whose
+//!   record is missing **and** that were added longer than the index guard
+//!   ago (default 60 s). The guard closes the one race left: a record missing
+//!   because its `create` is still in flight. `create` and `rotate` refuse to
+//!   write a record more than half the guard after its index entry (they
+//!   write the entry again and retry), so an entry older than the guard whose
+//!   record is missing is dead for good;
+//! - entries of sessions that moved to another user (`save` with a new
+//!   `user_id`) stay until their score passes; they are filtered out when
+//!   read.
+//!
+//! So the cost of `list_user`/`delete_user` is proportional to the user's
+//! live sessions plus those that ended within the last guard period, also when
+//! records expired on their own through their TTL.
+//!
+//! ## Persistence
+//! What survives a Redis restart is Redis's configuration, not this crate's:
+//! with `--save "" --appendonly no` (the test servers) every session is gone
+//! after a restart, and users are logged out; with `--appendonly yes
+//! --appendfsync always` every acknowledged write survives a crash, at a cost
+//! in write latency (`everysec` may lose the last second). The store itself
+//! reconnects and goes on either way.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod schema;
+mod scripts;
+mod store;
+
+pub use config::{RedisConfig, DEFAULT_PREFIX};
+pub use schema::AFFINITY_BITS;
+pub use store::RedisStore;
