@@ -85,7 +85,10 @@ pub async fn load_session(
 /// If the backend errors or finds anything.
 pub async fn assert_absent(backend: &dyn SessionBackend, key: &StorageKey, now: Timestamp) {
     let found = backend.load(key, now).await.expect("load");
-    assert!(found.is_none(), "expected nothing under the key, found {found:?}");
+    assert!(
+        found.is_none(),
+        "expected nothing under the key, found {found:?}"
+    );
 }
 
 /// The keys of `user`'s live sessions at `now`, in listing order.

@@ -49,7 +49,10 @@ pub async fn cleanup_removes_only_expired_in_batches(ctx: Ctx) {
     expired.push(boundary);
     // A forwarder that ends before the cutoff, its successor lives on.
     let from = fresh_key();
-    ctx.backend.create(&from, &record(t, b"f")).await.expect("create");
+    ctx.backend
+        .create(&from, &record(t, b"f"))
+        .await
+        .expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let mut succ = record(t, b"successor");
     succ.idle_deadline = at(t, mins(40));
@@ -69,17 +72,34 @@ pub async fn cleanup_removes_only_expired_in_batches(ctx: Ctx) {
 
     if ctx.capabilities.counted_cleanup {
         // Nothing is expired at t.
-        assert_eq!(ctx.backend.cleanup_expired(t, 100).await.expect("cleanup"), 0);
+        assert_eq!(
+            ctx.backend.cleanup_expired(t, 100).await.expect("cleanup"),
+            0
+        );
         let mut batches = Vec::new();
         for _ in 0..10 {
-            let n = ctx.backend.cleanup_expired(cutoff, 3).await.expect("cleanup");
+            let n = ctx
+                .backend
+                .cleanup_expired(cutoff, 3)
+                .await
+                .expect("cleanup");
             batches.push(n);
             if n < 3 {
                 break;
             }
         }
-        assert_eq!(batches, vec![3, 3, 1], "batches of at most `limit`, exact counts");
-        assert_eq!(ctx.backend.cleanup_expired(cutoff, 3).await.expect("cleanup"), 0);
+        assert_eq!(
+            batches,
+            vec![3, 3, 1],
+            "batches of at most `limit`, exact counts"
+        );
+        assert_eq!(
+            ctx.backend
+                .cleanup_expired(cutoff, 3)
+                .await
+                .expect("cleanup"),
+            0
+        );
         // They are really gone, not just hidden: nothing to delete, nothing
         // at an earlier instant.
         for key in &expired {
@@ -88,7 +108,11 @@ pub async fn cleanup_removes_only_expired_in_batches(ctx: Ctx) {
         }
     } else {
         for _ in 0..10 {
-            let n = ctx.backend.cleanup_expired(cutoff, 3).await.expect("cleanup");
+            let n = ctx
+                .backend
+                .cleanup_expired(cutoff, 3)
+                .await
+                .expect("cleanup");
             assert!(n <= 3, "cleanup removed {n} > limit");
             if n < 3 {
                 break;
@@ -101,10 +125,16 @@ pub async fn cleanup_removes_only_expired_in_batches(ctx: Ctx) {
     for key in &live {
         load_session(&*ctx.backend, key, cutoff).await;
     }
-    assert_eq!(listed_keys(&*ctx.backend, "alice", cutoff).await, vec![live[0]]);
+    assert_eq!(
+        listed_keys(&*ctx.backend, "alice", cutoff).await,
+        vec![live[0]]
+    );
     // The user index is purged too: deleting alice's sessions finds the live one only.
     assert_eq!(
-        ctx.backend.delete_user("alice", None, cutoff).await.expect("delete_user"),
+        ctx.backend
+            .delete_user("alice", None, cutoff)
+            .await
+            .expect("delete_user"),
         1
     );
 }

@@ -39,7 +39,10 @@ pub async fn concurrent_saves_all_land(ctx: Ctx) {
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    assert!(attempts <= MAX_ATTEMPTS, "no progress after {MAX_ATTEMPTS} attempts");
+                    assert!(
+                        attempts <= MAX_ATTEMPTS,
+                        "no progress after {MAX_ATTEMPTS} attempts"
+                    );
                     let mut current = load_session(&*backend, &key, t).await;
                     let n = counter(&current.data);
                     current.data = (n + 1).to_le_bytes().to_vec();
@@ -65,8 +68,16 @@ pub async fn concurrent_saves_all_land(ctx: Ctx) {
     }
     let total = TASKS as u64 * INCREMENTS;
     let stored = load_session(&*ctx.backend, &key, t).await;
-    assert_eq!(counter(&stored.data), total, "lost or duplicated increments ({conflicts} conflicts)");
-    assert_eq!(stored.version, 100 + total, "one version per successful save");
+    assert_eq!(
+        counter(&stored.data),
+        total,
+        "lost or duplicated increments ({conflicts} conflicts)"
+    );
+    assert_eq!(
+        stored.version,
+        100 + total,
+        "one version per successful save"
+    );
 }
 
 /// rotate: 16 tasks rotate the same session at the same version, each to its
@@ -157,7 +168,10 @@ pub async fn concurrent_creates_one_winner(ctx: Ctx) {
         if i == w {
             assert_eq!(listed, vec![key]);
         } else {
-            assert!(listed.is_empty(), "a losing create left an index entry for user{i}");
+            assert!(
+                listed.is_empty(),
+                "a losing create left an index entry for user{i}"
+            );
         }
     }
 }

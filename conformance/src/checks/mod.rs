@@ -9,6 +9,7 @@ use crate::{BoxFuture, DumpFn, Mode, Setup};
 
 mod cleanup;
 mod concurrency;
+pub mod model;
 mod rotate;
 mod save;
 mod scenarios;
@@ -98,6 +99,8 @@ registry! {
     concurrency::concurrent_saves_all_land,
     concurrency::concurrent_rotations_one_winner,
     concurrency::concurrent_creates_one_winner,
+    // model-based
+    model::model_based_sequences,
     // encryption at rest (Mode::Encrypted)
     tamper::tampered_ciphertext_fails_closed,
     tamper::ciphertext_bound_to_row,

@@ -58,7 +58,11 @@ pub async fn rotate_stale_conflict(ctx: Ctx) {
     let cases: Vec<(&str, Rotation, Timestamp)> = vec![
         ("stale version", rotation(from, to, stale), t),
         ("missing source", rotation(fresh_key(), to, r.clone()), t),
-        ("expired source", rotation(from, to, r.clone()), r.idle_deadline),
+        (
+            "expired source",
+            rotation(from, to, r.clone()),
+            r.idle_deadline,
+        ),
     ];
     for (what, rot, when) in cases {
         match ctx.backend.rotate(&rot, when).await {
@@ -66,7 +70,11 @@ pub async fn rotate_stale_conflict(ctx: Ctx) {
             other => panic!("{what}: expected Conflict, got {other:?}"),
         }
         assert_absent(&*ctx.backend, &to, t).await;
-        assert_eq!(load_session(&*ctx.backend, &from, t).await, r, "{what}: nothing changed");
+        assert_eq!(
+            load_session(&*ctx.backend, &from, t).await,
+            r,
+            "{what}: nothing changed"
+        );
     }
 }
 
@@ -105,7 +113,10 @@ pub async fn rotate_into_existing_already_exists(ctx: Ctx) {
     ctx.backend.create(&from, &r).await.expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let occupant = user_record(t, "bob", b"occupant");
-    ctx.backend.create(&to, &occupant).await.expect("create occupant");
+    ctx.backend
+        .create(&to, &occupant)
+        .await
+        .expect("create occupant");
 
     match ctx.backend.rotate(&rotation(from, to, r.clone()), t).await {
         Err(Error::AlreadyExists) => {}
@@ -124,7 +135,11 @@ pub async fn rotate_into_existing_already_exists(ctx: Ctx) {
         other => panic!("stale source and occupied successor: expected Conflict, got {other:?}"),
     }
     // Rotating onto itself is an occupied successor too.
-    match ctx.backend.rotate(&rotation(from, from, r.clone()), t).await {
+    match ctx
+        .backend
+        .rotate(&rotation(from, from, r.clone()), t)
+        .await
+    {
         Err(Error::AlreadyExists) => {}
         other => panic!("rotation onto the same key: expected AlreadyExists, got {other:?}"),
     }

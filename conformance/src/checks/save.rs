@@ -35,16 +35,31 @@ pub async fn save_cas_bumps_version(ctx: Ctx) {
         meta: b"meta-1".to_vec(),
         data: b"v1".to_vec(),
     };
-    let v = ctx.backend.save(&key, &next, at(t, mins(1))).await.expect("save");
+    let v = ctx
+        .backend
+        .save(&key, &next, at(t, mins(1)))
+        .await
+        .expect("save");
     assert_eq!(v, 6, "save returns the stored version, read version + 1");
     let loaded = load_session(&*ctx.backend, &key, at(t, mins(1))).await;
-    assert_eq!(loaded, SessionRecord { version: 6, ..next.clone() }, "every field replaced");
+    assert_eq!(
+        loaded,
+        SessionRecord {
+            version: 6,
+            ..next.clone()
+        },
+        "every field replaced"
+    );
 
     let again = SessionRecord {
         data: b"v2".to_vec(),
         ..loaded
     };
-    let v = ctx.backend.save(&key, &again, at(t, mins(2))).await.expect("second save");
+    let v = ctx
+        .backend
+        .save(&key, &again, at(t, mins(2)))
+        .await
+        .expect("second save");
     assert_eq!(v, 7);
     let loaded = load_session(&*ctx.backend, &key, at(t, mins(2))).await;
     assert_eq!(loaded.version, 7);
@@ -55,7 +70,10 @@ pub async fn save_cas_bumps_version(ctx: Ctx) {
 pub async fn save_stale_version_conflict(ctx: Ctx) {
     let t = now();
     let key = fresh_key();
-    ctx.backend.create(&key, &record(t, b"v0")).await.expect("create");
+    ctx.backend
+        .create(&key, &record(t, b"v0"))
+        .await
+        .expect("create");
     let mut first = load_session(&*ctx.backend, &key, t).await;
     let stale = first.clone();
     first.data = b"winner".to_vec();
@@ -116,7 +134,10 @@ pub async fn save_after_rotate_conflict(ctx: Ctx) {
 
     let mut stale = held;
     stale.data = b"stale write".to_vec();
-    expect_conflict(ctx.backend.save(&from, &stale, t).await, "save on the old key");
+    expect_conflict(
+        ctx.backend.save(&from, &stale, t).await,
+        "save on the old key",
+    );
     assert_absent(&*ctx.backend, &from, t).await;
     let moved = load_session(&*ctx.backend, &to, t).await;
     assert_eq!(moved.data, b"before");
@@ -135,7 +156,10 @@ pub async fn save_expired_conflict(ctx: Ctx) {
     late.data = b"too late".to_vec();
     late.idle_deadline = at(t, mins(90));
     // `now` exactly at the idle deadline: expired.
-    expect_conflict(ctx.backend.save(&key, &late, r.idle_deadline).await, "expired (idle)");
+    expect_conflict(
+        ctx.backend.save(&key, &late, r.idle_deadline).await,
+        "expired (idle)",
+    );
     expect_conflict(
         ctx.backend.save(&key, &late, r.absolute_deadline).await,
         "expired (absolute)",
@@ -149,7 +173,10 @@ pub async fn save_expired_conflict(ctx: Ctx) {
 pub async fn save_on_forwarder_conflict(ctx: Ctx) {
     let t = now();
     let from = fresh_key();
-    ctx.backend.create(&from, &record(t, b"x")).await.expect("create");
+    ctx.backend
+        .create(&from, &record(t, b"x"))
+        .await
+        .expect("create");
     let held = load_session(&*ctx.backend, &from, t).await;
     let to = successor_key(&*ctx.backend, &from);
     let until = at(t, mins(1));
@@ -166,7 +193,10 @@ pub async fn save_on_forwarder_conflict(ctx: Ctx) {
     for version in [0, 1] {
         let mut write = held.clone();
         write.version = version;
-        expect_conflict(ctx.backend.save(&from, &write, t).await, "save on a forwarder");
+        expect_conflict(
+            ctx.backend.save(&from, &write, t).await,
+            "save on a forwarder",
+        );
     }
     match ctx.backend.load(&from, t).await.expect("load") {
         Some(session_store_core::Lookup::Forwarded(f)) => {
@@ -183,7 +213,10 @@ pub async fn save_on_forwarder_conflict(ctx: Ctx) {
 pub async fn save_moves_user_index(ctx: Ctx) {
     let t = now();
     let key = fresh_key();
-    ctx.backend.create(&key, &record(t, b"x")).await.expect("create");
+    ctx.backend
+        .create(&key, &record(t, b"x"))
+        .await
+        .expect("create");
     let mut r = load_session(&*ctx.backend, &key, t).await;
     assert!(listed_keys(&*ctx.backend, "alice", t).await.is_empty());
 
@@ -196,12 +229,24 @@ pub async fn save_moves_user_index(ctx: Ctx) {
     assert!(listed_keys(&*ctx.backend, "alice", t).await.is_empty());
     assert_eq!(listed_keys(&*ctx.backend, "bob", t).await, vec![key]);
     // Deleting alice's sessions no longer touches it.
-    assert_eq!(ctx.backend.delete_user("alice", None, t).await.expect("delete_user"), 0);
+    assert_eq!(
+        ctx.backend
+            .delete_user("alice", None, t)
+            .await
+            .expect("delete_user"),
+        0
+    );
     load_session(&*ctx.backend, &key, t).await;
 
     r.user_id = None;
     ctx.backend.save(&key, &r, t).await.expect("save anonymous");
     assert!(listed_keys(&*ctx.backend, "bob", t).await.is_empty());
-    assert_eq!(ctx.backend.delete_user("bob", None, t).await.expect("delete_user"), 0);
+    assert_eq!(
+        ctx.backend
+            .delete_user("bob", None, t)
+            .await
+            .expect("delete_user"),
+        0
+    );
     assert_eq!(load_session(&*ctx.backend, &key, t).await.user_id, None);
 }

@@ -41,14 +41,20 @@ pub async fn create_collision_with_expired_entry(ctx: Ctx) {
         .await
         .expect_err("create over an expired entry must fail");
     assert!(matches!(err, Error::AlreadyExists), "got {err:?}");
-    assert_eq!(load_session(&*ctx.backend, &key, t).await.data, b"short-lived");
+    assert_eq!(
+        load_session(&*ctx.backend, &key, t).await.data,
+        b"short-lived"
+    );
 }
 
 /// create: a renewal forwarder blocks a create under its key.
 pub async fn create_collision_with_forwarder(ctx: Ctx) {
     let from = fresh_key();
     let t = now();
-    ctx.backend.create(&from, &record(t, b"x")).await.expect("create");
+    ctx.backend
+        .create(&from, &record(t, b"x"))
+        .await
+        .expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let rotation = Rotation {
         from,
@@ -116,7 +122,10 @@ pub async fn load_missing_is_none(ctx: Ctx) {
     let t = now();
     assert_absent(&*ctx.backend, &fresh_key(), t).await;
     // A neighbour existing changes nothing.
-    ctx.backend.create(&fresh_key(), &record(t, b"x")).await.expect("create");
+    ctx.backend
+        .create(&fresh_key(), &record(t, b"x"))
+        .await
+        .expect("create");
     assert_absent(&*ctx.backend, &fresh_key(), t).await;
 }
 
@@ -152,7 +161,12 @@ pub async fn load_expired_absolute_is_none(ctx: Ctx) {
         .expect("touch");
     assert!(touched);
     let abs = r.absolute_deadline;
-    load_session(&*ctx.backend, &key, Timestamp::from_millis(abs.as_millis() - 1)).await;
+    load_session(
+        &*ctx.backend,
+        &key,
+        Timestamp::from_millis(abs.as_millis() - 1),
+    )
+    .await;
     assert_absent(&*ctx.backend, &key, abs).await;
 
     // A record whose idle deadline lies beyond its absolute deadline expires
@@ -176,7 +190,10 @@ pub async fn create_indexes_user(ctx: Ctx) {
         .create(&key, &crate::fixtures::user_record(t, "alice", b"x"))
         .await
         .expect("create");
-    ctx.backend.create(&fresh_key(), &record(t, b"anon")).await.expect("create");
+    ctx.backend
+        .create(&fresh_key(), &record(t, b"anon"))
+        .await
+        .expect("create");
     assert_eq!(listed_keys(&*ctx.backend, "alice", t).await, vec![key]);
     assert!(listed_keys(&*ctx.backend, "bob", t).await.is_empty());
 }

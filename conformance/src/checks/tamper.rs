@@ -17,10 +17,18 @@ fn skip_unless_encrypted(ctx: &Ctx, check: &str) -> bool {
 }
 
 /// Replaces the raw stored record under `key` (through the unwrapped backend).
-async fn overwrite_raw(ctx: &Ctx, key: &StorageKey, t: Timestamp, edit: impl FnOnce(&mut SessionRecord)) {
+async fn overwrite_raw(
+    ctx: &Ctx,
+    key: &StorageKey,
+    t: Timestamp,
+    edit: impl FnOnce(&mut SessionRecord),
+) {
     let mut raw = load_session(&*ctx.inner, key, t).await;
     edit(&mut raw);
-    ctx.inner.save(key, &raw, t).await.expect("raw save underneath the wrapper");
+    ctx.inner
+        .save(key, &raw, t)
+        .await
+        .expect("raw save underneath the wrapper");
 }
 
 fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Result<T>) {
@@ -51,25 +59,42 @@ pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
     // Flip one bit at several positions (header, nonce, ciphertext, tag), in
     // data and in metadata, each on a fresh row.
     for field in ["data", "meta"] {
-        let len = if field == "data" { raw_len.0 } else { raw_len.1 };
+        let len = if field == "data" {
+            raw_len.0
+        } else {
+            raw_len.1
+        };
         for pos in [0, 1, 5, 17, len / 2, len - 1] {
             let key = fresh_key();
             ctx.backend.create(&key, &r).await.expect("create");
             overwrite_raw(&ctx, &key, t, |raw| {
-                let bytes = if field == "data" { &mut raw.data } else { &mut raw.meta };
+                let bytes = if field == "data" {
+                    &mut raw.data
+                } else {
+                    &mut raw.meta
+                };
                 bytes[pos] ^= 0x01;
             })
             .await;
-            expect_decrypt(&format!("{field} bit flipped at {pos}"), ctx.backend.load(&key, t).await);
+            expect_decrypt(
+                &format!("{field} bit flipped at {pos}"),
+                ctx.backend.load(&key, t).await,
+            );
             if field == "meta" {
-                expect_decrypt("listing a tampered row", ctx.backend.list_user("alice", t).await);
+                expect_decrypt(
+                    "listing a tampered row",
+                    ctx.backend.list_user("alice", t).await,
+                );
             }
             ctx.backend.delete(&key).await.expect("delete");
         }
     }
     // Truncated, empty and extended blobs.
     for (what, edit) in [
-        ("truncated", (|b: &mut Vec<u8>| b.truncate(b.len() - 1)) as fn(&mut Vec<u8>)),
+        (
+            "truncated",
+            (|b: &mut Vec<u8>| b.truncate(b.len() - 1)) as fn(&mut Vec<u8>),
+        ),
         ("emptied", |b: &mut Vec<u8>| b.clear()),
         ("extended", |b: &mut Vec<u8>| b.push(0)),
     ] {
@@ -105,33 +130,56 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
         raw.data = stolen.data.clone();
     })
     .await;
-    expect_decrypt("data copied to another row", ctx.backend.load(&attacker, t).await);
+    expect_decrypt(
+        "data copied to another row",
+        ctx.backend.load(&attacker, t).await,
+    );
     overwrite_raw(&ctx, &attacker, t, |raw| {
         raw.meta = stolen.meta.clone();
     })
     .await;
-    expect_decrypt("metadata copied to another row", ctx.backend.list_user("alice", t).await);
+    expect_decrypt(
+        "metadata copied to another row",
+        ctx.backend.list_user("alice", t).await,
+    );
 
     // Swapping data and metadata within the victim's own row.
     let swap = fresh_key();
     ctx.backend.create(&swap, &vr).await.expect("create");
-    overwrite_raw(&ctx, &swap, t, |raw| std::mem::swap(&mut raw.data, &mut raw.meta)).await;
-    expect_decrypt("data and metadata swapped", ctx.backend.load(&swap, t).await);
+    overwrite_raw(&ctx, &swap, t, |raw| {
+        std::mem::swap(&mut raw.data, &mut raw.meta)
+    })
+    .await;
+    expect_decrypt(
+        "data and metadata swapped",
+        ctx.backend.load(&swap, t).await,
+    );
 
     // Editing the bound columns underneath.
     let moved_user = fresh_key();
     ctx.backend.create(&moved_user, &vr).await.expect("create");
-    overwrite_raw(&ctx, &moved_user, t, |raw| raw.user_id = Some("mallory".into())).await;
+    overwrite_raw(&ctx, &moved_user, t, |raw| {
+        raw.user_id = Some("mallory".into())
+    })
+    .await;
     expect_decrypt("user id edited", ctx.backend.load(&moved_user, t).await);
-    expect_decrypt("user id edited (listing)", ctx.backend.list_user("mallory", t).await);
+    expect_decrypt(
+        "user id edited (listing)",
+        ctx.backend.list_user("mallory", t).await,
+    );
 
     let extended = fresh_key();
     ctx.backend.create(&extended, &vr).await.expect("create");
     overwrite_raw(&ctx, &extended, t, |raw| {
-        raw.absolute_deadline = raw.absolute_deadline.saturating_add(std::time::Duration::from_secs(3600));
+        raw.absolute_deadline = raw
+            .absolute_deadline
+            .saturating_add(std::time::Duration::from_secs(3600));
     })
     .await;
-    expect_decrypt("absolute deadline edited", ctx.backend.load(&extended, t).await);
+    expect_decrypt(
+        "absolute deadline edited",
+        ctx.backend.load(&extended, t).await,
+    );
 
     // The untouched victim still decrypts.
     match ctx.backend.load(&victim, t).await.expect("load") {

@@ -25,11 +25,18 @@ pub async fn touch_extends_idle_only(ctx: Ctx) {
         last_seen_at: seen,
         ..r
     };
-    assert_eq!(loaded, expected, "only idle_deadline and last_seen_at change");
+    assert_eq!(
+        loaded, expected,
+        "only idle_deadline and last_seen_at change"
+    );
     // The session now outlives its old idle deadline.
     load_session(&*ctx.backend, &key, at(t, mins(35))).await;
     // The user index reflects the new deadline.
-    let listed = ctx.backend.list_user("alice", at(t, mins(35))).await.expect("list");
+    let listed = ctx
+        .backend
+        .list_user("alice", at(t, mins(35)))
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].idle_deadline, at(t, mins(40)));
     assert_eq!(listed[0].last_seen_at, seen);
@@ -49,8 +56,16 @@ pub async fn touch_capped_by_absolute(ctx: Ctx) {
         .await
         .expect("touch"));
     let loaded = load_session(&*ctx.backend, &key, seen).await;
-    assert_eq!(loaded.idle_deadline, at(t, mins(60)), "capped at the absolute deadline");
-    assert_eq!(loaded.absolute_deadline, at(t, mins(60)), "absolute never moves");
+    assert_eq!(
+        loaded.idle_deadline,
+        at(t, mins(60)),
+        "capped at the absolute deadline"
+    );
+    assert_eq!(
+        loaded.absolute_deadline,
+        at(t, mins(60)),
+        "absolute never moves"
+    );
     assert!(ctx
         .backend
         .load(&key, at(t, mins(60)))
@@ -64,18 +79,33 @@ pub async fn touch_capped_by_absolute(ctx: Ctx) {
 pub async fn touch_never_moves_backwards(ctx: Ctx) {
     let t = now();
     let key = fresh_key();
-    ctx.backend.create(&key, &record(t, b"x")).await.expect("create");
+    ctx.backend
+        .create(&key, &record(t, b"x"))
+        .await
+        .expect("create");
     let late = at(t, mins(5));
-    assert!(ctx.backend.touch(&key, at(t, mins(35)), late, late).await.expect("touch"));
+    assert!(ctx
+        .backend
+        .touch(&key, at(t, mins(35)), late, late)
+        .await
+        .expect("touch"));
     // An older request arrives afterwards.
     let early = at(t, mins(2));
-    assert!(ctx.backend.touch(&key, at(t, mins(32)), early, late).await.expect("touch"));
+    assert!(ctx
+        .backend
+        .touch(&key, at(t, mins(32)), early, late)
+        .await
+        .expect("touch"));
     let loaded = load_session(&*ctx.backend, &key, late).await;
     assert_eq!(loaded.idle_deadline, at(t, mins(35)));
     assert_eq!(loaded.last_seen_at, late);
     // Mixed: a later last-seen with an earlier deadline moves only last-seen.
     let later = at(t, mins(6));
-    assert!(ctx.backend.touch(&key, at(t, mins(20)), later, later).await.expect("touch"));
+    assert!(ctx
+        .backend
+        .touch(&key, at(t, mins(20)), later, later)
+        .await
+        .expect("touch"));
     let loaded = load_session(&*ctx.backend, &key, later).await;
     assert_eq!(loaded.idle_deadline, at(t, mins(35)));
     assert_eq!(loaded.last_seen_at, later);
@@ -91,7 +121,11 @@ pub async fn touch_keeps_version_and_data(ctx: Ctx) {
     ctx.backend.create(&key, &r).await.expect("create");
     let held = load_session(&*ctx.backend, &key, t).await;
     let seen = at(t, mins(1));
-    assert!(ctx.backend.touch(&key, at(t, mins(31)), seen, seen).await.expect("touch"));
+    assert!(ctx
+        .backend
+        .touch(&key, at(t, mins(31)), seen, seen)
+        .await
+        .expect("touch"));
     let loaded = load_session(&*ctx.backend, &key, seen).await;
     assert_eq!(loaded.version, 3, "touch never changes the version");
     assert_eq!(loaded.data, b"payload");
@@ -119,7 +153,11 @@ pub async fn touch_missing_false(ctx: Ctx) {
         .touch(&key, at(late, mins(30)), late, late)
         .await
         .expect("touch expired"));
-    assert_eq!(load_session(&*ctx.backend, &key, t).await, r, "nothing written");
+    assert_eq!(
+        load_session(&*ctx.backend, &key, t).await,
+        r,
+        "nothing written"
+    );
 
     // A forwarder is not a session.
     let to = successor_key(&*ctx.backend, &key);

@@ -27,9 +27,16 @@ pub async fn delete_idempotent(ctx: Ctx) {
     assert_absent(&*ctx.backend, &key, t).await;
     assert!(listed_keys(&*ctx.backend, "alice", t).await.is_empty());
     assert!(!ctx.backend.delete(&key).await.expect("second delete"));
-    assert!(!ctx.backend.delete(&fresh_key()).await.expect("delete of nothing"));
+    assert!(!ctx
+        .backend
+        .delete(&fresh_key())
+        .await
+        .expect("delete of nothing"));
     // The key is free again.
-    ctx.backend.create(&key, &record(t, b"again")).await.expect("create again");
+    ctx.backend
+        .create(&key, &record(t, b"again"))
+        .await
+        .expect("create again");
 
     // An entry expired by its deadlines (not yet cleaned up) is removed too.
     let expired = fresh_key();
@@ -41,7 +48,10 @@ pub async fn delete_idempotent(ctx: Ctx) {
 
     // A forwarder is an entry; deleting it leaves the successor alone.
     let from = fresh_key();
-    ctx.backend.create(&from, &record(t, b"f")).await.expect("create");
+    ctx.backend
+        .create(&from, &record(t, b"f"))
+        .await
+        .expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let rot = Rotation {
         from,
@@ -75,7 +85,13 @@ pub async fn delete_user_all(ctx: Ctx) {
     records.push((alice2, user_record(t, "alice2", b"a2")));
     create_all(&ctx, &records).await;
 
-    assert_eq!(ctx.backend.delete_user("alice", None, t).await.expect("delete_user"), 3);
+    assert_eq!(
+        ctx.backend
+            .delete_user("alice", None, t)
+            .await
+            .expect("delete_user"),
+        3
+    );
     for k in &alice {
         assert_absent(&*ctx.backend, k, t).await;
     }
@@ -84,8 +100,20 @@ pub async fn delete_user_all(ctx: Ctx) {
     load_session(&*ctx.backend, &anon, t).await;
     load_session(&*ctx.backend, &alice2, t).await;
     assert_eq!(listed_keys(&*ctx.backend, "bob", t).await, vec![bob]);
-    assert_eq!(ctx.backend.delete_user("alice", None, t).await.expect("again"), 0);
-    assert_eq!(ctx.backend.delete_user("nobody", None, t).await.expect("nobody"), 0);
+    assert_eq!(
+        ctx.backend
+            .delete_user("alice", None, t)
+            .await
+            .expect("again"),
+        0
+    );
+    assert_eq!(
+        ctx.backend
+            .delete_user("nobody", None, t)
+            .await
+            .expect("nobody"),
+        0
+    );
 }
 
 /// delete_user with `except`: every session of the user but that one.
@@ -117,7 +145,10 @@ pub async fn delete_user_except_one(ctx: Ctx) {
     // `except` naming another user's session protects nothing of alice's
     // and never deletes bob's.
     assert_eq!(
-        ctx.backend.delete_user("alice", Some(&bob), t).await.expect("delete_user"),
+        ctx.backend
+            .delete_user("alice", Some(&bob), t)
+            .await
+            .expect("delete_user"),
         1
     );
     load_session(&*ctx.backend, &bob, t).await;
@@ -138,7 +169,10 @@ pub async fn delete_user_counts_live_only(ctx: Ctx) {
     ctx.backend.create(&expired, &short).await.expect("create");
     let later = at(t, mins(10));
     assert_eq!(
-        ctx.backend.delete_user("alice", None, later).await.expect("delete_user"),
+        ctx.backend
+            .delete_user("alice", None, later)
+            .await
+            .expect("delete_user"),
         1,
         "only the session live at `now` counts"
     );
@@ -273,10 +307,25 @@ pub async fn delete_all_empties_namespace(ctx: Ctx) {
         assert_absent(&*ctx.backend, k, t).await;
     }
     assert!(listed_keys(&*ctx.backend, "alice", t).await.is_empty());
-    assert_eq!(ctx.backend.delete_user("alice", None, t).await.expect("delete_user"), 0);
+    assert_eq!(
+        ctx.backend
+            .delete_user("alice", None, t)
+            .await
+            .expect("delete_user"),
+        0
+    );
     for k in keys.iter().chain([&to]) {
-        ctx.backend.create(k, &record(t, b"new")).await.expect("key is free again");
+        ctx.backend
+            .create(k, &record(t, b"new"))
+            .await
+            .expect("key is free again");
     }
-    ctx.backend.delete_all().await.expect("delete_all is repeatable");
-    ctx.backend.delete_all().await.expect("delete_all on an empty namespace");
+    ctx.backend
+        .delete_all()
+        .await
+        .expect("delete_all is repeatable");
+    ctx.backend
+        .delete_all()
+        .await
+        .expect("delete_all on an empty namespace");
 }

@@ -1,0 +1,69 @@
+//! Model-based conformance: random sequences of operations run against the
+//! store and against an independent reference model, comparing every answer.
+//!
+//! Layout after firezone's tunnel tests: [`reference`] (the model),
+//! [`transition`] (the steps), [`strategies`] (how steps are generated) and
+//! [`sut`] (running steps against the real store). Sequences are generated
+//! and shrunk by `proptest-state-machine`.
+
+use proptest::test_runner::{Config, TestRunner};
+use proptest_state_machine::ReferenceStateMachine;
+
+use super::Ctx;
+
+pub mod reference;
+pub mod strategies;
+mod sut;
+pub mod transition;
+
+/// Environment variable: number of generated sequences (default 256).
+pub const CASES_VAR: &str = "SESSION_STORE_CONFORMANCE_CASES";
+/// Environment variable: maximum steps per sequence (default 40).
+pub const STEPS_VAR: &str = "SESSION_STORE_CONFORMANCE_STEPS";
+const DEFAULT_CASES: u32 = 256;
+const DEFAULT_STEPS: usize = 40;
+/// Shrinking reruns whole sequences against the store; keep it bounded on
+/// real servers.
+const MAX_SHRINK_ITERS: u32 = 300;
+const MAX_SHRINK_MILLIS: u32 = 120_000;
+
+fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+/// Every operation of the contract in random sequences (creates, loads,
+/// saves with current and stale versions, touches, rotations with and
+/// without grace, deletes, user deletes and listings, cleanup, and clock
+/// jumps past deadlines) over a small pool of keys and users, each answer
+/// compared with the reference model. Every sequence starts from an empty
+/// namespace and a fresh base time.
+pub async fn model_based_sequences(ctx: Ctx) {
+    let cases: u32 = env_or(CASES_VAR, DEFAULT_CASES);
+    let steps: usize = env_or(STEPS_VAR, DEFAULT_STEPS).max(1);
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let config = Config {
+            cases,
+            max_shrink_iters: MAX_SHRINK_ITERS,
+            max_shrink_time: MAX_SHRINK_MILLIS,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let mut runner = TestRunner::new(config);
+        let strategy = reference::Reference::sequential_strategy(1..=steps);
+        runner.run(&strategy, |(initial, transitions, seen)| {
+            handle.block_on(sut::run_case(&ctx, initial, &transitions, seen.as_ref()))
+        })
+    })
+    .await
+    .expect("the model runner thread");
+    if let Err(e) = outcome {
+        panic!("model-based conformance failed ({cases} cases of up to {steps} steps): {e}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Strategies for generating steps: small pools and time steps that land on,
+//! just before and past the deadlines the steps set.
+
+use proptest::prelude::*;
+use proptest::strategy::BoxedStrategy;
+
+use super::transition::{KeyIx, Transition, UserIx, VersionPick};
+
+/// Size of the key pool (small, so that keys collide).
+pub const KEYS: u8 = 4;
+/// Size of the user pool.
+pub const USERS: u8 = 3;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn key() -> impl Strategy<Value = KeyIx> {
+    0..KEYS
+}
+
+fn user() -> impl Strategy<Value = UserIx> {
+    0..USERS
+}
+
+/// Timeouts start at one minute, so that a store with server-side TTLs
+/// (computed from the real clock, which the model's clock is never behind
+/// by more than the run time of a case) never drops a live entry.
+fn idle_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(MIN), Just(10 * MIN), Just(30 * MIN), Just(2 * HOUR)]
+}
+
+fn abs_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(30 * MIN), Just(HOUR), Just(12 * HOUR)]
+}
+
+fn version_pick() -> impl Strategy<Value = VersionPick> {
+    prop_oneof![
+        6 => Just(VersionPick::Current),
+        2 => (1u64..3).prop_map(VersionPick::Stale),
+        1 => (1u64..3).prop_map(VersionPick::Ahead),
+    ]
+}
+
+fn advance_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(1),
+        Just(1_000),
+        Just(MIN),
+        Just(5 * MIN),
+        Just(10 * MIN - 1),
+        Just(30 * MIN),
+        Just(31 * MIN),
+        Just(HOUR),
+        Just(2 * HOUR),
+        Just(12 * HOUR),
+        1..(3 * HOUR),
+    ]
+}
+
+/// One step, any kind, weighted towards writes.
+pub fn transition() -> BoxedStrategy<Transition> {
+    prop_oneof![
+        4 => (key(), proptest::option::of(user()), 0u64..3, idle_ms(), abs_ms(), any::<u8>()).prop_map(
+            |(key, user, version, idle_ms, abs_ms, tag)| Transition::Create {
+                key,
+                user,
+                version,
+                idle_ms,
+                abs_ms,
+                tag,
+            }
+        ),
+        3 => key().prop_map(|key| Transition::Load { key }),
+        4 => (key(), version_pick(), proptest::option::of(user()), idle_ms(), any::<u8>()).prop_map(
+            |(key, version, user, idle_ms, tag)| Transition::Save {
+                key,
+                version,
+                user,
+                idle_ms,
+                tag,
+            }
+        ),
+        2 => (key(), prop_oneof![Just(0i64), idle_ms()], prop_oneof![Just(0i64), Just(1_000i64), Just(10 * MIN)]).prop_map(
+            |(key, idle_ms, seen_back_ms)| Transition::Touch {
+                key,
+                idle_ms,
+                seen_back_ms,
+            }
+        ),
+        3 => (
+            key(),
+            key(),
+            version_pick(),
+            proptest::option::weighted(0.3, user()),
+            proptest::option::of(prop_oneof![Just(MIN), Just(5 * MIN)]),
+            any::<u8>(),
+        )
+            .prop_map(|(from, to, version, login, grace_ms, tag)| Transition::Rotate {
+                from,
+                to,
+                version,
+                login,
+                grace_ms,
+                tag,
+            }),
+        1 => key().prop_map(|key| Transition::Delete { key }),
+        1 => (user(), proptest::option::of(key()))
+            .prop_map(|(user, except)| Transition::DeleteUser { user, except }),
+        2 => user().prop_map(|user| Transition::ListUser { user }),
+        1 => prop_oneof![Just(1usize), Just(2), Just(100)].prop_map(|limit| Transition::Cleanup { limit }),
+        3 => advance_ms().prop_map(|ms| Transition::Advance { ms }),
+    ]
+    .boxed()
+}
