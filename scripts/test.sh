@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine.
+#
+# Makes sure the servers the backend tests need are reachable on loopback
+# (uses running ones, starts installed ones, installs missing ones as root),
+# starts a local three-master Redis Cluster on 127.0.0.1:7001-7003 and tears
+# it down afterwards, then runs `cargo test` for the whole workspace.
+#
+# Opt-outs (each prints a visible SKIP line in the affected tests):
+#   SESSION_STORE_SKIP_REDIS=1          no standalone Redis tests
+#   SESSION_STORE_SKIP_REDIS_CLUSTER=1  no Redis Cluster tests
+#   SESSION_STORE_SKIP_POSTGRES=1       no PostgreSQL tests
+# Extra arguments are passed to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${SESSION_STORE_SKIP_POSTGRES:-}" != 1 ]]; then
+    scripts/postgres-service.sh
+else
+    echo "SKIP: PostgreSQL service (SESSION_STORE_SKIP_POSTGRES=1)"
+fi
+
+if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 || "${SESSION_STORE_SKIP_REDIS_CLUSTER:-}" != 1 ]]; then
+    scripts/redis-services.sh start
+    trap 'scripts/redis-services.sh stop' EXIT
+else
+    echo "SKIP: Redis services (SESSION_STORE_SKIP_REDIS=1 and SESSION_STORE_SKIP_REDIS_CLUSTER=1)"
+fi
+
+cargo test --workspace "$@"
