@@ -33,25 +33,20 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 /// So [`Durability::EveryWrite`] does what sled does not: after each write's
 /// transaction it calls `Db::flush` and then `fdatasync`s the log file (`db`)
 /// itself, plus any blob files, before the operation returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
     /// Every write is on stable storage before it is acknowledged: `Db::flush`
     /// followed by `fdatasync` of sled's log file (and of blob files), run on
     /// the blocking thread pool, never on a runtime worker. Costs one device
     /// cache flush per write (milliseconds on most disks). The default, since a
     /// revoked session must not come back after a power cut.
+    #[default]
     EveryWrite,
     /// Writes are acknowledged once in sled's memory; sled's background
     /// flusher (`flush_every_ms`) writes and `fsync`s them at this interval. A
     /// crash loses at most about one interval of writes, including
     /// deletions (a revoked session could reappear until it expires).
     Periodic(Duration),
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::EveryWrite
-    }
 }
 
 /// Configuration of a [`SledStore`] (and of the [`SledDb`] it opens).
@@ -230,16 +225,15 @@ impl SledConfig {
                 ))
             })?,
         };
-        let mut config = match get("SESSION_STORE_SLED_PATH") {
-            Some(path) => SledConfig::new(path).temporary(temporary),
-            None if temporary => SledConfig::temporary_db(),
-            None => {
-                return Err(Error::Config(
+        let mut config =
+            match get("SESSION_STORE_SLED_PATH") {
+                Some(path) => SledConfig::new(path).temporary(temporary),
+                None if temporary => SledConfig::temporary_db(),
+                None => return Err(Error::Config(
                     "SESSION_STORE_SLED_PATH is not set (or set SESSION_STORE_SLED_TEMPORARY=true)"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         if let Some(v) = get("SESSION_STORE_SLED_DURABILITY") {
             config.durability = parse_durability(&v)?;
         }

@@ -13,7 +13,7 @@
 //! sessions (`"ab"` never matches `"abc"`). The `expiry` key sorts by time, so
 //! cleanup reads expired entries from the start of the tree and stops at `now`.
 //!
-//! Record values start with a format byte ([`RECORD_FORMAT`]) and a kind byte,
+//! Record values start with a format byte (currently 1) and a kind byte,
 //! followed by fixed-width big-endian integers and `u32`-length-prefixed byte
 //! strings. Decoding checks every length against the bytes that are actually
 //! there and rejects trailing bytes: corrupt input is an
@@ -109,7 +109,10 @@ pub(crate) fn parse_expiry_key(bytes: &[u8]) -> Result<(Timestamp, StorageKey)> 
     }
     let mut t = [0u8; TIME_LEN];
     t.copy_from_slice(&bytes[..TIME_LEN]);
-    Ok((decode_time(t), StorageKey::try_from_slice(&bytes[TIME_LEN..])?))
+    Ok((
+        decode_time(t),
+        StorageKey::try_from_slice(&bytes[TIME_LEN..])?,
+    ))
 }
 
 /// The `users` prefix of every key of `user`.

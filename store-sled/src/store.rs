@@ -19,9 +19,9 @@ use sled::{Transactional, Tree};
 
 use crate::config::{Durability, SledConfig};
 use crate::schema::{
-    decode_entry as decode, encode_forward, encode_session, encode_time, entry_expires_at, expiry_key,
-    parse_expiry_key, parse_user_key, user_key, user_prefix, validate_prefix, TreeNames,
-    SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    decode_entry as decode, encode_forward, encode_session, encode_time, entry_expires_at,
+    expiry_key, parse_expiry_key, parse_user_key, user_key, user_prefix, validate_prefix,
+    TreeNames, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
 };
 
 /// Entries removed per transaction by `cleanup_expired` (bounds the time
@@ -265,9 +265,7 @@ impl SledDb {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error)
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
 }
 
 /// `fdatasync`s every blob file (sled writes them without any sync) and the
@@ -621,12 +619,7 @@ impl StoreInner {
         Ok(keys)
     }
 
-    fn delete_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-        now: Timestamp,
-    ) -> Result<u64> {
+    fn delete_user(&self, user: &str, except: Option<&StorageKey>, now: Timestamp) -> Result<u64> {
         let keys: Vec<StorageKey> = self
             .user_keys(user)?
             .into_iter()
@@ -681,7 +674,7 @@ impl StoreInner {
                 }
             }
         }
-        out.sort_by(|a, b| (a.created_at, a.key).cmp(&(b.created_at, b.key)));
+        out.sort_by_key(|a| (a.created_at, a.key));
         Ok(out)
     }
 
@@ -755,12 +748,7 @@ impl SessionBackend for SledStore {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        let Some(bytes) = self
-            .inner
-            .records
-            .get(key.as_bytes())
-            .map_err(sled_error)?
-        else {
+        let Some(bytes) = self.inner.records.get(key.as_bytes()).map_err(sled_error)? else {
             return Ok(None);
         };
         let entry = decode(&bytes)?;

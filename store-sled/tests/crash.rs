@@ -155,7 +155,10 @@ fn every_acknowledged_write_survives_sigkill() {
         std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL on Unix
         let status = child.wait().unwrap();
-        assert!(!status.success(), "the child was not killed (finished early?)");
+        assert!(
+            !status.success(),
+            "the child was not killed (finished early?)"
+        );
         reader.join().unwrap();
         let mut acked = 0u64;
         for line in rx.try_iter() {

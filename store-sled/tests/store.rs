@@ -180,7 +180,13 @@ async fn corrupt_records_are_codec_errors_never_panics() {
     let k = key();
     s.create(&k, &record(Some("mallory"), 100)).await.unwrap();
     let records = tree(&s, "records");
-    for garbage in [&b""[..], b"\x01", b"\x09\x00", b"\x01\x00\xff\xff", b"\x01\x01"] {
+    for garbage in [
+        &b""[..],
+        b"\x01",
+        b"\x09\x00",
+        b"\x01\x00\xff\xff",
+        b"\x01\x01",
+    ] {
         records.insert(k.as_bytes(), garbage).unwrap();
         assert!(matches!(s.load(&k, t(1)).await, Err(Error::Codec { .. })));
         assert!(matches!(
@@ -352,7 +358,10 @@ fn opening_a_regular_file_is_a_config_error_and_leaves_it_alone() {
     std::fs::write(&file, b"not a database").unwrap();
     let before = snapshot(dir.path());
     let err = SledConfig::new(&file).open().unwrap_err();
-    assert!(matches!(err, Error::Config(ref m) if m.contains("not a directory")), "{err}");
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("not a directory")),
+        "{err}"
+    );
     assert_eq!(snapshot(dir.path()), before);
 }
 
@@ -364,7 +373,10 @@ fn opening_a_foreign_directory_is_a_config_error_and_leaves_it_alone() {
     std::fs::write(dir.path().join("sub").join("db"), b"x").unwrap();
     let before = snapshot(dir.path());
     let err = SledConfig::new(dir.path()).open().unwrap_err();
-    assert!(matches!(err, Error::Config(ref m) if m.contains("not a sled database")), "{err}");
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("not a sled database")),
+        "{err}"
+    );
     assert_eq!(snapshot(dir.path()), before);
     // An empty directory is fine: a new database.
     let empty = tempfile::tempdir().unwrap();
