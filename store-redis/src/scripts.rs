@@ -188,12 +188,16 @@ return now
     )
 });
 
-/// KEYS: user zset, user times hash. ARGV: now. Drops members whose absolute
-/// deadline is not after `now` and returns the others.
+/// KEYS: user zset, user times hash. ARGV: TTL slack (ms), guard (ms). Drops
+/// members whose record Redis has certainly expired by its own clock (score,
+/// the absolute deadline, plus slack plus guard before the server's time) and
+/// returns the others. The caller's `now` plays no part: a manual clock far
+/// ahead of Redis must not drop entries whose records still exist.
 pub(crate) static INDEX_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local limit = string.format('(%.0f', server_ms() - tonumber(ARGV[1]) - tonumber(ARGV[2]))
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', limit)
 for i = 1, #dead, 500 do
   local chunk = {unpack(dead, i, math.min(i + 499, #dead))}
   redis.call('ZREM', KEYS[1], unpack(chunk))

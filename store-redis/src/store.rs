@@ -27,6 +27,9 @@ const FAN_OUT: usize = 64;
 /// Attempts when an index entry went stale between writing it and the record.
 const INDEX_ATTEMPTS: usize = 3;
 
+/// A user-index member and the storage key it names.
+type Member = (Vec<u8>, StorageKey);
+
 /// The connection: one server or a cluster, behind one type.
 #[derive(Clone)]
 enum Conn {
@@ -343,12 +346,14 @@ impl RedisStore {
         }
     }
 
-    /// The index entries of `user_id` whose absolute deadline is after `now`
-    /// (older ones are dropped on the way).
-    async fn index_members(&self, user_id: &str, now: Timestamp) -> Result<Vec<Vec<u8>>> {
+    /// The index entries of `user_id` (those whose records Redis has
+    /// certainly expired are dropped on the way).
+    async fn index_members(&self, user_id: &str) -> Result<Vec<Vec<u8>>> {
         let (zset, times) = self.keys.user(user_id);
         let mut inv = scripts::INDEX_MEMBERS.key(&zset);
-        inv.key(&times).arg(schema::ts(now));
+        inv.key(&times)
+            .arg(duration_ms(self.ttl_slack))
+            .arg(duration_ms(self.index_guard));
         bulk_list(self.invoke(inv).await?)
     }
 
@@ -479,8 +484,21 @@ impl RedisStore {
         Ok(masters.into_iter().collect())
     }
 
+    /// Whether a session live at `now` with `version` is stored under `key`.
+    async fn is_live_version(
+        &self,
+        key: &StorageKey,
+        version: u64,
+        now: Timestamp,
+    ) -> Result<bool> {
+        Ok(match self.load(key, now).await? {
+            Some(Lookup::Session(r)) => r.version == version,
+            _ => false,
+        })
+    }
+
     /// Splits index members into parseable ones and garbage.
-    fn parse_members(members: Vec<Vec<u8>>) -> (Vec<(Vec<u8>, StorageKey)>, Vec<Vec<u8>>) {
+    fn parse_members(members: Vec<Vec<u8>>) -> (Vec<Member>, Vec<Vec<u8>>) {
         let mut valid = Vec::with_capacity(members.len());
         let mut garbage = Vec::new();
         for m in members {
@@ -496,7 +514,7 @@ impl RedisStore {
     /// most [`FAN_OUT`] at once).
     async fn for_members<T, F, Fut>(
         &self,
-        members: Vec<(Vec<u8>, StorageKey)>,
+        members: Vec<Member>,
         f: F,
     ) -> Result<Vec<(Vec<u8>, StorageKey, T)>>
     where
@@ -673,6 +691,14 @@ impl SessionBackend for RedisStore {
             .to
             .shares_prefix_bits(&rotation.from, AFFINITY_BITS)
         {
+            // Keep the contract's order: a rotation that would conflict
+            // anyway reports Conflict (a read; nothing is written either way).
+            if !self
+                .is_live_version(&rotation.from, rotation.record.version, now)
+                .await?
+            {
+                return Err(Error::Conflict);
+            }
             return Err(Error::Config(format!(
                 "a rotation successor must share its first {AFFINITY_BITS} key bits with the \
                  predecessor (generate it with SessionToken::generate_with_affinity)"
@@ -755,7 +781,7 @@ impl SessionBackend for RedisStore {
         let except = except.map(schema::member);
         self.bounded(async {
             let members: Vec<Vec<u8>> = self
-                .index_members(user_id, now)
+                .index_members(user_id)
                 .await?
                 .into_iter()
                 .filter(|m| except.as_deref().map(str::as_bytes) != Some(m.as_slice()))
@@ -802,7 +828,7 @@ impl SessionBackend for RedisStore {
 
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
         self.bounded(async {
-            let members = self.index_members(user_id, now).await?;
+            let members = self.index_members(user_id).await?;
             let (valid, mut dead) = Self::parse_members(members);
             let mut missing = Vec::new();
             let results = self
