@@ -15,14 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${SESSION_STORE_SKIP_POSTGRES:-}" != 1 ]]; then
-    scripts/postgres-service.sh
+    store-postgres/scripts/postgres-service.sh
 else
     echo "SKIP: PostgreSQL service (SESSION_STORE_SKIP_POSTGRES=1)"
 fi
 
 if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 || "${SESSION_STORE_SKIP_REDIS_CLUSTER:-}" != 1 ]]; then
-    scripts/redis-services.sh start
-    trap 'scripts/redis-services.sh stop' EXIT
+    store-redis/scripts/redis-services.sh start
+    trap 'store-redis/scripts/redis-services.sh stop' EXIT
 else
     echo "SKIP: Redis services (SESSION_STORE_SKIP_REDIS=1 and SESSION_STORE_SKIP_REDIS_CLUSTER=1)"
 fi
