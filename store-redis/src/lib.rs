@@ -62,22 +62,26 @@
 //!   user is in the user's index;
 //! - `list_user` and `delete_user` verify each candidate against its record
 //!   (exists, is a session of that user, is live at `now`); the record decides;
-//! - pruning only removes entries that can never again name a live session of
-//!   the user: scores not after `now` (`ZREMRANGEBYSCORE`), entries whose
-//!   record is a forwarder or was deleted by `delete_user`, and entries whose
-//!   record is missing **and** that were added longer than the index guard
-//!   ago (default 60 s). The guard closes the one race left: a record missing
-//!   because its `create` is still in flight. `create` and `rotate` refuse to
-//!   write a record more than half the guard after its index entry (they
-//!   write the entry again and retry), so an entry older than the guard whose
-//!   record is missing is dead for good;
+//! - pruning only removes entries that can never again name a session of
+//!   the user: entries whose record is a forwarder or was deleted by
+//!   `delete_user`; entries whose record is missing **and** that were added
+//!   longer than the index guard ago (default 60 s); and, by
+//!   `ZREMRANGEBYSCORE`, entries whose score (absolute deadline) plus TTL
+//!   slack plus guard lies before the **server's** clock, whose records Redis
+//!   has therefore expired. The caller's `now` never prunes: a record that is
+//!   expired at `now` but still stored is the user's until Redis drops it, so
+//!   `delete_user` still removes it, as the contract asks. The guard closes
+//!   the one race left, a record missing because its `create` is still in
+//!   flight: `create` and `rotate` refuse to write a record more than half the
+//!   guard after its index entry (they write the entry again and retry), so
+//!   an entry older than the guard whose record is missing is dead for good;
 //! - entries of sessions that moved to another user (`save` with a new
 //!   `user_id`) stay until their score passes; they are filtered out when
-//!   read.
+//!   read. Keyspace notifications are not used.
 //!
 //! So the cost of `list_user`/`delete_user` is proportional to the user's
-//! live sessions plus those that ended within the last guard period, also when
-//! records expired on their own through their TTL.
+//! live sessions plus those that ended within about the last TTL slack plus
+//! guard period, also when records expired on their own through their TTL.
 //!
 //! ## Persistence
 //! What survives a Redis restart is Redis's configuration, not this crate's:

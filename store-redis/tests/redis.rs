@@ -1,0 +1,551 @@
+//! Redis-specific behaviour on the standalone server (127.0.0.1:6379) and
+//! the cluster (127.0.0.1:7001-7003): native TTLs, user-index pruning after
+//! records expired on their own, corrupt values, prefixes, hash slots.
+
+mod common;
+
+use std::time::Duration;
+
+use redis::Value;
+use session_store_core::{
+    Error, Grace, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, StorageKey,
+    Timestamp,
+};
+use session_store_redis::{RedisConfig, RedisStore, AFFINITY_BITS};
+
+use common::{config, connect, skip};
+
+fn record(now: Timestamp, user: Option<&str>, idle: Duration, abs: Duration) -> SessionRecord {
+    SessionRecord {
+        version: 0,
+        user_id: user.map(str::to_owned),
+        created_at: now,
+        last_seen_at: now,
+        auth_time: user.map(|_| now),
+        idle_deadline: now.saturating_add(idle),
+        absolute_deadline: now.saturating_add(abs),
+        meta: b"meta".to_vec(),
+        data: b"data".to_vec(),
+    }
+}
+
+fn key() -> StorageKey {
+    SessionToken::generate().storage_key()
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// A raw connection to whichever deployment `cluster` names.
+enum Raw {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Raw {
+    async fn new(cluster: bool) -> Self {
+        if cluster {
+            Raw::Cluster(common::raw_cluster().await)
+        } else {
+            Raw::Single(common::raw_standalone().await)
+        }
+    }
+
+    async fn q<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match self {
+            Raw::Single(c) => cmd.query_async(c).await,
+            Raw::Cluster(c) => cmd.query_async(c).await,
+        }
+        .expect("raw command")
+    }
+
+    async fn pttl(&mut self, key: &str) -> i64 {
+        self.q(redis::cmd("PTTL").arg(key)).await
+    }
+
+    async fn exists(&mut self, key: &str) -> bool {
+        self.q::<i64>(redis::cmd("EXISTS").arg(key)).await == 1
+    }
+
+    async fn zcard(&mut self, key: &str) -> i64 {
+        self.q(redis::cmd("ZCARD").arg(key)).await
+    }
+}
+
+/// Asserts that a PTTL is within a minute below `expected` (it can only have
+/// shrunk since the write).
+fn assert_ttl(pttl: i64, expected: Duration, what: &str) {
+    let expected = i64::try_from(expected.as_millis()).unwrap();
+    assert!(
+        pttl <= expected && pttl > expected - 60_000,
+        "{what}: PTTL {pttl} ms, expected about {expected} ms"
+    );
+}
+
+async fn native_ttl_on_every_key(cluster: bool) {
+    let slack = Duration::from_secs(5);
+    let store = connect(config(cluster).with_ttl_slack(slack)).await;
+    let mut raw = Raw::new(cluster).await;
+    let now = Timestamp::now_utc();
+    let from = key();
+    let r = record(now, Some("alice"), 10 * MIN, 60 * MIN);
+    store.create(&from, &r).await.unwrap();
+    let entry = store.entry_key_name(&from);
+    let (zset, times) = store.user_index_key_names("alice");
+    assert_ttl(raw.pttl(&entry).await, 10 * MIN + slack, "session");
+    assert_ttl(raw.pttl(&zset).await, 60 * MIN + slack, "user index");
+    assert_ttl(raw.pttl(&times).await, 60 * MIN + slack, "user index times");
+
+    // touch moves the idle deadline and the TTL with it, capped at absolute.
+    assert!(store
+        .touch(&from, now.saturating_add(20 * MIN), now, now)
+        .await
+        .unwrap());
+    assert_ttl(raw.pttl(&entry).await, 20 * MIN + slack, "touched session");
+    assert!(store
+        .touch(&from, now.saturating_add(600 * MIN), now, now)
+        .await
+        .unwrap());
+    assert_ttl(
+        raw.pttl(&entry).await,
+        60 * MIN + slack,
+        "touch capped at absolute",
+    );
+
+    // save replaces the deadlines, and the TTL follows (down too).
+    let Some(Lookup::Session(mut cur)) = store.load(&from, now).await.unwrap() else {
+        panic!("session expected")
+    };
+    cur.idle_deadline = now.saturating_add(5 * MIN);
+    cur.version = store.save(&from, &cur, now).await.unwrap();
+    assert_ttl(raw.pttl(&entry).await, 5 * MIN + slack, "saved session");
+
+    // rotate with grace: the successor by its record, the forwarder by `until`.
+    let to = SessionToken::generate_with_affinity(&from, AFFINITY_BITS).storage_key();
+    let rot = Rotation {
+        from,
+        to,
+        record: cur.clone(),
+        grace: Some(Grace {
+            sealed_token: b"sealed".to_vec(),
+            until: now.saturating_add(Duration::from_secs(30)),
+        }),
+    };
+    store.rotate(&rot, now).await.unwrap();
+    assert_ttl(
+        raw.pttl(&entry).await,
+        Duration::from_secs(30) + slack,
+        "forwarder",
+    );
+    assert_ttl(
+        raw.pttl(&store.entry_key_name(&to)).await,
+        5 * MIN + slack,
+        "successor",
+    );
+
+    // Far-future deadlines are clamped, never rejected, and still expire.
+    let far = key();
+    let mut forever = record(now, Some("alice"), MIN, MIN);
+    forever.idle_deadline = Timestamp::MAX;
+    forever.absolute_deadline = Timestamp::MAX;
+    store.create(&far, &forever).await.unwrap();
+    assert!(store.touch(&far, Timestamp::MAX, now, now).await.unwrap());
+    assert!(raw.pttl(&store.entry_key_name(&far)).await > 0);
+    assert!(matches!(
+        store.load(&far, now).await.unwrap(),
+        Some(Lookup::Session(r)) if r.absolute_deadline == Timestamp::MAX
+    ));
+
+    // Every key of the prefix has a TTL: nothing can outlive its session.
+    let dump_keys: Vec<String> = {
+        let (z, t) = store.user_index_key_names("alice");
+        vec![
+            store.entry_key_name(&from),
+            store.entry_key_name(&to),
+            store.entry_key_name(&far),
+            z,
+            t,
+        ]
+    };
+    for k in &dump_keys {
+        assert!(raw.pttl(k).await > 0, "{k} has no TTL");
+    }
+    store.delete_all().await.unwrap();
+    for k in &dump_keys {
+        assert!(!raw.exists(k).await, "{k} survived delete_all");
+    }
+}
+
+#[tokio::test]
+async fn native_ttl_on_every_key_standalone() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    native_ttl_on_every_key(false).await;
+}
+
+#[tokio::test]
+async fn native_ttl_on_every_key_cluster() {
+    if skip(true).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS_CLUSTER=1");
+    }
+    native_ttl_on_every_key(true).await;
+}
+
+/// Sessions whose records Redis expired by itself (short real deadlines) are
+/// pruned from the user index by `list_user` and `delete_user`.
+async fn index_pruned_after_records_expired(cluster: bool) {
+    let guard = Duration::from_millis(100);
+    let store = connect(
+        config(cluster)
+            .with_ttl_slack(Duration::ZERO)
+            .with_index_guard(guard),
+    )
+    .await;
+    let mut raw = Raw::new(cluster).await;
+    let short = Duration::from_millis(200);
+    for user in ["bob", "carol"] {
+        let now = Timestamp::now_utc();
+        let long = key();
+        store
+            .create(&long, &record(now, Some(user), 60 * MIN, 60 * MIN))
+            .await
+            .unwrap();
+        let mut short_keys = Vec::new();
+        // Idle-expired (absolute far away) and fully expired sessions.
+        for abs in [60 * MIN, 60 * MIN, short] {
+            let k = key();
+            store
+                .create(&k, &record(now, Some(user), short, abs))
+                .await
+                .unwrap();
+            short_keys.push(store.entry_key_name(&k));
+        }
+        let (zset, times) = store.user_index_key_names(user);
+        assert_eq!(raw.zcard(&zset).await, 4);
+        // The server's own TTL is under test: wait (bounded) on its clock.
+        let gone = common::eventually(Duration::from_secs(10), || {
+            let keys = short_keys.clone();
+            let raw = Raw::new(cluster);
+            async move {
+                let raw = &mut raw.await;
+                for k in &keys {
+                    if raw.exists(k).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+        assert!(gone, "Redis did not expire the short sessions");
+        assert_eq!(raw.zcard(&zset).await, 4, "nothing pruned without a reader");
+        // Past the guard, a reader prunes what can never come back.
+        tokio::time::sleep(guard + Duration::from_millis(50)).await;
+        let now = Timestamp::now_utc();
+        if user == "bob" {
+            let listed = store.list_user(user, now).await.unwrap();
+            assert_eq!(listed.iter().map(|s| s.key).collect::<Vec<_>>(), vec![long]);
+            assert_eq!(raw.zcard(&zset).await, 1, "list_user pruned the index");
+            let t: i64 = raw.q(redis::cmd("HLEN").arg(&times)).await;
+            assert_eq!(t, 1);
+        } else {
+            assert_eq!(store.delete_user(user, None, now).await.unwrap(), 1);
+            assert_eq!(raw.zcard(&zset).await, 0, "delete_user emptied the index");
+            assert!(!raw.exists(&times).await);
+        }
+    }
+    store.delete_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn index_pruned_after_records_expired_standalone() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    index_pruned_after_records_expired(false).await;
+}
+
+#[tokio::test]
+async fn index_pruned_after_records_expired_cluster() {
+    if skip(true).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS_CLUSTER=1");
+    }
+    index_pruned_after_records_expired(true).await;
+}
+
+/// An index entry whose record is missing but that is younger than the guard
+/// (a create in flight) is kept; expired-but-stored records stay the user's.
+#[tokio::test]
+async fn young_index_entries_survive_and_stored_expired_sessions_are_deleted() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    let mut raw = Raw::new(false).await;
+    let now = Timestamp::now_utc();
+    let k = key();
+    store
+        .create(&k, &record(now, Some("dave"), MIN, MIN))
+        .await
+        .unwrap();
+    let _: i64 = raw.q(redis::cmd("DEL").arg(store.entry_key_name(&k))).await;
+    let (zset, _) = store.user_index_key_names("dave");
+    assert!(store.list_user("dave", now).await.unwrap().is_empty());
+    assert_eq!(raw.zcard(&zset).await, 1, "young entry kept");
+
+    // Far past the deadlines by the caller's clock, but still stored: listing
+    // shows nothing, delete_user still deletes it (counted as not live).
+    let e = key();
+    store
+        .create(&e, &record(now, Some("dave"), MIN, MIN))
+        .await
+        .unwrap();
+    let later = now.saturating_add(600 * MIN);
+    assert!(store.list_user("dave", later).await.unwrap().is_empty());
+    assert_eq!(store.delete_user("dave", None, later).await.unwrap(), 0);
+    assert!(!raw.exists(&store.entry_key_name(&e)).await);
+    store
+        .create(&e, &record(now, None, MIN, MIN))
+        .await
+        .unwrap();
+    store.delete_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_values_are_codec_errors() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    let mut raw = Raw::new(false).await;
+    let now = Timestamp::now_utc();
+    let k = key();
+    let r = record(now, Some("erin"), MIN, MIN);
+    store.create(&k, &r).await.unwrap();
+    let entry = store.entry_key_name(&k);
+    let codec = |res: Result<(), Error>, what: &str| {
+        assert!(matches!(res, Err(Error::Codec { .. })), "{what}: {res:?}");
+    };
+    let bad_hashes: &[&[(&str, &str)]] = &[
+        &[
+            ("v", "1"),
+            ("i", "x"),
+            ("x", "1"),
+            ("l", "1"),
+            ("c", "1"),
+            ("d", ""),
+        ],
+        &[
+            ("v", "1"),
+            ("f", "0123456789abcdef0123456789abcdef"),
+            ("s", ""),
+            ("t", "1"),
+        ],
+        &[("junk", "1")],
+    ];
+    for fields in bad_hashes {
+        let _: i64 = raw.q(redis::cmd("DEL").arg(&entry)).await;
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&entry);
+        for (f, v) in *fields {
+            cmd.arg(*f).arg(*v);
+        }
+        let _: i64 = raw.q(&cmd).await;
+        codec(
+            store.load(&k, now).await.map(drop),
+            "load of a corrupt hash",
+        );
+    }
+    // A value of the wrong Redis type.
+    let _: Value = raw.q(redis::cmd("SET").arg(&entry).arg("garbage")).await;
+    codec(store.load(&k, now).await.map(drop), "load");
+    codec(store.save(&k, &r, now).await.map(drop), "save");
+    codec(store.touch(&k, now, now, now).await.map(drop), "touch");
+    let to = SessionToken::generate_with_affinity(&k, AFFINITY_BITS).storage_key();
+    let rot = Rotation {
+        from: k,
+        to,
+        record: r.clone(),
+        grace: None,
+    };
+    codec(store.rotate(&rot, now).await.map(drop), "rotate");
+    codec(store.list_user("erin", now).await.map(drop), "list_user");
+    codec(
+        store.delete_user("erin", None, now).await.map(drop),
+        "delete_user",
+    );
+    // Corrupt data never stops a delete.
+    assert!(store.delete(&k).await.unwrap());
+    assert!(store.load(&k, now).await.unwrap().is_none());
+    store.delete_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn prefixes_are_validated_and_isolated() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    for bad in ["", "a{b}", "a b", "x*", &"p".repeat(65)] {
+        let err = RedisConfig::new(common::standalone_url())
+            .with_prefix(bad)
+            .connect()
+            .await
+            .expect_err("invalid prefix");
+        assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
+    }
+    // A prefix and a longer prefix that starts with it stay apart.
+    let outer = connect(config(false)).await;
+    let inner = connect(
+        RedisConfig::new(common::standalone_url()).with_prefix(format!("{}:u", outer.prefix())),
+    )
+    .await;
+    let now = Timestamp::now_utc();
+    let (a, b) = (key(), key());
+    outer
+        .create(&a, &record(now, Some("frank"), MIN, MIN))
+        .await
+        .unwrap();
+    inner
+        .create(&b, &record(now, Some("frank"), MIN, MIN))
+        .await
+        .unwrap();
+    outer.delete_all().await.unwrap();
+    assert!(outer.load(&a, now).await.unwrap().is_none());
+    assert!(outer.list_user("frank", now).await.unwrap().is_empty());
+    assert!(inner.load(&b, now).await.unwrap().is_some());
+    assert_eq!(inner.list_user("frank", now).await.unwrap().len(), 1);
+    assert!(outer.dump_raw().await.unwrap().is_empty());
+    assert!(!inner.dump_raw().await.unwrap().is_empty());
+    inner.delete_all().await.unwrap();
+    assert!(inner.dump_raw().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rotation_needs_affinity() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    assert_eq!(store.rotation_affinity_bits(), AFFINITY_BITS);
+    let now = Timestamp::now_utc();
+    let from = key();
+    let r = record(now, None, MIN, MIN);
+    store.create(&from, &r).await.unwrap();
+    // A successor in another slot (first byte differs).
+    let mut bytes = *SessionToken::generate().storage_key().as_bytes();
+    bytes[0] = from.as_bytes()[0] ^ 0x80;
+    let to = StorageKey::from_bytes(bytes);
+    let mut rot = Rotation {
+        from,
+        to,
+        record: r.clone(),
+        grace: None,
+    };
+    assert!(matches!(
+        store.rotate(&rot, now).await,
+        Err(Error::Config(_))
+    ));
+    // A rotation that conflicts anyway says Conflict first.
+    rot.record.version = 9;
+    assert!(matches!(
+        store.rotate(&rot, now).await,
+        Err(Error::Conflict)
+    ));
+    // Nothing changed.
+    assert!(matches!(store.load(&from, now).await.unwrap(), Some(Lookup::Session(s)) if s == r));
+    assert!(store.load(&to, now).await.unwrap().is_none());
+    store.delete_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_retryable_error() {
+    // Port 1 on loopback: nothing listens there.
+    let err = RedisConfig::new("redis://127.0.0.1:1")
+        .with_prefix("unreachable")
+        .with_operation_timeout(Duration::from_secs(2))
+        .with_connection_timeout(Duration::from_millis(200))
+        .with_reconnect_retries(0)
+        .connect()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    #[cfg(not(feature = "tls"))]
+    {
+        let err = RedisConfig::new("rediss://127.0.0.1:1")
+            .connect()
+            .await
+            .expect_err("rediss without the tls feature");
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+    }
+}
+
+/// In cluster mode a session, its successor and its forwarder share one
+/// slot, and a user's index keys share another.
+#[tokio::test]
+async fn cluster_keys_share_slots() {
+    if skip(true).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS_CLUSTER=1");
+    }
+    let store = connect(config(true)).await;
+    assert!(store.is_cluster());
+    let mut raw = Raw::new(true).await;
+    let mut slots = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let from = key();
+        let to = SessionToken::generate_with_affinity(&from, AFFINITY_BITS).storage_key();
+        let a: i64 = raw
+            .q(redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(store.entry_key_name(&from)))
+            .await;
+        let b: i64 = raw
+            .q(redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(store.entry_key_name(&to)))
+            .await;
+        assert_eq!(a, b, "session and successor in one slot");
+        slots.insert(a);
+    }
+    assert!(slots.len() > 1, "sessions spread over slots");
+    let (z, t) = store.user_index_key_names("grace");
+    let zs: i64 = raw.q(redis::cmd("CLUSTER").arg("KEYSLOT").arg(&z)).await;
+    let ts: i64 = raw.q(redis::cmd("CLUSTER").arg("KEYSLOT").arg(&t)).await;
+    assert_eq!(zs, ts);
+
+    // delete_all scans every master.
+    let now = Timestamp::now_utc();
+    for _ in 0..40 {
+        store
+            .create(&key(), &record(now, Some("grace"), MIN, MIN))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.list_user("grace", now).await.unwrap().len(), 40);
+    store.delete_all().await.unwrap();
+    assert!(store.dump_raw().await.unwrap().is_empty());
+    assert!(store.list_user("grace", now).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn store_from_env_connects() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    // Only the defaults: the variables may be set by the environment.
+    let store: RedisStore = connect(
+        RedisConfig::from_env()
+            .unwrap()
+            .with_prefix(common::random_prefix()),
+    )
+    .await;
+    store.ping().await.unwrap();
+}
