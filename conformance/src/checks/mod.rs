@@ -7,8 +7,11 @@ use session_store_core::{Capabilities, SessionBackend};
 
 use crate::{BoxFuture, DumpFn, Mode, Setup};
 
+mod at_rest;
+mod bad_input;
 mod cleanup;
 mod concurrency;
+mod manager;
 pub mod model;
 mod rotate;
 mod save;
@@ -99,11 +102,33 @@ registry! {
     concurrency::concurrent_saves_all_land,
     concurrency::concurrent_rotations_one_winner,
     concurrency::concurrent_creates_one_winner,
+    // manager
+    manager::manager_idle_timeout,
+    manager::manager_absolute_timeout_not_extended_by_activity,
+    manager::manager_touch_throttled,
+    manager::manager_login_rotation_resets_timers_and_binds_user,
+    manager::manager_privilege_rotation_keeps_absolute,
+    manager::manager_renewal_grace_window,
+    manager::manager_concurrent_renewals_same_successor,
+    manager::manager_login_never_has_grace,
+    manager::manager_logout,
+    manager::manager_logout_everywhere,
+    manager::manager_logout_other_devices,
+    manager::manager_list_devices_metadata,
+    manager::manager_revoke_by_handle,
+    manager::manager_stored_hash_is_not_a_token,
+    manager::manager_limits_too_large_writes_nothing,
+    manager::manager_per_user_cap_evict_oldest,
+    manager::manager_per_user_cap_refuse,
+    // bad input
+    bad_input::manager_malformed_tokens_invalid_id,
+    bad_input::manager_invalid_id_before_io,
     // model-based
     model::model_based_sequences,
     // encryption at rest (Mode::Encrypted)
     tamper::tampered_ciphertext_fails_closed,
     tamper::ciphertext_bound_to_row,
+    at_rest::at_rest_no_token_or_plaintext,
 }
 
 pub(crate) fn run<F, Fut>(name: &str, mode: Mode, factory: F)

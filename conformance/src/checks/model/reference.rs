@@ -267,8 +267,7 @@ impl Model {
     /// expires keys on its own may have done already.
     pub fn forget_expired(&mut self, keys: &[KeyIx]) {
         let now = self.now;
-        self.entries
-            .retain(|k, e| !keys.contains(k) || e.live(now));
+        self.entries.retain(|k, e| !keys.contains(k) || e.live(now));
     }
 
     /// Applies one step and returns what the store must answer.
