@@ -157,7 +157,11 @@ impl SledDb {
                     dir: dir.clone(),
                     log,
                 };
-                // Make the directory entries of `conf` and `db` durable once.
+                // sled writes `conf` without syncing it; make it and the
+                // directory entries of `conf` and `db` durable once.
+                File::open(dir.join("conf"))
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_error)?;
                 sync_dir(&files.dir)?;
                 Some(files)
             }
@@ -179,7 +183,11 @@ impl SledDb {
     /// # Errors
     /// - [`Error::Config`] for an invalid prefix.
     /// - [`Error::SchemaTooNew`] if the namespace was written by a newer
-    ///   version of this crate; nothing is modified.
+    ///   version of this crate. The version is read before anything is
+    ///   created, so no tree is created and no key is written. (Opening the
+    ///   database with [`SledConfig::open_db`] already let sled do what it does
+    ///   on every open: preallocate its log segment and write a snapshot file;
+    ///   sled 0.34 has no read-only mode.)
     /// - [`Error::Codec`] for an unreadable schema version.
     /// - [`Error::Backend`] for sled failures.
     pub fn store(&self, prefix: &str) -> Result<SledStore> {
@@ -230,7 +238,9 @@ impl SledDb {
 
     /// The underlying sled database, for application trees of your own. Do not
     /// write to this crate's trees (`<prefix>.records`, `.users`, `.expiry`,
-    /// `.meta`).
+    /// `.meta`). With [`Durability::EveryWrite`] your own writes become durable
+    /// at the next store write or [`SledDb::flush_blocking`]: sled's periodic
+    /// flusher is off in that mode.
     pub fn sled(&self) -> &sled::Db {
         &self.inner.db
     }
@@ -299,6 +309,10 @@ fn sync_blobs(dir: &Path) -> Result<()> {
 ///
 /// Cheap to clone (an `Arc`). Open one with [`SledConfig::open`], or several
 /// sharing a database with [`SledConfig::open_db`] and [`SledDb::store`].
+///
+/// A call whose future is dropped before it completes may still take effect:
+/// writes run to completion on the blocking pool (each is one transaction, so
+/// it happens entirely or not at all).
 ///
 /// # Where the work runs
 /// - `load` and `list_user` read sled inline on the calling task: a sled read

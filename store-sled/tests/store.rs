@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_store_core::{
-    Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord, SessionToken,
-    StorageKey, Timestamp,
+    Clock, Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord,
+    SessionToken, StorageKey, Timestamp,
 };
 use session_store_sled::schema::SCHEMA_VERSION;
 use session_store_sled::{Durability, SledConfig, SledStore};
@@ -450,7 +450,7 @@ async fn cleanup_task_removes_expired_entries_and_stops_when_dropped() {
     .await
     .expect("cleanup task made no progress");
     assert_eq!(handle.stats().errors, 0);
-    assert!(s.load(&live, clock.now_ts()).await.unwrap().is_some());
+    assert!(s.load(&live, clock.now()).await.unwrap().is_some());
     assert_eq!(tree(&s, "records").len(), 1);
 
     drop(handle);
@@ -468,7 +468,7 @@ async fn cleanup_task_removes_expired_entries_and_stops_when_dropped() {
     let mut rx = handle.subscribe();
     handle.stop().await;
     assert!(rx.changed().await.is_err());
-    assert!(s.load(&live, clock.now_ts()).await.unwrap().is_some());
+    assert!(s.load(&live, clock.now()).await.unwrap().is_some());
 
     assert!(matches!(
         s.spawn_cleanup(Duration::ZERO, 4, clock.clone()),
@@ -486,12 +486,10 @@ fn spawn_cleanup_outside_a_runtime_is_an_error() {
     ));
 }
 
-trait NowTs {
-    fn now_ts(&self) -> Timestamp;
-}
-
-impl NowTs for ManualClock {
-    fn now_ts(&self) -> Timestamp {
-        session_store_core::Clock::now(self)
-    }
+#[test]
+fn a_database_locked_by_another_handle_is_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledConfig::new(dir.path()).open().unwrap();
+    let err = SledConfig::new(dir.path()).open().unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
 }
