@@ -130,7 +130,6 @@ fn main() {
     });
 }
 
-#[allow(dead_code)]
 fn raw_tx_probe() {
     use sled::Transactional;
     let db = sled::Config::new().temporary(true).open().unwrap();

@@ -493,3 +493,24 @@ fn a_database_locked_by_another_handle_is_a_backend_error() {
     let err = SledConfig::new(dir.path()).open().unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
 }
+
+/// Without a tokio runtime every call runs inline, so each future is ready on
+/// its first poll.
+#[test]
+fn works_without_a_tokio_runtime() {
+    fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("future was not ready without a runtime"),
+        }
+    }
+    let s = temp_store();
+    let k = key();
+    let r = record(Some("u"), 100);
+    ready(s.create(&k, &r)).unwrap();
+    assert_eq!(ready(s.load(&k, t(1))).unwrap(), Some(Lookup::Session(r)));
+    assert_eq!(ready(s.list_user("u", t(1))).unwrap().len(), 1);
+    assert!(ready(s.delete(&k)).unwrap());
+    ready(s.flush()).unwrap();
+}
