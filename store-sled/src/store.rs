@@ -4,7 +4,8 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use session_store_core::{
@@ -85,6 +86,10 @@ struct DbInner {
     durability: Durability,
     /// The files to `fdatasync` after a flush (none for temporary databases).
     sync: Option<SyncFiles>,
+    /// Group commit for [`Durability::EveryWrite`]: writes finished so far,
+    /// and how many of them a completed flush covers (under the mutex).
+    writes_done: AtomicU64,
+    durable_upto: Mutex<u64>,
 }
 
 struct SyncFiles {
@@ -172,6 +177,8 @@ impl SledDb {
                 db,
                 durability: config.durability,
                 sync,
+                writes_done: AtomicU64::new(0),
+                durable_upto: Mutex::new(0),
             }),
         })
     }
@@ -266,11 +273,31 @@ impl SledDb {
         Ok(())
     }
 
+    /// Applies the durability policy after a write has committed in memory.
+    ///
+    /// Group commit: concurrent writers share flushes. A writer takes a ticket
+    /// after its transaction committed, then waits for the flush lock; if a
+    /// flush that started after its ticket already finished, its write is
+    /// covered (`Db::flush` writes everything reserved in the log when it is
+    /// called) and it returns without another `fdatasync`.
     fn after_write(&self) -> Result<()> {
-        match self.inner.durability {
-            Durability::EveryWrite => self.flush_blocking(),
-            Durability::Periodic(_) => Ok(()),
+        if let Durability::Periodic(_) = self.inner.durability {
+            return Ok(());
         }
+        let ticket = self.inner.writes_done.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut durable = self
+            .inner
+            .durable_upto
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *durable >= ticket {
+            return Ok(());
+        }
+        // Every write with a ticket up to `covers` committed before this flush starts.
+        let covers = self.inner.writes_done.load(Ordering::SeqCst);
+        self.flush_blocking()?;
+        *durable = covers;
+        Ok(())
     }
 }
 

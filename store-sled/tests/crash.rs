@@ -113,55 +113,67 @@ fn model(acked: u64) -> HashMap<u64, Option<SessionRecord>> {
     m
 }
 
+/// Runs the child test `name` on a fresh directory, kills it with SIGKILL
+/// after a random delay once it is writing, and returns the directory, the
+/// delay and the child's stdout lines.
+fn run_and_kill(name: &str, rng: &mut impl Rng) -> (tempfile::TempDir, Duration, Vec<String>) {
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait (bounded) until the child has opened the database. libtest may
+    // print "test name ... " on the same line first.
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("crash child did not start");
+        if line.ends_with("READY") {
+            break;
+        }
+        lines.push(line);
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+    // Kill it at a random moment while it writes.
+    let delay = Duration::from_millis(rng.random_range(20..400));
+    std::thread::sleep(delay);
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the child was not killed (finished early?)"
+    );
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    (dir, delay, lines)
+}
+
 #[test]
 fn every_acknowledged_write_survives_sigkill() {
     if std::env::var(CHILD_ENV).is_ok() {
         return; // we are the child of another test
     }
-    let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rng();
     for iteration in 0..ITERATIONS {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Wait (bounded) until the child has opened the database.
-        let started = Instant::now();
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("crash child did not start");
-            if line.ends_with("READY") {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60));
-        }
-        // Kill it at a random moment while it writes.
-        let delay = Duration::from_millis(rng.random_range(20..400));
-        std::thread::sleep(delay);
-        child.kill().unwrap(); // SIGKILL on Unix
-        let status = child.wait().unwrap();
-        assert!(
-            !status.success(),
-            "the child was not killed (finished early?)"
-        );
-        reader.join().unwrap();
+        let (dir, delay, lines) = run_and_kill("crash_child", &mut rng);
         let mut acked = 0u64;
-        for line in rx.try_iter() {
+        for line in &lines {
             if let Some(i) = line.strip_prefix("ACK ") {
                 let i: u64 = i.parse().unwrap();
                 assert_eq!(i, acked, "acks arrive in order");
@@ -208,6 +220,83 @@ fn every_acknowledged_write_survives_sigkill() {
                 }
             }
         });
-        eprintln!("crash iteration {iteration}: killed after {delay:?}, {acked} acknowledged ops verified");
+        eprintln!(
+            "crash iteration {iteration}: killed after {delay:?}, {acked} acknowledged ops verified"
+        );
+    }
+}
+
+/// Writers running concurrently, to exercise group commit: 4 tasks on a
+/// multi-threaded runtime, each creating its own sessions.
+#[test]
+fn crash_child_concurrent() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SledConfig::new(&dir)
+            .durability(Durability::EveryWrite)
+            .open()
+            .unwrap();
+        writeln!(std::io::stdout(), "READY").unwrap();
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for j in 0..MAX_OPS / WRITERS {
+                        let n = w * 1_000_000 + j;
+                        store.create(&key(n), &base(n)).await.unwrap();
+                        writeln!(std::io::stdout(), "ACKC {n}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+const WRITERS: u64 = 4;
+
+#[test]
+fn every_acknowledged_concurrent_write_survives_sigkill() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let mut rng = rand::rng();
+    for iteration in 0..ITERATIONS - 1 {
+        let (dir, delay, lines) = run_and_kill("crash_child_concurrent", &mut rng);
+        let acked: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("ACKC "))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let store = SledConfig::new(dir.path()).open().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for n in &acked {
+                assert_eq!(
+                    store
+                        .load(&key(*n), Timestamp::from_millis(3_000))
+                        .await
+                        .unwrap(),
+                    Some(Lookup::Session(base(*n))),
+                    "iteration {iteration}: acknowledged session {n} lost or changed"
+                );
+            }
+        });
+        eprintln!(
+            "concurrent crash iteration {iteration}: killed after {delay:?}, {} acknowledged creates verified",
+            acked.len()
+        );
     }
 }
