@@ -216,7 +216,12 @@ fn ddl(schema: &str, table: &str, unlogged: bool) -> Vec<String> {
 }
 
 /// Creates or upgrades the schema; see [`PostgresStore::migrate`](crate::PostgresStore::migrate).
-pub(crate) async fn migrate(pool: &PgPool, schema: &str, table: &str, unlogged: bool) -> Result<()> {
+pub(crate) async fn migrate(
+    pool: &PgPool,
+    schema: &str,
+    table: &str,
+    unlogged: bool,
+) -> Result<()> {
     let mut tx = pool.begin().await.map_err(map_sqlx)?;
     // Serialise migrations of one schema across processes; released at commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

@@ -188,7 +188,14 @@ impl Instance {
         let data = self.data();
         self.run_ok(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         );
     }
 
@@ -230,16 +237,26 @@ async fn every_operation_fails(store: &PostgresStore, key: StorageKey) {
     let results: Vec<(&str, Result<(), Error>)> = vec![
         ("load", bounded(store.load(&key, now())).await.map(|_| ())),
         ("create", bounded(store.create(&fresh, &rec)).await),
-        ("save", bounded(store.save(&key, &rec, now())).await.map(|_| ())),
+        (
+            "save",
+            bounded(store.save(&key, &rec, now())).await.map(|_| ()),
+        ),
         (
             "touch",
-            bounded(store.touch(&key, now(), now(), now())).await.map(|_| ()),
+            bounded(store.touch(&key, now(), now(), now()))
+                .await
+                .map(|_| ()),
         ),
-        ("rotate", bounded(store.rotate(&rotation, now())).await.map(|_| ())),
+        (
+            "rotate",
+            bounded(store.rotate(&rotation, now())).await.map(|_| ()),
+        ),
         ("delete", bounded(store.delete(&fresh)).await.map(|_| ())),
         (
             "delete_user",
-            bounded(store.delete_user("nobody", None, now())).await.map(|_| ()),
+            bounded(store.delete_user("nobody", None, now()))
+                .await
+                .map(|_| ()),
         ),
         (
             "list_user",
@@ -252,7 +269,13 @@ async fn every_operation_fails(store: &PostgresStore, key: StorageKey) {
     ];
     for (op, result) in results {
         assert!(
-            matches!(result, Err(Error::Backend { retryable: true, .. })),
+            matches!(
+                result,
+                Err(Error::Backend {
+                    retryable: true,
+                    ..
+                })
+            ),
             "{op} during the outage must be a retryable backend error, got {result:?}"
         );
     }
@@ -299,7 +322,8 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
         .await
         .unwrap();
     // Warm the whole pool so the outage also hits idle, now-stale connections.
-    let warm = futures::future::join_all((0..8).map(|_| store.load(&acknowledged[0].0, now()))).await;
+    let warm =
+        futures::future::join_all((0..8).map(|_| store.load(&acknowledged[0].0, now()))).await;
     assert!(warm.iter().all(|r| r.is_ok()));
 
     instance.stop_immediate();
@@ -327,7 +351,10 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
             Err(e) => panic!("unexpected error after restart: {e:?}"),
         }
     }
-    assert!(recovered, "the store did not recover after the server restarted");
+    assert!(
+        recovered,
+        "the store did not recover after the server restarted"
+    );
     for (key, rec) in &acknowledged {
         // `rec.version` is what create was given or what save returned.
         match store.load(key, now()).await.unwrap() {

@@ -71,7 +71,10 @@ async fn migrate_is_idempotent_and_concurrent_safe() {
     let k = key();
     store.create(&k, &record(Some("u"), T0)).await.unwrap();
     store.migrate().await.unwrap();
-    assert!(store.load(&k, now(0)).await.unwrap().is_some(), "migrate kept data");
+    assert!(
+        store.load(&k, now(0)).await.unwrap().is_some(),
+        "migrate kept data"
+    );
     // A second table in the same schema gets its own version row.
     let other = PostgresStore::connect(&config.clone().table("other_sessions"))
         .await
@@ -148,7 +151,9 @@ async fn newer_schema_is_refused_and_left_untouched() {
     ));
     let tables = scalar_i64(
         &store,
-        format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'future'"),
+        format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'future'"
+        ),
     )
     .await;
     assert_eq!(tables, 0);
@@ -201,7 +206,13 @@ async fn unreachable_server_is_a_retryable_backend_error() {
         lazy.cleanup_expired(now(0), 10).await.map(|_| ()),
     ] {
         assert!(
-            matches!(result, Err(Error::Backend { retryable: true, .. })),
+            matches!(
+                result,
+                Err(Error::Backend {
+                    retryable: true,
+                    ..
+                })
+            ),
             "{result:?}"
         );
     }
@@ -307,10 +318,16 @@ async fn unusual_values_round_trip() {
     // Versions beyond what a bigint holds can never match a stored row.
     let mut huge = record(None, T0);
     huge.version = u64::MAX;
-    assert!(matches!(store.create(&key(), &huge).await, Err(Error::Config(_))));
+    assert!(matches!(
+        store.create(&key(), &huge).await,
+        Err(Error::Config(_))
+    ));
     let k2 = key();
     store.create(&k2, &record(None, T0)).await.unwrap();
-    assert!(matches!(store.save(&k2, &huge, now(0)).await, Err(Error::Conflict)));
+    assert!(matches!(
+        store.save(&k2, &huge, now(0)).await,
+        Err(Error::Conflict)
+    ));
 }
 
 /// Many tasks, each on its own pooled connection, released together by a
@@ -422,7 +439,10 @@ async fn parallel_connections_race_exactly_as_the_contract_says() {
         .await;
         let winners: Vec<(usize, u64)> = results
             .into_iter()
-            .filter_map(|r| r.unwrap().unwrap_or_else(|e| panic!("round {round}: {e:?}")))
+            .filter_map(|r| {
+                r.unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e:?}"))
+            })
             .collect();
         assert_eq!(winners.len(), 1, "round {round}: one rotation wins");
         let (winner, version) = winners[0];
@@ -432,7 +452,10 @@ async fn parallel_connections_race_exactly_as_the_contract_says() {
             if i == winner {
                 assert!(matches!(got, Some(Lookup::Session(ref s)) if s.version == version));
             } else {
-                assert_eq!(got, None, "round {round}: losing successor {i} must not exist");
+                assert_eq!(
+                    got, None,
+                    "round {round}: losing successor {i} must not exist"
+                );
             }
         }
         match store.load(&k, now(2)).await.unwrap() {
