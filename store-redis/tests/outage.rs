@@ -180,7 +180,10 @@ async fn outage_is_an_error_and_the_store_reconnects() {
     // Back on the same port: the same store object reconnects by itself.
     let server = Server::start(port, dir.path(), NO_PERSISTENCE);
     wait_until_up(port).await;
-    let back = common::eventually(Duration::from_secs(15), || async { store.ping().await.is_ok() }).await;
+    let back = common::eventually(Duration::from_secs(15), || async {
+        store.ping().await.is_ok()
+    })
+    .await;
     assert!(back, "the store did not reconnect");
     // Without persistence the data written before the outage is gone: the
     // user is logged out (None, not an error: the server answered).
@@ -217,7 +220,10 @@ async fn append_only_always_keeps_sessions_across_a_crash() {
 
     let server = Server::start(port, dir.path(), AOF_ALWAYS);
     wait_until_up(port).await;
-    let back = common::eventually(Duration::from_secs(15), || async { store.ping().await.is_ok() }).await;
+    let back = common::eventually(Duration::from_secs(15), || async {
+        store.ping().await.is_ok()
+    })
+    .await;
     assert!(back, "the store did not reconnect");
     match store.load(&k, now).await.unwrap() {
         Some(Lookup::Session(s)) => {
