@@ -25,7 +25,8 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 ready() { command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$HOST" -p "$PORT"; }
 
-psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PORT" -U "$USER_NAME" "$@"; }
+# -w: never prompt for a password (CI has no terminal); fail instead.
+psql_admin() { PGCONNECT_TIMEOUT=10 psql -X -q -w -v ON_ERROR_STOP=1 -h "$HOST" -p "$PORT" -U "$USER_NAME" "$@"; }
 
 # The newest Debian cluster version installed (/etc/postgresql/<version>/main).
 cluster_version() {
@@ -107,10 +108,11 @@ command -v psql >/dev/null 2>&1 || die "psql not found"
 if ! psql_admin -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
     version=$(cluster_version)
     [ -n "$version" ] || die "user '$USER_NAME' cannot log in on $HOST:$PORT without a password, and this server is not a Debian cluster this script can configure"
-    if ensure_loopback_trust "$version"; then
-        pg_ctlcluster --skip-systemctl-redirect "$version" main reload || die "reloading the cluster configuration failed"
-        sleep 1
-    fi
+    ensure_loopback_trust "$version" || true
+    # Reload even if the rule was already there: a server started by the
+    # package's post-install step may not have read it yet.
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload || die "reloading the cluster configuration failed"
+    sleep 1
     psql_admin -d postgres -tAc 'SELECT 1' >/dev/null ||
         die "user '$USER_NAME' cannot log in on $HOST:$PORT without a password (check pg_hba.conf)"
 fi
