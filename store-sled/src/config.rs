@@ -117,7 +117,9 @@ impl SledConfig {
     }
 
     /// Whether the database is deleted when the last handle drops (default
-    /// false for [`SledConfig::new`]).
+    /// false for [`SledConfig::new`]). A temporary database at a path that is
+    /// not new or empty is refused on open, so an existing database is never
+    /// deleted by mistake.
     pub fn temporary(mut self, temporary: bool) -> Self {
         self.temporary = temporary;
         self

@@ -106,9 +106,10 @@ impl fmt::Debug for SledDb {
     }
 }
 
-/// Refuses paths sled should not touch: a non-directory, or a non-empty
-/// directory without sled's `conf` and `db` files. Reads only.
-fn check_path(path: &Path) -> Result<()> {
+/// Refuses paths sled should not touch: a non-directory, a non-empty
+/// directory without sled's `conf` and `db` files, or, for a temporary
+/// database (deleted on drop), any non-empty directory. Reads only.
+fn check_path(path: &Path, temporary: bool) -> Result<()> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -125,6 +126,12 @@ fn check_path(path: &Path) -> Result<()> {
         names.push(entry.map_err(io_error)?.file_name());
     }
     let has = |n: &str| names.iter().any(|x| x == n);
+    if temporary && !names.is_empty() {
+        return Err(Error::Config(format!(
+            "sled store: {} is not empty; a temporary database deletes its directory on drop, so it must be new or empty",
+            path.display()
+        )));
+    }
     if names.is_empty() || (has("conf") && has("db")) {
         Ok(())
     } else {
@@ -138,7 +145,7 @@ fn check_path(path: &Path) -> Result<()> {
 impl SledDb {
     pub(crate) fn open(config: &SledConfig) -> Result<Self> {
         if let Some(path) = &config.path {
-            check_path(path)?;
+            check_path(path, config.temporary)?;
         }
         let mut sled_config = sled::Config::new()
             .cache_capacity(config.cache_capacity)

@@ -514,3 +514,20 @@ fn works_without_a_tokio_runtime() {
     assert!(ready(s.delete(&k)).unwrap());
     ready(s.flush()).unwrap();
 }
+
+#[tokio::test]
+async fn an_existing_database_is_never_opened_as_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    {
+        let s = SledConfig::new(dir.path()).open().unwrap();
+        s.create(&k, &record(None, 100)).await.unwrap();
+    }
+    let err = SledConfig::new(dir.path())
+        .temporary(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    let s = SledConfig::new(dir.path()).open().unwrap();
+    assert!(s.load(&k, t(1)).await.unwrap().is_some());
+}
