@@ -88,10 +88,20 @@ if ready; then
     say "PostgreSQL already answers on $HOST:$PORT"
 else
     version=$(cluster_version)
-    if [ -z "$version" ]; then
+    if [ -z "$version" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
         install_postgres
         version=$(cluster_version)
-        [ -n "$version" ] || die "no cluster under /etc/postgresql after installing PostgreSQL"
+    fi
+    if [ -z "$version" ]; then
+        # Server packages present but no cluster (for example it was dropped).
+        bin_version=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
+        [ -n "$bin_version" ] && command -v pg_createcluster >/dev/null 2>&1 ||
+            die "no PostgreSQL cluster under /etc/postgresql and no way to create one"
+        is_root || die "no PostgreSQL cluster under /etc/postgresql, and only root can create one"
+        say "creating PostgreSQL $bin_version cluster 'main'"
+        pg_createcluster "$bin_version" main || die "pg_createcluster $bin_version main failed"
+        version=$(cluster_version)
+        [ -n "$version" ] || die "no cluster under /etc/postgresql after pg_createcluster"
     fi
     command -v pg_ctlcluster >/dev/null 2>&1 || die "pg_ctlcluster not found (package postgresql-common)"
     port=$(sed -nE 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*([0-9]+).*/\1/p' "/etc/postgresql/$version/main/postgresql.conf" | head -n 1)
