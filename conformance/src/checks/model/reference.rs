@@ -38,7 +38,8 @@ pub struct Rec {
 }
 
 impl Rec {
-    fn live(&self, now: i64) -> bool {
+    /// Whether the session is live at `now`.
+    pub fn live(&self, now: i64) -> bool {
         now < self.idle.min(self.abs)
     }
 }
@@ -431,8 +432,8 @@ impl ReferenceStateMachine for Reference {
         Just(Model::default()).boxed()
     }
 
-    fn transitions(_state: &Model) -> BoxedStrategy<Transition> {
-        super::strategies::transition()
+    fn transitions(state: &Model) -> BoxedStrategy<Transition> {
+        super::strategies::transition(state)
     }
 
     fn apply(mut state: Model, transition: &Transition) -> Model {

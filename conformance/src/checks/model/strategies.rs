@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
+use super::reference::Model;
 use super::transition::{KeyIx, Transition, UserIx, VersionPick};
 
 /// Size of the key pool (small, so that keys collide).
@@ -18,6 +19,16 @@ fn key() -> impl Strategy<Value = KeyIx> {
     0..KEYS
 }
 
+/// Mostly one of `preferred` (when there is any), sometimes any key: steers
+/// steps towards the interesting case without excluding the others.
+fn key_among(preferred: Vec<KeyIx>) -> BoxedStrategy<KeyIx> {
+    if preferred.is_empty() {
+        key().boxed()
+    } else {
+        prop_oneof![3 => proptest::sample::select(preferred), 1 => key()].boxed()
+    }
+}
+
 fn user() -> impl Strategy<Value = UserIx> {
     0..USERS
 }
@@ -26,7 +37,7 @@ fn user() -> impl Strategy<Value = UserIx> {
 /// (computed from the real clock, which the model's clock is never behind
 /// by more than the run time of a case) never drops a live entry.
 fn idle_ms() -> impl Strategy<Value = i64> {
-    prop_oneof![Just(MIN), Just(10 * MIN), Just(30 * MIN), Just(2 * HOUR)]
+    prop_oneof![1 => Just(MIN), 1 => Just(10 * MIN), 2 => Just(30 * MIN), 2 => Just(2 * HOUR)]
 }
 
 fn abs_ms() -> impl Strategy<Value = i64> {
@@ -42,23 +53,35 @@ fn version_pick() -> impl Strategy<Value = VersionPick> {
 }
 
 fn advance_ms() -> impl Strategy<Value = i64> {
+    // Mostly small steps (sessions stay live and interact), sometimes a jump
+    // onto or past a deadline.
     prop_oneof![
-        Just(1),
-        Just(1_000),
-        Just(MIN),
-        Just(5 * MIN),
-        Just(10 * MIN - 1),
-        Just(30 * MIN),
-        Just(31 * MIN),
-        Just(HOUR),
-        Just(2 * HOUR),
-        Just(12 * HOUR),
-        1..(3 * HOUR),
+        3 => Just(1),
+        3 => Just(1_000),
+        3 => Just(MIN),
+        2 => Just(5 * MIN),
+        1 => Just(10 * MIN - 1),
+        1 => Just(30 * MIN),
+        1 => Just(31 * MIN),
+        1 => Just(HOUR),
+        1 => Just(2 * HOUR),
+        1 => Just(12 * HOUR),
+        1 => 1..(3 * HOUR),
     ]
 }
 
-/// One step, any kind, weighted towards writes.
-pub fn transition() -> BoxedStrategy<Transition> {
+/// One step, any kind, weighted towards writes. The state only biases the
+/// choice of keys (live sessions to write and rotate from, free keys to rotate into,
+/// occupied keys to load); every step stays valid in every state.
+pub fn transition(state: &Model) -> BoxedStrategy<Transition> {
+    let occupied: Vec<KeyIx> = state.entries.keys().copied().collect();
+    let sessions: Vec<KeyIx> = state
+        .entries
+        .iter()
+        .filter(|(_, e)| matches!(e, super::reference::Entry::Session(r) if r.live(state.now)))
+        .map(|(k, _)| *k)
+        .collect();
+    let free: Vec<KeyIx> = (0..KEYS).filter(|k| !occupied.contains(k)).collect();
     prop_oneof![
         4 => (key(), proptest::option::of(user()), 0u64..3, idle_ms(), abs_ms(), any::<u8>()).prop_map(
             |(key, user, version, idle_ms, abs_ms, tag)| Transition::Create {
@@ -70,8 +93,8 @@ pub fn transition() -> BoxedStrategy<Transition> {
                 tag,
             }
         ),
-        3 => key().prop_map(|key| Transition::Load { key }),
-        4 => (key(), version_pick(), proptest::option::of(user()), idle_ms(), any::<u8>()).prop_map(
+        3 => key_among(occupied).prop_map(|key| Transition::Load { key }),
+        4 => (key_among(sessions.clone()), version_pick(), proptest::option::of(user()), idle_ms(), any::<u8>()).prop_map(
             |(key, version, user, idle_ms, tag)| Transition::Save {
                 key,
                 version,
@@ -80,7 +103,7 @@ pub fn transition() -> BoxedStrategy<Transition> {
                 tag,
             }
         ),
-        2 => (key(), prop_oneof![Just(0i64), idle_ms()], prop_oneof![Just(0i64), Just(1_000i64), Just(10 * MIN)]).prop_map(
+        2 => (key_among(sessions.clone()), prop_oneof![Just(0i64), idle_ms()], prop_oneof![Just(0i64), Just(1_000i64), Just(10 * MIN)]).prop_map(
             |(key, idle_ms, seen_back_ms)| Transition::Touch {
                 key,
                 idle_ms,
@@ -88,8 +111,8 @@ pub fn transition() -> BoxedStrategy<Transition> {
             }
         ),
         3 => (
-            key(),
-            key(),
+            key_among(sessions),
+            key_among(free),
             version_pick(),
             proptest::option::weighted(0.3, user()),
             proptest::option::of(prop_oneof![Just(MIN), Just(5 * MIN)]),
