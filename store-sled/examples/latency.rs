@@ -127,6 +127,30 @@ fn main() {
         let dir = tempfile::tempdir_in(".").unwrap();
         let durable = SledConfig::new(dir.path()).open().unwrap();
         run("real directory, Durability::EveryWrite", &durable, 500).await;
+
+        // Concurrent durable writers share flushes (group commit).
+        let writers = 8;
+        let per = 200;
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let store = durable.clone();
+                tokio::spawn(async move {
+                    for i in 0..per {
+                        let k = SessionToken::generate().storage_key();
+                        store.create(&k, &record(i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        per_op(
+            &format!("create x{writers} tasks"),
+            writers * per,
+            t.elapsed(),
+        );
     });
 }
 

@@ -727,7 +727,11 @@ impl StoreInner {
     }
 
     fn delete_all(&self) -> Result<()> {
-        for tree in [&self.records, &self.users, &self.expiry] {
+        // `Tree::clear` is key by key, not atomic. Clearing the indexes first
+        // and the records last means a write racing with it can only leave a
+        // stale index entry (which every index reader skips), never a record
+        // missing from the user index (which `delete_user` would then miss).
+        for tree in [&self.users, &self.expiry, &self.records] {
             tree.clear().map_err(sled_error)?;
         }
         Ok(())
