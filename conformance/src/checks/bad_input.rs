@@ -1,14 +1,13 @@
 //! Bad input: malformed tokens are rejected before any I/O and change
 //! nothing; oversized values are refused before any write.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use session_store_core::{
-    async_trait, ClientMeta, Error, Lookup, Result, Rotation, SessionBackend, SessionManager,
-    SessionRecord, SessionSummary, SessionToken, StorageKey, Timestamp,
+    ClientMeta, Error, ManualClock, Policy, RotateReason, SessionManager, SessionToken,
 };
 
+use super::spy::Spy;
 use super::Ctx;
 
 /// Malformed cookie values an attacker (or a broken client) may send.
@@ -51,30 +50,36 @@ fn malformed_tokens() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Malformed tokens are `InvalidId` through the manager, and the store is
-/// unchanged: a live session still loads with the same version and data,
-/// and the user's listing is the same.
+/// Malformed tokens are `InvalidId` through the manager, before any I/O,
+/// and the store is unchanged: a live session still loads with the same
+/// version and data, and the user's listing is the same.
 pub async fn manager_malformed_tokens_invalid_id(ctx: Ctx) {
-    let (m, _clock) = super::manager::manager(&ctx, session_store_core::Policy::default());
+    let spy = Spy::new(ctx.backend.clone());
+    let m = SessionManager::builder(spy.clone())
+        .clock(Arc::new(ManualClock::starting_now()))
+        .policy(Policy::default())
+        .build()
+        .expect("manager");
     let mut s = m
         .create(b"victim".to_vec(), ClientMeta::default())
         .await
         .expect("create");
     m.rotate(
         &mut s,
-        session_store_core::RotateReason::Login {
+        RotateReason::Login {
             user_id: "alice".into(),
         },
     )
     .await
     .expect("login");
     let devices = m.list_devices("alice", None).await.expect("list");
-    let snapshot = super::at_rest::snapshot(&ctx).await;
+    let calls = spy.calls();
     for (what, bad) in malformed_tokens() {
         match m.load(&bad).await {
             Err(Error::InvalidId) => {}
             other => panic!("{what}: expected InvalidId, got {other:?}"),
         }
+        assert_eq!(spy.calls(), calls, "{what}: the backend was called");
     }
     let loaded = m
         .load(s.token().expose_secret())
@@ -84,93 +89,24 @@ pub async fn manager_malformed_tokens_invalid_id(ctx: Ctx) {
     assert_eq!(loaded.version(), s.version());
     assert_eq!(loaded.data(), b"victim");
     assert_eq!(m.list_devices("alice", None).await.expect("list"), devices);
-    assert_eq!(
-        super::at_rest::snapshot(&ctx).await,
-        snapshot,
-        "nothing written"
-    );
+    // A well-formed unknown token does reach the backend, and finds nothing.
+    let before = spy.calls();
+    let unknown = SessionToken::generate();
+    assert!(m
+        .load(unknown.expose_secret())
+        .await
+        .expect("load")
+        .is_none());
+    assert!(spy.calls() > before);
 }
 
-/// Wraps a backend and counts every call.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn SessionBackend>,
-    calls: AtomicUsize,
-}
-
-impl Counting {
-    fn hit(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl SessionBackend for Counting {
-    fn rotation_affinity_bits(&self) -> u8 {
-        self.inner.rotation_affinity_bits()
-    }
-    async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> {
-        self.hit();
-        self.inner.create(key, r).await
-    }
-    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        self.hit();
-        self.inner.load(key, now).await
-    }
-    async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> Result<u64> {
-        self.hit();
-        self.inner.save(key, r, now).await
-    }
-    async fn touch(
-        &self,
-        key: &StorageKey,
-        idle: Timestamp,
-        seen: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool> {
-        self.hit();
-        self.inner.touch(key, idle, seen, now).await
-    }
-    async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
-        self.hit();
-        self.inner.rotate(rotation, now).await
-    }
-    async fn delete(&self, key: &StorageKey) -> Result<bool> {
-        self.hit();
-        self.inner.delete(key).await
-    }
-    async fn delete_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-        now: Timestamp,
-    ) -> Result<u64> {
-        self.hit();
-        self.inner.delete_user(user, except, now).await
-    }
-    async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
-        self.hit();
-        self.inner.list_user(user, now).await
-    }
-    async fn delete_all(&self) -> Result<()> {
-        self.hit();
-        self.inner.delete_all().await
-    }
-    async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
-        self.hit();
-        self.inner.cleanup_expired(now, limit).await
-    }
-}
-
-/// A malformed token is rejected before the backend is called at all, and
-/// an oversized create before anything is written.
+/// Validation happens before any I/O: a manager over a spying backend
+/// rejects every malformed token, and an oversized create, without a single
+/// backend call.
 pub async fn manager_invalid_id_before_io(ctx: Ctx) {
-    let counting = Arc::new(Counting {
-        inner: ctx.backend.clone(),
-        calls: AtomicUsize::new(0),
-    });
-    let m = SessionManager::builder(counting.clone())
-        .clock(Arc::new(session_store_core::ManualClock::starting_now()))
+    let spy = Spy::new(ctx.backend.clone());
+    let m = SessionManager::builder(spy.clone())
+        .clock(Arc::new(ManualClock::starting_now()))
         .build()
         .expect("manager");
     for (what, bad) in malformed_tokens() {
@@ -178,28 +114,12 @@ pub async fn manager_invalid_id_before_io(ctx: Ctx) {
             matches!(m.load(&bad).await, Err(Error::InvalidId)),
             "{what}: expected InvalidId"
         );
-        assert_eq!(
-            counting.calls.load(Ordering::SeqCst),
-            0,
-            "{what}: backend called"
-        );
+        assert_eq!(spy.calls(), 0, "{what}: the backend was called");
     }
     let limit = m.policy().max_data_bytes;
     assert!(matches!(
         m.create(vec![0; limit + 1], ClientMeta::default()).await,
         Err(Error::TooLarge { what: "data", .. })
     ));
-    assert_eq!(
-        counting.calls.load(Ordering::SeqCst),
-        0,
-        "oversized create reached the backend"
-    );
-    // A well-formed unknown token does reach the backend, and finds nothing.
-    let unknown = SessionToken::generate();
-    assert!(m
-        .load(unknown.expose_secret())
-        .await
-        .expect("load")
-        .is_none());
-    assert!(counting.calls.load(Ordering::SeqCst) > 0);
+    assert_eq!(spy.calls(), 0, "an oversized create reached the backend");
 }

@@ -583,8 +583,12 @@ pub async fn manager_limits_too_large_writes_nothing(ctx: Ctx) {
         max_meta_bytes: 100,
         ..policy()
     };
-    let (m, _clock) = manager(&ctx, policy);
-    let snapshot = crate::checks::at_rest::snapshot(&ctx).await;
+    let spy = super::spy::Spy::new(ctx.backend.clone());
+    let m = SessionManager::builder(spy.clone())
+        .clock(Arc::new(ManualClock::starting_now()))
+        .policy(policy)
+        .build()
+        .expect("manager");
     let too_large = |res: session_store_core::Result<_>, what: &str| match res {
         Err(Error::TooLarge { what: w, .. }) => assert_eq!(w, what),
         Err(e) => panic!("{what}: expected TooLarge, got {e:?}"),
@@ -604,17 +608,14 @@ pub async fn manager_limits_too_large_writes_nothing(ctx: Ctx) {
         m.create(Vec::new(), big_meta.clone()).await.map(drop),
         "metadata",
     );
-    assert_eq!(
-        crate::checks::at_rest::snapshot(&ctx).await,
-        snapshot,
-        "a refused create writes nothing"
-    );
+    assert_eq!(spy.calls(), 0, "a refused create never reaches the backend");
 
     let mut s = m
         .create(vec![1; 1024], ClientMeta::default())
         .await
         .expect("at the limit");
     let before = stored(&m, &s.storage_key()).await.expect("stored");
+    let writes = spy.writes();
     s.set_data(vec![2; 1025]);
     too_large(m.save(&mut s).await, "data");
     s.set_data(b"ok".to_vec());
@@ -631,6 +632,11 @@ pub async fn manager_limits_too_large_writes_nothing(ctx: Ctx) {
         )
         .await,
         "user id",
+    );
+    assert_eq!(
+        spy.writes(),
+        writes,
+        "refused writes never reach the backend"
     );
     assert_eq!(
         stored(&m, &s.storage_key()).await.as_ref(),

@@ -16,6 +16,7 @@ pub mod model;
 mod rotate;
 mod save;
 mod scenarios;
+mod spy;
 mod tamper;
 mod touch;
 mod users;
