@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod checkpoint;
 mod cleanup;
 mod config;
 mod schema;

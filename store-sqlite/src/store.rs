@@ -11,6 +11,7 @@ use session_store_core::{
     StorageKey, SystemClock, Timestamp,
 };
 
+use crate::checkpoint;
 use crate::cleanup::{spawn_cleanup, CleanupHandle};
 use crate::config::{Location, SqliteConfig};
 use crate::schema::{self, Sql};
@@ -169,14 +170,24 @@ impl SqliteStore {
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let sql = Arc::new(Sql::new(&config.table));
         let (writer, writer_rx) = worker::channel();
+        let file_backed = matches!(config.location, Location::File(_));
+        let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
         let writer_config = config.clone();
         worker::start(
             "session-sqlite-writer".into(),
-            move || schema::open_writer(&writer_config),
+            move || schema::open_writer(&writer_config, file_backed.then_some(nudge)),
             sql.clone(),
             Source::Own(writer_rx),
         )
         .await?;
+        if file_backed {
+            let checkpoint_config = config.clone();
+            checkpoint::start(
+                move || schema::open_checkpointer(&checkpoint_config),
+                nudges,
+            )
+            .await?;
+        }
         let readers = if config.readers() == 0 {
             writer.clone()
         } else {
