@@ -46,6 +46,19 @@
 //! - Only storage keys (hashes of tokens) reach the database; the URL's
 //!   password never appears in `Debug` output or errors.
 //!
+//! ## Deployment notes
+//! - Run [`PostgresStore::cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
+//!   periodically (for example every minute, in batches of a few thousand,
+//!   looping while a batch comes back full) on one or more servers.
+//! - Behind PgBouncer in transaction mode, sqlx's per-connection prepared
+//!   statements need PgBouncer 1.21+ (`max_prepared_statements`), and the
+//!   startup `statement_timeout` option needs `ignore_startup_parameters =
+//!   options` or [`PostgresConfig::statement_timeout`]`(None)`.
+//! - A write whose reply is lost (timeout, connection cut) may or may not have
+//!   been applied; the retryable error says so. Creating again then reports
+//!   `AlreadyExists` for a new token, which callers handle by generating
+//!   another token.
+//!
 //! Configuration: [`PostgresConfig`] (builder) or
 //! [`PostgresConfig::from_env`] (`SESSION_STORE_POSTGRES_*` variables).
 //! The table layout is described in the [`schema`] module.

@@ -218,6 +218,15 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> Error {
     }
 }
 
+/// Like [`map_sqlx`], but a unique violation (which `ON CONFLICT DO NOTHING`
+/// normally absorbs) means the key is taken.
+fn map_insert(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::AlreadyExists,
+        _ => map_sqlx(e),
+    }
+}
+
 /// A `u64` version as stored (`bigint`). `None` when it cannot be stored,
 /// which also means no stored row can carry it.
 fn db_version(v: u64) -> Option<i64> {
@@ -317,7 +326,7 @@ impl SessionBackend for PostgresStore {
                 bind_record(q, record)
                     .execute(&self.pool)
                     .await
-                    .map_err(map_sqlx)
+                    .map_err(map_insert)
             })
             .await?;
         if done.rows_affected() == 0 {
@@ -399,7 +408,7 @@ impl SessionBackend for PostgresStore {
                     .bind(grace.map(|g| g.until.as_millis()))
                     .fetch_one(&self.pool)
                     .await
-                    .map_err(map_sqlx)
+                    .map_err(map_insert)
             })
             .await?;
         if !get::<bool>(&row, "matched")? {
@@ -485,5 +494,79 @@ impl SessionBackend for PostgresStore {
             })
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    fn retryable(e: &Error) -> Option<bool> {
+        match e {
+            Error::Backend { retryable, .. } => Some(*retryable),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn client_side_errors_map_by_kind() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::Io(io))), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::PoolTimedOut)), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::PoolClosed)), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::RowNotFound)), Some(false));
+        assert_eq!(
+            retryable(&map_sqlx(sqlx::Error::ColumnNotFound("x".into()))),
+            Some(false)
+        );
+    }
+
+    /// Server errors by SQLSTATE, raised on a real server.
+    #[tokio::test]
+    async fn server_errors_map_by_sqlstate() {
+        if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
+            return;
+        }
+        let url = std::env::var("SESSION_STORE_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL unreachable ({e}): run store-postgres/scripts/postgres-service.sh")
+        });
+        for (code, expected) in [
+            ("40001", Some(true)),
+            ("40P01", Some(true)),
+            ("08006", Some(true)),
+            ("57014", Some(true)),
+            ("53300", Some(true)),
+            ("22012", Some(false)),
+            ("42501", Some(false)),
+            ("23505", Some(false)),
+        ] {
+            let sql =
+                format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$");
+            let err = sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert_eq!(retryable(&map_sqlx(err)), expected, "{code}");
+        }
+        let err = sqlx::query("DO $$ BEGIN RAISE EXCEPTION 'dup' USING ERRCODE = '23505'; END $$")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(matches!(map_insert(err), Error::AlreadyExists));
+        let err = sqlx::query("SELECT 1/0")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            map_insert(err),
+            Error::Backend {
+                retryable: false,
+                ..
+            }
+        ));
     }
 }
