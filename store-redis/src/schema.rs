@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds | expires (PEXPIREAT) |
 //! | --- | --- | --- | --- |
-//! | `{P:HH}:s:H` | hash | a session or a forwarder | `expires_at` / `until`, plus slack |
+//! | `{P:HH}:s:H` | string | a session or a forwarder (see Values) | `expires_at` / `until`, plus slack |
 //! | `{P:u:U}` | sorted set | user index: members `H`, score = the session's absolute deadline | max score, plus slack |
 //! | `{P:u:U}:t` | hash | user index: member `H` → server time (ms) it was added | same as the sorted set |
 //!
@@ -19,19 +19,23 @@
 //! atomic script. A user's index keys share the tag `{P:u:U}`.
 //!
 //! # Values
-//! A session is a hash with fields `v` (version), `u` (user id, absent when
-//! anonymous), `c` (created), `l` (last seen), `a` (auth time, absent when
-//! none), `i` (idle deadline), `x` (absolute deadline), `m` (metadata), `d`
-//! (data). Integers are canonical decimal text, which the Lua scripts compare
-//! exactly (no floating point) and pass straight to `PEXPIREAT`. A forwarder
-//! is a hash with `f` (successor storage key, 32 raw bytes), `s` (sealed
-//! token) and `t` (until).
+//! One Redis string per entry, so that `load` is one `GET`, as cheap as a
+//! raw read. It starts with a fixed-width text header that the Lua scripts
+//! read with `GETRANGE` and patch with `SETRANGE` (so `touch` rewrites 40
+//! bytes, never the data), followed by binary fields only Rust reads:
 //!
-//! Why a hash and not one blob: `load` is still one round trip (`HGETALL`),
-//! but `touch` rewrites two small fields instead of the whole value, the CAS
-//! scripts read only `v`, `i`, `x` (`HMGET`), and listing reads no data.
+//! ```text
+//! session:   'S' version(20) idle(20) absolute(20) last_seen(20) 'u'|'a' user_len(10) '\n'
+//!            user bytes, created (i64 BE), auth flag (1) + auth time (i64 BE),
+//!            meta length (u32 BE) + meta, data (the rest)
+//! forwarder: 'F' until(20) '\n' successor (32 raw bytes) sealed token (the rest)
+//! ```
+//!
+//! Versions are 20 zero-padded digits; instants are a sign and 19 digits (all
+//! of `i64`, exact: the scripts compare them as decimal strings, never as
+//! floating point). A value that does not parse is [`Error::Codec`], never a
+//! panic.
 
-use redis::Value;
 use sha2::{Digest, Sha256};
 
 use session_store_core::{
@@ -118,229 +122,211 @@ pub(crate) fn ts(t: Timestamp) -> String {
     t.as_millis().to_string()
 }
 
-/// The `PEXPIREAT` argument for an entry that expires at `deadline`.
-/// Clamped to 2^53 - 1 ms (year 287,396), which the scripts can also represent.
+/// The `PEXPIREAT`/`PXAT` argument for an entry that expires at `deadline`:
+/// clamped to `[1, 2^53 - 1]` ms (Redis rejects 0 and below for `PXAT`; the
+/// scripts' doubles are exact up to 2^53, year 287,396).
 pub(crate) fn ttl_at(deadline: Timestamp, slack: std::time::Duration) -> String {
     const MAX_EXPIRE_MS: i64 = (1 << 53) - 1;
     deadline
         .saturating_add(slack)
         .as_millis()
-        .min(MAX_EXPIRE_MS)
+        .clamp(1, MAX_EXPIRE_MS)
         .to_string()
 }
 
-/// The session's fields, as alternating field/value script arguments.
-pub(crate) fn session_fields(r: &SessionRecord, version: u64) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(18);
-    let mut put = |f: &str, v: Vec<u8>| {
-        out.push(f.as_bytes().to_vec());
-        out.push(v);
-    };
-    put("v", version.to_string().into_bytes());
-    if let Some(u) = &r.user_id {
-        put("u", u.as_bytes().to_vec());
+/// Length of a session header (through the newline).
+pub(crate) const SESSION_HEADER: usize = 93;
+/// Length of a forwarder header (through the newline).
+const FORWARD_HEADER: usize = 22;
+
+/// A version as stored: 20 zero-padded digits.
+pub(crate) fn fixed_version(v: u64) -> String {
+    format!("{v:020}")
+}
+
+/// An instant as stored: sign and 19 digits.
+fn fixed_time(t: Timestamp) -> String {
+    let ms = t.as_millis();
+    format!(
+        "{}{:019}",
+        if ms < 0 { '-' } else { '+' },
+        ms.unsigned_abs()
+    )
+}
+
+/// Encodes a session stored with `version`.
+pub(crate) fn encode_session(r: &SessionRecord, version: u64) -> Vec<u8> {
+    let user = r.user_id.as_deref().unwrap_or("").as_bytes();
+    let mut out =
+        Vec::with_capacity(SESSION_HEADER + user.len() + 21 + r.meta.len() + r.data.len());
+    out.push(b'S');
+    out.extend_from_slice(fixed_version(version).as_bytes());
+    out.extend_from_slice(fixed_time(r.idle_deadline).as_bytes());
+    out.extend_from_slice(fixed_time(r.absolute_deadline).as_bytes());
+    out.extend_from_slice(fixed_time(r.last_seen_at).as_bytes());
+    out.push(if r.user_id.is_some() { b'u' } else { b'a' });
+    out.extend_from_slice(format!("{:010}", user.len()).as_bytes());
+    out.push(b'\n');
+    debug_assert_eq!(out.len(), SESSION_HEADER);
+    out.extend_from_slice(user);
+    out.extend_from_slice(&r.created_at.as_millis().to_be_bytes());
+    match r.auth_time {
+        Some(a) => {
+            out.push(1);
+            out.extend_from_slice(&a.as_millis().to_be_bytes());
+        }
+        None => out.extend_from_slice(&[0; 9]),
     }
-    put("c", ts(r.created_at).into_bytes());
-    put("l", ts(r.last_seen_at).into_bytes());
-    if let Some(a) = r.auth_time {
-        put("a", ts(a).into_bytes());
-    }
-    put("i", ts(r.idle_deadline).into_bytes());
-    put("x", ts(r.absolute_deadline).into_bytes());
-    put("m", r.meta.clone());
-    put("d", r.data.clone());
+    // Metadata is small (the manager caps it); a u32 length always fits.
+    out.extend_from_slice(
+        &u32::try_from(r.meta.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&r.meta);
+    out.extend_from_slice(&r.data);
     out
 }
 
-/// Fields read for a user listing (everything but the data), in this order.
-pub(crate) const SUMMARY_FIELDS: [&str; 9] = ["v", "u", "c", "l", "a", "i", "x", "m", "f"];
+/// Encodes a renewal forwarder.
+pub(crate) fn encode_forwarder(successor: &StorageKey, sealed: &[u8], until: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FORWARD_HEADER + 32 + sealed.len());
+    out.push(b'F');
+    out.extend_from_slice(fixed_time(until).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(successor.as_bytes());
+    out.extend_from_slice(sealed);
+    out
+}
 
-fn bytes(v: Value) -> Result<Option<Vec<u8>>> {
-    match v {
-        Value::Nil => Ok(None),
-        Value::BulkString(b) => Ok(Some(b)),
-        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
-        Value::VerbatimString { text, .. } => Ok(Some(text.into_bytes())),
-        Value::Int(i) => Ok(Some(i.to_string().into_bytes())),
-        _ => Err(Error::codec("unexpected value type in a stored hash")),
+fn corrupt(what: &str) -> Error {
+    Error::codec(format!("stored entry is corrupt: {what}"))
+}
+
+fn digits(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+fn parse_version(field: &[u8]) -> Result<u64> {
+    digits(field).ok_or_else(|| corrupt("version"))
+}
+
+fn parse_time(field: &[u8], what: &str) -> Result<Timestamp> {
+    let (sign, rest) = field.split_first().ok_or_else(|| corrupt(what))?;
+    let magnitude = i128::from(digits(rest).ok_or_else(|| corrupt(what))?);
+    let ms = match sign {
+        b'+' => magnitude,
+        b'-' => -magnitude,
+        _ => return Err(corrupt(what)),
+    };
+    i64::try_from(ms)
+        .map(Timestamp::from_millis)
+        .map_err(|_| corrupt(what))
+}
+
+/// A cursor over the binary part.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(corrupt(what));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64> {
+        let b = self.take(8, what)?;
+        Ok(i64::from_be_bytes(b.try_into().map_err(|_| corrupt(what))?))
     }
 }
 
-/// Field/value pairs of an `HGETALL` reply (RESP2 flat array or RESP3 map).
-pub(crate) fn hash_pairs(v: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    match v {
-        Value::Nil => {}
-        Value::Map(pairs) => {
-            for (k, v) in pairs {
-                if let (Some(k), Some(v)) = (bytes(k)?, bytes(v)?) {
-                    out.push((k, v));
-                }
+/// Decodes a stored entry, whatever its liveness.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Lookup> {
+    match bytes.first() {
+        Some(b'S') => decode_session(bytes).map(Lookup::Session),
+        Some(b'F') => {
+            if bytes.len() < FORWARD_HEADER + 32 || bytes[FORWARD_HEADER - 1] != b'\n' {
+                return Err(corrupt("forwarder header"));
             }
-        }
-        Value::Array(items) => {
-            if items.len() % 2 != 0 {
-                return Err(Error::codec("odd HGETALL reply"));
-            }
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let (Some(k), Some(v)) = (bytes(k)?, bytes(v)?) {
-                    out.push((k, v));
-                }
-            }
-        }
-        _ => return Err(Error::codec("unexpected HGETALL reply")),
-    }
-    Ok(out)
-}
-
-fn int<T: std::str::FromStr>(field: &str, v: Option<&[u8]>) -> Result<T> {
-    let v = v.ok_or_else(|| Error::codec(format!("stored session lacks field {field}")))?;
-    std::str::from_utf8(v)
-        .ok()
-        .filter(|s| s == &"0" || (!s.starts_with('0') && !s.starts_with("-0")))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::codec(format!("stored field {field} is not an integer")))
-}
-
-fn time(field: &str, v: Option<&[u8]>) -> Result<Timestamp> {
-    int::<i64>(field, v).map(Timestamp::from_millis)
-}
-
-/// One stored hash, by field name.
-#[derive(Default)]
-pub(crate) struct Fields {
-    v: Option<Vec<u8>>,
-    u: Option<Vec<u8>>,
-    c: Option<Vec<u8>>,
-    l: Option<Vec<u8>>,
-    a: Option<Vec<u8>>,
-    i: Option<Vec<u8>>,
-    x: Option<Vec<u8>>,
-    m: Option<Vec<u8>>,
-    d: Option<Vec<u8>>,
-    f: Option<Vec<u8>>,
-    s: Option<Vec<u8>>,
-    t: Option<Vec<u8>>,
-}
-
-impl Fields {
-    fn set(&mut self, name: &[u8], value: Vec<u8>) {
-        let slot = match name {
-            b"v" => &mut self.v,
-            b"u" => &mut self.u,
-            b"c" => &mut self.c,
-            b"l" => &mut self.l,
-            b"a" => &mut self.a,
-            b"i" => &mut self.i,
-            b"x" => &mut self.x,
-            b"m" => &mut self.m,
-            b"d" => &mut self.d,
-            b"f" => &mut self.f,
-            b"s" => &mut self.s,
-            b"t" => &mut self.t,
-            // Unknown fields are ignored: a newer writer may add some.
-            _ => return,
-        };
-        *slot = Some(value);
-    }
-
-    /// From an `HGETALL` reply.
-    pub(crate) fn from_hgetall(v: Value) -> Result<Option<Self>> {
-        let pairs = hash_pairs(v)?;
-        if pairs.is_empty() {
-            return Ok(None);
-        }
-        let mut f = Fields::default();
-        for (k, v) in pairs {
-            f.set(&k, v);
-        }
-        Ok(Some(f))
-    }
-
-    /// From an `HMGET` of [`SUMMARY_FIELDS`].
-    pub(crate) fn from_summary_hmget(v: Value) -> Result<Option<Self>> {
-        let Value::Array(items) = v else {
-            return Err(Error::codec("unexpected HMGET reply"));
-        };
-        if items.len() != SUMMARY_FIELDS.len() {
-            return Err(Error::codec("unexpected HMGET reply length"));
-        }
-        let mut f = Fields::default();
-        let mut any = false;
-        for (name, item) in SUMMARY_FIELDS.iter().zip(items) {
-            if let Some(b) = bytes(item)? {
-                any = true;
-                f.set(name.as_bytes(), b);
-            }
-        }
-        Ok(any.then_some(f))
-    }
-
-    fn is_forwarder(&self) -> Result<bool> {
-        match (self.v.is_some(), self.f.is_some()) {
-            (true, false) => Ok(false),
-            (false, true) => Ok(true),
-            _ => Err(Error::codec(
-                "stored entry is neither a session nor a forwarder",
-            )),
-        }
-    }
-
-    fn record(self, with_data: bool) -> Result<SessionRecord> {
-        let user_id = match self.u {
-            Some(u) => Some(
-                String::from_utf8(u).map_err(|_| Error::codec("stored user id is not UTF-8"))?,
-            ),
-            None => None,
-        };
-        Ok(SessionRecord {
-            version: int("v", self.v.as_deref())?,
-            user_id,
-            created_at: time("c", self.c.as_deref())?,
-            last_seen_at: time("l", self.l.as_deref())?,
-            auth_time: match self.a.as_deref() {
-                Some(a) => Some(time("a", Some(a))?),
-                None => None,
-            },
-            idle_deadline: time("i", self.i.as_deref())?,
-            absolute_deadline: time("x", self.x.as_deref())?,
-            meta: self.m.unwrap_or_default(),
-            data: if with_data {
-                self.d
-                    .ok_or_else(|| Error::codec("stored session lacks field d"))?
-            } else {
-                Vec::new()
-            },
-        })
-    }
-
-    /// The entry, whatever its liveness.
-    pub(crate) fn into_lookup(self) -> Result<Lookup> {
-        if self.is_forwarder()? {
-            let successor = StorageKey::try_from_slice(self.f.as_deref().unwrap_or_default())?;
+            let until = parse_time(&bytes[1..21], "until")?;
+            let successor =
+                StorageKey::try_from_slice(&bytes[FORWARD_HEADER..FORWARD_HEADER + 32])?;
             Ok(Lookup::Forwarded(Forward {
                 successor,
-                sealed_token: self
-                    .s
-                    .ok_or_else(|| Error::codec("stored forwarder lacks field s"))?,
-                until: time("t", self.t.as_deref())?,
+                sealed_token: bytes[FORWARD_HEADER + 32..].to_vec(),
+                until,
             }))
-        } else {
-            Ok(Lookup::Session(self.record(true)?))
         }
-    }
-
-    /// For listings: `Ok(None)` for a forwarder, else the record without data.
-    pub(crate) fn into_summary_record(self) -> Result<Option<SessionRecord>> {
-        if self.is_forwarder()? {
-            return Ok(None);
-        }
-        self.record(false).map(Some)
+        _ => Err(corrupt("unknown kind")),
     }
 }
 
-/// A listed session, if `fields` is a session of `user_id` live at `now`.
+fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
+    if bytes.len() < SESSION_HEADER || bytes[SESSION_HEADER - 1] != b'\n' {
+        return Err(corrupt("session header"));
+    }
+    let version = parse_version(&bytes[1..21])?;
+    let idle_deadline = parse_time(&bytes[21..41], "idle deadline")?;
+    let absolute_deadline = parse_time(&bytes[41..61], "absolute deadline")?;
+    let last_seen_at = parse_time(&bytes[61..81], "last seen")?;
+    let has_user = match bytes[81] {
+        b'u' => true,
+        b'a' => false,
+        _ => return Err(corrupt("user flag")),
+    };
+    let user_len = digits(&bytes[82..92]).ok_or_else(|| corrupt("user length"))?;
+    let mut rest = Reader(&bytes[SESSION_HEADER..]);
+    let user = rest.take(
+        usize::try_from(user_len).map_err(|_| corrupt("user length"))?,
+        "user",
+    )?;
+    let user_id = if has_user {
+        Some(String::from_utf8(user.to_vec()).map_err(|_| corrupt("user id is not UTF-8"))?)
+    } else if user.is_empty() {
+        None
+    } else {
+        return Err(corrupt("anonymous session with a user"));
+    };
+    let created_at = Timestamp::from_millis(rest.i64("created")?);
+    let auth_time = match rest.take(1, "auth flag")?[0] {
+        0 => {
+            rest.take(8, "auth time")?;
+            None
+        }
+        1 => Some(Timestamp::from_millis(rest.i64("auth time")?)),
+        _ => return Err(corrupt("auth flag")),
+    };
+    let meta_len = u32::from_be_bytes(
+        rest.take(4, "meta length")?
+            .try_into()
+            .map_err(|_| corrupt("meta length"))?,
+    );
+    let meta = rest
+        .take(
+            usize::try_from(meta_len).map_err(|_| corrupt("meta length"))?,
+            "meta",
+        )?
+        .to_vec();
+    Ok(SessionRecord {
+        version,
+        user_id,
+        created_at,
+        last_seen_at,
+        auth_time,
+        idle_deadline,
+        absolute_deadline,
+        meta,
+        data: rest.0.to_vec(),
+    })
+}
+
+/// A listed session, if `record` is a session of `user_id` live at `now`.
 pub(crate) fn live_summary(
     key: StorageKey,
     user_id: &str,
@@ -386,75 +372,74 @@ mod tests {
         assert_eq!(tag(keys.entry(&k)), tag(keys.entry(&succ)));
     }
 
+    fn sample(user: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            version: 0,
+            user_id: user.map(str::to_owned),
+            created_at: Timestamp::from_millis(-5),
+            last_seen_at: Timestamp::from_millis(0),
+            auth_time: user.map(|_| Timestamp::from_millis(i64::MIN)),
+            idle_deadline: Timestamp::from_millis(10),
+            absolute_deadline: Timestamp::MAX,
+            meta: b"meta".to_vec(),
+            data: b"da\nta".to_vec(),
+        }
+    }
+
     #[test]
-    fn corrupt_fields_are_codec_errors() {
-        let pairs = |p: &[(&str, &str)]| {
-            Value::Array(
-                p.iter()
-                    .flat_map(|(k, v)| {
-                        [
-                            Value::BulkString(k.as_bytes().to_vec()),
-                            Value::BulkString(v.as_bytes().to_vec()),
-                        ]
-                    })
-                    .collect(),
-            )
-        };
-        let bad: &[&[(&str, &str)]] = &[
-            &[("zz", "1")],
-            &[("v", "1")],
-            &[
-                ("v", "x"),
-                ("c", "1"),
-                ("l", "1"),
-                ("i", "1"),
-                ("x", "1"),
-                ("d", ""),
-            ],
-            &[
-                ("v", "01"),
-                ("c", "1"),
-                ("l", "1"),
-                ("i", "1"),
-                ("x", "1"),
-                ("d", ""),
-            ],
-            &[("v", "1"), ("f", "short"), ("s", ""), ("t", "1")],
-            &[("f", "0123456789abcdef0123456789abcdef"), ("t", "1")],
+    fn entries_round_trip() {
+        for user in [None, Some(""), Some("alice\n{x}")] {
+            let r = sample(user);
+            let bytes = encode_session(&r, u64::MAX);
+            let back = decode(&bytes).unwrap();
+            assert_eq!(
+                back,
+                Lookup::Session(SessionRecord {
+                    version: u64::MAX,
+                    ..r
+                })
+            );
+        }
+        let succ = SessionToken::generate().storage_key();
+        let f = encode_forwarder(&succ, b"sealed", Timestamp::from_millis(-1));
+        assert_eq!(
+            decode(&f).unwrap(),
+            Lookup::Forwarded(Forward {
+                successor: succ,
+                sealed_token: b"sealed".to_vec(),
+                until: Timestamp::from_millis(-1),
+            })
+        );
+    }
+
+    #[test]
+    fn corrupt_values_are_codec_errors() {
+        let good = encode_session(&sample(Some("bob")), 3);
+        let mut bad: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"X".to_vec(),
+            b"S".to_vec(),
+            good[..SESSION_HEADER - 1].to_vec(),
+            good[..SESSION_HEADER + 2].to_vec(),
+            b"F+0000000000000000001\nshort".to_vec(),
         ];
-        for p in bad {
-            let r = Fields::from_hgetall(pairs(p))
-                .unwrap()
-                .unwrap()
-                .into_lookup();
-            assert!(matches!(r, Err(Error::Codec { .. })), "{p:?}");
+        for (at, byte) in [
+            (1, b'x'),
+            (21, b'*'),
+            (30, b'a'),
+            (81, b'z'),
+            (85, b'-'),
+            (92, b' '),
+        ] {
+            let mut b = good.clone();
+            b[at] = byte;
+            bad.push(b);
         }
-        let ok = pairs(&[
-            ("v", "7"),
-            ("c", "-5"),
-            ("l", "0"),
-            ("i", "10"),
-            ("x", "9223372036854775807"),
-            ("m", ""),
-            ("d", "hi"),
-        ]);
-        match Fields::from_hgetall(ok)
-            .unwrap()
-            .unwrap()
-            .into_lookup()
-            .unwrap()
-        {
-            Lookup::Session(r) => {
-                assert_eq!(r.version, 7);
-                assert_eq!(r.created_at, Timestamp::from_millis(-5));
-                assert_eq!(r.absolute_deadline, Timestamp::MAX);
-                assert_eq!(r.data, b"hi");
-                assert_eq!(r.user_id, None);
-            }
-            other => panic!("{other:?}"),
+        let mut big = good.clone();
+        big[82..92].copy_from_slice(b"9999999999");
+        bad.push(big);
+        for b in bad {
+            assert!(matches!(decode(&b), Err(Error::Codec { .. })), "{b:?}");
         }
-        assert!(Fields::from_hgetall(Value::Array(vec![]))
-            .unwrap()
-            .is_none());
     }
 }

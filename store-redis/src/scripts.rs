@@ -6,11 +6,13 @@
 //! `SCRIPT LOAD` (to every master in cluster mode) and retries when a server
 //! answers `NOSCRIPT` (after a restart or failover).
 //!
-//! Integers travel as canonical decimal text and are compared with `cmp`,
-//! which is exact for all of `i64` (Lua numbers are doubles). Reply codes:
-//! `1` done, `0` no live session / conflict, `-1` the target exists, `-2`
-//! stored value corrupt, `-3` the user-index entry is too old (retry), `-4`
-//! the user index must be written first (retry after writing it).
+//! Scripts read the fixed-width header of an entry (see the `schema` module)
+//! with `GETRANGE`, never the data. Integers are handled as canonical decimal
+//! text and compared with `cmp`, exact for all of `i64` (Lua numbers are
+//! doubles). Reply codes: `1` done, `0` no live session / conflict, `-1` the
+//! target exists, `-2` stored value corrupt, `-3` the user-index entry is too
+//! old (retry), `-4` the user index must be written first (retry after
+//! writing it).
 
 use std::sync::LazyLock;
 
@@ -18,9 +20,6 @@ use redis::Script;
 
 /// Shared helpers, prepended to every script.
 const PRELUDE: &str = r#"
-local function canon(s)
-  return type(s) == 'string' and #s <= 20 and (s == '0' or string.match(s, '^%-?[1-9]%d*$') ~= nil)
-end
 local function cmp(a, b)
   local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
   if na ~= nb then
@@ -41,10 +40,26 @@ local function cmp(a, b)
 end
 local function lmin(a, b) if cmp(a, b) <= 0 then return a end return b end
 local function lmax(a, b) if cmp(a, b) >= 0 then return a end return b end
+-- sign + 19 digits <-> canonical decimal
+local function from_fixed(s)
+  local digits = (string.gsub(string.sub(s, 2), '^0+', ''))
+  if digits == '' then return '0' end
+  if string.sub(s, 1, 1) == '-' then return '-' .. digits end
+  return digits
+end
+local function to_fixed(c)
+  local sign = '+'
+  if string.sub(c, 1, 1) == '-' then
+    sign = '-'
+    c = string.sub(c, 2)
+  end
+  return sign .. string.rep('0', 19 - #c) .. c
+end
 local MAXEXP = 9007199254740991
 local function expire_arg(dec, slack)
   local n = tonumber(dec) + tonumber(slack)
   if n > MAXEXP then n = MAXEXP end
+  if n < 1 then n = 1 end
   return string.format('%.0f', n)
 end
 local function server_ms()
@@ -54,17 +69,32 @@ end
 local function too_old(idx_time, max_age)
   return idx_time ~= '' and server_ms() - tonumber(idx_time) > tonumber(max_age)
 end
--- The live session under k at now: 'none', 'corrupt', 'dead' or 'live', and
--- the HMGET of fields (which must start with v, i, x).
-local function live_session(k, now, fields)
+-- The entry under k: 'none', 'corrupt', 'forwarder' or 'session' and, for a
+-- session, its header {v, i, x, l, user, ulen}.
+local function entry(k)
   local ty = redis.call('TYPE', k).ok
   if ty == 'none' then return 'none' end
-  if ty ~= 'hash' then return 'corrupt' end
-  local s = redis.call('HMGET', k, unpack(fields))
-  if not s[1] then return 'dead', s end
-  if not (canon(s[2]) and canon(s[3])) then return 'corrupt', s end
-  if cmp(now, lmin(s[2], s[3])) >= 0 then return 'dead', s end
-  return 'live', s
+  if ty ~= 'string' then return 'corrupt' end
+  local h = redis.call('GETRANGE', k, 0, 92)
+  local kind = string.sub(h, 1, 1)
+  if kind == 'F' then return 'forwarder' end
+  if kind ~= 'S' or #h ~= 93 or string.sub(h, 93, 93) ~= '\n' then return 'corrupt' end
+  local v, i, x, l = string.sub(h, 2, 21), string.sub(h, 22, 41), string.sub(h, 42, 61), string.sub(h, 62, 81)
+  local uk, ulen = string.sub(h, 82, 82), string.sub(h, 83, 92)
+  if not (string.match(v, '^%d+$') and string.match(i, '^[+-]%d+$') and string.match(x, '^[+-]%d+$')
+      and string.match(l, '^[+-]%d+$') and (uk == 'u' or uk == 'a') and string.match(ulen, '^%d+$')) then
+    return 'corrupt'
+  end
+  return 'session', {v = v, i = from_fixed(i), x = from_fixed(x), l = from_fixed(l), user = uk == 'u', ulen = tonumber(ulen)}
+end
+-- The user id of session k with header s, or false when anonymous.
+local function owner(k, s)
+  if not s.user then return false end
+  if s.ulen == 0 then return '' end
+  return redis.call('GETRANGE', k, 93, 93 + s.ulen - 1)
+end
+local function live(s, now)
+  return cmp(now, lmin(s.i, s.x)) < 0
 end
 "#;
 
@@ -72,77 +102,74 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-/// KEYS: entry. ARGV: index time ('' without user), max index age (ms),
-/// PEXPIREAT, then field/value pairs.
+/// KEYS: entry. ARGV: index time, max index age (ms), PXAT, value.
+/// (Anonymous sessions are created with a plain `SET NX PXAT`.)
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if too_old(ARGV[1], ARGV[2]) then return -3 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[4], 'PXAT', ARGV[3])
 return 1
 "#,
     )
 });
 
-/// KEYS: entry. ARGV: now, expected version, user, has user ('1'/'0'), new
-/// absolute deadline, index written ('1'/'0'), PEXPIREAT, then field/value
-/// pairs.
+/// KEYS: entry. ARGV: now, expected version (20 digits), user, has user
+/// ('1'/'0'), new absolute deadline, index written ('1'/'0'), PXAT, value.
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = live_session(KEYS[1], ARGV[1], {'v', 'i', 'x', 'u'})
+local state, s = entry(KEYS[1])
 if state == 'corrupt' then return -2 end
-if state ~= 'live' or s[1] ~= ARGV[2] then return 0 end
-if ARGV[4] == '1' and ARGV[6] ~= '1' and (s[4] ~= ARGV[3] or cmp(ARGV[5], s[3]) > 0) then
+if state ~= 'session' or not live(s, ARGV[1]) or s.v ~= ARGV[2] then return 0 end
+if ARGV[4] == '1' and ARGV[6] ~= '1' and (cmp(ARGV[5], s.x) > 0 or owner(KEYS[1], s) ~= ARGV[3]) then
   return -4
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
-redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[8], 'PXAT', ARGV[7])
 return 1
 "#,
     )
 });
 
 /// KEYS: entry. ARGV: now, idle deadline, last seen, TTL slack (ms).
+/// Patches the two header fields in place; the data is not rewritten.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = live_session(KEYS[1], ARGV[1], {'v', 'i', 'x', 'l'})
-if state == 'corrupt' or (state == 'live' and not canon(s[4])) then return -2 end
-if state ~= 'live' then return 0 end
-local ni = lmax(s[2], lmin(ARGV[2], s[3]))
-local nl = lmax(s[4], ARGV[3])
-if ni ~= s[2] or nl ~= s[4] then
-  redis.call('HSET', KEYS[1], 'i', ni, 'l', nl)
+local state, s = entry(KEYS[1])
+if state == 'corrupt' then return -2 end
+if state ~= 'session' or not live(s, ARGV[1]) then return 0 end
+local ni = lmax(s.i, lmin(ARGV[2], s.x))
+local nl = lmax(s.l, ARGV[3])
+if ni ~= s.i then
+  redis.call('SETRANGE', KEYS[1], 21, to_fixed(ni))
+  redis.call('PEXPIREAT', KEYS[1], expire_arg(lmin(ni, s.x), ARGV[4]))
 end
-if ni ~= s[2] then
-  redis.call('PEXPIREAT', KEYS[1], expire_arg(lmin(ni, s[3]), ARGV[4]))
+if nl ~= s.l then
+  redis.call('SETRANGE', KEYS[1], 61, to_fixed(nl))
 end
 return 1
 "#,
     )
 });
 
-/// KEYS: from, to (one slot). ARGV: now, expected version, index time ('' without
-/// user), max index age (ms), PEXPIREAT of `to`, grace ('1'/'0'), successor,
-/// sealed token, until, PEXPIREAT of the forwarder, then `to`'s field/value pairs.
+/// KEYS: from, to (one slot). ARGV: now, expected version (20 digits), index
+/// time ('' without user), max index age (ms), PXAT of `to`, value of `to`,
+/// forwarder value ('' without grace), PXAT of the forwarder.
 pub(crate) static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = live_session(KEYS[1], ARGV[1], {'v', 'i', 'x'})
+local state, s = entry(KEYS[1])
 if state == 'corrupt' then return -2 end
-if state ~= 'live' or s[1] ~= ARGV[2] then return 0 end
+if state ~= 'session' or not live(s, ARGV[1]) or s.v ~= ARGV[2] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if too_old(ARGV[3], ARGV[4]) then return -3 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 11))
-redis.call('PEXPIREAT', KEYS[2], ARGV[5])
-if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[1], 'f', ARGV[7], 's', ARGV[8], 't', ARGV[9])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[10])
+redis.call('SET', KEYS[2], ARGV[6], 'PXAT', ARGV[5])
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[7], 'PXAT', ARGV[8])
+else
+  redis.call('DEL', KEYS[1])
 end
 return 1
 "#,
@@ -155,14 +182,13 @@ return 1
 pub(crate) static DELETE_OWNED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ty = redis.call('TYPE', KEYS[1]).ok
-if ty == 'none' then return 0 end
-if ty ~= 'hash' then return -2 end
-local s = redis.call('HMGET', KEYS[1], 'v', 'i', 'x', 'u')
-if not s[1] then return 3 end
-if s[4] ~= ARGV[1] then return 4 end
+local state, s = entry(KEYS[1])
+if state == 'none' then return 0 end
+if state == 'corrupt' then return -2 end
+if state == 'forwarder' then return 3 end
+if owner(KEYS[1], s) ~= ARGV[1] then return 4 end
 redis.call('DEL', KEYS[1])
-if canon(s[2]) and canon(s[3]) and cmp(ARGV[2], lmin(s[2], s[3])) < 0 then return 2 end
+if live(s, ARGV[2]) then return 2 end
 return 1
 "#,
     )
@@ -178,9 +204,7 @@ local now = string.format('%.0f', server_ms())
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], now)
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local at = tonumber(top[2]) + tonumber(ARGV[3])
-if at > MAXEXP then at = MAXEXP end
-at = string.format('%.0f', at)
+local at = expire_arg(top[2], ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], at)
 redis.call('PEXPIREAT', KEYS[2], at)
 return now

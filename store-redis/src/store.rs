@@ -19,7 +19,7 @@ use session_store_core::{
 };
 
 use crate::config::{RedisConfig, Target};
-use crate::schema::{self, Fields, Keys, AFFINITY_BITS, SUMMARY_FIELDS};
+use crate::schema::{self, Keys, AFFINITY_BITS};
 use crate::scripts;
 
 /// How many per-key commands run at once for one listing or bulk delete.
@@ -569,21 +569,35 @@ impl SessionBackend for RedisStore {
 
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
         let entry = self.keys.entry(key);
-        let fields = schema::session_fields(record, record.version);
+        let value = schema::encode_session(record, record.version);
         let ttl = schema::ttl_at(record.expires_at(), self.ttl_slack);
         self.bounded(async {
+            let Some(user) = &record.user_id else {
+                // Anonymous: no index, one plain command.
+                let mut conn = self.conn.clone();
+                let reply = redis::cmd("SET")
+                    .arg(&entry)
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("PXAT")
+                    .arg(&ttl)
+                    .query_async::<Value>(&mut conn)
+                    .await
+                    .map_err(map_err)?;
+                return match reply {
+                    Value::Nil => Err(Error::AlreadyExists),
+                    _ => Ok(()),
+                };
+            };
             for _ in 0..INDEX_ATTEMPTS {
                 // The index entry first: whoever lists the user sees at least
                 // every session that exists.
-                let stamp = match &record.user_id {
-                    Some(user) => self.index_add(user, key, record.absolute_deadline).await?,
-                    None => String::new(),
-                };
+                let stamp = self.index_add(user, key, record.absolute_deadline).await?;
                 let mut inv = scripts::CREATE.key(&entry);
-                inv.arg(&stamp).arg(self.max_index_age()).arg(&ttl);
-                for f in &fields {
-                    inv.arg(f.as_slice());
-                }
+                inv.arg(&stamp)
+                    .arg(self.max_index_age())
+                    .arg(&ttl)
+                    .arg(value.as_slice());
                 match to_int(self.invoke(inv).await?, "create")? {
                     1 => return Ok(()),
                     -1 => return Err(Error::AlreadyExists),
@@ -603,17 +617,17 @@ impl SessionBackend for RedisStore {
         let mut conn = self.conn.clone();
         let reply = self
             .bounded(async move {
-                redis::cmd("HGETALL")
+                redis::cmd("GET")
                     .arg(&entry)
-                    .query_async::<Value>(&mut conn)
+                    .query_async::<Option<Vec<u8>>>(&mut conn)
                     .await
                     .map_err(map_err)
             })
             .await?;
-        let Some(fields) = Fields::from_hgetall(reply)? else {
+        let Some(bytes) = reply else {
             return Ok(None);
         };
-        Ok(match fields.into_lookup()? {
+        Ok(match schema::decode(&bytes)? {
             Lookup::Session(r) if r.is_live(now) => Some(Lookup::Session(r)),
             Lookup::Forwarded(f) if now < f.until => Some(Lookup::Forwarded(f)),
             _ => None,
@@ -626,7 +640,7 @@ impl SessionBackend for RedisStore {
             .checked_add(1)
             .ok_or_else(|| Error::Config("session version overflow".into()))?;
         let entry = self.keys.entry(key);
-        let fields = schema::session_fields(record, next);
+        let value = schema::encode_session(record, next);
         let ttl = schema::ttl_at(record.expires_at(), self.ttl_slack);
         let (has_user, user) = match &record.user_id {
             Some(u) => ("1", u.as_str()),
@@ -637,15 +651,13 @@ impl SessionBackend for RedisStore {
             loop {
                 let mut inv = scripts::SAVE.key(&entry);
                 inv.arg(schema::ts(now))
-                    .arg(record.version.to_string())
+                    .arg(schema::fixed_version(record.version))
                     .arg(user)
                     .arg(has_user)
                     .arg(schema::ts(record.absolute_deadline))
                     .arg(if index_written { "1" } else { "0" })
-                    .arg(&ttl);
-                for f in &fields {
-                    inv.arg(f.as_slice());
-                }
+                    .arg(&ttl)
+                    .arg(value.as_slice());
                 match to_int(self.invoke(inv).await?, "save")? {
                     1 => return Ok(next),
                     0 => return Err(Error::Conflict),
@@ -711,8 +723,15 @@ impl SessionBackend for RedisStore {
             .ok_or_else(|| Error::Config("session version overflow".into()))?;
         let from = self.keys.entry(&rotation.from);
         let to = self.keys.entry(&rotation.to);
-        let fields = schema::session_fields(record, next);
+        let value = schema::encode_session(record, next);
         let ttl = schema::ttl_at(record.expires_at(), self.ttl_slack);
+        let (forwarder, forwarder_ttl) = match &rotation.grace {
+            Some(g) => (
+                schema::encode_forwarder(&rotation.to, &g.sealed_token, g.until),
+                schema::ttl_at(g.until, self.ttl_slack),
+            ),
+            None => (Vec::new(), String::new()),
+        };
         self.bounded(async {
             for _ in 0..INDEX_ATTEMPTS {
                 let stamp = match &record.user_id {
@@ -725,22 +744,13 @@ impl SessionBackend for RedisStore {
                 let mut inv = scripts::ROTATE.key(&from);
                 inv.key(&to)
                     .arg(schema::ts(now))
-                    .arg(record.version.to_string())
+                    .arg(schema::fixed_version(record.version))
                     .arg(&stamp)
                     .arg(self.max_index_age())
-                    .arg(&ttl);
-                match &rotation.grace {
-                    Some(g) => inv
-                        .arg("1")
-                        .arg(rotation.to.as_bytes().as_slice())
-                        .arg(g.sealed_token.as_slice())
-                        .arg(schema::ts(g.until))
-                        .arg(schema::ttl_at(g.until, self.ttl_slack)),
-                    None => inv.arg("0").arg("").arg("").arg("").arg(""),
-                };
-                for f in &fields {
-                    inv.arg(f.as_slice());
-                }
+                    .arg(&ttl)
+                    .arg(value.as_slice())
+                    .arg(forwarder.as_slice())
+                    .arg(&forwarder_ttl);
                 match to_int(self.invoke(inv).await?, "rotate")? {
                     1 => return Ok(next),
                     0 => return Err(Error::Conflict),
@@ -833,19 +843,20 @@ impl SessionBackend for RedisStore {
             let mut missing = Vec::new();
             let results = self
                 .for_members(valid, |mut conn, entry| async move {
-                    let mut cmd = redis::cmd("HMGET");
-                    cmd.arg(&entry).arg(&SUMMARY_FIELDS[..]);
-                    let v = cmd.query_async::<Value>(&mut conn).await.map_err(map_err)?;
-                    Ok(Fields::from_summary_hmget(v))
+                    redis::cmd("GET")
+                        .arg(&entry)
+                        .query_async::<Option<Vec<u8>>>(&mut conn)
+                        .await
+                        .map_err(map_err)
                 })
                 .await?;
             let mut out = Vec::new();
             let mut corrupt = None;
-            for (m, key, fields) in results {
-                match fields.and_then(|f| f.map(Fields::into_summary_record).transpose()) {
+            for (m, key, bytes) in results {
+                match bytes.map(|b| schema::decode(&b)).transpose() {
                     Ok(None) => missing.push(m),
-                    Ok(Some(None)) => dead.push(m),
-                    Ok(Some(Some(r))) => {
+                    Ok(Some(Lookup::Forwarded(_))) => dead.push(m),
+                    Ok(Some(Lookup::Session(r))) => {
                         if let Some(s) = schema::live_summary(key, user_id, &r, now) {
                             out.push(s);
                         }

@@ -326,38 +326,43 @@ async fn corrupt_values_are_codec_errors() {
     let codec = |res: Result<(), Error>, what: &str| {
         assert!(matches!(res, Err(Error::Codec { .. })), "{what}: {res:?}");
     };
-    let bad_hashes: &[&[(&str, &str)]] = &[
-        &[
-            ("v", "1"),
-            ("i", "x"),
-            ("x", "1"),
-            ("l", "1"),
-            ("c", "1"),
-            ("d", ""),
-        ],
-        &[
-            ("v", "1"),
-            ("f", "0123456789abcdef0123456789abcdef"),
-            ("s", ""),
-            ("t", "1"),
-        ],
-        &[("junk", "1")],
+    let mut header_digit =
+        format!("S{:020}+{:019}+{:019}+{:019}a{:010}\n", 0, 1, 2, 3, 0).into_bytes();
+    header_digit[30] = b'x';
+    let bad_values: Vec<Vec<u8>> = vec![
+        b"X".to_vec(),
+        b"Sshort".to_vec(),
+        header_digit,
+        b"F+0000000000000000001\ntoo short for a key".to_vec(),
     ];
-    for fields in bad_hashes {
-        let _: i64 = raw.q(redis::cmd("DEL").arg(&entry)).await;
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(&entry);
-        for (f, v) in *fields {
-            cmd.arg(*f).arg(*v);
-        }
-        let _: i64 = raw.q(&cmd).await;
+    for value in &bad_values {
+        let _: Value = raw
+            .q(redis::cmd("SET").arg(&entry).arg(value.as_slice()))
+            .await;
         codec(
             store.load(&k, now).await.map(drop),
-            "load of a corrupt hash",
+            "load of a corrupt value",
         );
     }
+    // The scripts refuse a corrupt session header too.
+    let mut bad = format!("S{:020}+{:019}+{:019}+{:019}a{:010}\n", 0, 1, 2, 3, 0).into_bytes();
+    bad[50] = b'?';
+    let _: Value = raw
+        .q(redis::cmd("SET").arg(&entry).arg(bad.as_slice()))
+        .await;
+    codec(
+        store.save(&k, &r, now).await.map(drop),
+        "save on a corrupt header",
+    );
+    codec(
+        store.touch(&k, now, now, now).await.map(drop),
+        "touch on a corrupt header",
+    );
     // A value of the wrong Redis type.
-    let _: Value = raw.q(redis::cmd("SET").arg(&entry).arg("garbage")).await;
+    let _: i64 = raw.q(redis::cmd("DEL").arg(&entry)).await;
+    let _: i64 = raw
+        .q(redis::cmd("HSET").arg(&entry).arg("f").arg("v"))
+        .await;
     codec(store.load(&k, now).await.map(drop), "load");
     codec(store.save(&k, &r, now).await.map(drop), "save");
     codec(store.touch(&k, now, now, now).await.map(drop), "touch");
