@@ -1,0 +1,296 @@
+//! The `tower_sessions::SessionStore` implementation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use session_store_core::{
+    Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey, SystemClock,
+    Timestamp,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
+
+use crate::config::{TowerStoreConfig, CREATE_ATTEMPTS, MAX_USER_ID_BYTES};
+
+/// Rows removed per `cleanup_expired` call in [`ExpiredDeletion::delete_expired`].
+const CLEANUP_BATCH: usize = 1000;
+/// Re-reads a `save` makes when a concurrent writer bumped the version
+/// between its read and its compare-and-swap.
+const SAVE_ATTEMPTS: usize = 4;
+
+/// The storage key of a tower-sessions id: SHA-256 of the id's canonical text
+/// form (the cookie value, 22 characters of base64url), computed exactly as
+/// [`SessionToken::storage_key`](session_store_core::SessionToken::storage_key)
+/// hashes a token's text. A tower-sessions id is never a valid
+/// `SessionToken` (22 characters, not 43), so this is always the hash of the
+/// id's own text; the backend never sees the id.
+pub fn storage_key_for(id: &Id) -> StorageKey {
+    StorageKey::from_bytes(Sha256::digest(id.to_string().as_bytes()).into())
+}
+
+/// A [`tower_sessions_core::SessionStore`] over any
+/// [`SessionBackend`] (SQLite, Redis, PostgreSQL, sled, memory, or any of
+/// them inside [`Encrypted`](session_store_core::Encrypted)). Cheap to clone.
+///
+/// See the crate documentation for what holds and what does not.
+#[derive(Clone)]
+pub struct TowerSessionStore {
+    backend: Arc<dyn SessionBackend>,
+    clock: Arc<dyn Clock>,
+    config: Arc<TowerStoreConfig>,
+}
+
+impl fmt::Debug for TowerSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TowerSessionStore")
+            .field("backend", &self.backend)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TowerSessionStore {
+    /// An adapter with the default [`TowerStoreConfig`] and the system clock.
+    pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
+        Self::with_config(backend, TowerStoreConfig::default())
+    }
+
+    /// An adapter with an explicit configuration.
+    pub fn with_config(backend: Arc<dyn SessionBackend>, config: TowerStoreConfig) -> Self {
+        TowerSessionStore {
+            backend,
+            clock: Arc::new(SystemClock),
+            config: Arc::new(config),
+        }
+    }
+
+    /// Replaces the clock that judges expiry (inject a
+    /// [`ManualClock`](session_store_core::ManualClock) in tests).
+    /// tower-sessions computes expiry dates from the system clock; the
+    /// adapter keeps the *duration* they ask for (date minus the system
+    /// clock's now) and counts it from this clock's now, and converts back
+    /// the same way on load. With the system clock nothing changes.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn SessionBackend> {
+        &self.backend
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TowerStoreConfig {
+        &self.config
+    }
+
+    /// Deletes every session whose data names `user_id` under the configured
+    /// [`user_id_key`](crate::TowerStoreConfigBuilder::user_id_key) ("log out
+    /// everywhere"); returns how many live sessions were removed. Without a
+    /// configured key no session has a user and this removes nothing.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn logout_user(&self, user_id: &str) -> session_store_core::Result<u64> {
+        self.backend
+            .delete_user(user_id, None, self.clock.now())
+            .await
+    }
+
+    /// The live sessions of `user_id` (see [`TowerSessionStore::logout_user`]).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn list_user(
+        &self,
+        user_id: &str,
+    ) -> session_store_core::Result<Vec<SessionSummary>> {
+        self.backend.list_user(user_id, self.clock.now()).await
+    }
+
+    fn encode(&self, record: &Record) -> session_store::Result<(Vec<u8>, Option<String>)> {
+        let data = serde_json::to_vec(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        if data.len() > self.config.max_data_bytes {
+            return Err(session_store::Error::Encode(format!(
+                "session data is too large: {} bytes, limit {}",
+                data.len(),
+                self.config.max_data_bytes
+            )));
+        }
+        let user = match &self.config.user_id_key {
+            None => None,
+            Some(field) => match record.data.get(field) {
+                Some(Value::String(u)) if !u.is_empty() && u.len() <= MAX_USER_ID_BYTES => {
+                    Some(u.clone())
+                }
+                None | Some(Value::Null) => None,
+                Some(_) => {
+                    return Err(session_store::Error::Encode(format!(
+                        "session field {field:?} must be a non-empty string of at most {MAX_USER_ID_BYTES} bytes"
+                    )))
+                }
+            },
+        };
+        Ok((data, user))
+    }
+}
+
+/// The deadline, on the adapter's clock, of an expiry date tower-sessions
+/// computed from the system clock: now + the time that date is ahead of the
+/// system clock. With the system clock this is the date itself; with a
+/// manual clock the requested duration is kept.
+fn deadline_of(expiry: OffsetDateTime, now: Timestamp) -> Timestamp {
+    let ahead = (expiry - OffsetDateTime::now_utc()).whole_milliseconds();
+    let ahead = i64::try_from(ahead).unwrap_or(if ahead < 0 { i64::MIN } else { i64::MAX });
+    Timestamp::from_millis(now.as_millis().saturating_add(ahead))
+}
+
+/// The inverse of [`deadline_of`]: a deadline on the adapter's clock as a
+/// date on the system clock.
+fn expiry_of(deadline: Timestamp, now: Timestamp) -> OffsetDateTime {
+    let ahead = deadline.as_millis().saturating_sub(now.as_millis());
+    OffsetDateTime::now_utc().saturating_add(time::Duration::milliseconds(ahead))
+}
+
+fn backend_error(e: Error) -> session_store::Error {
+    match e {
+        Error::Decrypt { .. } | Error::Codec { .. } => session_store::Error::Decode(e.to_string()),
+        Error::TooLarge { .. } | Error::InvalidInput(_) => {
+            session_store::Error::Encode(e.to_string())
+        }
+        other => session_store::Error::Backend(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl SessionStore for TowerSessionStore {
+    /// Inserts a new session; on an id collision draws a fresh [`Id`] and
+    /// tries again (never an overwrite).
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let (data, user_id) = self.encode(record)?;
+        let now = self.clock.now();
+        let absolute = now.saturating_add(self.config.absolute_timeout);
+        let stored = SessionRecord {
+            version: 0,
+            user_id,
+            created_at: now,
+            last_seen_at: now,
+            auth_time: None,
+            idle_deadline: deadline_of(record.expiry_date, now).min(absolute),
+            absolute_deadline: absolute,
+            meta: Vec::new(),
+            data,
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            match self
+                .backend
+                .create(&storage_key_for(&record.id), &stored)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(Error::AlreadyExists) => record.id = Id::default(),
+                Err(e) => return Err(backend_error(e)),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "no unused session id after repeated attempts (broken random source?)".into(),
+        ))
+    }
+
+    /// Writes the data of an existing, live session. Re-reads the stored
+    /// version and writes with compare-and-swap on it, so a session that was
+    /// deleted, cycled or expired is never written again (an error instead).
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let (data, user_id) = self.encode(record)?;
+        let key = storage_key_for(&record.id);
+        for _ in 0..SAVE_ATTEMPTS {
+            let now = self.clock.now();
+            let current = match self.backend.load(&key, now).await.map_err(backend_error)? {
+                Some(Lookup::Session(r)) => r,
+                Some(Lookup::Forwarded(_)) | None => {
+                    return Err(session_store::Error::Backend(
+                        "session no longer exists (deleted, cycled or expired); not re-created"
+                            .into(),
+                    ))
+                }
+            };
+            let next = SessionRecord {
+                user_id: user_id.clone(),
+                last_seen_at: current.last_seen_at.max(now),
+                idle_deadline: deadline_of(record.expiry_date, now).min(current.absolute_deadline),
+                data: data.clone(),
+                ..current
+            };
+            match self.backend.save(&key, &next, now).await {
+                Ok(_) => return Ok(()),
+                // A concurrent save bumped the version: read again. If the
+                // session is gone, the next read says so.
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(backend_error(e)),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "session kept changing concurrently; not saved".into(),
+        ))
+    }
+
+    /// Reads a live session; `None` when unknown, deleted or expired at the
+    /// adapter clock's now (whether or not cleanup ran).
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = self.clock.now();
+        match self
+            .backend
+            .load(&storage_key_for(id), now)
+            .await
+            .map_err(backend_error)?
+        {
+            Some(Lookup::Session(r)) if r.is_live(now) => {
+                let data: HashMap<String, Value> = serde_json::from_slice(&r.data)
+                    .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+                Ok(Some(Record {
+                    id: *id,
+                    data,
+                    expiry_date: expiry_of(r.expires_at(), now),
+                }))
+            }
+            // Forwarders come from SessionManager renewals of a shared
+            // backend; a tower-sessions id never follows one.
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the session at once (idempotent).
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.backend
+            .delete(&storage_key_for(id))
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for TowerSessionStore {
+    /// Removes expired sessions in batches until none is left (a store whose
+    /// server expires keys itself, Redis, may remove nothing here).
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        let now = self.clock.now();
+        loop {
+            let n = self
+                .backend
+                .cleanup_expired(now, CLEANUP_BATCH)
+                .await
+                .map_err(backend_error)?;
+            if n < CLEANUP_BATCH as u64 {
+                return Ok(());
+            }
+        }
+    }
+}

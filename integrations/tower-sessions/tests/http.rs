@@ -1,0 +1,267 @@
+//! The adapter under tower-sessions' real middleware: an axum `Router` with
+//! `SessionManagerLayer`, served on 127.0.0.1, driven by reqwest with a
+//! cookie jar. Every scenario runs on SQLite, encrypted SQLite and Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::Router;
+use common::TestBackend;
+use reqwest::cookie::{CookieStore as _, Jar};
+use session_store_core::{Clock as _, ManualClock, Timestamp};
+use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
+use tower_sessions::session::Id;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+const IDLE_MINUTES: i64 = 10;
+
+struct App {
+    base: String,
+    clock: Arc<ManualClock>,
+    store: TowerSessionStore,
+}
+
+async fn set(session: Session, Path(v): Path<String>) -> &'static str {
+    session.insert("v", v).await.expect("insert");
+    "ok"
+}
+
+async fn read(session: Session) -> String {
+    session
+        .get::<String>("v")
+        .await
+        .expect("get")
+        .unwrap_or_else(|| "none".into())
+}
+
+async fn login(session: Session, Path(user): Path<String>) -> &'static str {
+    session.cycle_id().await.expect("cycle");
+    session.insert("user", user).await.expect("insert");
+    "ok"
+}
+
+async fn cycle(session: Session) -> &'static str {
+    session.cycle_id().await.expect("cycle");
+    "ok"
+}
+
+async fn logout(session: Session) -> &'static str {
+    session.flush().await.expect("flush");
+    "ok"
+}
+
+async fn start(b: &TestBackend, absolute: Duration) -> App {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = TowerStoreConfig::builder()
+        .absolute_timeout(absolute)
+        .user_id_key("user")
+        .build()
+        .unwrap();
+    let store = TowerSessionStore::with_config(b.backend.clone(), config).with_clock(clock.clone());
+    let layer = SessionManagerLayer::new(store.clone())
+        // Plain http on loopback: a real jar only sends Secure cookies over https.
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(IDLE_MINUTES)));
+    let router = Router::new()
+        .route("/set/{v}", post(set))
+        .route("/get", get(read))
+        .route("/login/{user}", post(login))
+        .route("/cycle", post(cycle))
+        .route("/logout", post(logout))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    App {
+        base: format!("http://{addr}"),
+        clock,
+        store,
+    }
+}
+
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &App) -> Self {
+        let jar = Arc::new(Jar::default());
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+            base: app.base.clone(),
+        }
+    }
+
+    async fn post(&self, path: &str) -> String {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "POST {path}");
+        res.text().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    /// The session cookie's value in the jar.
+    fn cookie(&self) -> Option<String> {
+        let url = self.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(n, _)| *n == "id")
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// GET with an explicit cookie and no jar (a stolen or replayed cookie).
+    async fn get_with_cookie(&self, path: &str, id: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("id={id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+async fn stored(app: &App, cookie: &str) -> bool {
+    let id: Id = cookie.parse().unwrap();
+    app.store
+        .backend()
+        .load(&storage_key_for(&id), app.clock.now())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn session_survives_requests(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let browser = Browser::new(&app);
+    assert_eq!(browser.get("/get").await, "none");
+    assert_eq!(browser.cookie(), None, "no cookie for an empty session");
+    browser.post("/set/hello").await;
+    let cookie = browser.cookie().expect("session cookie");
+    for _ in 0..3 {
+        assert_eq!(browser.get("/get").await, "hello", "{}", b.name);
+    }
+    assert_eq!(browser.cookie().as_deref(), Some(cookie.as_str()));
+    // At rest under SHA-256 of the id, never under the id itself.
+    assert!(stored(&app, &cookie).await);
+    let other = Browser::new(&app);
+    assert_eq!(other.get("/get").await, "none", "sessions never leak");
+    b.finish().await;
+}
+
+async fn cycle_gives_new_cookie_and_kills_old(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let browser = Browser::new(&app);
+    browser.post("/set/kept").await;
+    let old = browser.cookie().unwrap();
+    browser.post("/cycle").await;
+    let new = browser.cookie().unwrap();
+    assert_ne!(old, new, "cycle_id must set a new cookie");
+    assert_eq!(
+        browser.get("/get").await,
+        "kept",
+        "data moves to the new id"
+    );
+    assert_eq!(browser.get_with_cookie("/get", &old).await, "none");
+    assert!(!stored(&app, &old).await, "old id deleted server-side");
+    assert!(stored(&app, &new).await);
+    b.finish().await;
+}
+
+async fn logout_removes_server_side(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let browser = Browser::new(&app);
+    browser.post("/set/secret").await;
+    let cookie = browser.cookie().unwrap();
+    browser.post("/logout").await;
+    assert_eq!(browser.cookie(), None, "the cookie is removed");
+    assert!(!stored(&app, &cookie).await);
+    assert_eq!(browser.get_with_cookie("/get", &cookie).await, "none");
+    b.finish().await;
+}
+
+async fn idle_and_absolute_expiry(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(30 * 60)).await;
+    // Idle: no modification for longer than the inactivity expiry.
+    let idle = Browser::new(&app);
+    idle.post("/set/a").await;
+    // Absolute: modified every 5 minutes, still gone after 30 minutes.
+    let busy = Browser::new(&app);
+    busy.post("/set/b").await;
+    let started = app.clock.now();
+    let first_cookie = busy.cookie();
+    for step in 1..=7u64 {
+        app.clock.advance(Duration::from_secs(4 * 60));
+        match step {
+            // Reads do not extend tower-sessions' inactivity expiry.
+            1 => assert_eq!(idle.get("/get").await, "a"),
+            3 => assert_eq!(idle.get("/get").await, "none", "idle expiry on read"),
+            _ => {}
+        }
+        // A changed value: tower-sessions saves (and extends) only on change.
+        busy.post(&format!("/set/b{step}")).await;
+        assert_eq!(busy.get("/get").await, format!("b{step}"));
+        assert_eq!(busy.cookie(), first_cookie, "one session all along");
+    }
+    app.clock.set(Timestamp::from_millis(
+        started.as_millis() + 30 * 60 * 1000 + 1,
+    ));
+    assert_eq!(busy.get("/get").await, "none", "absolute expiry");
+    b.finish().await;
+}
+
+async fn logout_user_revokes_every_session(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let phone = Browser::new(&app);
+    let laptop = Browser::new(&app);
+    let other = Browser::new(&app);
+    phone.post("/login/alice").await;
+    laptop.post("/login/alice").await;
+    other.post("/login/bob").await;
+    phone.post("/set/p").await;
+    assert_eq!(app.store.list_user("alice").await.unwrap().len(), 2);
+    assert_eq!(app.store.logout_user("alice").await.unwrap(), 2);
+    assert_eq!(phone.get("/get").await, "none");
+    assert_eq!(laptop.get("/get").await, "none");
+    other.post("/set/o").await;
+    assert_eq!(other.get("/get").await, "o", "another user's session stays");
+    b.finish().await;
+}
+
+per_backend!(
+    session_survives_requests,
+    cycle_gives_new_cookie_and_kills_old,
+    logout_removes_server_side,
+    idle_and_absolute_expiry,
+    logout_user_revokes_every_session,
+);

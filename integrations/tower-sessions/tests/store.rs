@@ -1,0 +1,139 @@
+//! The adapter's `SessionStore` methods directly: create never overwrites,
+//! no resurrection, read-time expiry, size limit, cleanup.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestBackend;
+use serde_json::json;
+use session_store_core::{ManualClock, MemoryStore, SessionBackend};
+use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::Error as StoreError;
+use tower_sessions::{ExpiredDeletion, SessionStore};
+
+fn record(value: &str, minutes: i64) -> Record {
+    Record {
+        id: Id::default(),
+        data: HashMap::from([("v".to_owned(), json!(value))]),
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(minutes),
+    }
+}
+
+fn store(b: &TestBackend) -> (TowerSessionStore, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let store = TowerSessionStore::new(b.backend.clone()).with_clock(clock.clone());
+    (store, clock)
+}
+
+async fn create_never_overwrites(b: TestBackend) {
+    let (store, _) = store(&b);
+    let mut first = record("first", 10);
+    store.create(&mut first).await.unwrap();
+    let taken = first.id;
+    let mut second = record("second", 10);
+    second.id = taken;
+    store.create(&mut second).await.unwrap();
+    assert_ne!(second.id, taken, "a colliding id is replaced");
+    assert_eq!(
+        store.load(&taken).await.unwrap().unwrap().data["v"],
+        json!("first"),
+        "the existing session is untouched"
+    );
+    assert_eq!(
+        store.load(&second.id).await.unwrap().unwrap().data["v"],
+        json!("second")
+    );
+    b.finish().await;
+}
+
+async fn no_resurrection_after_delete(b: TestBackend) {
+    let (store, _) = store(&b);
+    let mut r = record("x", 10);
+    store.create(&mut r).await.unwrap();
+    let mut stale = store.load(&r.id).await.unwrap().unwrap();
+    store.delete(&r.id).await.unwrap();
+    store.delete(&r.id).await.unwrap(); // idempotent
+    stale.data.insert("v".into(), json!("resurrected"));
+    assert!(matches!(
+        store.save(&stale).await,
+        Err(StoreError::Backend(_))
+    ));
+    assert!(store.load(&r.id).await.unwrap().is_none());
+    assert!(b
+        .backend
+        .load(
+            &storage_key_for(&r.id),
+            session_store_core::Timestamp::now_utc()
+        )
+        .await
+        .unwrap()
+        .is_none());
+    b.finish().await;
+}
+
+async fn save_updates_live_sessions_only(b: TestBackend) {
+    let (store, clock) = store(&b);
+    let mut r = record("one", 10);
+    store.create(&mut r).await.unwrap();
+    r.data.insert("v".into(), json!("two"));
+    r.expiry_date = OffsetDateTime::now_utc() + time::Duration::minutes(10);
+    store.save(&r).await.unwrap();
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!("two")
+    );
+    clock.advance(Duration::from_secs(11 * 60));
+    assert!(
+        store.load(&r.id).await.unwrap().is_none(),
+        "expired on read"
+    );
+    assert!(
+        store.save(&r).await.is_err(),
+        "an expired session is not revived"
+    );
+    b.finish().await;
+}
+
+async fn oversized_data_is_refused(b: TestBackend) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = TowerStoreConfig::builder()
+        .max_data_bytes(64)
+        .build()
+        .unwrap();
+    let store = TowerSessionStore::with_config(b.backend.clone(), config).with_clock(clock);
+    let mut r = record(&"x".repeat(100), 10);
+    assert!(matches!(
+        store.create(&mut r).await,
+        Err(StoreError::Encode(_))
+    ));
+    assert!(store.load(&r.id).await.unwrap().is_none());
+    b.finish().await;
+}
+
+per_backend!(
+    create_never_overwrites,
+    no_resurrection_after_delete,
+    save_updates_live_sessions_only,
+    oversized_data_is_refused,
+);
+
+#[tokio::test]
+async fn delete_expired_removes_only_expired_sessions() {
+    let memory = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::starting_now());
+    let store =
+        TowerSessionStore::new(memory.clone() as Arc<dyn SessionBackend>).with_clock(clock.clone());
+    let mut short = record("short", 1);
+    let mut long = record("long", 60);
+    store.create(&mut short).await.unwrap();
+    store.create(&mut long).await.unwrap();
+    clock.advance(Duration::from_secs(5 * 60));
+    store.delete_expired().await.unwrap();
+    assert_eq!(memory.len(), 1);
+    assert!(store.load(&long.id).await.unwrap().is_some());
+}
