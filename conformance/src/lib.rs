@@ -1,23 +1,128 @@
 //! # session-store-conformance
 //!
-//! The public conformance suite for [`SessionBackend`] implementations. A
-//! backend's test file writes one factory and one macro call, and gets every
-//! check as its own named test, run plain and under the
-//! [`Encrypted`](session_store_core::Encrypted) wrapper:
+//! The public conformance suite for [`SessionBackend`] implementations: every
+//! clause of the backend contract (see the `# Contract` sections of
+//! [`SessionBackend`]) and of the [`SessionManager`](session_store_core::SessionManager)
+//! policy, as named checks that any store — ours or a third party's — runs
+//! with one macro call. Every check runs twice: on the store as given and
+//! under the [`Encrypted`](session_store_core::Encrypted) wrapper.
 //!
-//! ```ignore
+//! ## How to test your own backend
+//!
+//! Add `session-store-conformance` and `tokio` as dev-dependencies, then write
+//! `tests/conformance.rs` with a factory that returns a fresh, empty store in
+//! a namespace (key prefix, table, temporary directory) no other test uses:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
 //! use session_store_conformance::{conformance_tests, TestStore};
+//! use session_store_core::MemoryStore; // your store here
 //!
-//! /// A fresh, empty store in its own random namespace.
+//! /// A fresh, empty store in its own namespace.
 //! async fn store() -> TestStore {
-//!     let store = MyStore::connect_in_random_namespace().await;
+//!     let store = Arc::new(MemoryStore::new());
+//!     let raw = store.clone();
 //!     TestStore::new(store)
+//!         // Optional: every raw byte string the store holds, for the at-rest checks.
+//!         .with_dump(move || {
+//!             let values = raw.dump_raw();
+//!             async move { Ok(values) }
+//!         })
 //! }
 //!
 //! conformance_tests!(store);
+//! # fn main() {}
 //! ```
+//!
+//! `cargo test --test conformance` then lists every check twice, as
+//! `conformance_plain::<check>` and `conformance_encrypted::<check>`; filter by
+//! name to run one. More knobs:
+//!
+//! - **Capabilities.** A store whose server expires keys on its own (Redis)
+//!   declares `TestStore::new(s).with_capabilities(Capabilities::full().with_counted_cleanup(false))`;
+//!   the cleanup checks then accept a count of 0 and the model accepts that an
+//!   expired entry may already be gone.
+//! - **Skipping visibly.** A factory may return [`Setup`] instead of
+//!   [`TestStore`]: `Setup::Skip(reason)` prints a `SKIP:` line (for example
+//!   when the user opted out of a server), never a silent pass.
+//! - **Clusters.** Checks create every rotation successor with
+//!   [`fixtures::successor_token`], which honours
+//!   [`SessionBackend::rotation_affinity_bits`].
+//! - **Environment.** `SESSION_STORE_CONFORMANCE_CASES` (default 256) sets the
+//!   number of model-based sequences, `SESSION_STORE_CONFORMANCE_STEPS`
+//!   (default 40) their maximum length.
+//!
+//! What the suite assumes of the factory: each call returns an empty
+//! namespace that nothing else touches (checks run in parallel and use fixed
+//! key and user names inside it); the runner calls `delete_all` on it after
+//! the check. Checks take the real current time as their base instant and
+//! only move `now` forward from it, so stores that derive server-side TTLs
+//! from deadlines keep every live entry. Errors are compared by meaning
+//! (`matches!(e, Error::Conflict)`), never by message.
+//!
+//! ## The checks
+//!
+//! **create and load** — `create_collision`,
+//! `create_collision_with_expired_entry`, `create_collision_with_forwarder`,
+//! `create_then_load_roundtrip`, `create_indexes_user`, `load_missing_is_none`,
+//! `load_expired_idle_is_none`, `load_expired_absolute_is_none`.
+//!
+//! **save** (compare-and-swap) — `save_cas_bumps_version`,
+//! `save_stale_version_conflict`, `save_after_delete_no_resurrection`,
+//! `save_after_rotate_conflict`, `save_expired_conflict`,
+//! `save_on_forwarder_conflict`, `save_moves_user_index`.
+//!
+//! **touch** — `touch_extends_idle_only`, `touch_capped_by_absolute`,
+//! `touch_never_moves_backwards`, `touch_keeps_version_and_data`,
+//! `touch_missing_false`.
+//!
+//! **rotate** — `rotate_moves_record`, `rotate_stale_conflict`,
+//! `rotate_forwarder_conflict`, `rotate_into_existing_already_exists`,
+//! `rotate_with_grace_leaves_forwarder`.
+//!
+//! **delete, users, namespace, cleanup** — `delete_idempotent`,
+//! `delete_user_all`, `delete_user_except_one`, `delete_user_counts_live_only`,
+//! `list_user_metadata`, `list_user_excludes_expired`,
+//! `delete_all_empties_namespace`, `cleanup_removes_only_expired_in_batches`.
+//!
+//! **concurrency** — `concurrent_saves_all_land` (16 tasks × 20 increments
+//! with load-modify-save), `concurrent_rotations_one_winner`,
+//! `concurrent_creates_one_winner`, `manager_concurrent_renewals_same_successor`.
+//!
+//! **manager policy** (over the store, with a manual clock) —
+//! `manager_idle_timeout`, `manager_absolute_timeout_not_extended_by_activity`,
+//! `manager_touch_throttled`, `manager_login_rotation_resets_timers_and_binds_user`,
+//! `manager_privilege_rotation_keeps_absolute`, `manager_renewal_grace_window`,
+//! `manager_login_never_has_grace`, `manager_logout`, `manager_logout_everywhere`,
+//! `manager_logout_other_devices`, `manager_list_devices_metadata`,
+//! `manager_revoke_by_handle`, `manager_stored_hash_is_not_a_token`,
+//! `manager_limits_too_large_writes_nothing`, `manager_per_user_cap_evict_oldest`,
+//! `manager_per_user_cap_refuse`.
+//!
+//! **bad input** — `manager_malformed_tokens_invalid_id` (empty, too long,
+//! wrong alphabet, NUL, non-UTF-8, glob, SQL, `%`, 1 MiB, handle text...),
+//! `manager_invalid_id_before_io`.
+//!
+//! **model-based** — `model_based_sequences`: random sequences of every
+//! operation (including clock jumps past deadlines) over a small pool of keys
+//! and users, each answer compared with an independent reference model
+//! (`proptest-state-machine`; failures shrink to a minimal sequence).
+//!
+//! **at rest** — `tampered_ciphertext_fails_closed`, `ciphertext_bound_to_row`
+//! (encrypted mode; they write raw records through [`Ctx::inner`]) and
+//! `at_rest_no_token_or_plaintext` (needs the dump hook; prints `SKIP:`
+//! without one): no token in any spelling, and under encryption no session
+//! data or client metadata, in any stored byte string.
+//!
+//! ## Writing extra checks
+//!
+//! A check is a `pub async fn name(ctx: Ctx)` that panics on failure and
+//! works through `ctx.backend` only; [`fixtures`] has the helpers the
+//! built-in checks use. [`run_check`] runs a registered check by name.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -181,4 +286,20 @@ pub fn assert_all_listed(listed: &[&str]) {
 pub fn test_keyring() -> session_store_core::Keyring {
     use session_store_core::{EncryptionKey, Keyring};
     Keyring::new(2, EncryptionKey::generate()).with_decrypt_key(1, EncryptionKey::generate())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The crate docs name every registered check (and nothing else is
+    /// registered without being documented).
+    #[test]
+    fn docs_list_every_check() {
+        let docs = include_str!("lib.rs");
+        for (name, _) in super::CHECKS {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "check {name} is missing from the crate docs"
+            );
+        }
+    }
 }
