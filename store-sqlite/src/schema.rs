@@ -49,6 +49,7 @@ pub(crate) struct Sql {
     pub insert_forward: String,
     pub load: String,
     pub save: String,
+    pub save_same_owner: String,
     pub touch: String,
     pub take_for_rotation: String,
     pub delete: String,
@@ -83,6 +84,16 @@ impl Sql {
                  auth_time = ?7, idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, \
                  expires_at = ?12 \
                  WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13"
+            ),
+            // The common save: same user and creation time. Leaving those
+            // columns out of SET spares the user index a rewrite (one WAL
+            // frame less); `save` handles the rest.
+            save_same_owner: format!(
+                "UPDATE {t} SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
+                 idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, \
+                 expires_at = ?12 \
+                 WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
+                 AND user_id IS ?4 AND created_at = ?5"
             ),
             // SET expressions all see the old row, so the new idle deadline is
             // spelled out twice.
@@ -369,6 +380,7 @@ mod tests {
         for (name, statement) in [
             ("load", &sql.load),
             ("save", &sql.save),
+            ("save_same_owner", &sql.save_same_owner),
             ("touch", &sql.touch),
             ("take_for_rotation", &sql.take_for_rotation),
             ("delete", &sql.delete),

@@ -369,32 +369,35 @@ impl SessionBackend for SqliteStore {
             .run(move |db| {
                 let r = &record;
                 let next = next_version(r.version)?;
-                let changed = db
-                    .conn
-                    .prepare_cached(&db.sql.save)
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            &key.as_bytes()[..],
-                            version_to_sql(r.version),
-                            version_to_sql(next),
-                            r.user_id.as_deref(),
-                            r.created_at.as_millis(),
-                            r.last_seen_at.as_millis(),
-                            r.auth_time.map(Timestamp::as_millis),
-                            r.idle_deadline.as_millis(),
-                            r.absolute_deadline.as_millis(),
-                            &r.meta,
-                            &r.data,
-                            r.expires_at().as_millis(),
-                            now.as_millis(),
-                        ])
-                    })
-                    .map_err(sqlite_error)?;
-                if changed == 1 {
-                    Ok(next)
-                } else {
-                    Err(Error::Conflict)
+                let params = params![
+                    &key.as_bytes()[..],
+                    version_to_sql(r.version),
+                    version_to_sql(next),
+                    r.user_id.as_deref(),
+                    r.created_at.as_millis(),
+                    r.last_seen_at.as_millis(),
+                    r.auth_time.map(Timestamp::as_millis),
+                    r.idle_deadline.as_millis(),
+                    r.absolute_deadline.as_millis(),
+                    &r.meta,
+                    &r.data,
+                    r.expires_at().as_millis(),
+                    now.as_millis(),
+                ];
+                // Each statement is a compare-and-swap on its own; the second
+                // runs only when the first matched nothing (owner changed, or
+                // a conflict that it reports in turn).
+                for sql in [&db.sql.save_same_owner, &db.sql.save] {
+                    let changed = db
+                        .conn
+                        .prepare_cached(sql)
+                        .and_then(|mut s| s.execute(params))
+                        .map_err(sqlite_error)?;
+                    if changed == 1 {
+                        return Ok(next);
+                    }
                 }
+                Err(Error::Conflict)
             })
             .await
     }

@@ -633,3 +633,42 @@ async fn the_checkpointer_moves_the_log_into_the_database_file() {
     );
     assert_eq!(store.list_user("u", T0).await.unwrap().len(), 1500);
 }
+
+#[tokio::test]
+async fn save_takes_the_fast_path_or_moves_the_user_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("s.db")).await;
+    let k = key();
+    store.create(&k, &record(None, MIN)).await.unwrap();
+    // Same owner (anonymous): fast path.
+    assert_eq!(store.save(&k, &record(None, MIN), T0).await.unwrap(), 1);
+    // Login: the owner changes, the full statement runs.
+    let mut r = record(Some("alice"), MIN);
+    r.version = 1;
+    assert_eq!(store.save(&k, &r, T0).await.unwrap(), 2);
+    assert_eq!(store.list_user("alice", T0).await.unwrap().len(), 1);
+    // Another user, then a changed creation time.
+    r.version = 2;
+    r.user_id = Some("bob".into());
+    assert_eq!(store.save(&k, &r, T0).await.unwrap(), 3);
+    r.version = 3;
+    r.created_at = T0.saturating_add(Duration::from_secs(1));
+    assert_eq!(store.save(&k, &r, T0).await.unwrap(), 4);
+    assert!(store.list_user("alice", T0).await.unwrap().is_empty());
+    let bob = store.list_user("bob", T0).await.unwrap();
+    assert_eq!(
+        (bob.len(), bob[0].version, bob[0].created_at),
+        (1, 4, r.created_at)
+    );
+    // Stale versions conflict on both paths and write nothing.
+    for user in [Some("bob"), Some("carol"), None] {
+        let mut stale = record(user, MIN);
+        stale.version = 3;
+        stale.created_at = r.created_at;
+        assert!(matches!(
+            store.save(&k, &stale, T0).await,
+            Err(Error::Conflict)
+        ));
+    }
+    assert_eq!(store.list_user("bob", T0).await.unwrap()[0].version, 4);
+}
