@@ -2,9 +2,13 @@
 //! afterwards), and the skip switch.
 #![allow(dead_code)]
 
+use std::net::{TcpStream, ToSocketAddrs};
+use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use session_store_postgres::{PostgresConfig, PostgresStore};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection};
 
 /// Default test server (see `store-postgres/scripts/postgres-service.sh`).
@@ -72,15 +76,47 @@ pub fn test_config(max_connections: u32) -> PostgresConfig {
 /// Connects a store for `config` without migrating; panics with what to
 /// start when the server cannot be reached.
 pub async fn connect(config: &PostgresConfig) -> PostgresStore {
+    if let Err(e) = probe() {
+        unreachable_server(&e);
+    }
     match PostgresStore::connect(config).await {
         Ok(store) => store,
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {} ({e}). Start it with \
-             store-postgres/scripts/postgres-service.sh, point SESSION_STORE_POSTGRES_URL \
-             at a server, or set SESSION_STORE_SKIP_POSTGRES=1 to skip these tests.",
-            redacted(&url())
-        ),
+        Err(e) => unreachable_server(&e.to_string()),
     }
+}
+
+fn unreachable_server(why: &str) -> ! {
+    panic!(
+        "PostgreSQL is not reachable at {} ({why}). Start it with \
+         store-postgres/scripts/postgres-service.sh, point SESSION_STORE_POSTGRES_URL \
+         at a server, or set SESSION_STORE_SKIP_POSTGRES=1 to skip these tests.",
+        redacted(&url())
+    )
+}
+
+/// One quick TCP probe per test process, so that a missing server fails
+/// every test at once instead of after each pool's acquire timeout.
+fn probe() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let options = PgConnectOptions::from_str(&url()).map_err(|e| e.to_string())?;
+            if options.get_host().starts_with('/') || options.get_socket().is_some() {
+                return Ok(()); // Unix socket: let the pool find out.
+            }
+            let addrs = (options.get_host(), options.get_port())
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?;
+            let mut last = "no address".to_owned();
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(last)
+        })
+        .clone()
 }
 
 /// Connects and migrates a store for `config` (see [`connect`]); the guard
