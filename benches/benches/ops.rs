@@ -1,0 +1,585 @@
+//! Per-operation latency of every backend through the `SessionManager`, plain
+//! and encrypted, with 200 B and 4 KiB payloads, next to the raw baselines.
+//!
+//! One criterion group per operation and payload (`load-200B`, ...), so the
+//! HTML report (target/criterion) plots the backends side by side. Each timed
+//! operation is also recorded on its own; the last `samples` batches of each
+//! benchmark (criterion's measurement phase) go to `ops.jsonl` as p50/p99.
+//!
+//! Environment: `BENCH_MODE` (ci, quick, full), `BENCH_TARGETS` (comma-separated
+//! target ids to run; default all), `BENCH_OUT` (result directory).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+use futures::stream::{self, StreamExt as _};
+use session_store_benches::raw::{RawAes, RawPostgres, RawRedis, RawSled, RawSqlite};
+use session_store_benches::stats::{self, Record, Summary};
+use session_store_benches::{payload, populate, Fixture, Mode, Target, PAYLOADS};
+use session_store_core::{
+    ClientMeta, RotateReason, Session, SessionBackend, SessionManager, SessionToken, Timestamp,
+};
+use tokio::runtime::Runtime;
+
+/// The measured operations, in report order.
+const OPS: [&str; 8] = [
+    "create",
+    "load",
+    "load_touch",
+    "save",
+    "rotate",
+    "delete",
+    "list_user",
+    "delete_user",
+];
+
+/// Sessions per user for `list_user` and `delete_user`.
+const USER_SESSIONS: usize = 10;
+
+/// A timed routine: runs `iters` operations, pushes each latency (ns) and
+/// returns the total elapsed time.
+type Routine<'a> = Box<dyn FnMut(u64, &mut Vec<u64>) -> Duration + 'a>;
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Creates `n` sessions through the manager, 32 at a time.
+async fn sessions(m: &SessionManager, n: usize, data: &[u8]) -> Vec<Session> {
+    stream::iter(0..n)
+        .map(|_| m.create(data.to_vec(), ClientMeta::default()))
+        .buffer_unordered(32)
+        .map(|r| r.expect("create session"))
+        .collect()
+        .await
+}
+
+/// Creates `n` sessions of `user` directly in the backend, 32 at a time.
+async fn user_sessions(backend: &Arc<dyn SessionBackend>, user: &str, n: usize, data: &[u8]) {
+    let now = Timestamp::now_utc();
+    stream::iter(0..n)
+        .map(|_| {
+            let key = SessionToken::generate().storage_key();
+            let record = populate::record(now, data.to_vec(), Some(user.to_owned()));
+            async move { backend.create(&key, &record).await }
+        })
+        .buffer_unordered(32)
+        .for_each(|r| {
+            r.expect("create user session");
+            async {}
+        })
+        .await;
+}
+
+/// The routine for `op` on a fixture (setup is done here, once).
+fn store_routine<'a>(
+    rt: &'a Runtime,
+    fx: &'a Fixture,
+    enc: bool,
+    op: &'static str,
+    data: &'a [u8],
+) -> Routine<'a> {
+    let m = fx.manager(enc, op == "load_touch");
+    let backend = fx.backend(enc);
+    let tag = session_store_benches::random_tag();
+    match op {
+        "create" => Box::new(move |iters, lat| {
+            let d = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let s = m
+                        .create(data.to_vec(), ClientMeta::default())
+                        .await
+                        .expect("create");
+                    lat.push(ns(t.elapsed()));
+                    black_box(s);
+                }
+                start.elapsed()
+            });
+            // Keep the store small between batches (untimed).
+            rt.block_on(backend.delete_all()).expect("delete_all");
+            d
+        }),
+        "load" | "load_touch" => {
+            let s = rt
+                .block_on(m.create(data.to_vec(), ClientMeta::default()))
+                .expect("create");
+            let token = s.token().expose_secret().to_owned();
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        let s = m.load(&token).await.expect("load").expect("live session");
+                        lat.push(ns(t.elapsed()));
+                        black_box(s);
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        "save" => {
+            let mut s = rt
+                .block_on(m.create(data.to_vec(), ClientMeta::default()))
+                .expect("create");
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        m.save(&mut s).await.expect("save");
+                        lat.push(ns(t.elapsed()));
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        "rotate" => {
+            let mut s = rt
+                .block_on(m.create(data.to_vec(), ClientMeta::default()))
+                .expect("create");
+            let user = format!("rot-{tag}");
+            rt.block_on(m.rotate(&mut s, RotateReason::Login { user_id: user }))
+                .expect("login");
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        m.rotate(&mut s, RotateReason::PrivilegeChange)
+                            .await
+                            .expect("rotate");
+                        lat.push(ns(t.elapsed()));
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        "delete" => Box::new(move |iters, lat| {
+            let victims = rt.block_on(sessions(&m, iters as usize, data));
+            rt.block_on(async {
+                let start = Instant::now();
+                for s in &victims {
+                    let t = Instant::now();
+                    m.logout(s).await.expect("logout");
+                    lat.push(ns(t.elapsed()));
+                }
+                start.elapsed()
+            })
+        }),
+        "list_user" => {
+            let user = format!("list-{tag}");
+            rt.block_on(user_sessions(&backend, &user, USER_SESSIONS, data));
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        let list = m.list_devices(&user, None).await.expect("list");
+                        lat.push(ns(t.elapsed()));
+                        assert_eq!(list.len(), USER_SESSIONS);
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        "delete_user" => {
+            let mut round = 0u64;
+            Box::new(move |iters, lat| {
+                round += 1;
+                let users: Vec<String> = (0..iters)
+                    .map(|i| format!("du-{tag}-{round}-{i}"))
+                    .collect();
+                rt.block_on(
+                    stream::iter(&users).for_each_concurrent(4, |u| {
+                        user_sessions(&backend, u, USER_SESSIONS, data)
+                    }),
+                );
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for u in &users {
+                        let t = Instant::now();
+                        let n = m.logout_everywhere(u).await.expect("delete_user");
+                        lat.push(ns(t.elapsed()));
+                        assert_eq!(n, USER_SESSIONS as u64);
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        other => unreachable!("unknown op {other}"),
+    }
+}
+
+/// The raw baselines that exist in this run.
+struct Raw {
+    redis: Option<RawRedis>,
+    cluster: Option<RawRedis>,
+    postgres: Option<tokio::sync::Mutex<RawPostgres>>,
+    sqlite: RawSqlite,
+    sled: RawSled,
+}
+
+/// Read baselines (group `load-*`) and write baselines (group `save-*`).
+fn raw_routines<'a>(
+    rt: &'a Runtime,
+    raw: &'a Raw,
+    op: &str,
+    data: &'a [u8],
+) -> Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> {
+    let mut out: Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> = Vec::new();
+    let key: [u8; 32] = rand::random();
+    let read = op == "load";
+    let timed = |f: &mut dyn FnMut(), iters: u64, lat: &mut Vec<u64>| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let t = Instant::now();
+            f();
+            lat.push(ns(t.elapsed()));
+        }
+        start.elapsed()
+    };
+    for (id, r) in [
+        (
+            if read {
+                "raw-redis-GET"
+            } else {
+                "raw-redis-SET-PX"
+            },
+            &raw.redis,
+        ),
+        (
+            if read {
+                "raw-redis-cluster-GET"
+            } else {
+                "raw-redis-cluster-SET-PX"
+            },
+            &raw.cluster,
+        ),
+    ] {
+        let Some(r) = r else { continue };
+        out.push((
+            id,
+            Box::new(move || {
+                let k = r.key(data.len() as u64);
+                rt.block_on(r.set(&k, data));
+                Box::new(move |iters, lat| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let t = Instant::now();
+                            if read {
+                                black_box(r.get(&k).await);
+                            } else {
+                                r.set(&k, data).await;
+                            }
+                            lat.push(ns(t.elapsed()));
+                        }
+                        start.elapsed()
+                    })
+                })
+            }),
+        ));
+    }
+    if let Some(pg) = &raw.postgres {
+        for dedicated in [false, true] {
+            let id = match (read, dedicated) {
+                (true, false) => "raw-pg-pool-SELECT",
+                (true, true) => "raw-pg-conn-SELECT",
+                (false, false) => "raw-pg-pool-upsert",
+                (false, true) => "raw-pg-conn-upsert",
+            };
+            out.push((
+                id,
+                Box::new(move || {
+                    rt.block_on(async {
+                        let mut p = pg.lock().await;
+                        p.upsert_conn(&key, data).await;
+                    });
+                    Box::new(move |iters, lat| {
+                        rt.block_on(async {
+                            let mut p = pg.lock().await;
+                            let pool = p.pool().clone();
+                            let (sel, ups) = (p.select_sql().to_owned(), p.upsert_sql().to_owned());
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let t = Instant::now();
+                                match (read, dedicated) {
+                                    (true, false) => {
+                                        black_box(
+                                            RawPostgres::select_pool(&pool, &sel, &key).await,
+                                        );
+                                    }
+                                    (true, true) => {
+                                        black_box(p.select_conn(&key).await);
+                                    }
+                                    (false, false) => {
+                                        RawPostgres::upsert_pool(&pool, &ups, &key, data).await
+                                    }
+                                    (false, true) => p.upsert_conn(&key, data).await,
+                                }
+                                lat.push(ns(t.elapsed()));
+                            }
+                            start.elapsed()
+                        })
+                    })
+                }),
+            ));
+        }
+    }
+    out.push((
+        if read {
+            "raw-rusqlite-SELECT"
+        } else {
+            "raw-rusqlite-upsert"
+        },
+        Box::new(move || {
+            raw.sqlite.upsert(0, &key, data);
+            Box::new(move |iters, lat| {
+                // On the calling thread, inside the runtime like the stores.
+                rt.block_on(async {
+                    timed(
+                        &mut || {
+                            if read {
+                                black_box(raw.sqlite.select(0, &key));
+                            } else {
+                                raw.sqlite.upsert(0, &key, data);
+                            }
+                        },
+                        iters,
+                        lat,
+                    )
+                })
+            })
+        }),
+    ));
+    out.push((
+        if read {
+            "raw-sled-get"
+        } else {
+            "raw-sled-insert"
+        },
+        Box::new(move || {
+            raw.sled.insert(&key, data);
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    timed(
+                        &mut || {
+                            if read {
+                                black_box(raw.sled.get(&key));
+                            } else {
+                                raw.sled.insert(&key, data);
+                            }
+                        },
+                        iters,
+                        lat,
+                    )
+                })
+            })
+        }),
+    ));
+    if read {
+        out.push((
+            "raw-aes-gcm-enc+dec",
+            Box::new(move || {
+                let mut aes = RawAes::default();
+                Box::new(move |iters, lat| {
+                    timed(
+                        &mut || {
+                            black_box(aes.round_trip(data));
+                        },
+                        iters,
+                        lat,
+                    )
+                })
+            }),
+        ));
+    }
+    out
+}
+
+/// Benchmarks one routine (built lazily, only if criterion's filter selects
+/// it) and records its per-operation summary.
+#[allow(clippy::too_many_arguments)]
+fn run<'a>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    mode: Mode,
+    out: &std::path::Path,
+    op: &str,
+    payload: &str,
+    id: &str,
+    make: Box<dyn FnOnce() -> Routine<'a> + 'a>,
+) {
+    let mut make = Some(make);
+    let mut routine: Option<Routine<'a>> = None;
+    let mut batches: Vec<(Vec<u64>, Duration)> = Vec::new();
+    group.bench_function(id, |b| {
+        let r = routine.get_or_insert_with(|| (make.take().expect("built once"))());
+        b.iter_custom(|iters| {
+            let mut lat = Vec::with_capacity(usize::try_from(iters).unwrap_or(0).min(1 << 22));
+            let d = r(iters, &mut lat);
+            batches.push((lat, d));
+            d
+        });
+    });
+    drop(routine);
+    // criterion's measurement phase is the last `samples` calls.
+    let keep = batches.len().min(mode.samples());
+    let measured = &batches[batches.len() - keep..];
+    let wall: Duration = measured.iter().map(|(_, d)| *d).sum();
+    let samples: Vec<u64> = measured
+        .iter()
+        .flat_map(|(l, _)| l.iter().copied())
+        .collect();
+    if let Some(summary) = Summary::of(samples, wall) {
+        stats::append(
+            out,
+            &Record::Op {
+                op: op.to_owned(),
+                payload: payload.to_owned(),
+                id: id.to_owned(),
+                summary,
+            },
+        );
+    }
+}
+
+/// The PostgreSQL baseline: on the store's pool and schema when the store is
+/// there, else on a pool of its own (absent if the server is unreachable).
+fn postgres_raw(
+    rt: &Runtime,
+    fixtures: &[Fixture],
+    mode: Mode,
+) -> Option<tokio::sync::Mutex<RawPostgres>> {
+    if !selected_targets().contains(&Target::Postgres) {
+        return None;
+    }
+    #[cfg(feature = "store-postgres")]
+    let store = fixtures
+        .iter()
+        .find_map(|f| f.postgres())
+        .map(|(store, schema)| (store.pool().clone(), schema.to_owned()));
+    #[cfg(not(feature = "store-postgres"))]
+    let store = {
+        let _ = fixtures;
+        None
+    };
+    match rt.block_on(RawPostgres::new(store)) {
+        Ok(p) => Some(tokio::sync::Mutex::new(p)),
+        Err(e) if mode != Mode::Ci => {
+            eprintln!("skipping the PostgreSQL baselines: {e}");
+            None
+        }
+        Err(e) => panic!("raw postgres: {e}"),
+    }
+}
+
+fn selected_targets() -> Vec<Target> {
+    match std::env::var("BENCH_TARGETS") {
+        Ok(list) if !list.trim().is_empty() => Target::ALL
+            .into_iter()
+            .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
+            .collect(),
+        _ => Target::ALL.to_vec(),
+    }
+}
+
+fn main() {
+    let mode = Mode::from_env();
+    let out = mode.out_dir().join("ops.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let rt = session_store_benches::runtime();
+    let mut c = Criterion::default()
+        .warm_up_time(mode.warm_up())
+        .measurement_time(mode.measurement())
+        .sample_size(mode.samples())
+        .configure_from_args();
+
+    let mut fixtures = Vec::new();
+    for target in selected_targets() {
+        match rt.block_on(Fixture::open(target)) {
+            Ok(f) => fixtures.push(f),
+            Err(reason) => {
+                if mode == Mode::Ci {
+                    panic!("{} is not available in CI: {reason}", target.id());
+                }
+                eprintln!("skipping {}: {reason}", target.id());
+                stats::append(
+                    &out,
+                    &Record::Missing {
+                        id: target.id().to_owned(),
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+    let raw = Raw {
+        redis: selected_targets()
+            .contains(&Target::Redis)
+            .then(|| rt.block_on(RawRedis::single()).ok())
+            .flatten(),
+        cluster: selected_targets()
+            .contains(&Target::RedisCluster)
+            .then(|| rt.block_on(RawRedis::cluster()).ok())
+            .flatten(),
+        postgres: postgres_raw(&rt, &fixtures, mode),
+        sqlite: RawSqlite::new(1).expect("raw sqlite"),
+        sled: RawSled::new().expect("raw sled"),
+    };
+
+    for (plabel, plen) in PAYLOADS {
+        let data = payload(plen);
+        for op in OPS {
+            let mut group = c.benchmark_group(format!("{op}-{plabel}"));
+            for fx in &fixtures {
+                for enc in [false, true] {
+                    if enc && !fx.target.with_encryption() {
+                        continue;
+                    }
+                    let id = if enc {
+                        format!("{}+enc", fx.target.id())
+                    } else {
+                        fx.target.id().to_owned()
+                    };
+                    let (rt, data) = (&rt, data.as_slice());
+                    run(
+                        &mut group,
+                        mode,
+                        &out,
+                        op,
+                        plabel,
+                        &id,
+                        Box::new(move || store_routine(rt, fx, enc, op, data)),
+                    );
+                }
+            }
+            if op == "load" || op == "save" {
+                for (id, make) in raw_routines(&rt, &raw, op, &data) {
+                    run(&mut group, mode, &out, op, plabel, id, make);
+                }
+            }
+            group.finish();
+        }
+    }
+
+    rt.block_on(async {
+        if let Some(r) = &raw.redis {
+            r.cleanup().await;
+        }
+        if let Some(r) = &raw.cluster {
+            r.cleanup().await;
+        }
+        if let Some(p) = raw.postgres {
+            p.into_inner().close().await;
+        }
+        for f in fixtures {
+            f.teardown().await;
+        }
+    });
+    c.final_summary();
+}

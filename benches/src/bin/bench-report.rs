@@ -1,0 +1,2 @@
+//! Writes docs/benchmarks.md from the JSON results.
+fn main() {}

@@ -1,0 +1,338 @@
+//! The backends under test, each in a fresh namespace that is removed afterwards.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_store_core::{
+    Encrypted, EncryptionKey, Keyring, MemoryStore, Policy, SessionBackend, SessionManager,
+};
+#[cfg(feature = "store-postgres")]
+use session_store_postgres::{PostgresConfig, PostgresStore};
+#[cfg(feature = "store-redis")]
+use session_store_redis::{RedisConfig, RedisStore};
+#[cfg(feature = "store-sled")]
+use session_store_sled::{Durability, SledConfig, SledStore};
+#[cfg(feature = "store-sqlite")]
+use session_store_sqlite::{SqliteConfig, SqliteStore};
+#[cfg(feature = "store-postgres")]
+use sqlx::AssertSqlSafe;
+use tempfile::TempDir;
+
+/// Default standalone Redis (`SESSION_STORE_REDIS_URL` overrides).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default Redis Cluster seeds (`SESSION_STORE_REDIS_CLUSTER_NODES`, comma-separated, overrides).
+pub const REDIS_CLUSTER_NODES: &str =
+    "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003";
+/// Default PostgreSQL (`SESSION_STORE_POSTGRES_URL` overrides).
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The payload sizes: (label, bytes).
+pub const PAYLOADS: [(&str, usize); 2] = [("200B", 200), ("4KiB", 4096)];
+
+/// `len` bytes of incompressible-looking session data.
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The Redis URL in use.
+pub(crate) fn redis_url() -> String {
+    env_or("SESSION_STORE_REDIS_URL", REDIS_URL)
+}
+
+/// The Redis Cluster seeds in use.
+pub(crate) fn cluster_nodes() -> Vec<String> {
+    env_or("SESSION_STORE_REDIS_CLUSTER_NODES", REDIS_CLUSTER_NODES)
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The PostgreSQL URL in use.
+pub(crate) fn postgres_url() -> String {
+    env_or("SESSION_STORE_POSTGRES_URL", POSTGRES_URL)
+}
+
+/// A backend under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// `MemoryStore` (the reference implementation).
+    Memory,
+    /// sled with the default durability (flush + `fdatasync` before every
+    /// acknowledged write).
+    Sled,
+    /// sled with periodic durability (500 ms), to show what the default costs.
+    SledPeriodic,
+    /// SQLite (WAL, `synchronous=NORMAL`, the defaults).
+    Sqlite,
+    /// PostgreSQL (default pool of 10 connections, logged table).
+    Postgres,
+    /// Redis, one server, `ConnectionManager`.
+    Redis,
+    /// Redis Cluster, three masters.
+    RedisCluster,
+}
+
+impl Target {
+    /// Every target, in report order.
+    pub const ALL: [Target; 7] = [
+        Target::Memory,
+        Target::Sled,
+        Target::SledPeriodic,
+        Target::Sqlite,
+        Target::Postgres,
+        Target::Redis,
+        Target::RedisCluster,
+    ];
+
+    /// Short id used in benchmark names and result files.
+    pub fn id(self) -> &'static str {
+        match self {
+            Target::Memory => "memory",
+            Target::Sled => "sled",
+            Target::SledPeriodic => "sled-periodic",
+            Target::Sqlite => "sqlite",
+            Target::Postgres => "postgres",
+            Target::Redis => "redis",
+            Target::RedisCluster => "redis-cluster",
+        }
+    }
+
+    /// Whether the encrypted variant is measured too (the periodic sled
+    /// variant only exists to isolate the cost of `fdatasync`).
+    pub fn with_encryption(self) -> bool {
+        self != Target::SledPeriodic
+    }
+}
+
+/// What a fixture holds besides the trait object, for raw access and teardown.
+#[derive(Debug)]
+enum Concrete {
+    Memory,
+    #[cfg(feature = "store-sled")]
+    Sled(SledStore),
+    #[cfg(feature = "store-sqlite")]
+    Sqlite {
+        path: PathBuf,
+        table: String,
+    },
+    #[cfg(feature = "store-postgres")]
+    Postgres {
+        store: PostgresStore,
+        schema: String,
+    },
+    #[cfg(feature = "store-redis")]
+    Redis(RedisStore),
+}
+
+/// One backend in a fresh namespace, plain and encrypted.
+#[derive(Debug)]
+pub struct Fixture {
+    /// Which backend.
+    pub target: Target,
+    plain: Arc<dyn SessionBackend>,
+    encrypted: Arc<dyn SessionBackend>,
+    concrete: Concrete,
+    dir: Option<TempDir>,
+}
+
+impl Fixture {
+    /// Opens `target` in a new namespace (temporary directory, random Redis
+    /// prefix, random PostgreSQL schema).
+    ///
+    /// # Errors
+    /// A description of what could not be reached or opened.
+    pub async fn open(target: Target) -> Result<Self, String> {
+        let tag = crate::random_tag();
+        let err = |e: session_store_core::Error| format!("{}: {e}", target.id());
+        let (plain, concrete, dir): (Arc<dyn SessionBackend>, Concrete, Option<TempDir>) =
+            match target {
+                Target::Memory => (Arc::new(MemoryStore::default()), Concrete::Memory, None),
+                #[cfg(feature = "store-sled")]
+                Target::Sled | Target::SledPeriodic => {
+                    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                    let mut config = SledConfig::new(dir.path().join("db")).tree_prefix("bench");
+                    if target == Target::SledPeriodic {
+                        config =
+                            config.durability(Durability::Periodic(Duration::from_millis(500)));
+                    }
+                    let store = config.open().map_err(err)?;
+                    (Arc::new(store.clone()), Concrete::Sled(store), Some(dir))
+                }
+                #[cfg(feature = "store-sqlite")]
+                Target::Sqlite => {
+                    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                    let path = dir.path().join("sessions.db");
+                    let table = "sessions".to_owned();
+                    let config = SqliteConfig::builder(&path)
+                        .table(&table)
+                        .build()
+                        .map_err(err)?;
+                    let store = SqliteStore::open(config).await.map_err(err)?;
+                    store.migrate().await.map_err(err)?;
+                    (Arc::new(store), Concrete::Sqlite { path, table }, Some(dir))
+                }
+                #[cfg(feature = "store-postgres")]
+                Target::Postgres => {
+                    let schema = format!("bench_{tag}");
+                    let config = PostgresConfig::new(postgres_url())
+                        .schema(&schema)
+                        .table("sessions")
+                        .operation_timeout(Duration::from_secs(120))
+                        .statement_timeout(Some(Duration::from_secs(120)));
+                    let store = PostgresStore::connect(&config).await.map_err(err)?;
+                    store.migrate().await.map_err(err)?;
+                    (
+                        Arc::new(store.clone()),
+                        Concrete::Postgres { store, schema },
+                        None,
+                    )
+                }
+                #[cfg(feature = "store-redis")]
+                Target::Redis | Target::RedisCluster => {
+                    let config = if target == Target::Redis {
+                        RedisConfig::new(redis_url())
+                    } else {
+                        RedisConfig::cluster(cluster_nodes())
+                    }
+                    .with_prefix(format!("bench:{tag}"));
+                    let store = config.connect().await.map_err(err)?;
+                    (Arc::new(store.clone()), Concrete::Redis(store), None)
+                }
+                #[allow(unreachable_patterns)]
+                _ => {
+                    return Err(format!(
+                        "{}: its backend crate is not compiled in (feature disabled)",
+                        target.id()
+                    ))
+                }
+            };
+        let encrypted: Arc<dyn SessionBackend> = Arc::new(Encrypted::new(
+            plain.clone(),
+            Keyring::new(1, EncryptionKey::generate()),
+        ));
+        Ok(Fixture {
+            target,
+            plain,
+            encrypted,
+            concrete,
+            dir,
+        })
+    }
+
+    /// The backend, plain or under the encryption wrapper.
+    pub fn backend(&self, encrypted: bool) -> Arc<dyn SessionBackend> {
+        if encrypted {
+            self.encrypted.clone()
+        } else {
+            self.plain.clone()
+        }
+    }
+
+    /// A manager over the backend with the default policy; with `touch_every_load`
+    /// every load writes a touch (touch interval zero), otherwise the default
+    /// 60 s interval applies and steady loads do not write.
+    ///
+    /// # Panics
+    /// Never for these policies.
+    pub fn manager(&self, encrypted: bool, touch_every_load: bool) -> SessionManager {
+        let policy = Policy {
+            touch_interval: if touch_every_load {
+                Duration::ZERO
+            } else {
+                Policy::default().touch_interval
+            },
+            ..Policy::default()
+        };
+        SessionManager::builder(self.backend(encrypted))
+            .policy(policy)
+            .build()
+            .expect("valid policy")
+    }
+
+    /// The sled store, for sled targets.
+    #[cfg(feature = "store-sled")]
+    pub fn sled(&self) -> Option<&SledStore> {
+        match &self.concrete {
+            Concrete::Sled(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The SQLite database file and table, for the SQLite target.
+    #[cfg(feature = "store-sqlite")]
+    pub fn sqlite(&self) -> Option<(&std::path::Path, &str)> {
+        match &self.concrete {
+            Concrete::Sqlite { path, table } => Some((path, table)),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL store and its schema, for the PostgreSQL target.
+    #[cfg(feature = "store-postgres")]
+    pub fn postgres(&self) -> Option<(&PostgresStore, &str)> {
+        match &self.concrete {
+            Concrete::Postgres { store, schema } => Some((store, schema)),
+            _ => None,
+        }
+    }
+
+    /// The Redis store, for Redis targets.
+    #[cfg(feature = "store-redis")]
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.concrete {
+            Concrete::Redis(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The fixture's temporary directory, if any (for raw baselines' files).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(TempDir::path)
+    }
+
+    /// Removes the namespace: Redis keys of the prefix, the PostgreSQL schema,
+    /// the temporary directory.
+    pub async fn teardown(self) {
+        match &self.concrete {
+            #[cfg(feature = "store-redis")]
+            Concrete::Redis(store) => {
+                if let Err(e) = store.delete_all().await {
+                    eprintln!(
+                        "warning: could not clean Redis prefix {}: {e}",
+                        store.prefix()
+                    );
+                }
+            }
+            #[cfg(feature = "store-postgres")]
+            Concrete::Postgres { store, schema } => {
+                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(store.pool()).await {
+                    eprintln!("warning: could not drop schema {schema}: {e}");
+                }
+                store.close().await;
+            }
+            _ => {}
+        }
+        drop(self.encrypted);
+        drop(self.plain);
+        drop(self.concrete);
+        drop(self.dir);
+    }
+}

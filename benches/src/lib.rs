@@ -1,0 +1,59 @@
+//! # session-store-benches
+//!
+//! The benchmark harness of the workspace (not published). It measures every
+//! backend through the [`SessionManager`](session_store_core::SessionManager),
+//! plain and under [`Encrypted`](session_store_core::Encrypted), next to raw
+//! baselines that use the same client crates, the same connection setup and
+//! the same payloads, and renders `docs/benchmarks.md`.
+//!
+//! Run it with `scripts/bench.sh quick|full|ci` (see that script). Pieces:
+//! - `benches/ops.rs`: criterion, one group per operation and payload, the
+//!   backends and the raw baselines side by side. Every timed operation is also
+//!   recorded individually, so the report has p50 and p99 per operation.
+//! - `benches/load.rs`: throughput and latency at 1 to 256 concurrent tasks,
+//!   and latency with 10^3 to 10^6 live sessions (bounded duration per point).
+//! - `src/bin/bench-report.rs`: reads the JSON results and writes the report.
+//!
+//! Capabilities:
+//! - [`Mode`]: `ci` (smoke run, tiny samples), `quick` (minutes), `full`.
+//! - [`Target`] / [`Fixture`]: each backend in a fresh random namespace
+//!   (temporary directory, Redis key prefix or PostgreSQL schema), removed
+//!   afterwards.
+//! - [`raw`]: the baselines (Redis `GET`/`SET PX`, PostgreSQL primary-key
+//!   `SELECT`/upsert through the store's pool and on a dedicated connection,
+//!   rusqlite on the calling thread, sled `get`/`insert`, AES-256-GCM).
+//! - [`populate`]: bulk loading for the scale runs.
+//! - [`stats`]: percentiles and the JSON-lines result files.
+//! - [`report`]: the Markdown report and its SVG charts.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod fixture;
+mod mode;
+pub mod populate;
+pub mod raw;
+pub mod report;
+pub mod stats;
+
+pub use fixture::{
+    payload, Fixture, Target, PAYLOADS, POSTGRES_URL, REDIS_CLUSTER_NODES, REDIS_URL,
+};
+pub use mode::Mode;
+
+/// A random lowercase hex tag for namespaces (key prefixes, schema names).
+pub fn random_tag() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// A multi-threaded tokio runtime with one worker per core (the machine this
+/// runs on is what a session store would share with its application).
+///
+/// # Panics
+/// If the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

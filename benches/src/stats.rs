@@ -1,0 +1,148 @@
+//! Latency samples, percentiles and the JSON-lines result files.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Latency distribution of one measured series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Operations measured.
+    pub n: u64,
+    /// Median latency, nanoseconds.
+    pub p50_ns: f64,
+    /// 99th percentile latency, nanoseconds.
+    pub p99_ns: f64,
+    /// Mean latency, nanoseconds.
+    pub mean_ns: f64,
+    /// Throughput: operations per second of wall time.
+    pub ops_per_sec: f64,
+}
+
+/// The `q`-quantile (0..=1) of sorted samples (nearest rank).
+fn quantile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64
+}
+
+impl Summary {
+    /// Summarises per-operation latencies (nanoseconds) measured over `wall`
+    /// time in total. `None` without samples.
+    pub fn of(mut samples: Vec<u64>, wall: Duration) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len() as u64;
+        let mean = samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64;
+        let secs = wall.as_secs_f64();
+        Some(Summary {
+            n,
+            p50_ns: quantile(&samples, 0.50),
+            p99_ns: quantile(&samples, 0.99),
+            mean_ns: mean,
+            ops_per_sec: if secs > 0.0 { n as f64 / secs } else { 0.0 },
+        })
+    }
+}
+
+/// One line of a result file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A single-task operation (criterion group `op`-`payload`).
+    Op {
+        /// Operation (`create`, `load`, ..., or `read`/`write` for baselines).
+        op: String,
+        /// Payload label (`200B`, `4KiB`).
+        payload: String,
+        /// Backend or baseline id (`redis`, `redis+enc`, `raw-redis-GET`...).
+        id: String,
+        /// The measurement.
+        summary: Summary,
+    },
+    /// One concurrency point.
+    Concurrency {
+        /// `load` or `save`.
+        op: String,
+        /// Backend or baseline id.
+        id: String,
+        /// Concurrent tasks.
+        tasks: usize,
+        /// The measurement (throughput over the point's duration).
+        summary: Summary,
+    },
+    /// Latency with `live` sessions in the store.
+    Scale {
+        /// `load` or `save`.
+        op: String,
+        /// Backend id.
+        id: String,
+        /// Live sessions in the store.
+        live: usize,
+        /// The measurement.
+        summary: Summary,
+    },
+    /// A one-off timed task (population, cleanup, delete-by-user).
+    Task {
+        /// What was timed (`cleanup`, `delete_user_100`, `populate`).
+        what: String,
+        /// Backend id.
+        id: String,
+        /// Items involved (sessions removed, sessions in the store...).
+        items: usize,
+        /// Median seconds over the repetitions.
+        seconds: f64,
+        /// Free-form detail.
+        note: String,
+    },
+    /// A backend that could not be measured, and why.
+    Missing {
+        /// Backend or baseline id.
+        id: String,
+        /// The reason.
+        reason: String,
+    },
+    /// Facts about the machine and the servers.
+    Machine {
+        /// Name → value.
+        facts: Vec<(String, String)>,
+    },
+}
+
+/// Appends `record` as one JSON line to `path`.
+///
+/// # Panics
+/// If the file cannot be written (a benchmark run without results is useless).
+pub fn append(path: &Path, record: &Record) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let line = serde_json::to_string(record).expect("records serialize");
+    writeln!(f, "{line}").unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Reads every record of a JSON-lines file (missing file: none).
+///
+/// # Panics
+/// On a line that is not a record.
+pub fn read_all(path: &Path) -> Vec<Record> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad record in {}: {e}: {l}", path.display()))
+        })
+        .collect()
+}
