@@ -26,6 +26,13 @@
 //!   oneshot (no `spawn_blocking`). Statements are prepared once per
 //!   connection and cached.
 //! - WAL mode: reads (`load`, `list_user`) run concurrently with writes.
+//!   WAL checkpoints (the part of a write that `fsync`s) run on their own
+//!   thread, nudged by the writer's WAL hook, instead of inside whichever
+//!   commit crosses SQLite's auto-checkpoint threshold.
+//! - Threads: one writer, [`SqliteConfig::readers`] readers (default 2) and
+//!   one checkpointer per store; all stop when the last clone of the store
+//!   is dropped. A call whose future is dropped after it was sent still runs
+//!   to completion on its thread (as a query sent to a server would).
 //! - Durability is a setting ([`Synchronous`]); the default `NORMAL` and its
 //!   trade-off are explained there.
 //! - Atomicity from single statements (`create` is an `INSERT` that fails on
