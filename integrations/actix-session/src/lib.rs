@@ -1,0 +1,84 @@
+//! # session-store-actix
+//!
+//! An [`actix_session::storage::SessionStore`] (actix-session 0.11) over any
+//! [`SessionBackend`](session_store_core::SessionBackend) of this workspace:
+//! SQLite, Redis, PostgreSQL, sled, the in-memory store, and any of them
+//! inside the [`Encrypted`](session_store_core::Encrypted) wrapper.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use actix_session::SessionMiddleware;
+//! use actix_web::cookie::{Key, SameSite};
+//! use session_store_actix::ActixSessionStore;
+//! use session_store_core::MemoryStore; // or SqliteStore, RedisStore, Encrypted<...>
+//!
+//! let store = ActixSessionStore::new(Arc::new(MemoryStore::new()));
+//! let key = Key::generate(); // load a fixed key in production
+//! let middleware = SessionMiddleware::builder(store, key)
+//!     .cookie_name("__Host-session".into())
+//!     .cookie_secure(true)
+//!     .cookie_same_site(SameSite::Lax)
+//!     .build();
+//! // App::new().wrap(middleware) (clone the store into the HttpServer factory)
+//! # let _ = middleware;
+//! ```
+//!
+//! ## Capabilities: what holds
+//! - **Keys are our tokens, hashed at rest.** actix-session lets the store
+//!   generate session keys: `save` generates a 256-bit
+//!   [`SessionToken`](session_store_core::SessionToken) from the OS CSPRNG
+//!   and returns its text as the key. The backend only ever sees its
+//!   [`storage_key`](session_store_core::SessionToken::storage_key) (SHA-256).
+//!   A cookie value that is not a well-formed token is "no session" before
+//!   any I/O.
+//! - **Create never overwrites.** `save` inserts with the backend's
+//!   insert-if-absent `create` and draws a new token on `AlreadyExists`.
+//! - **Strict mode.** An unknown or expired key never becomes a session: the
+//!   middleware then calls `save`, which generates a new key.
+//! - **No resurrection.** `update` re-reads the stored version and writes
+//!   with the backend's compare-and-swap on it. A session that was deleted
+//!   (purge, renew, [`ActixSessionStore::logout_user`]), revoked or expired
+//!   is never written again, and is not re-created under a new key either
+//!   (actix-session's own Redis store does that, which would carry a login
+//!   into a revoked session): `update` fails and the middleware answers 500.
+//! - **Expiry enforced on read** by the adapter's clock, whether or not
+//!   cleanup ran: the idle deadline is now + the TTL actix-session passes;
+//!   `update_ttl` (with `TtlExtensionPolicy::OnEveryRequest`) is the
+//!   backend's `touch`, which never moves a deadline backwards.
+//! - **An absolute timeout**, which actix-session itself does not have
+//!   ([`ActixStoreConfigBuilder::absolute_timeout`], default 12 h from
+//!   creation).
+//! - **Cleanup**: [`ActixSessionStore::cleanup_expired`] (actix-session has
+//!   no hook for it; run it periodically).
+//! - **Errors fail closed**: backend, decryption and decode errors are
+//!   `LoadError::Other` (500), never "no session" and never an empty
+//!   session that a later update would write over the damaged one.
+//! - **Per-user revocation** when a state field names the user
+//!   ([`ActixStoreConfigBuilder::user_id_key`]).
+//!
+//! ## What does not hold (actix-session's own semantics)
+//! - **`Session::renew` is delete-then-create, not an atomic rotation.** The
+//!   middleware deletes the old key, then saves the state under a new key.
+//!   A failure in between leaves the user with no session (fail closed),
+//!   never with two. The new key is a new session for the backend: its
+//!   absolute deadline restarts (right after a login, also after a privilege
+//!   change). There is no renewal grace window.
+//! - **Concurrent requests: last writer wins**; actix-session's state has no
+//!   version, so one of two concurrent updates may be lost (never resurrected).
+//! - The cookie normally carries the key encrypted or signed by
+//!   actix-session (`CookieContentSecurity`); this adapter only sees the key.
+//! - No client metadata (IP, user agent) or auth time is recorded; use
+//!   `session_store_core::SessionManager` directly (see the example app) for
+//!   "your devices" pages, CSRF tokens and login rotation with `auth_time`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod store;
+
+pub use config::{
+    ActixStoreConfig, ActixStoreConfigBuilder, CREATE_ATTEMPTS, DEFAULT_ABSOLUTE_TIMEOUT,
+    DEFAULT_MAX_DATA_BYTES, MAX_USER_ID_BYTES,
+};
+pub use store::{storage_key_for, ActixSessionStore};

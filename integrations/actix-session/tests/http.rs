@@ -1,0 +1,297 @@
+//! The adapter under actix-session's real middleware: an actix-web `App`
+//! with `SessionMiddleware`, served on 127.0.0.1 by `HttpServer` on its own
+//! actix system thread, driven by reqwest with a cookie jar. Every scenario
+//! runs on SQLite, encrypted SQLite and Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_session::{Session, SessionExt as _, SessionMiddleware};
+use actix_web::cookie::Key;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
+use common::TestBackend;
+use reqwest::cookie::{CookieStore as _, Jar};
+use session_store_actix::{ActixSessionStore, ActixStoreConfig};
+use session_store_core::{Clock as _, ManualClock, Timestamp};
+
+const IDLE_MINUTES: i64 = 10;
+
+struct App {
+    base: String,
+    clock: Arc<ManualClock>,
+    store: ActixSessionStore,
+    handle: ServerHandle,
+}
+
+impl App {
+    async fn stop(self, b: TestBackend) {
+        self.handle.stop(false).await;
+        b.finish().await;
+    }
+
+    async fn keys_of(&self, user: &str) -> Vec<session_store_core::StorageKey> {
+        self.store
+            .list_user(user)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect()
+    }
+}
+
+async fn set(session: Session, v: web::Path<String>) -> HttpResponse {
+    session.insert("v", v.into_inner()).unwrap();
+    HttpResponse::Ok().body("ok")
+}
+
+async fn read(req: HttpRequest) -> HttpResponse {
+    let v = req.get_session().get::<String>("v").unwrap();
+    HttpResponse::Ok().body(v.unwrap_or_else(|| "none".into()))
+}
+
+async fn login(session: Session, user: web::Path<String>) -> HttpResponse {
+    session.renew();
+    session.insert("user", user.into_inner()).unwrap();
+    HttpResponse::Ok().body("ok")
+}
+
+async fn renew(session: Session) -> HttpResponse {
+    session.renew();
+    HttpResponse::Ok().body("ok")
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().body("ok")
+}
+
+fn start(b: &TestBackend, absolute: Duration) -> App {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = ActixStoreConfig::builder()
+        .absolute_timeout(absolute)
+        .user_id_key("user")
+        .build()
+        .unwrap();
+    let store = ActixSessionStore::with_config(b.backend.clone(), config).with_clock(clock.clone());
+    let key = Key::generate();
+    let served = store.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let middleware = SessionMiddleware::builder(served.clone(), key.clone())
+                    // Plain http on loopback: a jar only sends Secure cookies over https.
+                    .cookie_secure(false)
+                    .session_lifecycle(
+                        BrowserSession::default()
+                            .state_ttl(actix_web::cookie::time::Duration::minutes(IDLE_MINUTES))
+                            .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                    )
+                    .build();
+                actix_web::App::new()
+                    .wrap(middleware)
+                    .route("/set/{v}", web::post().to(set))
+                    .route("/get", web::get().to(read))
+                    .route("/login/{user}", web::post().to(login))
+                    .route("/renew", web::post().to(renew))
+                    .route("/logout", web::post().to(logout))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .expect("bind 127.0.0.1");
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((server.handle(), addr)).expect("send handle");
+            server.await.expect("server");
+        })
+    });
+    let (handle, addr) = rx.recv().expect("server started");
+    App {
+        base: format!("http://{addr}"),
+        clock,
+        store,
+        handle,
+    }
+}
+
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &App) -> Self {
+        let jar = Arc::new(Jar::default());
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+            base: app.base.clone(),
+        }
+    }
+
+    async fn post(&self, path: &str) -> String {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "POST {path}");
+        res.text().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    /// The raw `Cookie` header the jar would send.
+    fn cookie_header(&self) -> Option<String> {
+        let url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    /// GET with an explicit `Cookie` header and no jar (a replayed cookie).
+    async fn get_with_cookie(&self, path: &str, cookie: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+async fn session_survives_requests(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600));
+    let browser = Browser::new(&app);
+    assert_eq!(browser.get("/get").await, "none");
+    assert_eq!(
+        browser.cookie_header(),
+        None,
+        "no cookie for an empty session"
+    );
+    browser.post("/login/alice").await;
+    browser.post("/set/hello").await;
+    for _ in 0..3 {
+        assert_eq!(browser.get("/get").await, "hello", "{}", b.name);
+    }
+    assert_eq!(app.keys_of("alice").await.len(), 1, "one stored session");
+    let other = Browser::new(&app);
+    assert_eq!(other.get("/get").await, "none", "sessions never leak");
+    app.stop(b).await;
+}
+
+async fn renew_gives_new_cookie_and_kills_old(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600));
+    let browser = Browser::new(&app);
+    browser.post("/login/alice").await;
+    browser.post("/set/kept").await;
+    let old_cookie = browser.cookie_header().unwrap();
+    let old_keys = app.keys_of("alice").await;
+    browser.post("/renew").await;
+    let new_cookie = browser.cookie_header().unwrap();
+    assert_ne!(old_cookie, new_cookie, "renew must set a new cookie");
+    let new_keys = app.keys_of("alice").await;
+    assert_eq!(new_keys.len(), 1, "the old key is deleted server-side");
+    assert_ne!(old_keys, new_keys, "a new key");
+    assert_eq!(
+        browser.get("/get").await,
+        "kept",
+        "state moves to the new key"
+    );
+    assert_eq!(browser.get_with_cookie("/get", &old_cookie).await, "none");
+    app.stop(b).await;
+}
+
+async fn purge_removes_server_side(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600));
+    let browser = Browser::new(&app);
+    browser.post("/login/alice").await;
+    browser.post("/set/secret").await;
+    let cookie = browser.cookie_header().unwrap();
+    browser.post("/logout").await;
+    assert_eq!(browser.cookie_header(), None, "the cookie is removed");
+    assert!(app.keys_of("alice").await.is_empty());
+    assert_eq!(browser.get_with_cookie("/get", &cookie).await, "none");
+    app.stop(b).await;
+}
+
+async fn idle_and_absolute_expiry(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(30 * 60));
+    let idle = Browser::new(&app);
+    idle.post("/set/a").await;
+    let busy = Browser::new(&app);
+    busy.post("/login/bob").await;
+    let started = app.clock.now();
+    let first_cookie = busy.cookie_header();
+    for step in 1..=7u64 {
+        app.clock.advance(Duration::from_secs(4 * 60));
+        if step == 3 {
+            // 12 minutes without a request: past the 10-minute TTL.
+            assert_eq!(idle.get("/get").await, "none", "idle expiry on read");
+        }
+        // A read is activity here (TtlExtensionPolicy::OnEveryRequest).
+        assert_eq!(busy.get("/get").await, "none");
+        assert_eq!(busy.cookie_header(), first_cookie, "one session all along");
+        assert_eq!(app.keys_of("bob").await.len(), 1, "minute {}", step * 4);
+    }
+    app.clock.set(Timestamp::from_millis(
+        started.as_millis() + 30 * 60 * 1000 + 1,
+    ));
+    assert!(app.keys_of("bob").await.is_empty(), "absolute expiry");
+    busy.post("/set/after").await;
+    assert_eq!(busy.get("/get").await, "after");
+    assert!(
+        app.keys_of("bob").await.is_empty(),
+        "a fresh anonymous session, never the expired one"
+    );
+    app.stop(b).await;
+}
+
+async fn logout_user_revokes_every_session(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600));
+    let phone = Browser::new(&app);
+    let laptop = Browser::new(&app);
+    let other = Browser::new(&app);
+    phone.post("/login/alice").await;
+    laptop.post("/login/alice").await;
+    other.post("/login/bob").await;
+    phone.post("/set/p").await;
+    laptop.post("/set/l").await;
+    other.post("/set/o").await;
+    assert_eq!(app.store.logout_user("alice").await.unwrap(), 2);
+    assert_eq!(phone.get("/get").await, "none");
+    assert_eq!(laptop.get("/get").await, "none");
+    assert_eq!(other.get("/get").await, "o", "another user's session stays");
+    app.stop(b).await;
+}
+
+per_backend!(
+    session_survives_requests,
+    renew_gives_new_cookie_and_kills_old,
+    purge_removes_server_side,
+    idle_and_absolute_expiry,
+    logout_user_revokes_every_session,
+);

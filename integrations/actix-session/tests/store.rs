@@ -1,0 +1,138 @@
+//! The adapter's `SessionStore` methods directly: keys are tokens hashed at
+//! rest, no resurrection, read-time expiry, fail-closed decoding, cleanup.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::storage::{LoadError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as Ttl;
+use common::TestBackend;
+use session_store_actix::{storage_key_for, ActixSessionStore, ActixStoreConfig};
+use session_store_core::{
+    Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, MemoryStore, SessionBackend,
+    SessionToken,
+};
+
+fn state(v: &str) -> HashMap<String, String> {
+    HashMap::from([("v".to_owned(), format!("{v:?}"))])
+}
+
+fn key(text: &str) -> SessionKey {
+    SessionKey::try_from(text.to_owned()).unwrap()
+}
+
+fn store(b: &TestBackend) -> (ActixSessionStore, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let store = ActixSessionStore::new(b.backend.clone()).with_clock(clock.clone());
+    (store, clock)
+}
+
+async fn keys_are_tokens_hashed_at_rest(b: TestBackend) {
+    let (store, clock) = store(&b);
+    let k = store.save(state("x"), &Ttl::minutes(10)).await.unwrap();
+    let token = SessionToken::parse(k.as_ref()).expect("the key is a 256-bit token");
+    let hashed = storage_key_for(&k).unwrap();
+    assert_eq!(hashed, token.storage_key());
+    assert!(b
+        .backend
+        .load(&hashed, clock.now())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.load(&k).await.unwrap(), Some(state("x")));
+    for bad in ["", "short", &"A".repeat(4000), &hashed.to_hex()] {
+        assert_eq!(store.load(&key(bad)).await.unwrap(), None, "{bad:.10}");
+    }
+    b.finish().await;
+}
+
+async fn no_resurrection_after_delete(b: TestBackend) {
+    let (store, _) = store(&b);
+    let k = store.save(state("x"), &Ttl::minutes(10)).await.unwrap();
+    let text = k.as_ref().to_owned();
+    store.delete(&k).await.unwrap();
+    store.delete(&k).await.unwrap(); // idempotent
+    let r = store
+        .update(key(&text), state("again"), &Ttl::minutes(10))
+        .await;
+    assert!(matches!(r, Err(UpdateError::Other(_))), "not re-created");
+    assert_eq!(store.load(&key(&text)).await.unwrap(), None);
+    b.finish().await;
+}
+
+async fn expiry_on_read_and_ttl_extension(b: TestBackend) {
+    let (store, clock) = store(&b);
+    let k = store.save(state("x"), &Ttl::minutes(10)).await.unwrap();
+    let text = k.as_ref().to_owned();
+    clock.advance(Duration::from_secs(8 * 60));
+    store
+        .update_ttl(&key(&text), &Ttl::minutes(10))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(8 * 60));
+    assert_eq!(store.load(&key(&text)).await.unwrap(), Some(state("x")));
+    let k = store
+        .update(key(&text), state("y"), &Ttl::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(k.as_ref(), text, "update keeps the key");
+    clock.advance(Duration::from_secs(11 * 60));
+    assert_eq!(store.load(&key(&text)).await.unwrap(), None, "idle expiry");
+    assert!(store
+        .update(key(&text), state("z"), &Ttl::minutes(10))
+        .await
+        .is_err());
+    b.finish().await;
+}
+
+async fn oversized_state_is_refused(b: TestBackend) {
+    let config = ActixStoreConfig::builder()
+        .max_data_bytes(64)
+        .build()
+        .unwrap();
+    let store = ActixSessionStore::with_config(b.backend.clone(), config);
+    assert!(store
+        .save(state(&"x".repeat(100)), &Ttl::minutes(10))
+        .await
+        .is_err());
+    b.finish().await;
+}
+
+per_backend!(
+    keys_are_tokens_hashed_at_rest,
+    no_resurrection_after_delete,
+    expiry_on_read_and_ttl_extension,
+    oversized_state_is_refused,
+);
+
+#[tokio::test]
+async fn undecryptable_state_fails_closed() {
+    let memory = Arc::new(MemoryStore::new());
+    let writer = ActixSessionStore::new(Arc::new(Encrypted::new(
+        memory.clone(),
+        Keyring::new(1, EncryptionKey::generate()),
+    )));
+    let reader = ActixSessionStore::new(Arc::new(Encrypted::new(
+        memory.clone(),
+        Keyring::new(1, EncryptionKey::generate()),
+    )));
+    let k = writer.save(state("x"), &Ttl::minutes(10)).await.unwrap();
+    assert!(matches!(reader.load(&k).await, Err(LoadError::Other(_))));
+}
+
+#[tokio::test]
+async fn cleanup_removes_only_expired_sessions() {
+    let memory = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::starting_now());
+    let store =
+        ActixSessionStore::new(memory.clone() as Arc<dyn SessionBackend>).with_clock(clock.clone());
+    store.save(state("short"), &Ttl::minutes(1)).await.unwrap();
+    let long = store.save(state("long"), &Ttl::minutes(60)).await.unwrap();
+    clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(store.cleanup_expired().await.unwrap(), 1);
+    assert_eq!(memory.len(), 1);
+    assert_eq!(store.load(&long).await.unwrap(), Some(state("long")));
+}
