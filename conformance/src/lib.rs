@@ -98,7 +98,9 @@
 //! `manager_logout_other_devices`, `manager_list_devices_metadata`,
 //! `manager_revoke_by_handle`, `manager_stored_hash_is_not_a_token`,
 //! `manager_limits_too_large_writes_nothing`, `manager_per_user_cap_evict_oldest`,
-//! `manager_per_user_cap_refuse`.
+//! `manager_per_user_cap_refuse`, `manager_unknown_token_never_creates`,
+//! `manager_save_is_compare_and_swap`, `manager_cleanup_expired`,
+//! `manager_events_never_carry_tokens`.
 //!
 //! **bad input** — `manager_malformed_tokens_invalid_id` (empty, too long,
 //! wrong alphabet, NUL, non-UTF-8, glob, SQL, `%`, 1 MiB, handle text...),
@@ -109,8 +111,9 @@
 //! and users, each answer compared with an independent reference model
 //! (`proptest-state-machine`; failures shrink to a minimal sequence).
 //!
-//! **at rest** — `tampered_ciphertext_fails_closed`, `ciphertext_bound_to_row`
-//! (encrypted mode; they write raw records through [`Ctx::inner`]) and
+//! **at rest** — `tampered_ciphertext_fails_closed`, `ciphertext_bound_to_row`,
+//! `manager_tampered_session_is_an_error` (encrypted mode; they write raw
+//! records through [`Ctx::inner`]) and
 //! `at_rest_no_token_or_plaintext` (needs the dump hook; prints `SKIP:`
 //! without one): no token in any spelling, and under encryption no session
 //! data or client metadata, in any stored byte string.

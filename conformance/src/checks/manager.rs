@@ -750,3 +750,170 @@ pub async fn manager_per_user_cap_refuse(ctx: Ctx) {
     .expect("room again");
     assert_eq!(m.list_devices("alice", None).await.expect("list").len(), 2);
 }
+
+/// Strict mode: a well-formed but unknown token finds nothing and creates
+/// nothing; a session is only ever created by the manager under a token it
+/// generated.
+pub async fn manager_unknown_token_never_creates(ctx: Ctx) {
+    let spy = super::spy::Spy::new(ctx.backend.clone());
+    let m = SessionManager::builder(spy.clone())
+        .clock(Arc::new(ManualClock::starting_now()))
+        .build()
+        .expect("manager");
+    let chosen = SessionToken::generate();
+    assert!(m
+        .load(chosen.expose_secret())
+        .await
+        .expect("load")
+        .is_none());
+    assert_eq!(spy.writes(), 0, "a miss writes nothing");
+    assert!(ctx
+        .backend
+        .load(&chosen.storage_key(), m.now())
+        .await
+        .expect("load")
+        .is_none());
+    let s = m
+        .create(Vec::new(), ClientMeta::default())
+        .await
+        .expect("create");
+    assert_ne!(s.token(), &chosen, "the manager picks the token");
+    assert_eq!(s.token().expose_secret().len(), TOKEN_LEN);
+}
+
+/// Manager saves are compare-and-swap: of two copies of one session, the
+/// second save is `Conflict` and the first one's data stays.
+pub async fn manager_save_is_compare_and_swap(ctx: Ctx) {
+    let (m, clock) = manager(&ctx, policy());
+    let s = m
+        .create(b"v0".to_vec(), ClientMeta::default())
+        .await
+        .expect("create");
+    clock.advance(Duration::from_secs(1));
+    let mut a = load(&m, s.token()).await.expect("load");
+    let mut b = load(&m, s.token()).await.expect("load");
+    a.set_data(b"from a".to_vec());
+    m.save(&mut a).await.expect("first save");
+    assert_eq!(a.version(), 1);
+    b.set_data(b"from b".to_vec());
+    assert!(matches!(m.save(&mut b).await, Err(Error::Conflict)));
+    let now = load(&m, s.token()).await.expect("load");
+    assert_eq!(now.data(), b"from a");
+    assert_eq!(now.version(), 1);
+    // A save is activity: the idle deadline moved with it.
+    clock.advance(mins(9));
+    let mut c = load(&m, s.token()).await.expect("load");
+    c.set_data(b"c".to_vec());
+    m.save(&mut c).await.expect("save");
+    assert_eq!(c.idle_deadline(), at(m.now(), mins(10)));
+}
+
+/// Cleanup through the manager: loops over batches until every expired
+/// entry is gone (exact count for stores with counted cleanup); live
+/// sessions survive.
+pub async fn manager_cleanup_expired(ctx: Ctx) {
+    let (m, clock) = manager(&ctx, policy());
+    let mut old = Vec::new();
+    for _ in 0..5 {
+        old.push(
+            m.create(Vec::new(), ClientMeta::default())
+                .await
+                .expect("create"),
+        );
+    }
+    clock.advance(mins(5));
+    let fresh = login(&m, "alice").await;
+    clock.advance(mins(6)); // the first five are idle-expired, the login is not
+    let removed = m.cleanup_expired(2).await.expect("cleanup");
+    if ctx.capabilities.counted_cleanup {
+        assert_eq!(removed, 5, "every expired session, over several batches");
+        assert_eq!(m.cleanup_expired(2).await.expect("cleanup"), 0);
+    }
+    for s in &old {
+        assert!(load(&m, s.token()).await.is_none());
+    }
+    load(&m, fresh.token())
+        .await
+        .expect("live session survives");
+    assert_eq!(m.list_devices("alice", None).await.expect("list").len(), 1);
+}
+
+/// Lifecycle events carry short key hashes, never a token: every event of a
+/// session's life is recorded, and none contains any token's text.
+pub async fn manager_events_never_carry_tokens(ctx: Ctx) {
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+    impl session_store_core::EventSink for Recorder {
+        fn event(&self, event: &session_store_core::Event) {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{event:?}"));
+        }
+    }
+    let recorder = Arc::new(Recorder::default());
+    let clock = Arc::new(ManualClock::starting_now());
+    let m = SessionManager::builder(ctx.backend.clone())
+        .clock(clock.clone())
+        .policy(Policy {
+            renewal_grace: Duration::from_secs(60),
+            ..policy()
+        })
+        .events(recorder.clone())
+        .build()
+        .expect("manager");
+    let mut tokens = Vec::new();
+    let mut s = m
+        .create(Vec::new(), ClientMeta::default())
+        .await
+        .expect("create");
+    tokens.push(s.token().clone());
+    m.rotate(
+        &mut s,
+        RotateReason::Login {
+            user_id: "alice".into(),
+        },
+    )
+    .await
+    .expect("login");
+    tokens.push(s.token().clone());
+    m.rotate(&mut s, RotateReason::Renewal)
+        .await
+        .expect("renewal");
+    tokens.push(s.token().clone());
+    load(&m, &tokens[1]).await.expect("forwarded");
+    let unknown = SessionToken::generate();
+    assert!(load(&m, &unknown).await.is_none());
+    tokens.push(unknown);
+    let _ = m.load("not a token").await;
+    let other = login(&m, "alice").await;
+    tokens.push(other.token().clone());
+    m.revoke("alice", &other.handle()).await.expect("revoke");
+    m.logout(&s).await.expect("logout");
+    m.logout_everywhere("alice")
+        .await
+        .expect("logout everywhere");
+
+    let events = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for kind in [
+        "Created",
+        "Rotated",
+        "ForwardFollowed",
+        "LookupMiss",
+        "Revoked",
+        "Deleted",
+    ] {
+        assert!(
+            events.iter().any(|e| e.starts_with(kind)),
+            "no {kind} event among {events:?}"
+        );
+    }
+    for token in &tokens {
+        let text = token.expose_secret();
+        let key_hex = token.storage_key().to_hex();
+        for e in &events {
+            assert!(!e.contains(text), "an event carries a token: {e}");
+            assert!(!e.contains(&key_hex), "an event carries a full storage key");
+        }
+    }
+}

@@ -121,6 +121,10 @@ registry! {
     manager::manager_limits_too_large_writes_nothing,
     manager::manager_per_user_cap_evict_oldest,
     manager::manager_per_user_cap_refuse,
+    manager::manager_unknown_token_never_creates,
+    manager::manager_save_is_compare_and_swap,
+    manager::manager_cleanup_expired,
+    manager::manager_events_never_carry_tokens,
     // bad input
     bad_input::manager_malformed_tokens_invalid_id,
     bad_input::manager_invalid_id_before_io,
@@ -129,6 +133,7 @@ registry! {
     // encryption at rest (Mode::Encrypted)
     tamper::tampered_ciphertext_fails_closed,
     tamper::ciphertext_bound_to_row,
+    tamper::manager_tampered_session_is_an_error,
     at_rest::at_rest_no_token_or_plaintext,
 }
 

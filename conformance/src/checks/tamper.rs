@@ -187,3 +187,41 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
         other => panic!("victim must still load, found {other:?}"),
     }
 }
+
+/// Through the manager, a tampered session is an error (`Error::Decrypt`),
+/// never "no session" and never partial data; damaged metadata fails the
+/// device listing the same way.
+pub async fn manager_tampered_session_is_an_error(ctx: Ctx) {
+    if skip_unless_encrypted(&ctx, "manager_tampered_session_is_an_error") {
+        return;
+    }
+    let (m, _clock) = super::manager::manager(&ctx, session_store_core::Policy::default());
+    let mut s = m
+        .create(
+            b"secret".to_vec(),
+            session_store_core::ClientMeta {
+                label: Some("laptop".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    m.rotate(
+        &mut s,
+        session_store_core::RotateReason::Login {
+            user_id: "alice".into(),
+        },
+    )
+    .await
+    .expect("login");
+    let key = s.storage_key();
+    let t = m.now();
+    overwrite_raw(&ctx, &key, t, |raw| {
+        let last = raw.data.len() - 1;
+        raw.data[last] ^= 0x80;
+    })
+    .await;
+    expect_decrypt("manager load", m.load(s.token().expose_secret()).await);
+    overwrite_raw(&ctx, &key, t, |raw| raw.meta[20] ^= 0x01).await;
+    expect_decrypt("device listing", m.list_devices("alice", None).await);
+}
