@@ -95,6 +95,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.push(s.elapsed());
     }
     report("raw GET", &mut t);
+    t.clear();
+    let noop = redis::Script::new("return 1");
+    for _ in 0..N {
+        let s = Instant::now();
+        let _: i64 = noop.key(&raw_key).invoke_async(&mut raw).await?;
+        t.push(s.elapsed());
+    }
+    report("raw EVALSHA return 1", &mut t);
 
     let keys: Vec<StorageKey> = (0..N)
         .map(|_| SessionToken::generate().storage_key())
@@ -126,17 +134,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(matches!(got, Some(Lookup::Session(_))));
     }
     report("load", &mut t);
-    t.clear();
-    let name = store.entry_key_name(&keys[0]);
-    for _ in 0..N {
-        let s = Instant::now();
-        let _: redis::Value = redis::cmd("HGETALL")
-            .arg(&name)
-            .query_async(&mut raw)
-            .await?;
-        t.push(s.elapsed());
-    }
-    report("raw HGETALL (session)", &mut t);
     t.clear();
     for (i, k) in keys.iter().enumerate() {
         let idle = now.saturating_add(Duration::from_secs(1800 + i as u64));

@@ -42,10 +42,10 @@ local function lmin(a, b) if cmp(a, b) <= 0 then return a end return b end
 local function lmax(a, b) if cmp(a, b) >= 0 then return a end return b end
 -- sign + 19 digits <-> canonical decimal
 local function from_fixed(s)
-  local digits = (string.gsub(string.sub(s, 2), '^0+', ''))
-  if digits == '' then return '0' end
-  if string.sub(s, 1, 1) == '-' then return '-' .. digits end
-  return digits
+  local p = string.find(s, '[1-9]', 2)
+  if not p then return '0' end
+  if string.byte(s, 1) == 45 then return '-' .. string.sub(s, p) end
+  return string.sub(s, p)
 end
 local function to_fixed(c)
   local sign = '+'
@@ -70,22 +70,30 @@ local function too_old(idx_time, max_age)
   return idx_time ~= '' and server_ms() - tonumber(idx_time) > tonumber(max_age)
 end
 -- The entry under k: 'none', 'corrupt', 'forwarder' or 'session' and, for a
--- session, its header {v, i, x, l, user, ulen}.
+-- session, its header {v, i, x, l, user, ulen}. One GETRANGE; a key of
+-- another type is 'corrupt'.
+local function sign(b) return b == 43 or b == 45 end
 local function entry(k)
-  local ty = redis.call('TYPE', k).ok
-  if ty == 'none' then return 'none' end
-  if ty ~= 'string' then return 'corrupt' end
-  local h = redis.call('GETRANGE', k, 0, 92)
-  local kind = string.sub(h, 1, 1)
-  if kind == 'F' then return 'forwarder' end
-  if kind ~= 'S' or #h ~= 93 or string.sub(h, 93, 93) ~= '\n' then return 'corrupt' end
-  local v, i, x, l = string.sub(h, 2, 21), string.sub(h, 22, 41), string.sub(h, 42, 61), string.sub(h, 62, 81)
-  local uk, ulen = string.sub(h, 82, 82), string.sub(h, 83, 92)
-  if not (string.match(v, '^%d+$') and string.match(i, '^[+-]%d+$') and string.match(x, '^[+-]%d+$')
-      and string.match(l, '^[+-]%d+$') and (uk == 'u' or uk == 'a') and string.match(ulen, '^%d+$')) then
+  local h = redis.pcall('GETRANGE', k, 0, 92)
+  if type(h) == 'table' then
+    if h.err and string.find(h.err, 'WRONGTYPE', 1, true) then return 'corrupt' end
+    error(h)
+  end
+  if h == '' then return 'none' end
+  local kind = string.byte(h, 1)
+  if kind == 70 then return 'forwarder' end
+  if kind ~= 83 or #h ~= 93 or not string.find(h, '^S%d+[+-]%d+[+-]%d+[+-]%d+[ua]%d+\n$')
+      or not (sign(string.byte(h, 22)) and sign(string.byte(h, 42)) and sign(string.byte(h, 62))) then
     return 'corrupt'
   end
-  return 'session', {v = v, i = from_fixed(i), x = from_fixed(x), l = from_fixed(l), user = uk == 'u', ulen = tonumber(ulen)}
+  return 'session', {
+    v = string.sub(h, 2, 21),
+    i = from_fixed(string.sub(h, 22, 41)),
+    x = from_fixed(string.sub(h, 42, 61)),
+    l = from_fixed(string.sub(h, 62, 81)),
+    user = string.byte(h, 82) == 117,
+    ulen = tonumber(string.sub(h, 83, 92)),
+  }
 end
 -- The user id of session k with header s, or false when anonymous.
 local function owner(k, s)
