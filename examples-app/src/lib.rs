@@ -1,0 +1,73 @@
+//! # session-store-example-app
+//!
+//! The reference web application: axum on top of
+//! [`SessionManager`](session_store_core::SessionManager) directly (no
+//! framework session layer), showing every guarantee of the workspace end
+//! to end. [`router`] builds the application over any manager; the binary
+//! (`main.rs`) picks the backend from the environment
+//! ([`backend_from_env`]) and listens on loopback only.
+//!
+//! ```no_run
+//! # async fn demo() -> session_store_core::Result<()> {
+//! use std::net::SocketAddr;
+//! use session_store_core::SessionManager;
+//!
+//! let backend = session_store_example_app::backend_from_env().await?;
+//! let manager = SessionManager::builder(backend)
+//!     .policy(session_store_example_app::default_policy())
+//!     .build()?;
+//! let app = session_store_example_app::router(manager);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.expect("bind");
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!     .await
+//!     .expect("serve");
+//! # Ok(()) }
+//! ```
+//!
+//! ## What it shows
+//! - **Login rotates the token** ([`RotateReason::Login`](session_store_core::RotateReason)):
+//!   the pre-login token is deleted at once (a planted cookie is useless
+//!   afterwards), the user is bound, and the authentication time, client IP
+//!   and user agent are recorded; the CSRF token is regenerated.
+//! - **Logout** deletes the session server-side and expires the cookie with
+//!   the same name, path and attributes (`Max-Age=0`). **Log out
+//!   everywhere** and **log out other devices**.
+//! - **Your devices** (`/devices`, `/devices.json`): created, last seen, IP
+//!   and user agent of each live session, revoked through the opaque
+//!   [`SessionHandle`](session_store_core::SessionHandle), never a token.
+//! - **CSRF**: a random per-session synchronizer token in the session data,
+//!   required (form field `csrf` or header `x-csrf-token`) on every POST,
+//!   compared in constant time; 403 otherwise.
+//! - **Cookie**: `__Host-session=<token>; Path=/; Secure; HttpOnly;
+//!   SameSite=Lax`, no `Domain`, no `Max-Age` unless configured
+//!   ([`AppOptions::cookie_max_age`], capped by the absolute timeout); every
+//!   response carries `Cache-Control: no-store`. The token is read from the
+//!   `Cookie` header only, never from a query string.
+//! - **Expiry**: idle and absolute timeouts from the manager's policy; a
+//!   logged-in session is renewed after [`AppOptions::renew_after`] and the
+//!   old token keeps reaching it during the policy's renewal grace window,
+//!   each such response re-sending the current cookie.
+//! - **Fail closed**: a failing store answers 503, never "logged out" and
+//!   never success.
+//!
+//! ## Routes
+//! `GET /`, `GET /login`, `POST /login` (`username`, `password`, `csrf`),
+//! `POST /logout`, `POST /logout-everywhere`, `POST /logout-others`,
+//! `GET /devices`, `GET /devices.json`, `POST /devices/revoke` (`handle`),
+//! `GET /session.json`, `POST /counter`, `POST /privilege`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod app;
+mod config;
+mod cookie;
+mod csrf;
+
+pub use app::{default_policy, router, router_with, AppOptions, CSRF_FIELD, CSRF_HEADER};
+pub use config::{
+    backend_from_env, bind_from_env, parse_key, BackendKind, DEFAULT_BIND, DEFAULT_SQLITE_PATH,
+};
+pub use cookie::{
+    expired_cookie, session_cookie, token_from_headers, COOKIE_NAME, MAX_COOKIE_BYTES,
+};

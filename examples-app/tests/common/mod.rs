@@ -1,0 +1,112 @@
+//! Backends for the adapter tests: SQLite on a temp file (plain and
+//! encrypted) and Redis on 127.0.0.1:6379 under a random key prefix.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
+use session_store_redis::RedisConfig;
+use session_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// A backend and whatever must live as long as it.
+pub struct TestBackend {
+    pub backend: Arc<dyn SessionBackend>,
+    pub name: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBackend {
+    /// Removes what the test stored (Redis keys live on the shared server).
+    pub async fn finish(self) {
+        self.backend.delete_all().await.expect("delete_all");
+    }
+}
+
+pub async fn sqlite() -> Option<TestBackend> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = SqliteConfig::builder(dir.path().join("sessions.db"))
+        .build()
+        .expect("config");
+    let store = SqliteStore::open(config).await.expect("open SQLite");
+    store.migrate().await.expect("migrate");
+    Some(TestBackend {
+        backend: Arc::new(store),
+        name: "sqlite",
+        _dir: Some(dir),
+    })
+}
+
+pub async fn encrypted_sqlite() -> Option<TestBackend> {
+    let mut t = sqlite().await?;
+    t.backend = Arc::new(Encrypted::new(
+        t.backend,
+        Keyring::new(7, EncryptionKey::generate()),
+    ));
+    t.name = "encrypted sqlite";
+    Some(t)
+}
+
+/// Redis on 127.0.0.1:6379, or `None` (with a visible `SKIP:` line) when
+/// `SESSION_STORE_SKIP_REDIS=1`. An unreachable server fails the test.
+pub async fn redis() -> Option<TestBackend> {
+    if std::env::var("SESSION_STORE_SKIP_REDIS").as_deref() == Ok("1") {
+        println!("SKIP: Redis example-app test (SESSION_STORE_SKIP_REDIS=1)");
+        return None;
+    }
+    let prefix = format!(
+        "example-app-test:{}",
+        SessionToken::generate().storage_key().short_hash()
+    );
+    match RedisConfig::new("redis://127.0.0.1:6379")
+        .with_prefix(prefix)
+        .connect()
+        .await
+    {
+        Ok(store) => Some(TestBackend {
+            backend: Arc::new(store),
+            name: "redis",
+            _dir: None,
+        }),
+        Err(e) => panic!(
+            "Redis at 127.0.0.1:6379 is unreachable ({e}): run `store-redis/scripts/redis-services.sh start`, \
+             or set SESSION_STORE_SKIP_REDIS=1 to skip the Redis tests"
+        ),
+    }
+}
+
+/// One `#[tokio::test]` per scenario and backend.
+#[macro_export]
+macro_rules! per_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(b) = $crate::common::sqlite().await {
+                        super::$scenario(b).await;
+                    }
+                }
+            )*
+        }
+        mod encrypted_sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(b) = $crate::common::encrypted_sqlite().await {
+                        super::$scenario(b).await;
+                    }
+                }
+            )*
+        }
+        mod redis_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(b) = $crate::common::redis().await {
+                        super::$scenario(b).await;
+                    }
+                }
+            )*
+        }
+    };
+}
