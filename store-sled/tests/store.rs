@@ -531,3 +531,78 @@ async fn an_existing_database_is_never_opened_as_temporary() {
     let s = SledConfig::new(dir.path()).open().unwrap();
     assert!(s.load(&k, t(1)).await.unwrap().is_some());
 }
+
+/// Random operations from several tasks at once (bounded), then the indexes
+/// must still describe the records exactly: the transactions keep the three
+/// trees consistent under concurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_stay_consistent_under_concurrent_random_operations() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = temp_store();
+    let keys: Arc<Vec<StorageKey>> = Arc::new((0..24).map(|_| key()).collect());
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (s, keys, succeeded) = (s.clone(), keys.clone(), succeeded.clone());
+            tokio::spawn(async move {
+                let mut rng = StdRng::from_rng(&mut rand::rng());
+                for _ in 0..300 {
+                    let k = keys[rng.random_range(0..keys.len())];
+                    let k2 = keys[rng.random_range(0..keys.len())];
+                    let now = t(rng.random_range(0..400));
+                    let user = ["a", "b", "c"][rng.random_range(0..3)];
+                    let mut r = record(Some(user), rng.random_range(1..500));
+                    let version = match s.load(&k, now).await.unwrap() {
+                        Some(Lookup::Session(stored)) => stored.version,
+                        _ => 1,
+                    };
+                    r.version = version;
+                    let outcome = match rng.random_range(0..8) {
+                        0 => s.create(&k, &r).await.map(|_| ()),
+                        1 => s.save(&k, &r, now).await.map(|_| ()),
+                        2 => s.touch(&k, t(600), now, now).await.map(|_| ()),
+                        3 => {
+                            let grace = rng.random_bool(0.5).then(|| Grace {
+                                sealed_token: vec![1; 8],
+                                until: t(450),
+                            });
+                            s.rotate(
+                                &Rotation {
+                                    from: k,
+                                    to: k2,
+                                    record: r,
+                                    grace,
+                                },
+                                now,
+                            )
+                            .await
+                            .map(|_| ())
+                        }
+                        4 => s.delete(&k).await.map(|_| ()),
+                        5 => s.delete_user(user, Some(&k), now).await.map(|_| ()),
+                        6 => s.cleanup_expired(now, 3).await.map(|_| ()),
+                        _ => s.list_user(user, now).await.map(|_| ()),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            succeeded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Conflict | Error::AlreadyExists) => {}
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let ok = succeeded.load(Ordering::Relaxed);
+    assert!(
+        ok > 300,
+        "only {ok} operations succeeded: too little was exercised"
+    );
+    assert_indexes_consistent(&s);
+}
