@@ -35,9 +35,11 @@
 //!   the caller's `now`, exactly as the contract says. `cleanup_expired`
 //!   returns 0 (capability `counted_cleanup = false`, see
 //!   [`RedisStore::capabilities`]).
-//! - One round trip per `load` (`HGETALL`), `save`, `touch` and `delete`;
-//!   `create` and `rotate` of a logged-in session take two (user index, then
-//!   the record). `touch` rewrites two small fields, never the data.
+//! - One round trip per `load` (a plain `GET` of one compact value, see
+//!   the data layout below), `save`, `touch`, `delete` and anonymous
+//!   `create` (`SET NX PXAT`); `create` and `rotate` of a logged-in session
+//!   take two (user index, then the record). `touch` patches 40 header bytes
+//!   in place (`SETRANGE`), never the data.
 //! - Bounded failure: connection and response timeouts go to the client, and
 //!   every operation is capped by an operation timeout, so a down server gives
 //!   a retryable `Error::Backend` in bounded time, never a hang and never
@@ -47,6 +49,17 @@
 //! - A validated key prefix (`[A-Za-z0-9_.:-]{1,64}`) per store;
 //!   `delete_all` deletes exactly that prefix's keys.
 //! - Requires Redis 6.2 or later (`ZADD GT`).
+//!
+//! ## Data layout
+//! One Redis string per session or forwarder, under
+//! `{<prefix>:<first key byte in hex>}:s:<key hex>`: a fixed-width text
+//! header (kind, version, idle and absolute deadlines, last seen, user id
+//! length) that the scripts read with `GETRANGE` and compare exactly as
+//! decimal strings, then the user id and a binary body (created, auth time,
+//! metadata, data) that only Rust reads. A value that does not decode gives
+//! `Error::Codec`, never a panic. One value per entry keeps `load` one `GET`,
+//! as cheap as a raw read, while `touch` and the compare-and-swap scripts
+//! never move the data.
 //!
 //! ## The user index
 //! Sessions of a user are found through a per-user sorted set

@@ -236,3 +236,58 @@ async fn append_only_always_keeps_sessions_across_a_crash() {
     store.delete_all().await.unwrap();
     server.kill();
 }
+
+/// Credentials in the URL pass through to the server; a wrong password is a
+/// permanent error; the password never shows in `Debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_in_the_url_authenticates() {
+    if common::skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut args = NO_PERSISTENCE.to_vec();
+    args.extend(["--requirepass", "s3cret-pw"]);
+    let server = Server::start(port, dir.path(), &args);
+    let up = common::eventually(Duration::from_secs(10), || async move {
+        TcpListener::bind(("127.0.0.1", port)).is_err()
+    })
+    .await;
+    assert!(up, "private redis-server did not start");
+
+    let config = RedisConfig::new(format!("redis://:s3cret-pw@127.0.0.1:{port}"))
+        .with_prefix(common::random_prefix());
+    assert!(!format!("{config:?}").contains("s3cret-pw"));
+    let store = common::eventually(Duration::from_secs(10), || {
+        let c = config.clone();
+        async move { c.connect().await.is_ok() }
+    })
+    .await;
+    assert!(store, "could not connect with the password");
+    let store = config.clone().connect().await.unwrap();
+    let now = Timestamp::now_utc();
+    let k = key();
+    store.create(&k, &record(now)).await.unwrap();
+    assert!(store.load(&k, now).await.unwrap().is_some());
+    assert!(!format!("{store:?}").contains("s3cret-pw"));
+
+    let err = RedisConfig::new(format!("redis://:wrong@127.0.0.1:{port}"))
+        .with_prefix(common::random_prefix())
+        .with_reconnect_retries(0)
+        .connect()
+        .await
+        .expect_err("wrong password");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err:?} {err}").contains("s3cret-pw"));
+    store.delete_all().await.unwrap();
+    server.kill();
+}
