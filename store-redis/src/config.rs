@@ -221,8 +221,8 @@ impl RedisConfig {
     }
 
     /// Checks the prefix (`^[A-Za-z0-9_.:-]{1,64}$`: no hash-tag braces, no
-    /// glob characters), the target (at least one URL) and the timeouts (not
-    /// zero).
+    /// glob characters), the target (at least one URL), the timeouts (not
+    /// zero) and the index guard (at least 20 ms).
     ///
     /// # Errors
     /// [`Error::Config`] naming the offending setting (never echoing a URL,
@@ -237,6 +237,13 @@ impl RedisConfig {
                 return Err(Error::Config("the Redis Cluster node list is empty".into()))
             }
             _ => {}
+        }
+        if self.index_guard < Duration::from_millis(20) {
+            return Err(Error::Config(
+                "the index guard must be at least 20 ms (it bounds the time between writing \
+                 a user-index entry and its session)"
+                    .into(),
+            ));
         }
         for (name, d) in [
             ("connection timeout", self.connection_timeout),

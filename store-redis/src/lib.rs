@@ -103,6 +103,24 @@
 //! --appendfsync always` every acknowledged write survives a crash, at a cost
 //! in write latency (`everysec` may lose the last second). The store itself
 //! reconnects and goes on either way.
+//!
+//! ## Testing
+//! The tests run against real servers: a standalone Redis on
+//! `127.0.0.1:6379` and a three-master Redis Cluster on
+//! `127.0.0.1:7001-7003`. `store-redis/scripts/redis-services.sh start`
+//! provides both (it reuses what answers, starts `redis-server`, installs it
+//! with `apt-get` as root when missing; `stop` removes the cluster). Each test
+//! uses a random key prefix, so runs can share the servers.
+//! `SESSION_STORE_SKIP_REDIS=1` / `SESSION_STORE_SKIP_REDIS_CLUSTER=1` skip
+//! them visibly; otherwise an unreachable server fails the tests with a
+//! message naming the script. `SESSION_STORE_REDIS_URL` and
+//! `SESSION_STORE_REDIS_CLUSTER_NODES` point them elsewhere.
+//!
+//! ```text
+//! cargo test -p session-store-redis                 # everything
+//! cargo test -p session-store-redis --test conformance --test cluster_conformance
+//! cargo run -p session-store-redis --release --example redis_latency
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
