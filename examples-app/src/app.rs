@@ -257,48 +257,59 @@ impl AppState {
         let Some(token) = &client.token else {
             return Ok(None);
         };
-        let mut session = match self.manager.load(token).await {
+        let session = match self.manager.load(token).await {
             Ok(Some(s)) => s,
             Ok(None) | Err(Error::InvalidId) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let data: AppData =
             serde_json::from_slice(session.data()).map_err(|_| AppError::Internal)?;
-        // Inside a renewal grace window the old token reached the successor:
-        // hand the client the new token.
-        let mut set_cookie = session.token_changed();
         let mut current = Current {
+            // Inside a renewal grace window the old token reached the
+            // successor: hand the client the new token.
+            set_cookie: session.token_changed(),
             session,
             data,
-            set_cookie,
         };
-        if let (Some(after), Some(auth)) = (self.options.renew_after, current.session.auth_time()) {
-            let now = self.manager.now();
-            let since = Timestamp::from_millis(current.data.renewed_at.unwrap_or(auth.as_millis()));
-            if now.saturating_duration_since(since) >= after {
-                current.data.renewed_at = Some(now.as_millis());
-                current.store_data()?;
-                session = current.session.clone();
-                match self
-                    .manager
-                    .rotate(&mut session, RotateReason::Renewal)
-                    .await
-                {
-                    Ok(()) => {
-                        current.data = serde_json::from_slice(session.data())
-                            .map_err(|_| AppError::Internal)?;
-                        current.session = session;
-                        set_cookie = true;
-                    }
-                    // Changed under us: keep serving this request with the
-                    // session as loaded; the next request renews.
-                    Err(Error::Conflict) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                current.set_cookie = set_cookie;
-            }
-        }
+        self.renew_if_due(&mut current).await?;
         Ok(Some(current))
+    }
+
+    /// Scheduled renewal of a logged-in session: a new token once
+    /// [`AppOptions::renew_after`] has passed since login or the last renewal.
+    async fn renew_if_due(&self, current: &mut Current) -> Result<(), AppError> {
+        let (Some(after), Some(auth)) = (self.options.renew_after, current.session.auth_time())
+        else {
+            return Ok(());
+        };
+        let now = self.manager.now();
+        let last = current.data.renewed_at.unwrap_or(auth.as_millis());
+        if now.saturating_duration_since(Timestamp::from_millis(last)) < after {
+            return Ok(());
+        }
+        let mut data = current.data.clone();
+        data.renewed_at = Some(now.as_millis());
+        let mut session = current.session.clone();
+        session.set_data(serde_json::to_vec(&data).map_err(|_| AppError::Internal)?);
+        match self
+            .manager
+            .rotate(&mut session, RotateReason::Renewal)
+            .await
+        {
+            Ok(()) => {
+                // A concurrent renewal of the same token may have won: then
+                // `session` is its successor, with that renewal's data.
+                current.data =
+                    serde_json::from_slice(session.data()).map_err(|_| AppError::Internal)?;
+                current.session = session;
+                current.set_cookie = true;
+                Ok(())
+            }
+            // Changed under us: serve this request with the session as
+            // loaded (unchanged); a later request renews.
+            Err(Error::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The current session, or a new anonymous one (with a CSRF token, for
