@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use common::TestBackend;
 use serde_json::Value;
-use session_store_core::{Clock as _, ManualClock, Policy, SessionManager, SessionToken};
+use session_store_core::{
+    Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, Policy, SessionBackend,
+    SessionManager, SessionToken,
+};
 use session_store_example_app::{router_with, AppOptions, COOKIE_NAME};
 
 const IDLE: Duration = Duration::from_secs(10 * 60);
@@ -27,6 +30,10 @@ struct TestApp {
 }
 
 async fn start_with(b: &TestBackend, options: AppOptions) -> TestApp {
+    start_on(b.backend.clone(), options).await
+}
+
+async fn start_on(backend: Arc<dyn SessionBackend>, options: AppOptions) -> TestApp {
     let clock = Arc::new(ManualClock::starting_now());
     let policy = Policy {
         idle_timeout: IDLE,
@@ -35,7 +42,7 @@ async fn start_with(b: &TestBackend, options: AppOptions) -> TestApp {
         renewal_grace: GRACE,
         ..Policy::default()
     };
-    let manager = SessionManager::builder(b.backend.clone())
+    let manager = SessionManager::builder(backend)
         .clock(clock.clone())
         .policy(policy)
         .build()
@@ -573,3 +580,32 @@ per_backend!(
     idle_and_absolute_expiry,
     renewal_grace_window,
 );
+
+/// A store failure (here: data encrypted under a key this server does not
+/// have) answers 503: never "logged out", never a replaced cookie, and the
+/// session stays intact for a server that can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failure_fails_closed() {
+    let b = common::sqlite().await.unwrap();
+    let encrypted = |backend: Arc<dyn SessionBackend>| -> Arc<dyn SessionBackend> {
+        Arc::new(Encrypted::new(
+            backend,
+            Keyring::new(1, EncryptionKey::generate()),
+        ))
+    };
+    let good = start_on(encrypted(b.backend.clone()), AppOptions::default()).await;
+    let other_key = start_on(encrypted(b.backend.clone()), AppOptions::default()).await;
+    let mut browser = Browser::new(&good, "browser");
+    browser.login("alice", "alice-password").await;
+    let cookie = browser.cookie.clone();
+    browser.base = other_key.base.clone();
+    let r = browser.get("/session.json").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(browser.cookie, cookie);
+    let r = browser.post("/logout", &[("csrf", "x")]).await;
+    assert_eq!(r.status, 503);
+    browser.base = good.base.clone();
+    assert_eq!(browser.user().await, "alice", "the session is intact");
+    b.finish().await;
+}

@@ -15,17 +15,22 @@ pub struct TestBackend {
     pub backend: Arc<dyn SessionBackend>,
     pub name: &'static str,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<PostgresStore>,
+    /// PostgreSQL URL and schema to drop afterwards.
+    postgres: Option<(String, String)>,
 }
 
 impl TestBackend {
     /// Removes what the test stored (Redis keys live on the shared server).
     pub async fn finish(self) {
         self.backend.delete_all().await.expect("delete_all");
-        if let Some(pg) = self.postgres {
-            let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", pg.schema_name());
+        if let Some((url, schema)) = self.postgres {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to drop the test schema");
+            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
             sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(pg.pool())
+                .execute(&mut conn)
                 .await
                 .expect("drop the test schema");
         }
@@ -103,7 +108,9 @@ pub async fn postgres() -> Option<TestBackend> {
         "example_app_{}",
         SessionToken::generate().storage_key().short_hash()
     );
-    let config = PostgresConfig::new(url).schema(schema).max_connections(4);
+    let config = PostgresConfig::new(url.clone())
+        .schema(schema.clone())
+        .max_connections(4);
     let store = match PostgresStore::connect(&config).await {
         Ok(s) => s,
         Err(e) => panic!(
@@ -113,10 +120,10 @@ pub async fn postgres() -> Option<TestBackend> {
     };
     store.migrate().await.expect("migrate");
     Some(TestBackend {
-        backend: Arc::new(store.clone()),
+        backend: Arc::new(store),
         name: "postgres",
         _dir: None,
-        postgres: Some(store),
+        postgres: Some((url, schema)),
     })
 }
 

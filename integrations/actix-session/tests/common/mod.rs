@@ -1,10 +1,12 @@
 //! Backends for the adapter tests: SQLite on a temp file (plain and
-//! encrypted) and Redis on 127.0.0.1:6379 under a random key prefix.
+//! encrypted), Redis on 127.0.0.1:6379 under a random key prefix, and
+//! PostgreSQL on 127.0.0.1:5432 in a random schema (dropped afterwards).
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
+use session_store_postgres::{PostgresConfig, PostgresStore};
 use session_store_redis::RedisConfig;
 use session_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -13,12 +15,25 @@ pub struct TestBackend {
     pub backend: Arc<dyn SessionBackend>,
     pub name: &'static str,
     _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL URL and schema to drop afterwards.
+    postgres: Option<(String, String)>,
 }
 
 impl TestBackend {
     /// Removes what the test stored (Redis keys live on the shared server).
     pub async fn finish(self) {
         self.backend.delete_all().await.expect("delete_all");
+        if let Some((url, schema)) = self.postgres {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to drop the test schema");
+            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("drop the test schema");
+        }
     }
 }
 
@@ -33,6 +48,7 @@ pub async fn sqlite() -> Option<TestBackend> {
         backend: Arc::new(store),
         name: "sqlite",
         _dir: Some(dir),
+        postgres: None,
     })
 }
 
@@ -66,12 +82,49 @@ pub async fn redis() -> Option<TestBackend> {
             backend: Arc::new(store),
             name: "redis",
             _dir: None,
+            postgres: None,
         }),
         Err(e) => panic!(
             "Redis at 127.0.0.1:6379 is unreachable ({e}): run `store-redis/scripts/redis-services.sh start`, \
              or set SESSION_STORE_SKIP_REDIS=1 to skip the Redis tests"
         ),
     }
+}
+
+/// PostgreSQL (`SESSION_STORE_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`) in a fresh schema, or `None`
+/// (with a visible `SKIP:` line) when `SESSION_STORE_SKIP_POSTGRES=1`. An
+/// unreachable server fails the test.
+pub async fn postgres() -> Option<TestBackend> {
+    if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
+        println!("SKIP: PostgreSQL adapter test (SESSION_STORE_SKIP_POSTGRES=1)");
+        return None;
+    }
+    let url = std::env::var("SESSION_STORE_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "adapter_test_{}",
+        SessionToken::generate().storage_key().short_hash()
+    );
+    let config = PostgresConfig::new(url.clone())
+        .schema(schema.clone())
+        .max_connections(4);
+    let store = match PostgresStore::connect(&config).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "PostgreSQL is unreachable ({e}): run `store-postgres/scripts/postgres-service.sh`, \
+             or set SESSION_STORE_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+        ),
+    };
+    store.migrate().await.expect("migrate");
+    Some(TestBackend {
+        backend: Arc::new(store),
+        name: "postgres",
+        _dir: None,
+        postgres: Some((url, schema)),
+    })
 }
 
 /// One `#[tokio::test]` per scenario and backend.
@@ -93,6 +146,16 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     if let Some(b) = $crate::common::encrypted_sqlite().await {
+                        super::$scenario(b).await;
+                    }
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(b) = $crate::common::postgres().await {
                         super::$scenario(b).await;
                     }
                 }
