@@ -50,6 +50,15 @@
 //! - **Fail closed**: a failing store answers 503, never "logged out" and
 //!   never success.
 //!
+//! ## Deployment notes
+//! - The recorded IP is the TCP peer. Behind a reverse proxy that is the
+//!   proxy: take the client address from the header your proxy sets (and
+//!   only from a proxy you trust) before putting it in `ClientMeta`.
+//! - `__Host-` cookies are `Secure`: browsers only store them over https, so
+//!   serve the app through a TLS-terminating proxy (it binds loopback only).
+//! - The demo users are a fixed list ([`AppOptions::users`]); a real
+//!   application checks a password hash and rate-limits login attempts.
+//!
 //! ## Routes
 //! `GET /`, `GET /login`, `POST /login` (`username`, `password`, `csrf`),
 //! `POST /logout`, `POST /logout-everywhere`, `POST /logout-others`,
