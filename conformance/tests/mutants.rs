@@ -24,6 +24,10 @@ enum Bug {
     ListIncludesExpired,
     CleanupIgnoresLimit,
     ForwarderNeverExpires,
+    TouchBumpsVersion,
+    DeleteUserIgnoresExcept,
+    RotateDropsGrace,
+    CleanupRemovesLive,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,15 @@ impl SessionBackend for Mutant {
         seen: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
+        if self.bug == Bug::TouchBumpsVersion {
+            let Some(Lookup::Session(mut r)) = self.inner.load(key, now).await? else {
+                return Ok(false);
+            };
+            r.idle_deadline = r.idle_deadline.max(idle.min(r.absolute_deadline));
+            r.last_seen_at = r.last_seen_at.max(seen);
+            self.inner.save(key, &r, now).await?;
+            return Ok(true);
+        }
         if self.bug == Bug::TouchMovesBackwards {
             let Some(Lookup::Session(mut r)) = self.inner.load(key, now).await? else {
                 return Ok(false);
@@ -118,6 +131,11 @@ impl SessionBackend for Mutant {
                 }
                 self.inner.rotate(rotation, now).await
             }
+            Bug::RotateDropsGrace => {
+                let mut rotation = rotation.clone();
+                rotation.grace = None;
+                self.inner.rotate(&rotation, now).await
+            }
             _ => self.inner.rotate(rotation, now).await,
         }
     }
@@ -136,6 +154,11 @@ impl SessionBackend for Mutant {
             LONG_AGO
         } else {
             now
+        };
+        let except = if self.bug == Bug::DeleteUserIgnoresExcept {
+            None
+        } else {
+            except
         };
         self.inner.delete_user(user, except, now).await
     }
@@ -161,6 +184,11 @@ impl SessionBackend for Mutant {
             usize::MAX
         } else {
             limit
+        };
+        let now = if self.bug == Bug::CleanupRemovesLive {
+            Timestamp::MAX
+        } else {
+            now
         };
         self.inner.cleanup_expired(now, limit).await
     }
@@ -280,6 +308,45 @@ fn catches_immortal_forwarders() {
         &[
             "rotate_with_grace_leaves_forwarder",
             "manager_renewal_grace_window",
+        ],
+    );
+}
+
+#[test]
+fn catches_touch_bumping_the_version() {
+    assert_caught(
+        Bug::TouchBumpsVersion,
+        &["touch_keeps_version_and_data", "manager_touch_throttled"],
+    );
+}
+
+#[test]
+fn catches_delete_user_ignoring_except() {
+    assert_caught(
+        Bug::DeleteUserIgnoresExcept,
+        &["delete_user_except_one", "manager_logout_other_devices"],
+    );
+}
+
+#[test]
+fn catches_rotation_without_grace() {
+    assert_caught(
+        Bug::RotateDropsGrace,
+        &[
+            "rotate_with_grace_leaves_forwarder",
+            "manager_renewal_grace_window",
+            "manager_concurrent_renewals_same_successor",
+        ],
+    );
+}
+
+#[test]
+fn catches_cleanup_of_live_entries() {
+    assert_caught(
+        Bug::CleanupRemovesLive,
+        &[
+            "cleanup_removes_only_expired_in_batches",
+            "manager_cleanup_expired",
         ],
     );
 }
