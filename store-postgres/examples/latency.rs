@@ -77,6 +77,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("raw PK SELECT (1 conn)", samples);
 
+    // Interleaved, so that machine noise hits all three alike.
+    let (mut raw_s, mut pool_s, mut load_s) = (Vec::new(), Vec::new(), Vec::new());
+    for k in &keys {
+        let t = Instant::now();
+        sqlx::query(AssertSqlSafe(raw.as_str()))
+            .bind(k.as_bytes().as_slice())
+            .bind(now.as_millis())
+            .fetch_optional(&mut conn)
+            .await?
+            .expect("row");
+        raw_s.push(t.elapsed());
+        let t = Instant::now();
+        sqlx::query(AssertSqlSafe(raw.as_str()))
+            .bind(k.as_bytes().as_slice())
+            .bind(now.as_millis())
+            .fetch_optional(store.pool())
+            .await?
+            .expect("row");
+        pool_s.push(t.elapsed());
+        let t = Instant::now();
+        store.load(k, now).await?.expect("session");
+        load_s.push(t.elapsed());
+    }
+    report("raw PK SELECT (interleaved)", raw_s);
+    report("same SELECT via the pool", pool_s);
+    report("load (interleaved)", load_s);
     let mut samples = Vec::with_capacity(N);
     for k in &keys {
         let t = Instant::now();
@@ -84,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples.push(t.elapsed());
     }
     report("load", samples);
+    println!("(pool size {})", store.pool().size());
 
     let mut samples = Vec::with_capacity(N);
     let later = now.saturating_add(Duration::from_secs(60));

@@ -67,6 +67,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod pool;
 pub mod schema;
 mod store;
 

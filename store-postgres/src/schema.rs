@@ -26,8 +26,8 @@
 use std::sync::Arc;
 
 use session_store_core::{Error, Result};
-use sqlx::postgres::PgPool;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::store::map_sqlx;
 
@@ -217,12 +217,12 @@ fn ddl(schema: &str, table: &str, unlogged: bool) -> Vec<String> {
 
 /// Creates or upgrades the schema; see [`PostgresStore::migrate`](crate::PostgresStore::migrate).
 pub(crate) async fn migrate(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     schema: &str,
     table: &str,
     unlogged: bool,
 ) -> Result<()> {
-    let mut tx = pool.begin().await.map_err(map_sqlx)?;
+    let mut tx = conn.begin().await.map_err(map_sqlx)?;
     // Serialise migrations of one schema across processes; released at commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("session_store_migrate:{schema}"))
@@ -275,7 +275,7 @@ pub(crate) async fn migrate(
 
 /// The recorded schema version of `table`, if the meta table and its row exist.
 pub(crate) async fn stored_version(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
     schema: &str,
     table: &str,
 ) -> Result<Option<i64>> {

@@ -10,10 +10,27 @@ use session_store_core::{
     SessionSummary, StorageKey, Timestamp,
 };
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Column, Row, TypeInfo};
 
 use crate::config::PostgresConfig;
+use crate::pool::{Connections, Lease};
 use crate::schema::{self, Statements};
+
+/// Runs one statement on a warm connection within the operation timeout:
+/// `on_conn!(store, error_mapper, conn => future using conn)`.
+macro_rules! on_conn {
+    ($store:expr, $map:expr, $conn:ident => $statement:expr) => {
+        $store.bounded(async {
+            let mut lease = $store.conns.get().await?;
+            let result = {
+                let $conn = lease.conn();
+                $statement.await
+            };
+            lease.finish(&result);
+            result.map_err($map)
+        })
+    };
+}
 
 /// A session store on PostgreSQL.
 ///
@@ -29,7 +46,7 @@ use crate::schema::{self, Statements};
 /// Cheap to clone (the pool and statements are shared).
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    conns: Arc<Connections>,
     sql: Arc<Statements>,
     schema: Arc<str>,
     table: Arc<str>,
@@ -43,7 +60,7 @@ impl fmt::Debug for PostgresStore {
             .field("schema", &self.schema)
             .field("table", &self.table)
             .field("unlogged", &self.unlogged)
-            .field("pool_size", &self.pool.size())
+            .field("pool_size", &self.conns.pool().size())
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +122,11 @@ impl PostgresStore {
             table: config.table.as_str().into(),
             unlogged: config.unlogged,
             operation_timeout: config.operation_timeout,
-            pool,
+            conns: Arc::new(Connections::new(
+                pool,
+                config.idle_timeout,
+                config.max_lifetime,
+            )),
         }
     }
 
@@ -120,12 +141,13 @@ impl PostgresStore {
     /// for this table (nothing is modified); [`Error::Backend`] on database
     /// failures (for example missing privileges).
     pub async fn migrate(&self) -> Result<()> {
-        self.bounded(schema::migrate(
-            &self.pool,
-            &self.schema,
-            &self.table,
-            self.unlogged,
-        ))
+        self.bounded(async {
+            let mut lease = self.conns.get().await?;
+            let result =
+                schema::migrate(lease.conn(), &self.schema, &self.table, self.unlogged).await;
+            keep_unless_backend_failed(lease, &result);
+            result
+        })
         .await
     }
 
@@ -136,15 +158,51 @@ impl PostgresStore {
     /// [`Error::Backend`] on database failures.
     pub async fn schema_version(&self) -> Result<Option<i64>> {
         self.bounded(async {
-            let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
-            schema::stored_version(&mut conn, &self.schema, &self.table).await
+            let mut lease = self.conns.get().await?;
+            let result = schema::stored_version(lease.conn(), &self.schema, &self.table).await;
+            keep_unless_backend_failed(lease, &result);
+            result
         })
         .await
     }
 
-    /// The connection pool, for health checks or sharing.
+    /// Every column of every row of the session table as raw bytes (`bytea`
+    /// as stored, `bigint` as 8 big-endian bytes, NULL as nothing): what a
+    /// dump of the table would show, for at-rest checks. Loads the whole
+    /// table: for tests and audits, not for production traffic.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on database failures; [`Error::Codec`] for a column
+    /// of another type.
+    pub async fn dump_raw(&self) -> Result<Vec<Vec<u8>>> {
+        let sql = format!("SELECT * FROM {}", self.qualified_table());
+        let rows =
+            on_conn!(self, map_sqlx, conn => sqlx::query(AssertSqlSafe(sql)).fetch_all(conn))
+                .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            for column in row.columns() {
+                let i = column.ordinal();
+                let bytes = match column.type_info().name() {
+                    "BYTEA" => row.try_get::<Option<Vec<u8>>, _>(i),
+                    "INT8" => row
+                        .try_get::<Option<i64>, _>(i)
+                        .map(|v| v.map(|v| v.to_be_bytes().to_vec())),
+                    _ => return Err(Error::codec(CorruptRow("column of unexpected type"))),
+                }
+                .map_err(Error::codec)?;
+                out.extend(bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The underlying sqlx pool (for its statistics). The store keeps the
+    /// connections it uses checked out and warm (see the crate docs), so they
+    /// count against `max_connections`; run your own queries on a pool of
+    /// your own rather than on this one.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.conns.pool()
     }
 
     /// The schema name.
@@ -162,9 +220,11 @@ impl PostgresStore {
         schema::qualified(&self.schema, &self.table)
     }
 
-    /// Closes every pooled connection and waits for them to finish.
+    /// Closes every connection and waits for them to finish. Operations
+    /// after this fail with a retryable [`Error::Backend`].
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.conns.close();
+        self.conns.pool().close().await;
     }
 
     /// Runs `op` within the operation timeout.
@@ -173,6 +233,14 @@ impl PostgresStore {
             Ok(result) => result,
             Err(_) => Err(Error::backend_retryable(OperationTimedOut)),
         }
+    }
+}
+
+/// Reuses the connection of a multi-statement call unless the backend failed
+/// (then the connection's state is unknown and it is closed).
+fn keep_unless_backend_failed<T>(lease: Lease<'_>, result: &Result<T>) {
+    if !matches!(result, Err(Error::Backend { .. })) {
+        lease.keep();
     }
 }
 
@@ -321,14 +389,7 @@ impl SessionBackend for PostgresStore {
         let q = sqlx::query(AssertSqlSafe(self.sql.create.clone()))
             .bind(key.as_bytes().as_slice())
             .bind(version);
-        let done = self
-            .bounded(async {
-                bind_record(q, record)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_insert)
-            })
-            .await?;
+        let done = on_conn!(self, map_insert, conn => bind_record(q, record).execute(conn)).await?;
         if done.rows_affected() == 0 {
             return Err(Error::AlreadyExists);
         }
@@ -336,16 +397,10 @@ impl SessionBackend for PostgresStore {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        let row = self
-            .bounded(async {
-                sqlx::query(AssertSqlSafe(self.sql.load.clone()))
-                    .bind(key.as_bytes().as_slice())
-                    .bind(now.as_millis())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.load.clone()))
+            .bind(key.as_bytes().as_slice())
+            .bind(now.as_millis());
+        let row = on_conn!(self, map_sqlx, conn => q.fetch_optional(conn)).await?;
         row.as_ref().map(decode_entry).transpose()
     }
 
@@ -355,16 +410,8 @@ impl SessionBackend for PostgresStore {
         let q = sqlx::query(AssertSqlSafe(self.sql.save.clone()))
             .bind(key.as_bytes().as_slice())
             .bind(version);
-        let row = self
-            .bounded(async {
-                bind_record(q, record)
-                    .bind(now.as_millis())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
-        match row {
+        let q = bind_record(q, record).bind(now.as_millis());
+        match on_conn!(self, map_sqlx, conn => q.fetch_optional(conn)).await? {
             Some(row) => read_version(get(&row, "version")?),
             None => Err(Error::Conflict),
         }
@@ -377,40 +424,28 @@ impl SessionBackend for PostgresStore {
         last_seen_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
-        let done = self
-            .bounded(async {
-                sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
-                    .bind(key.as_bytes().as_slice())
-                    .bind(idle_deadline.as_millis())
-                    .bind(last_seen_at.as_millis())
-                    .bind(now.as_millis())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
+            .bind(key.as_bytes().as_slice())
+            .bind(idle_deadline.as_millis())
+            .bind(last_seen_at.as_millis())
+            .bind(now.as_millis());
+        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
         let version = db_version(rotation.record.version).ok_or(Error::Conflict)?;
+        let grace = rotation.grace.as_ref();
         let q = sqlx::query(AssertSqlSafe(self.sql.rotate.clone()))
             .bind(rotation.from.as_bytes().as_slice())
             .bind(rotation.to.as_bytes().as_slice())
             .bind(version);
-        let grace = rotation.grace.as_ref();
-        let row = self
-            .bounded(async {
-                bind_record(q, &rotation.record)
-                    .bind(now.as_millis())
-                    .bind(grace.is_some())
-                    .bind(grace.map(|g| g.sealed_token.as_slice()))
-                    .bind(grace.map(|g| g.until.as_millis()))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_insert)
-            })
-            .await?;
+        let q = bind_record(q, &rotation.record)
+            .bind(now.as_millis())
+            .bind(grace.is_some())
+            .bind(grace.map(|g| g.sealed_token.as_slice()))
+            .bind(grace.map(|g| g.until.as_millis()));
+        let row = on_conn!(self, map_insert, conn => q.fetch_one(conn)).await?;
         if !get::<bool>(&row, "matched")? {
             return Err(Error::Conflict);
         }
@@ -421,15 +456,8 @@ impl SessionBackend for PostgresStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
-        let done = self
-            .bounded(async {
-                sqlx::query(AssertSqlSafe(self.sql.delete.clone()))
-                    .bind(key.as_bytes().as_slice())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.delete.clone())).bind(key.as_bytes().as_slice());
+        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -439,42 +467,25 @@ impl SessionBackend for PostgresStore {
         except: Option<&StorageKey>,
         now: Timestamp,
     ) -> Result<u64> {
-        let live: i64 = self
-            .bounded(async {
-                sqlx::query_scalar(AssertSqlSafe(self.sql.delete_user.clone()))
-                    .bind(user_id.as_bytes())
-                    .bind(except.map(|k| k.as_bytes().as_slice()))
-                    .bind(now.as_millis())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query_scalar(AssertSqlSafe(self.sql.delete_user.clone()))
+            .bind(user_id.as_bytes())
+            .bind(except.map(|k| k.as_bytes().as_slice()))
+            .bind(now.as_millis());
+        let live: i64 = on_conn!(self, map_sqlx, conn => q.fetch_one(conn)).await?;
         u64::try_from(live).map_err(|_| Error::codec(CorruptRow("negative count")))
     }
 
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
-        let rows = self
-            .bounded(async {
-                sqlx::query(AssertSqlSafe(self.sql.list_user.clone()))
-                    .bind(user_id.as_bytes())
-                    .bind(now.as_millis())
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.list_user.clone()))
+            .bind(user_id.as_bytes())
+            .bind(now.as_millis());
+        let rows = on_conn!(self, map_sqlx, conn => q.fetch_all(conn)).await?;
         rows.iter().map(|r| decode_summary(r, user_id)).collect()
     }
 
     async fn delete_all(&self) -> Result<()> {
-        self.bounded(async {
-            sqlx::query(AssertSqlSafe(self.sql.delete_all.clone()))
-                .execute(&self.pool)
-                .await
-                .map_err(map_sqlx)
-        })
-        .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.delete_all.clone()));
+        on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
         Ok(())
     }
 
@@ -482,17 +493,10 @@ impl SessionBackend for PostgresStore {
         if limit == 0 {
             return Ok(0);
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let done = self
-            .bounded(async {
-                sqlx::query(AssertSqlSafe(self.sql.cleanup.clone()))
-                    .bind(now.as_millis())
-                    .bind(limit)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_sqlx)
-            })
-            .await?;
+        let q = sqlx::query(AssertSqlSafe(self.sql.cleanup.clone()))
+            .bind(now.as_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected())
     }
 }

@@ -39,9 +39,9 @@ fn now(ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + ms)
 }
 
-async fn scalar_i64(store: &PostgresStore, sql: String) -> i64 {
+async fn scalar_i64(raw: &sqlx::PgPool, sql: String) -> i64 {
     sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(store.pool())
+        .fetch_one(raw)
         .await
         .unwrap()
 }
@@ -90,6 +90,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
     let Some((store, _guard)) = common::fresh_store(2).await else {
         return;
     };
+    let raw = common::raw_pool().await;
     let k = key();
     store.create(&k, &record(None, T0)).await.unwrap();
     let schema = store.schema_name().to_owned();
@@ -97,14 +98,14 @@ async fn newer_schema_is_refused_and_left_untouched() {
     sqlx::query(AssertSqlSafe(format!(
         "DROP INDEX \"{schema}\".sessions_expires_idx"
     )))
-    .execute(store.pool())
+    .execute(&raw)
     .await
     .unwrap();
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE \"{schema}\".session_store_meta SET version = $1"
     )))
     .bind(SCHEMA_VERSION + 1)
-    .execute(store.pool())
+    .execute(&raw)
     .await
     .unwrap();
 
@@ -116,7 +117,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     let index_count = scalar_i64(
-        &store,
+        &raw,
         format!(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = '{schema}' \
              AND indexname = 'sessions_expires_idx'"
@@ -135,7 +136,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO \"{schema}\".session_store_meta VALUES ('future', 99)"
     )))
-    .execute(store.pool())
+    .execute(&raw)
     .await
     .unwrap();
     let future = PostgresStore::connect(
@@ -150,7 +151,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
         Err(Error::SchemaTooNew { found: 99, .. })
     ));
     let tables = scalar_i64(
-        &store,
+        &raw,
         format!(
             "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'future'"
         ),
@@ -226,13 +227,14 @@ async fn unlogged_option_creates_an_unlogged_table() {
     for (unlogged, expected) in [(true, "u"), (false, "p")] {
         let config = common::test_config(1).unlogged(unlogged);
         let (store, _guard) = common::connect_migrated(&config).await;
+        let raw = common::raw_pool().await;
         let persistence: String = sqlx::query_scalar(
             "SELECT relpersistence::text FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = 'sessions'",
         )
         .bind(store.schema_name())
-        .fetch_one(store.pool())
+        .fetch_one(&raw)
         .await
         .unwrap();
         assert_eq!(persistence, expected);
@@ -247,6 +249,7 @@ async fn corrupt_rows_are_codec_errors_not_panics() {
     let Some((store, _guard)) = common::fresh_store(2).await else {
         return;
     };
+    let raw = common::raw_pool().await;
     let table = store.qualified_table();
     let bad_user = key();
     let bad_successor = key();
@@ -279,7 +282,7 @@ async fn corrupt_rows_are_codec_errors_not_panics() {
         sqlx::query(AssertSqlSafe(sql))
             .bind(k.as_bytes().as_slice())
             .bind(T0 + 1_000_000)
-            .execute(store.pool())
+            .execute(&raw)
             .await
             .unwrap();
         let got = store.load(&k, now(0)).await;
@@ -341,12 +344,8 @@ async fn parallel_connections_race_exactly_as_the_contract_says() {
         return;
     };
     let store = Arc::new(store);
-    // Open every connection up front so the racers really run in parallel.
-    let mut conns = Vec::new();
-    for _ in 0..TASKS {
-        conns.push(store.pool().acquire().await.unwrap());
-    }
-    drop(conns);
+    // The first round also opens the connections (the store keeps them
+    // warm); later rounds race on already-open connections.
 
     for round in 0..ROUNDS {
         // Creates of one key.
@@ -486,6 +485,7 @@ async fn concurrent_cleaners_share_the_work_exactly() {
     let Some((store, _guard)) = common::fresh_store(CLEANERS as u32 + 1).await else {
         return;
     };
+    let raw = common::raw_pool().await;
     let table = store.qualified_table();
     // Expired sessions (half with a user) written in bulk, with expiry
     // instants spread over the past so batches interleave.
@@ -498,7 +498,7 @@ async fn concurrent_cleaners_share_the_work_exactly() {
     )))
     .bind(T0)
     .bind(EXPIRED)
-    .execute(store.pool())
+    .execute(&raw)
     .await
     .unwrap();
     let clean_at = now(1_000);
@@ -556,7 +556,7 @@ async fn concurrent_cleaners_share_the_work_exactly() {
         "per-cleaner counts {counts:?} must add up to the expired rows"
     );
     assert_eq!(store.cleanup_expired(clean_at, BATCH).await.unwrap(), 0);
-    let remaining = scalar_i64(&store, format!("SELECT count(*) FROM {table}")).await;
+    let remaining = scalar_i64(&raw, format!("SELECT count(*) FROM {table}")).await;
     assert_eq!(remaining as usize, live.len() + forwarded.len());
     for k in &live {
         assert!(matches!(
@@ -573,4 +573,35 @@ async fn concurrent_cleaners_share_the_work_exactly() {
     // One millisecond later the forwarders are expired and go too.
     let later = clean_at.saturating_add(Duration::from_millis(1));
     assert_eq!(store.cleanup_expired(later, 1_000).await.unwrap(), 20 + 1);
+}
+
+/// With a single connection, many concurrent operations all complete: a
+/// waiting operation gets the connection the previous one pushed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connection_serves_many_concurrent_operations() {
+    let Some((store, _guard)) = common::fresh_store(1).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let tasks = (0..40).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let k = key();
+            store.create(&k, &record(Some("many"), T0)).await?;
+            let found = store.load(&k, now(0)).await?;
+            assert!(found.is_some(), "task {i}");
+            store.touch(&k, now(90_000), now(1), now(1)).await
+        })
+    });
+    for r in futures::future::join_all(tasks).await {
+        assert!(r.unwrap().unwrap());
+    }
+    assert_eq!(store.list_user("many", now(2)).await.unwrap().len(), 40);
+    assert!(store.pool().size() <= 1);
+    // Closing refuses further work with a retryable error.
+    store.close().await;
+    assert!(matches!(
+        store.load(&key(), now(0)).await,
+        Err(Error::Backend { retryable: true, .. })
+    ));
 }

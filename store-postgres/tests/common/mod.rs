@@ -61,6 +61,16 @@ impl Drop for SchemaGuard {
     }
 }
 
+/// A separate small pool for raw SQL in tests (the store keeps its own
+/// connections checked out).
+pub async fn raw_pool() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url())
+        .await
+        .unwrap_or_else(|e| unreachable_server(&e.to_string()))
+}
+
 /// The configuration of a test store: the test server, a fresh random
 /// schema, a small pool and short timeouts.
 pub fn test_config(max_connections: u32) -> PostgresConfig {
