@@ -53,6 +53,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connect()
         .await?;
     let mut raw = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
+    // Clean up the prefix whatever happens.
+    let outcome = run(&store, &mut raw, &prefix).await;
+    store.delete_all().await?;
+    outcome
+}
+
+async fn run(
+    store: &session_store_redis::RedisStore,
+    raw: &mut ConnectionManager,
+    prefix: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let raw = &mut *raw;
     let data = vec![b'x'; 200];
     let now = Timestamp::now_utc();
     let r = record(now, &data);
@@ -68,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&data)
             .arg("PX")
             .arg(60_000)
-            .query_async(&mut raw)
+            .query_async(raw)
             .await?;
     }
 
@@ -80,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&data)
             .arg("PX")
             .arg(60_000)
-            .query_async(&mut raw)
+            .query_async(raw)
             .await?;
         t.push(s.elapsed());
     }
@@ -88,10 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     t.clear();
     for _ in 0..N {
         let s = Instant::now();
-        let _: Vec<u8> = redis::cmd("GET")
-            .arg(&raw_key)
-            .query_async(&mut raw)
-            .await?;
+        let _: Vec<u8> = redis::cmd("GET").arg(&raw_key).query_async(raw).await?;
         t.push(s.elapsed());
     }
     report("raw GET", &mut t);
@@ -99,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let noop = redis::Script::new("return 1");
     for _ in 0..N {
         let s = Instant::now();
-        let _: i64 = noop.key(&raw_key).invoke_async(&mut raw).await?;
+        let _: i64 = noop.key(&raw_key).invoke_async(raw).await?;
         t.push(s.elapsed());
     }
     report("raw EVALSHA return 1", &mut t);
@@ -177,10 +186,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("delete", &mut t);
 
-    store.delete_all().await?;
-    let _: () = redis::cmd("DEL")
-        .arg(&raw_key)
-        .query_async(&mut raw)
-        .await?;
+    let _: () = redis::cmd("DEL").arg(&raw_key).query_async(raw).await?;
     Ok(())
 }
