@@ -38,8 +38,11 @@
 //! - One round trip per `load` (a plain `GET` of one compact value, see
 //!   the data layout below), `save`, `touch`, `delete` and anonymous
 //!   `create` (`SET NX PXAT`); `create` and `rotate` of a logged-in session
-//!   take two (user index, then the record). `touch` patches 40 header bytes
-//!   in place (`SETRANGE`), never the data.
+//!   take two (user index, then the record), and so does a `save` that
+//!   changes the owner or extends the absolute deadline. `touch` patches 40
+//!   header bytes in place (`SETRANGE`), never the data. `list_user` and
+//!   `delete_user` take one script on the index, one command per candidate
+//!   (run concurrently, each in its own slot) and one pruning script.
 //! - Bounded failure: connection and response timeouts go to the client, and
 //!   every operation is capped by an operation timeout, so a down server gives
 //!   a retryable `Error::Backend` in bounded time, never a hang and never
