@@ -192,8 +192,22 @@ async fn a_crashed_master_is_an_error_and_the_cluster_store_recovers() {
         lost > 0,
         "the crashed master's sessions are gone (no persistence)"
     );
-    let k = SessionToken::generate().storage_key();
-    store.create(&k, &r).await.unwrap();
-    assert!(store.load(&k, now).await.unwrap().is_some());
+    // Scripts run again on the restarted node (NOSCRIPT: loaded again).
+    for k in &keys {
+        let touched = store.touch(k, now, now, now).await.unwrap();
+        if readable.contains(k) {
+            assert!(touched, "a session on a healthy master can be touched");
+        }
+    }
+    for _ in 0..10 {
+        let k = SessionToken::generate().storage_key();
+        let logged_in = SessionRecord {
+            user_id: Some("judy".into()),
+            ..r.clone()
+        };
+        store.create(&k, &logged_in).await.unwrap();
+        assert!(store.load(&k, now).await.unwrap().is_some());
+    }
+    assert_eq!(store.list_user("judy", now).await.unwrap().len(), 10);
     store.delete_all().await.unwrap();
 }
