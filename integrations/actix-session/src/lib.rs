@@ -67,6 +67,12 @@
 //!   version, so one of two concurrent updates may be lost (never resurrected).
 //! - The cookie normally carries the key encrypted or signed by
 //!   actix-session (`CookieContentSecurity`); this adapter only sees the key.
+//! - actix-web runs each worker on its own single-threaded runtime. A
+//!   backend that opens connections lazily (the PostgreSQL pool, the Redis
+//!   connection manager) ties each connection to the runtime that opened it;
+//!   that is fine while the server runs, but after the server stopped those
+//!   connections fail (retryable backend errors): run any final clean-up
+//!   through the backend before stopping the server.
 //! - No client metadata (IP, user agent) or auth time is recorded; use
 //!   `session_store_core::SessionManager` directly (see the example app) for
 //!   "your devices" pages, CSRF tokens and login rotation with `auth_time`.

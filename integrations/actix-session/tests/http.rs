@@ -28,9 +28,12 @@ struct App {
 }
 
 impl App {
+    /// Cleans up, then stops the server. In this order: pooled backend
+    /// connections (PostgreSQL) opened by the server's worker live on the
+    /// worker's runtime and die with it.
     async fn stop(self, b: TestBackend) {
-        self.handle.stop(false).await;
         b.finish().await;
+        self.handle.stop(false).await;
     }
 
     async fn keys_of(&self, user: &str) -> Vec<session_store_core::StorageKey> {
@@ -288,10 +291,31 @@ async fn logout_user_revokes_every_session(b: TestBackend) {
     app.stop(b).await;
 }
 
+async fn concurrent_clients_never_see_each_other(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600));
+    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app))).collect();
+    let mut tasks = Vec::new();
+    for (i, browser) in browsers.iter().enumerate() {
+        let browser = browser.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let value = format!("c{i}r{round}");
+                browser.post(&format!("/set/{value}")).await;
+                assert_eq!(browser.get("/get").await, value);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    app.stop(b).await;
+}
+
 per_backend!(
     session_survives_requests,
     renew_gives_new_cookie_and_kills_old,
     purge_removes_server_side,
     idle_and_absolute_expiry,
     logout_user_revokes_every_session,
+    concurrent_clients_never_see_each_other,
 );

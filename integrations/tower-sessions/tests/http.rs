@@ -258,10 +258,31 @@ async fn logout_user_revokes_every_session(b: TestBackend) {
     b.finish().await;
 }
 
+async fn concurrent_clients_never_see_each_other(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app))).collect();
+    let mut tasks = Vec::new();
+    for (i, browser) in browsers.iter().enumerate() {
+        let browser = browser.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let value = format!("c{i}r{round}");
+                browser.post(&format!("/set/{value}")).await;
+                assert_eq!(browser.get("/get").await, value);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    b.finish().await;
+}
+
 per_backend!(
     session_survives_requests,
     cycle_gives_new_cookie_and_kills_old,
     logout_removes_server_side,
     idle_and_absolute_expiry,
     logout_user_revokes_every_session,
+    concurrent_clients_never_see_each_other,
 );
