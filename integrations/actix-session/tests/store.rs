@@ -136,3 +136,29 @@ async fn cleanup_removes_only_expired_sessions() {
     assert_eq!(memory.len(), 1);
     assert_eq!(store.load(&long).await.unwrap(), Some(state("long")));
 }
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// At rest: only SHA-256 of the key (a 256-bit token); the key never
+/// appears anywhere; under encryption, neither does the state.
+#[tokio::test]
+async fn only_the_hash_of_the_key_is_stored() {
+    let memory = Arc::new(MemoryStore::new());
+    let store = ActixSessionStore::new(Arc::new(Encrypted::new(
+        memory.clone(),
+        Keyring::new(1, EncryptionKey::generate()),
+    )));
+    let k = store
+        .save(state("secret-value"), &Ttl::minutes(10))
+        .await
+        .unwrap();
+    let hashed = SessionToken::parse(k.as_ref()).unwrap().storage_key();
+    let dump = memory.dump_raw();
+    assert!(dump.iter().any(|b| b.as_slice() == hashed.as_bytes()));
+    for stored in &dump {
+        assert!(!contains(stored, k.as_ref().as_bytes()));
+        assert!(!contains(stored, b"secret-value"));
+    }
+}

@@ -137,3 +137,32 @@ async fn delete_expired_removes_only_expired_sessions() {
     assert_eq!(memory.len(), 1);
     assert!(store.load(&long.id).await.unwrap().is_some());
 }
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// At rest: only SHA-256 of the id's text; neither the id's text nor its
+/// bytes appear anywhere; under encryption, neither does the data.
+#[tokio::test]
+async fn only_the_hash_of_the_id_is_stored() {
+    use sha2::{Digest as _, Sha256};
+    let memory = Arc::new(MemoryStore::new());
+    let encrypted = Arc::new(session_store_core::Encrypted::new(
+        memory.clone(),
+        session_store_core::Keyring::new(1, session_store_core::EncryptionKey::generate()),
+    ));
+    let store = TowerSessionStore::new(encrypted);
+    let mut r = record("secret-value", 10);
+    store.create(&mut r).await.unwrap();
+    let text = r.id.to_string();
+    let expected: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    assert_eq!(storage_key_for(&r.id).as_bytes(), &expected);
+    let dump = memory.dump_raw();
+    assert!(dump.iter().any(|b| b.as_slice() == expected));
+    for stored in &dump {
+        assert!(!contains(stored, text.as_bytes()));
+        assert!(!contains(stored, &r.id.0.to_le_bytes()));
+        assert!(!contains(stored, b"secret-value"));
+    }
+}
