@@ -70,6 +70,34 @@ fn advance_ms() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// Mostly a user who has sessions, sometimes any user.
+fn user_among(preferred: Vec<UserIx>) -> BoxedStrategy<UserIx> {
+    if preferred.is_empty() {
+        user().boxed()
+    } else {
+        prop_oneof![3 => proptest::sample::select(preferred), 1 => user()].boxed()
+    }
+}
+
+/// Mostly a user with sessions, keeping one of theirs; sometimes anything.
+fn delete_user(owned: Vec<(UserIx, KeyIx)>) -> BoxedStrategy<Transition> {
+    let anything = (user(), proptest::option::of(key()))
+        .prop_map(|(user, except)| Transition::DeleteUser { user, except });
+    if owned.is_empty() {
+        return anything.boxed();
+    }
+    prop_oneof![
+        2 => (proptest::sample::select(owned), any::<bool>()).prop_map(|((user, key), keep)| {
+            Transition::DeleteUser {
+                user,
+                except: keep.then_some(key),
+            }
+        }),
+        1 => anything,
+    ]
+    .boxed()
+}
+
 /// One step, any kind, weighted towards writes. The state only biases the
 /// choice of keys (live sessions to write and rotate from, free keys to rotate into,
 /// occupied keys to load); every step stays valid in every state.
@@ -82,6 +110,16 @@ pub fn transition(state: &Model) -> BoxedStrategy<Transition> {
         .map(|(k, _)| *k)
         .collect();
     let free: Vec<KeyIx> = (0..KEYS).filter(|k| !occupied.contains(k)).collect();
+    // (user, key) of every session bound to a user.
+    let owned: Vec<(UserIx, KeyIx)> = state
+        .entries
+        .iter()
+        .filter_map(|(k, e)| match e {
+            super::reference::Entry::Session(r) => r.user.map(|u| (u, *k)),
+            super::reference::Entry::Forward { .. } => None,
+        })
+        .collect();
+    let owner = owned.iter().map(|(u, _)| *u).collect::<Vec<_>>();
     prop_oneof![
         4 => (key(), proptest::option::of(user()), 0u64..3, idle_ms(), abs_ms(), any::<u8>()).prop_map(
             |(key, user, version, idle_ms, abs_ms, tag)| Transition::Create {
@@ -127,9 +165,8 @@ pub fn transition(state: &Model) -> BoxedStrategy<Transition> {
                 tag,
             }),
         1 => key().prop_map(|key| Transition::Delete { key }),
-        1 => (user(), proptest::option::of(key()))
-            .prop_map(|(user, except)| Transition::DeleteUser { user, except }),
-        2 => user().prop_map(|user| Transition::ListUser { user }),
+        1 => delete_user(owned),
+        2 => user_among(owner).prop_map(|user| Transition::ListUser { user }),
         1 => prop_oneof![Just(1usize), Just(2), Just(100)].prop_map(|limit| Transition::Cleanup { limit }),
         3 => advance_ms().prop_map(|ms| Transition::Advance { ms }),
     ]
