@@ -2,7 +2,8 @@
 //! raw primary-key `SELECT` on one dedicated connection. A measuring aid, not
 //! a benchmark: run with
 //! `cargo run --release -p session-store-postgres --example latency`
-//! (URL from `SESSION_STORE_POSTGRES_URL`, default the test server).
+//! (URL from `SESSION_STORE_POSTGRES_URL`, default the test server; add
+//! `-- --unlogged` for an UNLOGGED table).
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("SESSION_STORE_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("ss_latency_{:08x}", rand::random::<u32>());
-    let store = PostgresStore::connect(&PostgresConfig::new(&url).schema(&schema)).await?;
+    let unlogged = std::env::args().any(|a| a == "--unlogged");
+    let config = PostgresConfig::new(&url).schema(&schema).unlogged(unlogged);
+    let store = PostgresStore::connect(&config).await?;
+    println!("table: {}", if unlogged { "UNLOGGED" } else { "logged" });
     store.migrate().await?;
     let now = Timestamp::now_utc();
 

@@ -17,11 +17,14 @@ pub const ENV_PREFIX: &str = "SESSION_STORE_POSTGRES_";
 /// connected until [`PostgresStore::connect`](crate::PostgresStore::connect)
 /// (or `connect_lazy`), which returns [`Error::Config`] for an invalid value.
 ///
-/// The connection pool never pings a connection before handing it out
-/// (sqlx's `test_before_acquire` is off): that ping would double the cost of a
-/// read. A connection that went stale (server restart, network cut) fails the
-/// one operation that uses it with a retryable [`Error::Backend`], and sqlx
-/// discards it; the next operation opens a fresh one.
+/// Connections are never pinged: not before use (sqlx's
+/// `test_before_acquire` is off) and not after use (the store keeps the
+/// connections it used checked out and warm instead of handing them back to
+/// sqlx, which would ping them on release). Either ping would add a round trip
+/// per operation and roughly double the cost of a read. A connection that went
+/// stale (server restart, network cut) fails the one operation that uses it
+/// with a retryable [`Error::Backend`] and is closed; the next operation opens
+/// a fresh one. The store never holds more than `max_connections`.
 ///
 /// `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -205,7 +208,8 @@ impl PostgresConfig {
         self
     }
 
-    /// Close pooled connections idle for this long (`None`: never).
+    /// Close connections idle for this long (`None`: never). The store checks
+    /// its warm connections when it is next used.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self

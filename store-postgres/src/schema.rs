@@ -223,24 +223,41 @@ pub(crate) async fn migrate(
     unlogged: bool,
 ) -> Result<()> {
     let mut tx = conn.begin().await.map_err(map_sqlx)?;
-    // Serialise migrations of one schema across processes; released at commit.
+    match migrate_in(&mut tx, schema, table, unlogged).await {
+        Ok(()) => tx.commit().await.map_err(map_sqlx),
+        Err(e) => {
+            // Roll back now rather than on the connection's next use: the
+            // transaction holds the advisory lock other migrations wait for.
+            // If that fails, report the backend error so the connection is closed.
+            tx.rollback().await.map_err(map_sqlx)?;
+            Err(e)
+        }
+    }
+}
+
+async fn migrate_in(
+    tx: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    unlogged: bool,
+) -> Result<()> {
+    // Serialise migrations of one schema across processes; released at
+    // commit or rollback.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("session_store_migrate:{schema}"))
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
-    if let Some(found) = stored_version(&mut tx, schema, table).await? {
-        if found > SCHEMA_VERSION {
-            // Dropping the transaction rolls back; nothing was written.
+    match stored_version(tx, schema, table).await? {
+        // Checked before any DDL: a newer schema is left exactly as it is.
+        Some(found) if found > SCHEMA_VERSION => {
             return Err(Error::SchemaTooNew {
                 found,
                 supported: SCHEMA_VERSION,
-            });
+            })
         }
-        if found == SCHEMA_VERSION {
-            tx.commit().await.map_err(map_sqlx)?;
-            return Ok(());
-        }
+        Some(found) if found == SCHEMA_VERSION => return Ok(()),
+        _ => {}
     }
     let schema_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
@@ -270,7 +287,7 @@ pub(crate) async fn migrate(
     .execute(&mut *tx)
     .await
     .map_err(map_sqlx)?;
-    tx.commit().await.map_err(map_sqlx)
+    Ok(())
 }
 
 /// The recorded schema version of `table`, if the meta table and its row exist.

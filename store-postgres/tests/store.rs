@@ -116,6 +116,20 @@ async fn newer_schema_is_refused_and_left_untouched() {
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
+    // The refused migration released its advisory lock at once (it did not
+    // leave a transaction open on the store's idle connection): another
+    // process's migration of this schema is answered, not blocked.
+    let other_process = PostgresStore::connect(
+        &common::test_config(1)
+            .schema(schema.clone())
+            .operation_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        other_process.migrate().await,
+        Err(Error::SchemaTooNew { .. })
+    ));
     let index_count = scalar_i64(
         &raw,
         format!(
@@ -602,6 +616,9 @@ async fn one_connection_serves_many_concurrent_operations() {
     store.close().await;
     assert!(matches!(
         store.load(&key(), now(0)).await,
-        Err(Error::Backend { retryable: true, .. })
+        Err(Error::Backend {
+            retryable: true,
+            ..
+        })
     ));
 }
