@@ -88,7 +88,9 @@
 //!
 //! **concurrency** — `concurrent_saves_all_land` (16 tasks × 20 increments
 //! with load-modify-save), `concurrent_rotations_one_winner`,
-//! `concurrent_creates_one_winner`, `manager_concurrent_renewals_same_successor`.
+//! `concurrent_creates_one_winner`, `concurrent_touch_never_loses_writes`,
+//! `concurrent_save_and_delete_no_resurrection`,
+//! `manager_concurrent_renewals_same_successor`.
 //!
 //! **manager policy** (over the store, with a manual clock) —
 //! `manager_idle_timeout`, `manager_absolute_timeout_not_extended_by_activity`,

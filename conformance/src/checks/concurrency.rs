@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use session_store_core::{Error, Rotation, SessionBackend, StorageKey};
+use session_store_core::{Error, Lookup, Rotation, SessionBackend, StorageKey};
 
 use super::Ctx;
 use crate::fixtures::{load_session, now, record, successor_key, user_record};
@@ -173,5 +173,105 @@ pub async fn concurrent_creates_one_winner(ctx: Ctx) {
                 "a losing create left an index entry for user{i}"
             );
         }
+    }
+}
+
+/// touch racing with saves: touches never lose a save (no read-modify-write
+/// of the whole record) and never change the version. One task saves 100
+/// increments while another touches 200 times.
+pub async fn concurrent_touch_never_loses_writes(ctx: Ctx) {
+    let t = now();
+    let key = crate::fixtures::fresh_key();
+    ctx.backend
+        .create(&key, &record(t, &0u64.to_le_bytes()))
+        .await
+        .expect("create");
+    let saver = {
+        let backend = ctx.backend.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(attempts <= MAX_ATTEMPTS, "no progress");
+                    let mut r = load_session(&*backend, &key, t).await;
+                    r.data = (counter(&r.data) + 1).to_le_bytes().to_vec();
+                    match backend.save(&key, &r, t).await {
+                        Ok(_) => break,
+                        // Only a touch that rewrote the version could cause this.
+                        Err(Error::Conflict) => tokio::task::yield_now().await,
+                        Err(e) => panic!("save: {e:?}"),
+                    }
+                }
+            }
+        })
+    };
+    let toucher = {
+        let backend = ctx.backend.clone();
+        tokio::spawn(async move {
+            for j in 1..=200u64 {
+                let idle = crate::fixtures::at(
+                    t,
+                    crate::fixtures::mins(30) + std::time::Duration::from_secs(j),
+                );
+                let seen = crate::fixtures::at(t, std::time::Duration::from_millis(j));
+                assert!(
+                    backend.touch(&key, idle, seen, t).await.expect("touch"),
+                    "touch of a live session"
+                );
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    saver.await.expect("saver");
+    toucher.await.expect("toucher");
+    let stored = load_session(&*ctx.backend, &key, t).await;
+    assert_eq!(counter(&stored.data), 100, "a touch overwrote a save");
+    assert_eq!(stored.version, 100, "touches must not change the version");
+}
+
+/// save racing with delete: once the delete happened, no save brings the
+/// session back (no resurrection under concurrency either).
+pub async fn concurrent_save_and_delete_no_resurrection(ctx: Ctx) {
+    let t = now();
+    for round in 0..10 {
+        let key = crate::fixtures::fresh_key();
+        ctx.backend
+            .create(&key, &user_record(t, "alice", &0u64.to_le_bytes()))
+            .await
+            .expect("create");
+        let mut savers = Vec::new();
+        for _ in 0..4 {
+            let backend = ctx.backend.clone();
+            savers.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let Some(Lookup::Session(mut r)) = backend.load(&key, t).await.expect("load")
+                    else {
+                        return;
+                    };
+                    r.data = (counter(&r.data) + 1).to_le_bytes().to_vec();
+                    match backend.save(&key, &r, t).await {
+                        Ok(_) | Err(Error::Conflict) => {}
+                        Err(e) => panic!("save: {e:?}"),
+                    }
+                }
+            }));
+        }
+        // Let the savers get going, then delete.
+        for _ in 0..round {
+            tokio::task::yield_now().await;
+        }
+        assert!(ctx.backend.delete(&key).await.expect("delete"));
+        for s in savers {
+            s.await.expect("saver");
+        }
+        assert!(
+            ctx.backend.load(&key, t).await.expect("load").is_none(),
+            "a save resurrected a deleted session"
+        );
+        assert!(!ctx.backend.delete(&key).await.expect("delete"));
+        assert!(crate::fixtures::listed_keys(&*ctx.backend, "alice", t)
+            .await
+            .is_empty());
     }
 }

@@ -103,6 +103,8 @@ registry! {
     concurrency::concurrent_saves_all_land,
     concurrency::concurrent_rotations_one_winner,
     concurrency::concurrent_creates_one_winner,
+    concurrency::concurrent_touch_never_loses_writes,
+    concurrency::concurrent_save_and_delete_no_resurrection,
     // manager
     manager::manager_idle_timeout,
     manager::manager_absolute_timeout_not_extended_by_activity,
