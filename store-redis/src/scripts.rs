@@ -7,8 +7,8 @@
 //! answers `NOSCRIPT` (after a restart or failover).
 //!
 //! Scripts read the fixed-width header of an entry (see the `schema` module)
-//! with `GETRANGE`, never the data. Integers are handled as canonical decimal
-//! text and compared with `cmp`, exact for all of `i64` (Lua numbers are
+//! and the user id with one `GETRANGE`, not the data. Integers are handled as
+//! canonical decimal text and compared with `cmp`, exact for all of `i64` (Lua numbers are
 //! doubles). Reply codes: `1` done, `0` no live session / conflict, `-1` the
 //! target exists, `-2` stored value corrupt, `-3` the user-index entry is too
 //! old (retry), `-4` the user index must be written first (retry after
@@ -69,12 +69,12 @@ end
 local function too_old(idx_time, max_age)
   return idx_time ~= '' and server_ms() - tonumber(idx_time) > tonumber(max_age)
 end
--- The entry under k: 'none', 'corrupt', 'forwarder' or 'session' and, for a
--- session, its header {v, i, x, l, user, ulen}. One GETRANGE; a key of
--- another type is 'corrupt'.
+-- The entry under k: 'none', 'corrupt', 'forwarder' or 'session', and for a
+-- session its raw header followed by up to `extra` bytes (the user id). One
+-- GETRANGE; a key of another type is 'corrupt'. Fields are parsed lazily.
 local function sign(b) return b == 43 or b == 45 end
-local function entry(k)
-  local h = redis.pcall('GETRANGE', k, 0, 92)
+local function entry(k, extra)
+  local h = redis.pcall('GETRANGE', k, 0, 92 + extra)
   if type(h) == 'table' then
     if h.err and string.find(h.err, 'WRONGTYPE', 1, true) then return 'corrupt' end
     error(h)
@@ -82,27 +82,27 @@ local function entry(k)
   if h == '' then return 'none' end
   local kind = string.byte(h, 1)
   if kind == 70 then return 'forwarder' end
-  if kind ~= 83 or #h ~= 93 or not string.find(h, '^S%d+[+-]%d+[+-]%d+[+-]%d+[ua]%d+\n$')
+  if kind ~= 83 or #h < 93
+      or not string.find(string.sub(h, 1, 93), '^S%d+[+-]%d+[+-]%d+[+-]%d+[ua]%d+\n$')
       or not (sign(string.byte(h, 22)) and sign(string.byte(h, 42)) and sign(string.byte(h, 62))) then
     return 'corrupt'
   end
-  return 'session', {
-    v = string.sub(h, 2, 21),
-    i = from_fixed(string.sub(h, 22, 41)),
-    x = from_fixed(string.sub(h, 42, 61)),
-    l = from_fixed(string.sub(h, 62, 81)),
-    user = string.byte(h, 82) == 117,
-    ulen = tonumber(string.sub(h, 83, 92)),
-  }
+  return 'session', h
 end
--- The user id of session k with header s, or false when anonymous.
-local function owner(k, s)
-  if not s.user then return false end
-  if s.ulen == 0 then return '' end
-  return redis.call('GETRANGE', k, 93, 93 + s.ulen - 1)
+local function h_v(h) return string.sub(h, 2, 21) end
+local function h_i(h) return from_fixed(string.sub(h, 22, 41)) end
+local function h_x(h) return from_fixed(string.sub(h, 42, 61)) end
+local function h_l(h) return from_fixed(string.sub(h, 62, 81)) end
+-- The user id of session k (header h), or false when anonymous.
+local function owner(k, h)
+  if string.byte(h, 82) ~= 117 then return false end
+  local n = tonumber(string.sub(h, 83, 92))
+  if n == 0 then return '' end
+  if #h >= 93 + n then return string.sub(h, 94, 93 + n) end
+  return redis.call('GETRANGE', k, 93, 93 + n - 1)
 end
-local function live(s, now)
-  return cmp(now, lmin(s.i, s.x)) < 0
+local function live(h, now)
+  return cmp(now, lmin(h_i(h), h_x(h))) < 0
 end
 "#;
 
@@ -128,10 +128,10 @@ return 1
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = entry(KEYS[1])
+local state, h = entry(KEYS[1], #ARGV[3])
 if state == 'corrupt' then return -2 end
-if state ~= 'session' or not live(s, ARGV[1]) or s.v ~= ARGV[2] then return 0 end
-if ARGV[4] == '1' and ARGV[6] ~= '1' and (cmp(ARGV[5], s.x) > 0 or owner(KEYS[1], s) ~= ARGV[3]) then
+if state ~= 'session' or h_v(h) ~= ARGV[2] or not live(h, ARGV[1]) then return 0 end
+if ARGV[4] == '1' and ARGV[6] ~= '1' and (cmp(ARGV[5], h_x(h)) > 0 or owner(KEYS[1], h) ~= ARGV[3]) then
   return -4
 end
 redis.call('SET', KEYS[1], ARGV[8], 'PXAT', ARGV[7])
@@ -145,16 +145,18 @@ return 1
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = entry(KEYS[1])
+local state, h = entry(KEYS[1], 0)
 if state == 'corrupt' then return -2 end
-if state ~= 'session' or not live(s, ARGV[1]) then return 0 end
-local ni = lmax(s.i, lmin(ARGV[2], s.x))
-local nl = lmax(s.l, ARGV[3])
-if ni ~= s.i then
+if state ~= 'session' then return 0 end
+local i, x, l = h_i(h), h_x(h), h_l(h)
+if cmp(ARGV[1], lmin(i, x)) >= 0 then return 0 end
+local ni = lmax(i, lmin(ARGV[2], x))
+local nl = lmax(l, ARGV[3])
+if ni ~= i then
   redis.call('SETRANGE', KEYS[1], 21, to_fixed(ni))
-  redis.call('PEXPIREAT', KEYS[1], expire_arg(lmin(ni, s.x), ARGV[4]))
+  redis.call('PEXPIREAT', KEYS[1], expire_arg(lmin(ni, x), ARGV[4]))
 end
-if nl ~= s.l then
+if nl ~= l then
   redis.call('SETRANGE', KEYS[1], 61, to_fixed(nl))
 end
 return 1
@@ -168,9 +170,9 @@ return 1
 pub(crate) static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = entry(KEYS[1])
+local state, h = entry(KEYS[1], 0)
 if state == 'corrupt' then return -2 end
-if state ~= 'session' or not live(s, ARGV[1]) or s.v ~= ARGV[2] then return 0 end
+if state ~= 'session' or h_v(h) ~= ARGV[2] or not live(h, ARGV[1]) then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if too_old(ARGV[3], ARGV[4]) then return -3 end
 redis.call('SET', KEYS[2], ARGV[6], 'PXAT', ARGV[5])
@@ -190,13 +192,13 @@ return 1
 pub(crate) static DELETE_OWNED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local state, s = entry(KEYS[1])
+local state, h = entry(KEYS[1], #ARGV[1])
 if state == 'none' then return 0 end
 if state == 'corrupt' then return -2 end
 if state == 'forwarder' then return 3 end
-if owner(KEYS[1], s) ~= ARGV[1] then return 4 end
+if owner(KEYS[1], h) ~= ARGV[1] then return 4 end
 redis.call('DEL', KEYS[1])
-if live(s, ARGV[2]) then return 2 end
+if live(h, ARGV[2]) then return 2 end
 return 1
 "#,
     )

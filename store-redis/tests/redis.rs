@@ -554,3 +554,34 @@ async fn store_from_env_connects() {
     .await;
     store.ping().await.unwrap();
 }
+
+/// Ownership checks compare whole user ids, whatever their lengths, and the
+/// index follows owner changes.
+#[tokio::test]
+async fn owner_changes_between_user_ids_of_different_lengths() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    let now = Timestamp::now_utc();
+    let k = key();
+    let long = "bobby-with-a-much-longer-user-id";
+    let mut r = record(now, Some("bob"), MIN, MIN);
+    store.create(&k, &r).await.unwrap();
+    r.user_id = Some(long.into());
+    r.version = store.save(&k, &r, now).await.unwrap();
+    // bob's index still names the session, but it is not bob's any more.
+    assert!(store.list_user("bob", now).await.unwrap().is_empty());
+    assert_eq!(store.delete_user("bob", None, now).await.unwrap(), 0);
+    assert_eq!(store.list_user(long, now).await.unwrap().len(), 1);
+    assert!(store.list_user("bobby", now).await.unwrap().is_empty());
+    // And back to the short id.
+    r.user_id = Some("bob".into());
+    r.version = store.save(&k, &r, now).await.unwrap();
+    assert!(store.list_user(long, now).await.unwrap().is_empty());
+    assert_eq!(store.list_user("bob", now).await.unwrap().len(), 1);
+    assert_eq!(store.delete_user(long, None, now).await.unwrap(), 0);
+    assert_eq!(store.delete_user("bob", None, now).await.unwrap(), 1);
+    assert!(store.load(&k, now).await.unwrap().is_none());
+    store.delete_all().await.unwrap();
+}
