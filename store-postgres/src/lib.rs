@@ -63,6 +63,14 @@
 //!   `AlreadyExists` for a new token, which callers handle by generating
 //!   another token.
 //!
+//! ## Testing
+//! The tests need a server: `store-postgres/scripts/postgres-service.sh`
+//! makes sure one answers on `127.0.0.1:5432` with a database `test` for user
+//! `postgres` (installing and starting PostgreSQL if needed). Tests read
+//! `SESSION_STORE_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! use a random schema each and drop it afterwards; without a server they
+//! fail and say what to start, unless `SESSION_STORE_SKIP_POSTGRES=1`.
+//!
 //! Configuration: [`PostgresConfig`] (builder) or
 //! [`PostgresConfig::from_env`] (`SESSION_STORE_POSTGRES_*` variables).
 //! The table layout is described in the [`schema`] module.

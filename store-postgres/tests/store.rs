@@ -622,3 +622,24 @@ async fn one_connection_serves_many_concurrent_operations() {
         })
     ));
 }
+
+/// Warm connections past the idle timeout or the maximum lifetime are closed
+/// and replaced on the next use; operations keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_warm_connections_are_replaced() {
+    if common::skip_requested() {
+        return;
+    }
+    for config in [
+        common::test_config(2).idle_timeout(Some(Duration::ZERO)),
+        common::test_config(2).max_lifetime(Some(Duration::ZERO)),
+    ] {
+        let (store, _guard) = common::connect_migrated(&config).await;
+        for i in 0..20 {
+            let k = key();
+            store.create(&k, &record(None, T0)).await.unwrap();
+            assert!(store.load(&k, now(i)).await.unwrap().is_some());
+        }
+        assert!(store.pool().size() <= 2);
+    }
+}
