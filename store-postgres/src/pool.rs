@@ -212,7 +212,15 @@ impl Lease<'_> {
             close(conn);
             return;
         }
-        self.owner.stack().push(Warm {
+        let mut stack = self.owner.stack();
+        // Checked under the lock that `close` drains under: after a close,
+        // nothing is pushed back (the pool's close waits for every connection).
+        if self.owner.permits.is_closed() {
+            drop(stack);
+            close(conn);
+            return;
+        }
+        stack.push(Warm {
             conn,
             opened: self.opened,
             idle_since: now,

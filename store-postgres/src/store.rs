@@ -43,7 +43,8 @@ macro_rules! on_conn {
 /// Expiry is judged against the caller's `now` via the `expires_at` column,
 /// never the server's clock. Call [`PostgresStore::migrate`] once at startup.
 ///
-/// Cheap to clone (the pool and statements are shared).
+/// Cheap to clone: clones share the pool, the warm connections and the
+/// statements.
 #[derive(Clone)]
 pub struct PostgresStore {
     conns: Arc<Connections>,
@@ -100,9 +101,11 @@ impl PostgresStore {
         ))
     }
 
-    /// Uses an existing pool; only the schema, table, unlogged and operation
-    /// timeout settings of `config` apply. Consider turning the pool's
-    /// `test_before_acquire` off (see [`PostgresConfig`]).
+    /// Uses an existing pool. From `config` only the schema, table,
+    /// unlogged, operation timeout, idle timeout and maximum lifetime apply;
+    /// the pool's own `max_connections` and acquire timeout bound the store.
+    /// The store keeps the connections it uses checked out (warm), so give
+    /// it a pool of its own.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid schema or table name.
