@@ -38,10 +38,14 @@ where
             let mut op = make(i);
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(4096);
-                while Instant::now() < deadline {
+                // At least one operation per task, however late it starts.
+                loop {
                     let t = Instant::now();
                     op().await;
                     lat.push(ns(t.elapsed()));
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                 }
                 lat
             })

@@ -25,7 +25,9 @@ use session_store_core::{
 use tokio::runtime::Runtime;
 
 /// The measured operations, in report order.
-const OPS: [&str; 8] = [
+const OPS: [&str; 10] = [
+    "backend_load",
+    "backend_save",
     "create",
     "load",
     "load_touch",
@@ -86,6 +88,36 @@ fn store_routine<'a>(
     let backend = fx.backend(enc);
     let tag = session_store_benches::random_tag();
     match op {
+        "backend_load" | "backend_save" => {
+            // The backend alone: no token parsing, hashing or policy.
+            let key = SessionToken::generate().storage_key();
+            let mut record = populate::record(Timestamp::now_utc(), data.to_vec(), None);
+            rt.block_on(backend.create(&key, &record)).expect("create");
+            let save = op == "backend_save";
+            Box::new(move |iters, lat| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        if save {
+                            record.version = backend
+                                .save(&key, &record, Timestamp::now_utc())
+                                .await
+                                .expect("save");
+                        } else {
+                            let found = backend
+                                .load(&key, Timestamp::now_utc())
+                                .await
+                                .expect("load");
+                            assert!(found.is_some(), "session missing");
+                            black_box(found);
+                        }
+                        lat.push(ns(t.elapsed()));
+                    }
+                    start.elapsed()
+                })
+            })
+        }
         "create" => Box::new(move |iters, lat| {
             let d = rt.block_on(async {
                 let start = Instant::now();
@@ -224,7 +256,7 @@ struct Raw {
     sled: RawSled,
 }
 
-/// Read baselines (group `load-*`) and write baselines (group `save-*`).
+/// Read baselines (group `backend_load-*`) and write baselines (group `backend_save-*`).
 fn raw_routines<'a>(
     rt: &'a Runtime,
     raw: &'a Raw,
@@ -233,7 +265,7 @@ fn raw_routines<'a>(
 ) -> Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> {
     let mut out: Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> = Vec::new();
     let key: [u8; 32] = rand::random();
-    let read = op == "load";
+    let read = op == "backend_load";
     let timed = |f: &mut dyn FnMut(), iters: u64, lat: &mut Vec<u64>| {
         let start = Instant::now();
         for _ in 0..iters {
@@ -497,6 +529,10 @@ fn main() {
         .warm_up_time(mode.warm_up())
         .measurement_time(mode.measurement())
         .sample_size(mode.samples())
+        // criterion's plots estimate a density over every bootstrap resample:
+        // 100k (the default) costs ~4 s of plotting per benchmark; 5k keeps
+        // the confidence intervals and the HTML report at a tenth of that.
+        .nresamples(5_000)
         .configure_from_args();
 
     let mut fixtures = Vec::new();
@@ -558,7 +594,7 @@ fn main() {
                     );
                 }
             }
-            if op == "load" || op == "save" {
+            if op == "backend_load" || op == "backend_save" {
                 for (id, make) in raw_routines(&rt, &raw, op, &data) {
                     run(&mut group, mode, &out, op, plabel, id, make);
                 }

@@ -55,8 +55,8 @@ impl Mode {
     pub fn warm_up(self) -> Duration {
         match self {
             Mode::Ci => Duration::from_millis(10),
-            Mode::Quick => Duration::from_millis(100),
-            Mode::Full => Duration::from_millis(500),
+            Mode::Quick => Duration::from_millis(50),
+            Mode::Full => Duration::from_millis(400),
         }
     }
 
@@ -64,8 +64,8 @@ impl Mode {
     pub fn measurement(self) -> Duration {
         match self {
             Mode::Ci => Duration::from_millis(20),
-            Mode::Quick => Duration::from_millis(300),
-            Mode::Full => Duration::from_millis(1500),
+            Mode::Quick => Duration::from_millis(200),
+            Mode::Full => Duration::from_millis(1200),
         }
     }
 
