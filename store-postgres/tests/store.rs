@@ -643,3 +643,34 @@ async fn expired_warm_connections_are_replaced() {
         assert!(store.pool().size() <= 2);
     }
 }
+
+/// Closing while operations are in flight finishes (no connection is pushed
+/// back afterwards for the pool to wait on); each operation either completes
+/// or fails with a retryable error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn close_with_operations_in_flight_finishes() {
+    let Some((store, _guard)) = common::fresh_store(3).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let k = key();
+    store.create(&k, &record(None, T0)).await.unwrap();
+    let ops: Vec<_> = (0..30)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.load(&k, now(0)).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), store.close())
+        .await
+        .expect("close hung");
+    for op in ops {
+        match op.await.unwrap() {
+            Ok(found) => assert!(found.is_some()),
+            Err(Error::Backend {
+                retryable: true, ..
+            }) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+}
