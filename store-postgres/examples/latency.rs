@@ -107,13 +107,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("raw PK SELECT (interleaved)", raw_s);
     report("same SELECT via the pool", pool_s);
     report("load (interleaved)", load_s);
-    let mut samples = Vec::with_capacity(N);
-    for k in &keys {
-        let t = Instant::now();
-        store.load(k, now).await?.expect("session");
-        samples.push(t.elapsed());
+    // Alternating blocks of tight loops, so drifting machine noise hits the
+    // raw SELECT and `load` alike.
+    let (mut raw_s, mut load_s) = (Vec::new(), Vec::new());
+    for block in keys.chunks(250) {
+        for k in block {
+            let t = Instant::now();
+            sqlx::query(AssertSqlSafe(raw.as_str()))
+                .bind(k.as_bytes().as_slice())
+                .bind(now.as_millis())
+                .fetch_optional(&mut conn)
+                .await?
+                .expect("row");
+            raw_s.push(t.elapsed());
+        }
+        for k in block {
+            let t = Instant::now();
+            store.load(k, now).await?.expect("session");
+            load_s.push(t.elapsed());
+        }
     }
-    report("load", samples);
+    report("raw PK SELECT (blocks)", raw_s);
+    report("load (blocks)", load_s);
     println!("(pool size {})", store.pool().size());
 
     let mut samples = Vec::with_capacity(N);
