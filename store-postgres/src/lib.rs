@@ -51,7 +51,7 @@
 //!   password never appears in `Debug` output or errors.
 //!
 //! ## Deployment notes
-//! - Run [`PostgresStore::cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
+//! - Run [`cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
 //!   periodically (for example every minute, in batches of a few thousand,
 //!   looping while a batch comes back full) on one or more servers.
 //! - Behind PgBouncer in transaction mode, sqlx's per-connection prepared
@@ -59,9 +59,9 @@
 //!   startup `statement_timeout` option needs `ignore_startup_parameters =
 //!   options` or [`PostgresConfig::statement_timeout`]`(None)`.
 //! - A write whose reply is lost (timeout, connection cut) may or may not have
-//!   been applied; the retryable error says so. Creating again then reports
-//!   `AlreadyExists` for a new token, which callers handle by generating
-//!   another token.
+//!   been applied, as the retryable error implies: retrying a create with the
+//!   same key may report `AlreadyExists` because the first attempt landed,
+//!   and retrying a save may report `Conflict`. Reload before retrying.
 //!
 //! ## Testing
 //! The tests need a server: `store-postgres/scripts/postgres-service.sh`
