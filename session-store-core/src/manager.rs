@@ -49,6 +49,10 @@ pub struct Policy {
     /// Maximum encoded client metadata size in bytes. Default 2048.
     pub max_meta_bytes: usize,
     /// Optional cap on live sessions per user, applied at login. Default none.
+    /// `Refuse` checks before the login writes anything; `EvictOldest` trims
+    /// the oldest sessions after the login committed. Best effort under
+    /// concurrent logins of one user: `Refuse` may let both through, while
+    /// `EvictOldest` converges to the cap.
     pub max_sessions_per_user: Option<(usize, CapPolicy)>,
 }
 
@@ -574,8 +578,13 @@ impl SessionManager {
             }
         }
         self.check_limits(&record.data, &record.meta, record.user_id.as_deref())?;
-        if let RotateReason::Login { user_id } = &reason {
-            self.enforce_cap(user_id, &session.key, now).await?;
+        if let (RotateReason::Login { user_id }, Some((cap, CapPolicy::Refuse))) =
+            (&reason, self.policy.max_sessions_per_user)
+        {
+            let others = self.other_sessions(user_id, &session.key, now).await?;
+            if others.len() >= cap {
+                return Err(Error::TooManySessions { limit: cap });
+            }
         }
 
         let new_token = SessionToken::generate_with_affinity(
@@ -612,6 +621,11 @@ impl SessionManager {
                 session.token = new_token;
                 session.key = new_key;
                 session.token_changed = true;
+                if let (RotateReason::Login { user_id }, Some((cap, CapPolicy::EvictOldest))) =
+                    (&reason, self.policy.max_sessions_per_user)
+                {
+                    self.evict_oldest(user_id, &new_key, cap, now).await?;
+                }
                 Ok(())
             }
             Err(Error::Conflict) if matches!(reason, RotateReason::Renewal) => {
@@ -633,33 +647,38 @@ impl SessionManager {
         }
     }
 
-    async fn enforce_cap(&self, user_id: &str, current: &StorageKey, now: Timestamp) -> Result<()> {
-        let Some((cap, policy)) = self.policy.max_sessions_per_user else {
-            return Ok(());
-        };
-        let others: Vec<_> = self
-            .backend
-            .list_user(user_id, now)
-            .await?
-            .into_iter()
-            .filter(|s| s.key != *current)
-            .collect();
-        if others.len() < cap {
-            return Ok(());
+    /// The user's live sessions other than `current`, oldest first.
+    async fn other_sessions(
+        &self,
+        user_id: &str,
+        current: &StorageKey,
+        now: Timestamp,
+    ) -> Result<Vec<crate::record::SessionSummary>> {
+        let mut list = self.backend.list_user(user_id, now).await?;
+        list.retain(|s| s.key != *current);
+        Ok(list)
+    }
+
+    /// After a login committed: deletes the user's oldest sessions so that at
+    /// most `cap` remain, the new one included. Running after the rotation
+    /// means a failed login evicts nothing, and concurrent logins each trim
+    /// after their own insert, so the user ends at or under the cap.
+    async fn evict_oldest(
+        &self,
+        user_id: &str,
+        new_key: &StorageKey,
+        cap: usize,
+        now: Timestamp,
+    ) -> Result<()> {
+        let others = self.other_sessions(user_id, new_key, now).await?;
+        let excess = (others.len() + 1).saturating_sub(cap);
+        for victim in &others[..excess] {
+            self.backend.delete(&victim.key).await?;
+            self.emit(Event::Evicted {
+                key: victim.key.short_hash(),
+            });
         }
-        match policy {
-            CapPolicy::Refuse => Err(Error::TooManySessions { limit: cap }),
-            CapPolicy::EvictOldest => {
-                // list_user is ordered oldest first.
-                for victim in &others[..others.len() + 1 - cap] {
-                    self.backend.delete(&victim.key).await?;
-                    self.emit(Event::Evicted {
-                        key: victim.key.short_hash(),
-                    });
-                }
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// Deletes the session server-side (idempotent).
