@@ -11,7 +11,7 @@ set -euo pipefail
 
 HOST=127.0.0.1
 PORT=5432
-DB=test
+DB="test"
 USER_NAME=postgres
 
 say() { echo "postgres-service: $*"; }
@@ -31,6 +31,8 @@ psql_admin() { PGCONNECT_TIMEOUT=10 psql -X -q -w -v ON_ERROR_STOP=1 -h "$HOST" 
 # The newest Debian cluster version installed (/etc/postgresql/<version>/main).
 cluster_version() {
     local v
+    # Version directories are plain numbers, so ls is safe here.
+    # shellcheck disable=SC2012
     v=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
     if [ -n "$v" ] && [ -d "/etc/postgresql/$v/main" ]; then echo "$v"; fi
 }
@@ -94,9 +96,11 @@ else
     fi
     if [ -z "$version" ]; then
         # Server packages present but no cluster (for example it was dropped).
+        # shellcheck disable=SC2012
         bin_version=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
-        [ -n "$bin_version" ] && command -v pg_createcluster >/dev/null 2>&1 ||
+        if [ -z "$bin_version" ] || ! command -v pg_createcluster >/dev/null 2>&1; then
             die "no PostgreSQL cluster under /etc/postgresql and no way to create one"
+        fi
         is_root || die "no PostgreSQL cluster under /etc/postgresql, and only root can create one"
         say "creating PostgreSQL $bin_version cluster 'main'"
         pg_createcluster "$bin_version" main || die "pg_createcluster $bin_version main failed"
