@@ -145,12 +145,14 @@ impl Statements {
             delete_all: s(format!("DELETE FROM {t}")),
             // SKIP LOCKED: concurrent cleaners take disjoint batches and never
             // wait on each other (no deadlocks, no double counting). The lock
-            // re-checks expires_at against a concurrent touch.
+            // re-checks expires_at against a concurrent touch. `= ANY(ARRAY(..))`
+            // keeps the delete on the primary key: with `IN (subquery)` a
+            // generic plan may hash-join against a scan of the whole table.
             cleanup: s(format!(
-                "DELETE FROM {t} WHERE key IN ( \
+                "DELETE FROM {t} WHERE key = ANY (ARRAY ( \
                    SELECT key FROM {t} WHERE expires_at <= $1 \
                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED \
-                 )"
+                 ))"
             )),
         }
     }
