@@ -564,6 +564,7 @@ async fn concurrent_cleaners_share_the_work_exactly() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
+    println!("rows removed per cleaner: {counts:?}");
     assert_eq!(
         counts.iter().sum::<u64>(),
         EXPIRED as u64,
