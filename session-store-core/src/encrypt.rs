@@ -1,30 +1,6 @@
 //! AES-256-GCM encryption at rest, as a wrapper over any backend.
 //!
-//! # Design
-//! - **Keyring with key ids.** One primary key encrypts; every listed key
-//!   decrypts. Every write (create, save, rotate) encrypts under the primary,
-//!   so the next save of a session re-encrypts it after a key rotation; retire
-//!   an old key once no session encrypted under it can still be live (after
-//!   the absolute timeout).
-//! - **Per-session subkeys.** A session's data is encrypted under
-//!   `HKDF-SHA256(master key, info = "session-store/v1/subkey" ‖ storage key)`.
-//!   This is the answer to AES-GCM's limit of 2^32 random 96-bit nonces per
-//!   key (NIST SP 800-38D §8.3): a store that re-encrypts on every write could
-//!   reach 2^32 encryptions under one master key, but each subkey only ever
-//!   encrypts the writes of one session, which lives at most its absolute
-//!   timeout (hours), far below 2^32 writes. Rotation moves a session to a new
-//!   storage key and so to a new subkey.
-//! - **Fresh random 96-bit nonce** for every encryption.
-//! - **Bound to its row.** The associated data is the storage key, the user
-//!   id, the absolute deadline and the field (data or metadata): a blob copied
-//!   to another row, or an edited user or expiry column, fails to decrypt.
-//!   The idle deadline is not bound, so `touch` never needs a re-encryption.
-//! - **Metadata too.** Client metadata (IP, user agent, label) is personal
-//!   data and is encrypted the same way.
-//! - **Fail closed.** Any framing, key id or tag failure is
-//!   [`Error::Decrypt`]: never partial data, never a panic.
-//!
-//! Frame: `0x01 ‖ key id (u32, big-endian) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
+//! See [`Encrypted`] for the design.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -181,7 +157,33 @@ fn associated_data(
 }
 
 /// Wraps any backend and encrypts session data and client metadata at rest
-/// with AES-256-GCM. See the [module docs](self) for the design.
+/// with AES-256-GCM.
+///
+/// # Design
+/// - **Keyring with key ids.** One primary key encrypts; every listed key
+///   decrypts. Every write (create, save, rotate) encrypts under the primary,
+///   so the next save of a session re-encrypts it after a key rotation; retire
+///   an old key once no session encrypted under it can still be live (after
+///   the absolute timeout).
+/// - **Per-session subkeys.** A session's data is encrypted under
+///   `HKDF-SHA256(master key, info = "session-store/v1/subkey" ‖ storage key)`.
+///   This is the answer to AES-GCM's limit of 2^32 random 96-bit nonces per
+///   key (NIST SP 800-38D §8.3): a store that re-encrypts on every write could
+///   reach 2^32 encryptions under one master key, but each subkey only ever
+///   encrypts the writes of one session, which lives at most its absolute
+///   timeout (hours), far below 2^32 writes. Rotation moves a session to a new
+///   storage key and so to a new subkey.
+/// - **Fresh random 96-bit nonce** for every encryption.
+/// - **Bound to its row.** The associated data is the storage key, the user
+///   id, the absolute deadline and the field (data or metadata): a blob copied
+///   to another row, or an edited user or expiry column, fails to decrypt.
+///   The idle deadline is not bound, so `touch` never needs a re-encryption.
+/// - **Metadata too.** Client metadata (IP, user agent, label) is personal
+///   data and is encrypted the same way.
+/// - **Fail closed.** Any framing, key id or tag failure is
+///   [`Error::Decrypt`]: never partial data, never a panic.
+///
+/// Frame: `0x01 ‖ key id (u32, big-endian) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
 /// pass through unchanged.
