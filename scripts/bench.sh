@@ -63,17 +63,33 @@ else
 fi
 
 # --- servers -----------------------------------------------------------------
+# Every namespace a benchmark creates starts with "bench" (Redis keys
+# "bench:<tag>:...", PostgreSQL schemas "bench_<tag>"); the runs remove their
+# own, and this removes what an interrupted run left behind.
+cleanup_leftovers() {
+    local p
+    for p in 6379 7001 7002 7003; do
+        redis-cli -h 127.0.0.1 -p "$p" --scan --pattern 'bench:*' 2>/dev/null |
+            xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$p" unlink >/dev/null 2>&1 || true
+    done
+    psql -X -qtA -h 127.0.0.1 -U postgres -d test -c \
+        "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE;', nspname) FROM pg_namespace WHERE nspname LIKE 'bench\_%'" 2>/dev/null |
+        psql -X -q -h 127.0.0.1 -U postgres -d test >/dev/null 2>&1 || true
+}
+stop_cluster=false
+finish() {
+    cleanup_leftovers
+    if $stop_cluster; then store-redis/scripts/redis-services.sh stop; fi
+}
+trap finish EXIT
 cluster_ok() {
     command -v redis-cli >/dev/null 2>&1 &&
         redis-cli -h 127.0.0.1 -p 7001 cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'
 }
-if cluster_ok; then
-    store-redis/scripts/redis-services.sh start
-else
-    store-redis/scripts/redis-services.sh start
-    trap 'store-redis/scripts/redis-services.sh stop' EXIT
-fi
+cluster_ok || stop_cluster=true
+store-redis/scripts/redis-services.sh start
 store-postgres/scripts/postgres-service.sh
+cleanup_leftovers
 
 # --- the machine -------------------------------------------------------------
 {

@@ -233,10 +233,10 @@ async fn raw_concurrency(mode: Mode, out: &Path, targets: &[Target]) {
     }
 }
 
-/// The PostgreSQL primary-key baselines through a pool at each concurrency
-/// level: the store's pool when given, else a pool of the same size.
-async fn pg_concurrency(mode: Mode, out: &Path, store: Option<(sqlx::PgPool, String)>) {
-    let p = match RawPostgres::new(store).await {
+/// The PostgreSQL primary-key baselines through a pool like the store's
+/// (10 connections) at each concurrency level.
+async fn pg_concurrency(mode: Mode, out: &Path) {
+    let p = match RawPostgres::new().await {
         Ok(p) => p,
         Err(e) if mode != Mode::Ci => {
             eprintln!("skipping the PostgreSQL baseline: {e}");
@@ -555,16 +555,10 @@ fn main() {
                     continue;
                 };
                 concurrency(&fx, mode, &out).await;
-                #[cfg(feature = "store-postgres")]
-                if let Some((store, schema)) = fx.postgres() {
-                    // On the store's own pool and schema, after the store.
-                    pg_concurrency(mode, &out, Some((store.pool().clone(), schema.to_owned())))
-                        .await;
-                }
                 fx.teardown().await;
             }
-            if targets.contains(&Target::Postgres) && cfg!(not(feature = "store-postgres")) {
-                pg_concurrency(mode, &out, None).await;
+            if targets.contains(&Target::Postgres) {
+                pg_concurrency(mode, &out).await;
             }
             raw_concurrency(mode, &out, &targets).await;
         }

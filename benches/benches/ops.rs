@@ -45,6 +45,9 @@ const USER_SESSIONS: usize = 10;
 /// returns the total elapsed time.
 type Routine<'a> = Box<dyn FnMut(u64, &mut Vec<u64>) -> Duration + 'a>;
 
+/// Builds a routine (its setup runs only if criterion selects the benchmark).
+type MakeRoutine<'a> = Box<dyn FnOnce() -> Routine<'a> + 'a>;
+
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -262,8 +265,8 @@ fn raw_routines<'a>(
     raw: &'a Raw,
     op: &str,
     data: &'a [u8],
-) -> Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> {
-    let mut out: Vec<(&'static str, Box<dyn FnOnce() -> Routine<'a> + 'a>)> = Vec::new();
+) -> Vec<(&'static str, MakeRoutine<'a>)> {
+    let mut out: Vec<(&'static str, MakeRoutine<'a>)> = Vec::new();
     let key: [u8; 32] = rand::random();
     let read = op == "backend_load";
     let timed = |f: &mut dyn FnMut(), iters: u64, lat: &mut Vec<u64>| {
@@ -444,7 +447,7 @@ fn run<'a>(
     op: &str,
     payload: &str,
     id: &str,
-    make: Box<dyn FnOnce() -> Routine<'a> + 'a>,
+    make: MakeRoutine<'a>,
 ) {
     let mut make = Some(make);
     let mut routine: Option<Routine<'a>> = None;
@@ -480,27 +483,12 @@ fn run<'a>(
     }
 }
 
-/// The PostgreSQL baseline: on the store's pool and schema when the store is
-/// there, else on a pool of its own (absent if the server is unreachable).
-fn postgres_raw(
-    rt: &Runtime,
-    fixtures: &[Fixture],
-    mode: Mode,
-) -> Option<tokio::sync::Mutex<RawPostgres>> {
+/// The PostgreSQL baseline (absent if the server is unreachable, outside CI).
+fn postgres_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawPostgres>> {
     if !selected_targets().contains(&Target::Postgres) {
         return None;
     }
-    #[cfg(feature = "store-postgres")]
-    let store = fixtures
-        .iter()
-        .find_map(|f| f.postgres())
-        .map(|(store, schema)| (store.pool().clone(), schema.to_owned()));
-    #[cfg(not(feature = "store-postgres"))]
-    let store = {
-        let _ = fixtures;
-        None
-    };
-    match rt.block_on(RawPostgres::new(store)) {
+    match rt.block_on(RawPostgres::new()) {
         Ok(p) => Some(tokio::sync::Mutex::new(p)),
         Err(e) if mode != Mode::Ci => {
             eprintln!("skipping the PostgreSQL baselines: {e}");
@@ -563,7 +551,7 @@ fn main() {
             .contains(&Target::RedisCluster)
             .then(|| rt.block_on(RawRedis::cluster()).ok())
             .flatten(),
-        postgres: postgres_raw(&rt, &fixtures, mode),
+        postgres: postgres_raw(&rt, mode),
         sqlite: RawSqlite::new(1).expect("raw sqlite"),
         sled: RawSled::new().expect("raw sled"),
     };

@@ -148,31 +148,27 @@ pub struct RawPostgres {
 }
 
 impl RawPostgres {
-    /// Creates the table `"<schema>".raw_kv` in the store's schema (dropped
-    /// with it) and opens the dedicated connection. Without a store, opens a
-    /// pool like the store's default (10 connections) and a schema of its own,
-    /// dropped by [`RawPostgres::close`].
+    /// Opens a pool configured like the store's default (10 connections, no
+    /// ping before acquire) and one dedicated connection, and creates
+    /// `"bench_raw_<tag>".raw_kv`; [`RawPostgres::close`] drops the schema.
+    /// The pool is separate from the store's: the store keeps the connections
+    /// it uses checked out (its warm stack), so sharing would starve one side.
     ///
     /// # Errors
     /// On database errors.
-    pub async fn new(store: Option<(PgPool, String)>) -> Result<Self, String> {
-        let (pool, schema, own_schema) = match store {
-            Some((pool, schema)) => (pool, schema, None),
-            None => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(10)
-                    .test_before_acquire(false)
-                    .connect(&crate::fixture::postgres_url())
-                    .await
-                    .map_err(|e| format!("raw postgres: {e}"))?;
-                let schema = format!("bench_raw_{}", crate::random_tag());
-                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-                    .execute(&pool)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (pool, schema.clone(), Some(schema))
-            }
-        };
+    pub async fn new() -> Result<Self, String> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .test_before_acquire(false)
+            .connect(&crate::fixture::postgres_url())
+            .await
+            .map_err(|e| format!("raw postgres: {e}"))?;
+        let schema = format!("bench_raw_{}", crate::random_tag());
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let own_schema = Some(schema.clone());
         let t = format!("\"{schema}\".raw_kv");
         sqlx::query(AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS {t} (key bytea PRIMARY KEY, data bytea NOT NULL)"
@@ -195,7 +191,7 @@ impl RawPostgres {
         })
     }
 
-    /// The store's pool.
+    /// The baseline's pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -131,6 +131,9 @@ fn conc_baseline(id: &str, op: &str) -> Option<&'static str> {
     })
 }
 
+/// One timed task: items involved, seconds, note.
+pub type TaskRun = (usize, f64, String);
+
 /// Every result of one run, indexed.
 #[derive(Debug, Default)]
 pub struct Results {
@@ -140,8 +143,8 @@ pub struct Results {
     pub conc: BTreeMap<(String, String, usize), Summary>,
     /// (op, id, live) → summary.
     pub scale: BTreeMap<(String, String, usize), Summary>,
-    /// (what, id) → (items, seconds, note).
-    pub tasks: BTreeMap<(String, String), Vec<(usize, f64, String)>>,
+    /// (what, id) → runs.
+    pub tasks: BTreeMap<(String, String), Vec<TaskRun>>,
     /// id → reason.
     pub missing: BTreeMap<String, String>,
 }
@@ -550,7 +553,7 @@ pub fn render(
          operations against the raw write. Baselines: `raw-redis-GET`/`SET-PX` on a \
          `ConnectionManager` set up like the store's, `raw-redis-cluster-*` on the \
          cluster client, `raw-pg-conn-*` on one dedicated `PgConnection` (the physical \
-         limit; `raw-pg-pool-*` through the store's pool), `raw-rusqlite-*` on the \
+         limit; `raw-pg-pool-*` through a sqlx pool configured like the store's), `raw-rusqlite-*` on the \
          calling thread, `raw-sled-*` plain tree `get`/`insert` (no flush), \
          `raw-aes-gcm-enc+dec` one AES-256-GCM encryption and decryption of the payload.\n"
     );
@@ -686,7 +689,7 @@ pub fn render(
         "N tasks on the same runtime, each loading (or saving) its own session in a \
          loop for a fixed time; throughput over wall time, latency per operation \
          (queueing included). The ratio compares throughput with the raw baseline at the \
-         same concurrency (PostgreSQL: through the store's pool).\n"
+         same concurrency (PostgreSQL: through a sqlx pool of the store's default size, 10).\n"
     );
     let levels: Vec<usize> = {
         let mut l: Vec<usize> = r.conc.keys().map(|k| k.2).collect();
