@@ -16,7 +16,7 @@ use session_store_benches::populate::{self, key_of};
 use session_store_benches::raw::{RawPostgres, RawRedis, RawSled, RawSqlite};
 use session_store_benches::stats::{self, Record, Summary};
 use session_store_benches::{payload, Fixture, Mode, Target};
-use session_store_core::{ClientMeta, Lookup, SessionBackend, SessionToken, Timestamp};
+use session_store_core::{ClientMeta, Lookup, SessionBackend, SessionToken, StorageKey, Timestamp};
 use tokio::runtime::Runtime;
 
 fn ns(d: Duration) -> u64 {
@@ -94,6 +94,7 @@ async fn concurrency(fx: &Fixture, mode: Mode, out: &Path) {
             .map(|s| s.token().expose_secret().to_owned())
             .collect(),
     );
+    let keys: Arc<Vec<StorageKey>> = Arc::new(sessions.iter().map(|s| s.storage_key()).collect());
     // Saves advance each session's version: keep one copy per task across levels.
     let shared: Vec<_> = sessions
         .into_iter()
@@ -127,6 +128,48 @@ async fn concurrency(fx: &Fixture, mode: Mode, out: &Path) {
         })
         .await;
         record_conc(out, "save", fx.target.id(), tasks, s);
+    }
+    // The backend alone (no token parsing, hashing or policy), after the
+    // manager runs (its saves would otherwise conflict with these).
+    let backend = fx.backend(false);
+    let id = format!("{}/backend", fx.target.id());
+    for &tasks in mode.concurrency() {
+        let s = drive(tasks, mode.point_duration(), |i| {
+            let (b, keys) = (backend.clone(), keys.clone());
+            move || {
+                let (b, keys) = (b.clone(), keys.clone());
+                async move {
+                    let found = b.load(&keys[i], Timestamp::now_utc()).await.expect("load");
+                    assert!(found.is_some(), "session missing");
+                }
+            }
+        })
+        .await;
+        record_conc(out, "load", &id, tasks, s);
+        let mut records = Vec::new();
+        for k in keys.iter().take(tasks) {
+            let Some(Lookup::Session(r)) =
+                backend.load(k, Timestamp::now_utc()).await.expect("load")
+            else {
+                panic!("session missing");
+            };
+            records.push(Arc::new(tokio::sync::Mutex::new(r)));
+        }
+        let s = drive(tasks, mode.point_duration(), |i| {
+            let (b, keys, rec) = (backend.clone(), keys.clone(), records[i].clone());
+            move || {
+                let (b, keys, rec) = (b.clone(), keys.clone(), rec.clone());
+                async move {
+                    let mut r = rec.lock().await;
+                    r.version = b
+                        .save(&keys[i], &r, Timestamp::now_utc())
+                        .await
+                        .expect("save");
+                }
+            }
+        })
+        .await;
+        record_conc(out, "save", &id, tasks, s);
     }
 }
 
