@@ -322,11 +322,19 @@ impl Fixture {
             }
             #[cfg(feature = "store-postgres")]
             Concrete::Postgres { store, schema } => {
+                // On a connection of its own: the store keeps its pool's
+                // connections checked out (warm) until it is dropped.
+                use sqlx::Connection as _;
                 let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(store.pool()).await {
+                let dropped = async {
+                    let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                    conn.close().await
+                };
+                if let Err(e) = dropped.await {
                     eprintln!("warning: could not drop schema {schema}: {e}");
                 }
-                store.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
             }
             _ => {}
         }

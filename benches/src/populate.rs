@@ -100,8 +100,8 @@ pub async fn populate(
         }
         #[cfg(feature = "store-postgres")]
         Target::Postgres => {
-            let (store, schema) = fixture.postgres().expect("postgres fixture");
-            postgres_copy(store.pool(), schema, tag, &tkey, from, to).await?;
+            let (_, schema) = fixture.postgres().expect("postgres fixture");
+            postgres_copy(schema, tag, &tkey, from, to).await?;
         }
         #[cfg(feature = "store-redis")]
         Target::Redis | Target::RedisCluster => {
@@ -246,20 +246,25 @@ fn sqlite_copy(
 
 #[cfg(feature = "store-postgres")]
 async fn postgres_copy(
-    pool: &sqlx::PgPool,
     schema: &str,
     tag: &str,
     tkey: &StorageKey,
     from: usize,
     to: usize,
 ) -> Result<(), String> {
+    use sqlx::Connection as _;
     let e = |e: sqlx::Error| e.to_string();
+    // A connection of its own: the store keeps its pool's connections warm.
+    let mut conn = sqlx::PgConnection::connect(&crate::fixture::postgres_url())
+        .await
+        .map_err(e)?;
+    let pool = &mut conn;
     let cols: Vec<String> = sqlx::query_scalar(
         "SELECT column_name::text FROM information_schema.columns \
          WHERE table_schema = $1 AND table_name = 'sessions' ORDER BY ordinal_position",
     )
     .bind(schema)
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await
     .map_err(e)?;
     if !cols.iter().any(|c| c == "key") {
@@ -294,7 +299,7 @@ async fn postgres_copy(
             .bind(i as i64)
             .bind((end - 1) as i64)
             .bind(&tkey.as_bytes()[..])
-            .execute(pool)
+            .execute(&mut *pool)
             .await
             .map_err(e)?;
         i = end;
@@ -305,6 +310,7 @@ async fn postgres_copy(
     .execute(pool)
     .await
     .map_err(e)?;
+    conn.close().await.map_err(e)?;
     Ok(())
 }
 
