@@ -525,6 +525,79 @@ fn bar_chart(title: &str, groups: &[(String, Vec<(String, f64)>)]) -> String {
     s
 }
 
+/// Throughput bars, one labelled row each, on a log scale (raw baselines grey).
+fn throughput_chart(title: &str, bars: &[(String, f64)]) -> String {
+    let vals: Vec<f64> = bars.iter().map(|b| b.1).filter(|v| *v > 0.0).collect();
+    if vals.is_empty() {
+        return String::new();
+    }
+    let lo = vals
+        .iter()
+        .copied()
+        .fold(f64::MAX, f64::min)
+        .log10()
+        .floor();
+    let hi = vals
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let (left, width, row) = (200.0, 560.0, 16.0);
+    let height = 50.0 + bars.len() as f64 * row + 30.0;
+    let x = |v: f64| left + (v.log10() - lo) / (hi - lo) * width;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <text x=\"10\" y=\"18\" font-size=\"14\" font-weight=\"bold\">{t}</text>",
+        w = left + width + 80.0,
+        t = esc(title)
+    );
+    let top = 34.0;
+    let bottom = top + bars.len() as f64 * row;
+    let mut e = lo;
+    while e <= hi {
+        let xv = x(10f64.powf(e));
+        let _ = write!(
+            s,
+            "<line x1=\"{xv:.1}\" y1=\"{top}\" x2=\"{xv:.1}\" y2=\"{bottom:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{xv:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}/s</text>",
+            bottom + 14.0,
+            fmt_ops(10f64.powf(e))
+        );
+        e += 1.0;
+    }
+    for (i, (name, v)) in bars.iter().enumerate() {
+        let y = top + i as f64 * row;
+        let base = name.strip_suffix("/backend").unwrap_or(name);
+        let color = if name.starts_with("raw-") {
+            "#9e9e9e"
+        } else {
+            COLORS[BACKENDS.iter().position(|b| *b == base).unwrap_or(7) % COLORS.len()]
+        };
+        let w = (x(*v) - left).max(1.0);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{left}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{color}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#333\">{}</text>",
+            left - 6.0,
+            y + 11.0,
+            esc(name),
+            y + 2.0,
+            row - 4.0,
+            left + w + 4.0,
+            y + 11.0,
+            fmt_ops(*v)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// Renders the report. `facts` are (name, value) pairs about the machine;
 /// `notes` is hand-written analysis appended verbatim; `svg_prefix` names the
 /// chart files written next to the report (returned as (file name, content)).
@@ -752,19 +825,19 @@ pub fn render(
             let _ = writeln!(md);
         }
         let _ = writeln!(md);
-        // Chart: throughput at the highest common level.
-        if let Some(&top) = levels.iter().rev().find(|&&l| l >= 64).or(levels.last()) {
+        // Chart: throughput at 64 tasks (or the highest level run).
+        if let Some(&top) = levels.iter().find(|&&l| l == 64).or(levels.last()) {
             let bars: Vec<(String, f64)> = ids
                 .iter()
                 .filter_map(|id| {
                     let s = r.conc.get(&(op.into(), id.clone(), top))?;
-                    Some((id.clone(), 1e9 / s.ops_per_sec))
+                    Some((id.clone(), s.ops_per_sec))
                 })
                 .collect();
             let file = format!("{svg_prefix}-concurrency-{op}.svg");
-            let svg = bar_chart(
-                &format!("{op}: time per operation at {top} tasks (1 / throughput, log scale)"),
-                &[(format!("{top} tasks"), bars)],
+            let svg = throughput_chart(
+                &format!("{op}: throughput at {top} concurrent tasks, 200B (log scale)"),
+                &bars,
             );
             if !svg.is_empty() {
                 let _ = writeln!(md, "![{op} throughput at {top} tasks]({file})\n");
