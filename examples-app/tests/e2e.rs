@@ -4,19 +4,17 @@
 //! over plain http. Time is a `ManualClock` shared with the manager. Every
 //! scenario runs on SQLite, encrypted SQLite and Redis.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestBackend;
 use serde_json::Value;
 use session_store_core::{
     Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, Policy, SessionBackend,
     SessionManager, SessionToken,
 };
 use session_store_example_app::{router_with, AppOptions, COOKIE_NAME};
+use session_store_test_support::{per_backend, TestBackend};
 
 const IDLE: Duration = Duration::from_secs(10 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(60 * 60);
@@ -569,6 +567,7 @@ async fn renewal_grace_window(b: TestBackend) {
 }
 
 per_backend!(
+    "example-app";
     exact_cookie_attributes,
     cookie_max_age_never_exceeds_absolute_timeout,
     session_fixation_planted_cookie_is_useless,
@@ -586,7 +585,7 @@ per_backend!(
 /// session stays intact for a server that can read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failure_fails_closed() {
-    let b = common::sqlite().await.unwrap();
+    let b = session_store_test_support::sqlite().await.unwrap();
     let encrypted = |backend: Arc<dyn SessionBackend>| -> Arc<dyn SessionBackend> {
         Arc::new(Encrypted::new(
             backend,

@@ -3,8 +3,6 @@
 //! actix system thread, driven by reqwest with a cookie jar. Every scenario
 //! runs on SQLite, encrypted SQLite and Redis.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +11,10 @@ use actix_session::{Session, SessionExt as _, SessionMiddleware};
 use actix_web::cookie::Key;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
-use common::TestBackend;
 use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_actix::{ActixSessionStore, ActixStoreConfig};
 use session_store_core::{Clock as _, ManualClock, Timestamp};
+use session_store_test_support::{per_backend, TestBackend};
 
 const IDLE_MINUTES: i64 = 10;
 
@@ -312,6 +310,7 @@ async fn concurrent_clients_never_see_each_other(b: TestBackend) {
 }
 
 per_backend!(
+    "adapter";
     session_survives_requests,
     renew_gives_new_cookie_and_kills_old,
     purge_removes_server_side,

@@ -1,20 +1,18 @@
 //! The adapter's `SessionStore` methods directly: keys are tokens hashed at
 //! rest, no resurrection, read-time expiry, fail-closed decoding, cleanup.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::storage::{LoadError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as Ttl;
-use common::TestBackend;
 use session_store_actix::{storage_key_for, ActixSessionStore, ActixStoreConfig};
 use session_store_core::{
     Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, MemoryStore, SessionBackend,
     SessionToken,
 };
+use session_store_test_support::{per_backend, TestBackend};
 
 fn state(v: &str) -> HashMap<String, String> {
     HashMap::from([("v".to_owned(), format!("{v:?}"))])
@@ -102,6 +100,7 @@ async fn oversized_state_is_refused(b: TestBackend) {
 }
 
 per_backend!(
+    "adapter";
     keys_are_tokens_hashed_at_rest,
     no_resurrection_after_delete,
     expiry_on_read_and_ttl_extension,

@@ -2,17 +2,15 @@
 //! `SessionManagerLayer`, served on 127.0.0.1, driven by reqwest with a
 //! cookie jar. Every scenario runs on SQLite, encrypted SQLite and Redis.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
-use common::TestBackend;
 use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Clock as _, ManualClock, Timestamp};
+use session_store_test_support::{per_backend, TestBackend};
 use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -279,6 +277,7 @@ async fn concurrent_clients_never_see_each_other(b: TestBackend) {
 }
 
 per_backend!(
+    "adapter";
     session_survives_requests,
     cycle_gives_new_cookie_and_kills_old,
     logout_removes_server_side,

@@ -1,15 +1,13 @@
 //! The adapter's `SessionStore` methods directly: create never overwrites,
 //! no resurrection, read-time expiry, size limit, cleanup.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestBackend;
 use serde_json::json;
 use session_store_core::{ManualClock, MemoryStore, SessionBackend};
+use session_store_test_support::{per_backend, TestBackend};
 use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -116,6 +114,7 @@ async fn oversized_data_is_refused(b: TestBackend) {
 }
 
 per_backend!(
+    "adapter";
     create_never_overwrites,
     no_resurrection_after_delete,
     save_updates_live_sessions_only,

@@ -1,7 +1,22 @@
-//! Backends for the end-to-end tests: SQLite on a temp file (plain and
-//! encrypted), Redis on 127.0.0.1:6379 under a random key prefix, and
-//! PostgreSQL on 127.0.0.1:5432 in a random schema (dropped afterwards).
-#![allow(dead_code)]
+//! Backends for the tests of the framework adapters and the example app:
+//! SQLite on a temp file (plain and encrypted), Redis on 127.0.0.1:6379
+//! under a random key prefix, and PostgreSQL on 127.0.0.1:5432 in a random
+//! schema (dropped afterwards).
+//!
+//! Capabilities:
+//! - [`sqlite`], [`encrypted_sqlite`], [`redis`] and [`postgres`] each give a
+//!   fresh, isolated [`TestBackend`]; [`TestBackend::finish`] removes what the
+//!   test stored.
+//! - Redis and PostgreSQL can be skipped (with a visible `SKIP:` line) with
+//!   `SESSION_STORE_SKIP_REDIS=1` / `SESSION_STORE_SKIP_POSTGRES=1`; an
+//!   unreachable server otherwise fails the test.
+//! - [`per_backend!`] turns scenario functions into one `#[tokio::test]` per
+//!   scenario and backend.
+//!
+//! Not published: a dev-dependency of the workspace's own test suites.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
 
@@ -12,7 +27,9 @@ use session_store_sqlite::{SqliteConfig, SqliteStore};
 
 /// A backend and whatever must live as long as it.
 pub struct TestBackend {
+    /// The backend under test.
     pub backend: Arc<dyn SessionBackend>,
+    /// Its name, for assertion messages.
     pub name: &'static str,
     _dir: Option<tempfile::TempDir>,
     /// PostgreSQL URL and schema to drop afterwards.
@@ -21,6 +38,9 @@ pub struct TestBackend {
 
 impl TestBackend {
     /// Removes what the test stored (Redis keys live on the shared server).
+    ///
+    /// # Panics
+    /// When the backend or the PostgreSQL server fails (a test helper).
     pub async fn finish(self) {
         self.backend.delete_all().await.expect("delete_all");
         if let Some((url, schema)) = self.postgres {
@@ -37,6 +57,12 @@ impl TestBackend {
     }
 }
 
+/// SQLite on a file in a fresh temp dir (removed with the [`TestBackend`]).
+/// Always `Some`; an `Option` like the others so [`per_backend!`] treats
+/// every backend alike.
+///
+/// # Panics
+/// When the store cannot be opened or migrated.
 pub async fn sqlite() -> Option<TestBackend> {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = SqliteConfig::builder(dir.path().join("sessions.db"))
@@ -52,6 +78,10 @@ pub async fn sqlite() -> Option<TestBackend> {
     })
 }
 
+/// [`sqlite`] inside [`Encrypted`] under a freshly generated key.
+///
+/// # Panics
+/// As [`sqlite`].
 pub async fn encrypted_sqlite() -> Option<TestBackend> {
     let mut t = sqlite().await?;
     t.backend = Arc::new(Encrypted::new(
@@ -62,15 +92,19 @@ pub async fn encrypted_sqlite() -> Option<TestBackend> {
     Some(t)
 }
 
-/// Redis on 127.0.0.1:6379, or `None` (with a visible `SKIP:` line) when
-/// `SESSION_STORE_SKIP_REDIS=1`. An unreachable server fails the test.
-pub async fn redis() -> Option<TestBackend> {
+/// Redis on 127.0.0.1:6379 under the key prefix `{suite}-test:<random>`, or
+/// `None` (with a visible `SKIP:` line naming the `suite`, e.g. `adapter`)
+/// when `SESSION_STORE_SKIP_REDIS=1`.
+///
+/// # Panics
+/// When the server is unreachable: a test that cannot run fails.
+pub async fn redis(suite: &str) -> Option<TestBackend> {
     if std::env::var("SESSION_STORE_SKIP_REDIS").as_deref() == Ok("1") {
-        println!("SKIP: Redis example-app test (SESSION_STORE_SKIP_REDIS=1)");
+        println!("SKIP: Redis {suite} test (SESSION_STORE_SKIP_REDIS=1)");
         return None;
     }
     let prefix = format!(
-        "example-app-test:{}",
+        "{suite}-test:{}",
         SessionToken::generate().storage_key().short_hash()
     );
     match RedisConfig::new("redis://127.0.0.1:6379")
@@ -92,12 +126,16 @@ pub async fn redis() -> Option<TestBackend> {
 }
 
 /// PostgreSQL (`SESSION_STORE_POSTGRES_URL`, default
-/// `postgres://postgres@127.0.0.1:5432/test`) in a fresh schema, or `None`
-/// (with a visible `SKIP:` line) when `SESSION_STORE_SKIP_POSTGRES=1`. An
-/// unreachable server fails the test.
-pub async fn postgres() -> Option<TestBackend> {
+/// `postgres://postgres@127.0.0.1:5432/test`) in a fresh schema
+/// `{suite}_test_<random>` (`-` in `suite` becomes `_`; dropped by
+/// [`TestBackend::finish`]), or `None` (with a visible `SKIP:` line naming
+/// the `suite`) when `SESSION_STORE_SKIP_POSTGRES=1`.
+///
+/// # Panics
+/// When the server is unreachable or the migration fails.
+pub async fn postgres(suite: &str) -> Option<TestBackend> {
     if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
-        println!("SKIP: PostgreSQL example-app test (SESSION_STORE_SKIP_POSTGRES=1)");
+        println!("SKIP: PostgreSQL {suite} test (SESSION_STORE_SKIP_POSTGRES=1)");
         return None;
     }
     let url = std::env::var("SESSION_STORE_POSTGRES_URL")
@@ -105,7 +143,8 @@ pub async fn postgres() -> Option<TestBackend> {
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!(
-        "example_app_{}",
+        "{}_test_{}",
+        suite.replace('-', "_"),
         SessionToken::generate().storage_key().short_hash()
     );
     let config = PostgresConfig::new(url.clone())
@@ -127,15 +166,21 @@ pub async fn postgres() -> Option<TestBackend> {
     })
 }
 
-/// One `#[tokio::test]` per scenario and backend.
+/// One `#[tokio::test]` per scenario and backend: `per_backend!("adapter";
+/// a, b)` expects `async fn a(b: TestBackend)` (and `b`) next to it and
+/// generates `sqlite_backend::a`, `encrypted_sqlite_backend::a`,
+/// `postgres_backend::a`, `redis_backend::a`, and the same for `b`. The
+/// string names the suite in `SKIP:` lines, Redis key prefixes and
+/// PostgreSQL schemas. The calling crate needs `tokio` with `macros` and
+/// `rt-multi-thread`.
 #[macro_export]
 macro_rules! per_backend {
-    ($($scenario:ident),* $(,)?) => {
+    ($suite:literal; $($scenario:ident),* $(,)?) => {
         mod sqlite_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    if let Some(b) = $crate::common::sqlite().await {
+                    if let Some(b) = $crate::sqlite().await {
                         super::$scenario(b).await;
                     }
                 }
@@ -145,7 +190,7 @@ macro_rules! per_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    if let Some(b) = $crate::common::encrypted_sqlite().await {
+                    if let Some(b) = $crate::encrypted_sqlite().await {
                         super::$scenario(b).await;
                     }
                 }
@@ -155,7 +200,7 @@ macro_rules! per_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    if let Some(b) = $crate::common::postgres().await {
+                    if let Some(b) = $crate::postgres($suite).await {
                         super::$scenario(b).await;
                     }
                 }
@@ -165,7 +210,7 @@ macro_rules! per_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    if let Some(b) = $crate::common::redis().await {
+                    if let Some(b) = $crate::redis($suite).await {
                         super::$scenario(b).await;
                     }
                 }
