@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -21,11 +21,17 @@ use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
-const FRAME_VERSION: u8 = 1;
-const HEADER_LEN: usize = 1 + 4 + 12;
+const FRAME_VERSION: u8 = 2;
+const SALT_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + 4 + SALT_LEN + 12;
 const TAG_LEN: usize = 16;
 /// Bytes an encrypted field adds to its plaintext.
 pub const ENCRYPTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// The most encryptions one subkey performs before a fresh one is drawn:
+/// 2^31, half of the 2^32 random-nonce bound of NIST SP 800-38D §8.3.
+pub const MAX_ENCRYPTIONS_PER_SUBKEY: u64 = 1 << 31;
+/// Derived decryption subkeys kept in memory (a handful per writer process).
+const READ_CACHE_CAP: usize = 1024;
 
 /// A 256-bit master key. Zeroized on drop; never shown by `Debug`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -57,11 +63,35 @@ impl fmt::Debug for EncryptionKey {
 }
 
 /// Master keys by id: one primary that encrypts, all of them decrypt.
+///
+/// Encryption uses a subkey derived from the primary key and a random 128-bit
+/// salt, `HKDF-SHA256(master, info = "session-store/v2/subkey" ‖ salt)`; the
+/// salt travels in each blob. A subkey encrypts at most
+/// [`MAX_ENCRYPTIONS_PER_SUBKEY`] times (counted in this process), then a
+/// fresh salt is drawn. Derived subkeys are cached, so the steady state costs
+/// no key derivation at all. Clones share the cache.
 #[derive(Clone)]
 pub struct Keyring {
     primary: u32,
     /// HKDF pseudo-random keys, one per master key (extract done once).
     prks: HashMap<u32, Arc<Zeroizing<[u8; 32]>>>,
+    rotate_after: u64,
+    cache: Arc<SubkeyCache>,
+}
+
+/// A derived subkey is named by its master key id and its salt.
+type SubkeyId = (u32, [u8; SALT_LEN]);
+
+#[derive(Default)]
+struct SubkeyCache {
+    writer: Mutex<Option<WriterSubkey>>,
+    readers: RwLock<HashMap<SubkeyId, Arc<Aes256Gcm>>>,
+}
+
+struct WriterSubkey {
+    salt: [u8; SALT_LEN],
+    cipher: Arc<Aes256Gcm>,
+    remaining: u64,
 }
 
 impl Keyring {
@@ -70,6 +100,8 @@ impl Keyring {
         let mut ring = Keyring {
             primary: id,
             prks: HashMap::new(),
+            rotate_after: MAX_ENCRYPTIONS_PER_SUBKEY,
+            cache: Arc::default(),
         };
         ring.insert(id, &key);
         ring
@@ -78,6 +110,15 @@ impl Keyring {
     /// Adds a decrypt-only key (an older primary being retired).
     pub fn with_decrypt_key(mut self, id: u32, key: EncryptionKey) -> Self {
         self.insert(id, &key);
+        self
+    }
+
+    /// Draws a fresh encryption subkey after `n` encryptions (clamped to
+    /// `1..=`[`MAX_ENCRYPTIONS_PER_SUBKEY`], the default). Lower it to bound
+    /// what one derived key ever protects.
+    pub fn with_subkey_rotation_after(mut self, n: u64) -> Self {
+        self.rotate_after = n.clamp(1, MAX_ENCRYPTIONS_PER_SUBKEY);
+        self.cache = Arc::default();
         self
     }
 
@@ -94,22 +135,64 @@ impl Keyring {
     }
 
     fn insert(&mut self, id: u32, key: &EncryptionKey) {
-        let (prk, _) = Hkdf::<Sha256>::extract(Some(b"session-store/v1/salt"), &key.0);
+        let (prk, _) = Hkdf::<Sha256>::extract(Some(b"session-store/v2/salt"), &key.0);
         let mut bytes = Zeroizing::new([0u8; 32]);
         bytes.copy_from_slice(&prk);
         self.prks.insert(id, Arc::new(bytes));
+        // An id may now name another key: never serve subkeys derived before.
+        self.cache = Arc::default();
     }
 
-    fn subkey(&self, id: u32, storage_key: &StorageKey) -> Option<Aes256Gcm> {
+    fn derive(&self, id: u32, salt: &[u8; SALT_LEN]) -> Option<Aes256Gcm> {
         let prk = self.prks.get(&id)?;
         let hk = Hkdf::<Sha256>::from_prk(&prk[..]).ok()?;
         let mut okm = Zeroizing::new([0u8; 32]);
-        hk.expand_multi_info(
-            &[b"session-store/v1/subkey", storage_key.as_bytes()],
-            &mut okm[..],
-        )
-        .ok()?;
+        hk.expand_multi_info(&[b"session-store/v2/subkey", salt], &mut okm[..])
+            .ok()?;
         Aes256Gcm::new_from_slice(&okm[..]).ok()
+    }
+
+    /// The current encryption subkey, counting one use; draws a fresh one when
+    /// the current one is used up.
+    fn writer(&self) -> Result<([u8; SALT_LEN], Arc<Aes256Gcm>)> {
+        let mut guard = self.cache.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(|w| w.remaining == 0) {
+            let mut salt = [0u8; SALT_LEN];
+            rand::rng().fill_bytes(&mut salt);
+            let cipher = Arc::new(self.derive(self.primary, &salt).ok_or(Error::Decrypt {
+                key_id: Some(self.primary),
+            })?);
+            *guard = Some(WriterSubkey {
+                salt,
+                cipher,
+                remaining: self.rotate_after,
+            });
+        }
+        let w = guard.as_mut().expect("set above");
+        w.remaining -= 1;
+        Ok((w.salt, w.cipher.clone()))
+    }
+
+    /// The subkey a blob names, from the cache or derived.
+    fn reader(&self, id: u32, salt: &[u8; SALT_LEN]) -> Result<Arc<Aes256Gcm>> {
+        let readers = &self.cache.readers;
+        if let Some(c) = readers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(id, *salt))
+        {
+            return Ok(c.clone());
+        }
+        let cipher = Arc::new(
+            self.derive(id, salt)
+                .ok_or(Error::Decrypt { key_id: Some(id) })?,
+        );
+        let mut map = readers.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= READ_CACHE_CAP {
+            map.clear();
+        }
+        map.insert((id, *salt), cipher.clone());
+        Ok(cipher)
     }
 }
 
@@ -118,13 +201,14 @@ impl fmt::Debug for Keyring {
         f.debug_struct("Keyring")
             .field("primary", &self.primary)
             .field("key_ids", &self.key_ids())
+            .field("rotate_after", &self.rotate_after)
             .finish()
     }
 }
 
 fn nonce_of(blob: &[u8]) -> Nonce<aes_gcm::aead::consts::U12> {
     let mut n = [0u8; 12];
-    n.copy_from_slice(&blob[5..HEADER_LEN]);
+    n.copy_from_slice(&blob[5 + SALT_LEN..HEADER_LEN]);
     Nonce::from(n)
 }
 
@@ -165,14 +249,15 @@ fn associated_data(
 ///   so the next save of a session re-encrypts it after a key rotation; retire
 ///   an old key once no session encrypted under it can still be live (after
 ///   the absolute timeout).
-/// - **Per-session subkeys.** A session's data is encrypted under
-///   `HKDF-SHA256(master key, info = "session-store/v1/subkey" ‖ storage key)`.
-///   This is the answer to AES-GCM's limit of 2^32 random 96-bit nonces per
-///   key (NIST SP 800-38D §8.3): a store that re-encrypts on every write could
-///   reach 2^32 encryptions under one master key, but each subkey only ever
-///   encrypts the writes of one session, which lives at most its absolute
-///   timeout (hours), far below 2^32 writes. Rotation moves a session to a new
-///   storage key and so to a new subkey.
+/// - **Counted subkeys.** AES-GCM with random 96-bit nonces allows at most
+///   2^32 encryptions per key (NIST SP 800-38D §8.3), and a store that
+///   re-encrypts on every write could reach that under one master key. So
+///   nothing is encrypted under the master key itself: each process encrypts
+///   under a subkey `HKDF-SHA256(master, "session-store/v2/subkey" ‖ salt)`
+///   for a random 128-bit salt stored in the blob, counts its encryptions and
+///   draws a new salt after [`MAX_ENCRYPTIONS_PER_SUBKEY`] (2^31). Random
+///   salts from many processes collide with probability about n²/2^129.
+///   Subkeys are cached, so the steady state derives nothing per operation.
 /// - **Fresh random 96-bit nonce** for every encryption.
 /// - **Bound to its row.** The associated data is the storage key, the user
 ///   id, the absolute deadline and the field (data or metadata): a blob copied
@@ -183,7 +268,7 @@ fn associated_data(
 /// - **Fail closed.** Any framing, key id or tag failure is
 ///   [`Error::Decrypt`]: never partial data, never a panic.
 ///
-/// Frame: `0x01 ‖ key id (u32, big-endian) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
+/// Frame: `0x02 ‖ key id (u32, big-endian) ‖ salt (16) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
 /// pass through unchanged.
@@ -205,16 +290,14 @@ impl<B> Encrypted<B> {
 
     fn seal(
         &self,
+        subkey: &([u8; SALT_LEN], Arc<Aes256Gcm>),
         field: Field,
         key: &StorageKey,
         r: &SessionRecord,
         plain: &[u8],
     ) -> Result<Vec<u8>> {
         let id = self.keyring.primary;
-        let cipher = self
-            .keyring
-            .subkey(id, key)
-            .ok_or(Error::Decrypt { key_id: Some(id) })?;
+        let (salt, cipher) = subkey;
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let ad = associated_data(field, key, r.user_id.as_deref(), r.absolute_deadline);
@@ -230,6 +313,7 @@ impl<B> Encrypted<B> {
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.push(FRAME_VERSION);
         out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(salt);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         Ok(out)
@@ -247,10 +331,9 @@ impl<B> Encrypted<B> {
             return Err(Error::Decrypt { key_id: None });
         }
         let id = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-        let cipher = self
-            .keyring
-            .subkey(id, key)
-            .ok_or(Error::Decrypt { key_id: Some(id) })?;
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&blob[5..5 + SALT_LEN]);
+        let cipher = self.keyring.reader(id, &salt)?;
         let ad = associated_data(field, key, user_id, absolute_deadline);
         cipher
             .decrypt(
@@ -264,9 +347,10 @@ impl<B> Encrypted<B> {
     }
 
     fn encrypt_record(&self, key: &StorageKey, r: &SessionRecord) -> Result<SessionRecord> {
+        let subkey = self.keyring.writer()?;
         let mut out = r.clone();
-        out.data = self.seal(Field::Data, key, r, &r.data)?;
-        out.meta = self.seal(Field::Meta, key, r, &r.meta)?;
+        out.data = self.seal(&subkey, Field::Data, key, r, &r.data)?;
+        out.meta = self.seal(&subkey, Field::Meta, key, r, &r.meta)?;
         Ok(out)
     }
 
@@ -383,22 +467,60 @@ mod tests {
         }
     }
 
+    fn seal_one(
+        enc: &Encrypted<MemoryStore>,
+        k: &StorageKey,
+        r: &SessionRecord,
+        plain: &[u8],
+    ) -> Vec<u8> {
+        let subkey = enc.keyring.writer().unwrap();
+        enc.seal(&subkey, Field::Data, k, r, plain).unwrap()
+    }
+
+    fn salt_of(blob: &[u8]) -> [u8; SALT_LEN] {
+        blob[5..5 + SALT_LEN].try_into().unwrap()
+    }
+
     #[test]
-    fn subkeys_differ_per_session() {
-        let ring = Keyring::new(1, EncryptionKey::from_bytes([7; 32]));
+    fn subkeys_rotate_after_their_count() {
+        // The nonce-limit answer: a subkey encrypts at most `n` times, then a
+        // fresh salt (and so a fresh subkey) is drawn; every blob still opens.
+        let ring = Keyring::new(1, EncryptionKey::generate()).with_subkey_rotation_after(3);
         let enc = Encrypted::new(MemoryStore::new(), ring);
-        let a = SessionToken::generate().storage_key();
-        let b = SessionToken::generate().storage_key();
+        let k = SessionToken::generate().storage_key();
         let r = record(None);
-        let blob = enc.seal(Field::Data, &a, &r, b"x").unwrap();
-        // Same master key, different session: the subkey differs, so the
-        // blob (even with matching associated data) does not open.
-        assert!(enc
-            .open(Field::Data, &a, None, r.absolute_deadline, &blob)
-            .is_ok());
-        let cipher_b = enc.keyring.subkey(1, &b).unwrap();
-        let ad = associated_data(Field::Data, &a, None, r.absolute_deadline);
-        assert!(cipher_b
+        let blobs: Vec<Vec<u8>> = (0..7).map(|i| seal_one(&enc, &k, &r, &[i])).collect();
+        let salts: Vec<[u8; SALT_LEN]> = blobs.iter().map(|b| salt_of(b)).collect();
+        assert_eq!(salts[0], salts[1]);
+        assert_eq!(salts[1], salts[2]);
+        assert_ne!(salts[2], salts[3]);
+        assert_eq!(salts[3], salts[5]);
+        assert_ne!(salts[5], salts[6]);
+        let distinct: std::collections::HashSet<_> = salts.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        for (i, blob) in blobs.iter().enumerate() {
+            let plain = enc
+                .open(Field::Data, &k, None, r.absolute_deadline, blob)
+                .unwrap();
+            assert_eq!(plain, [i as u8]);
+        }
+        // The default and the ceiling are 2^31.
+        let default = Keyring::new(1, EncryptionKey::generate());
+        assert_eq!(default.rotate_after, MAX_ENCRYPTIONS_PER_SUBKEY);
+        let clamped = default.with_subkey_rotation_after(u64::MAX);
+        assert_eq!(clamped.rotate_after, MAX_ENCRYPTIONS_PER_SUBKEY);
+    }
+
+    #[test]
+    fn nothing_is_encrypted_under_the_master_key_itself() {
+        let master = EncryptionKey::from_bytes([7; 32]);
+        let enc = Encrypted::new(MemoryStore::new(), Keyring::new(1, master.clone()));
+        let k = SessionToken::generate().storage_key();
+        let r = record(None);
+        let blob = seal_one(&enc, &k, &r, b"x");
+        let raw = Aes256Gcm::new_from_slice(&master.0).unwrap();
+        let ad = associated_data(Field::Data, &k, None, r.absolute_deadline);
+        assert!(raw
             .decrypt(
                 &nonce_of(&blob),
                 Payload {
@@ -407,6 +529,14 @@ mod tests {
                 }
             )
             .is_err());
+        // A different salt names a different subkey: the blob with its salt
+        // replaced does not open.
+        let mut resalted = blob.clone();
+        resalted[5] ^= 0xff;
+        assert!(matches!(
+            enc.open(Field::Data, &k, None, r.absolute_deadline, &resalted),
+            Err(Error::Decrypt { key_id: Some(1) })
+        ));
     }
 
     #[test]
@@ -415,9 +545,14 @@ mod tests {
         let enc = Encrypted::new(MemoryStore::new(), ring);
         let k = SessionToken::generate().storage_key();
         let r = record(None);
-        let x = enc.seal(Field::Data, &k, &r, b"same").unwrap();
-        let y = enc.seal(Field::Data, &k, &r, b"same").unwrap();
-        assert_ne!(x[5..HEADER_LEN], y[5..HEADER_LEN]);
+        let x = seal_one(&enc, &k, &r, b"same");
+        let y = seal_one(&enc, &k, &r, b"same");
+        assert_eq!(
+            salt_of(&x),
+            salt_of(&y),
+            "same subkey until its count is used"
+        );
+        assert_ne!(x[5 + SALT_LEN..HEADER_LEN], y[5 + SALT_LEN..HEADER_LEN]);
         assert_ne!(x, y);
     }
 
@@ -428,7 +563,7 @@ mod tests {
         let k = SessionToken::generate().storage_key();
         let other = SessionToken::generate().storage_key();
         let r = record(Some("alice"));
-        let blob = enc.seal(Field::Data, &k, &r, b"payload").unwrap();
+        let blob = seal_one(&enc, &k, &r, b"payload");
         let abs = r.absolute_deadline;
         assert_eq!(
             enc.open(Field::Data, &k, Some("alice"), abs, &blob)

@@ -29,7 +29,9 @@ mod time;
 mod token;
 
 pub use backend::{Capabilities, SessionBackend};
-pub use encrypt::{Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD};
+pub use encrypt::{
+    Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
+};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventSink, NoEvents};
 pub use manager::{
