@@ -11,10 +11,9 @@ use actix_session::{Session, SessionExt as _, SessionMiddleware};
 use actix_web::cookie::Key;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
-use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_actix::{ActixSessionStore, ActixStoreConfig};
 use session_store_core::{Clock as _, ManualClock, Timestamp};
-use session_store_test_support::{per_backend, TestBackend};
+use session_store_test_support::{per_backend, Browser, TestBackend};
 
 const IDLE_MINUTES: i64 = 10;
 
@@ -121,72 +120,9 @@ fn start(b: &TestBackend, absolute: Duration) -> App {
     }
 }
 
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-    base: String,
-}
-
-impl Browser {
-    fn new(app: &App) -> Self {
-        let jar = Arc::new(Jar::default());
-        Browser {
-            client: reqwest::Client::builder()
-                .cookie_provider(jar.clone())
-                .build()
-                .unwrap(),
-            jar,
-            base: app.base.clone(),
-        }
-    }
-
-    async fn post(&self, path: &str) -> String {
-        let res = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "POST {path}");
-        res.text().await.unwrap()
-    }
-
-    async fn get(&self, path: &str) -> String {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "GET {path}");
-        res.text().await.unwrap()
-    }
-
-    /// The raw `Cookie` header the jar would send.
-    fn cookie_header(&self) -> Option<String> {
-        let url = self.base.parse().unwrap();
-        self.jar
-            .cookies(&url)
-            .map(|h| h.to_str().unwrap().to_owned())
-    }
-
-    /// GET with an explicit `Cookie` header and no jar (a replayed cookie).
-    async fn get_with_cookie(&self, path: &str, cookie: &str) -> String {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
 async fn session_survives_requests(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600));
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     assert_eq!(browser.get("/get").await, "none");
     assert_eq!(
         browser.cookie_header(),
@@ -199,14 +135,14 @@ async fn session_survives_requests(b: TestBackend) {
         assert_eq!(browser.get("/get").await, "hello", "{}", b.name);
     }
     assert_eq!(app.keys_of("alice").await.len(), 1, "one stored session");
-    let other = Browser::new(&app);
+    let other = Browser::new(&app.base);
     assert_eq!(other.get("/get").await, "none", "sessions never leak");
     app.stop(b).await;
 }
 
 async fn renew_gives_new_cookie_and_kills_old(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600));
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     browser.post("/login/alice").await;
     browser.post("/set/kept").await;
     let old_cookie = browser.cookie_header().unwrap();
@@ -228,7 +164,7 @@ async fn renew_gives_new_cookie_and_kills_old(b: TestBackend) {
 
 async fn purge_removes_server_side(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600));
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     browser.post("/login/alice").await;
     browser.post("/set/secret").await;
     let cookie = browser.cookie_header().unwrap();
@@ -241,9 +177,9 @@ async fn purge_removes_server_side(b: TestBackend) {
 
 async fn idle_and_absolute_expiry(b: TestBackend) {
     let app = start(&b, Duration::from_secs(30 * 60));
-    let idle = Browser::new(&app);
+    let idle = Browser::new(&app.base);
     idle.post("/set/a").await;
-    let busy = Browser::new(&app);
+    let busy = Browser::new(&app.base);
     busy.post("/login/bob").await;
     let started = app.clock.now();
     let first_cookie = busy.cookie_header();
@@ -273,9 +209,9 @@ async fn idle_and_absolute_expiry(b: TestBackend) {
 
 async fn logout_user_revokes_every_session(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600));
-    let phone = Browser::new(&app);
-    let laptop = Browser::new(&app);
-    let other = Browser::new(&app);
+    let phone = Browser::new(&app.base);
+    let laptop = Browser::new(&app.base);
+    let other = Browser::new(&app.base);
     phone.post("/login/alice").await;
     laptop.post("/login/alice").await;
     other.post("/login/bob").await;
@@ -291,7 +227,7 @@ async fn logout_user_revokes_every_session(b: TestBackend) {
 
 async fn concurrent_clients_never_see_each_other(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600));
-    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app))).collect();
+    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app.base))).collect();
     let mut tasks = Vec::new();
     for (i, browser) in browsers.iter().enumerate() {
         let browser = browser.clone();

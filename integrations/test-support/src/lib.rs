@@ -12,6 +12,8 @@
 //!   unreachable server otherwise fails the test.
 //! - [`per_backend!`] turns scenario functions into one `#[tokio::test]` per
 //!   scenario and backend.
+//! - [`Browser`]: an HTTP client with a cookie jar, for the adapters' tests
+//!   under their frameworks' real middleware.
 //!
 //! Not published: a dev-dependency of the workspace's own test suites.
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@
 
 use std::sync::Arc;
 
+use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
 use session_store_postgres::{PostgresConfig, PostgresStore};
 use session_store_redis::RedisConfig;
@@ -164,6 +167,103 @@ pub async fn postgres(suite: &str) -> Option<TestBackend> {
         _dir: None,
         postgres: Some((url, schema)),
     })
+}
+
+/// A browser: a reqwest client with its own cookie jar, talking to one
+/// server.
+pub struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    /// A browser with an empty jar for the server at `base`
+    /// (`http://127.0.0.1:port`).
+    ///
+    /// # Panics
+    /// When the client cannot be built.
+    pub fn new(base: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+            base: base.to_owned(),
+        }
+    }
+
+    /// POST `path` with the jar; the body.
+    ///
+    /// # Panics
+    /// On a transport error or a status other than 200.
+    pub async fn post(&self, path: &str) -> String {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "POST {path}");
+        res.text().await.unwrap()
+    }
+
+    /// GET `path` with the jar; the body.
+    ///
+    /// # Panics
+    /// On a transport error or a status other than 200.
+    pub async fn get(&self, path: &str) -> String {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    /// The raw `Cookie` header the jar would send.
+    ///
+    /// # Panics
+    /// When the header is not valid text.
+    pub fn cookie_header(&self) -> Option<String> {
+        let url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    /// The value of the cookie `name` in the jar.
+    ///
+    /// # Panics
+    /// As [`Browser::cookie_header`].
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookie_header()?
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// GET `path` with an explicit `Cookie` header and no jar (a stolen or
+    /// replayed cookie); the body, whatever the status.
+    ///
+    /// # Panics
+    /// On a transport error.
+    pub async fn get_with_cookie(&self, path: &str, cookie_header: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie_header)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 /// One `#[tokio::test]` per scenario and backend: `per_backend!("adapter";

@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
-use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Clock as _, ManualClock, Timestamp};
-use session_store_test_support::{per_backend, TestBackend};
+use session_store_test_support::{per_backend, Browser, TestBackend};
 use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -81,74 +80,6 @@ async fn start(b: &TestBackend, absolute: Duration) -> App {
     }
 }
 
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-    base: String,
-}
-
-impl Browser {
-    fn new(app: &App) -> Self {
-        let jar = Arc::new(Jar::default());
-        Browser {
-            client: reqwest::Client::builder()
-                .cookie_provider(jar.clone())
-                .build()
-                .unwrap(),
-            jar,
-            base: app.base.clone(),
-        }
-    }
-
-    async fn post(&self, path: &str) -> String {
-        let res = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "POST {path}");
-        res.text().await.unwrap()
-    }
-
-    async fn get(&self, path: &str) -> String {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "GET {path}");
-        res.text().await.unwrap()
-    }
-
-    /// The session cookie's value in the jar.
-    fn cookie(&self) -> Option<String> {
-        let url = self.base.parse().unwrap();
-        let header = self.jar.cookies(&url)?;
-        header
-            .to_str()
-            .unwrap()
-            .split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(n, _)| *n == "id")
-            .map(|(_, v)| v.to_owned())
-    }
-
-    /// GET with an explicit cookie and no jar (a stolen or replayed cookie).
-    async fn get_with_cookie(&self, path: &str, id: &str) -> String {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .header("cookie", format!("id={id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
 async fn stored(app: &App, cookie: &str) -> bool {
     let id: Id = cookie.parse().unwrap();
     app.store
@@ -161,36 +92,39 @@ async fn stored(app: &App, cookie: &str) -> bool {
 
 async fn session_survives_requests(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600)).await;
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     assert_eq!(browser.get("/get").await, "none");
-    assert_eq!(browser.cookie(), None, "no cookie for an empty session");
+    assert_eq!(browser.cookie("id"), None, "no cookie for an empty session");
     browser.post("/set/hello").await;
-    let cookie = browser.cookie().expect("session cookie");
+    let cookie = browser.cookie("id").expect("session cookie");
     for _ in 0..3 {
         assert_eq!(browser.get("/get").await, "hello", "{}", b.name);
     }
-    assert_eq!(browser.cookie().as_deref(), Some(cookie.as_str()));
+    assert_eq!(browser.cookie("id").as_deref(), Some(cookie.as_str()));
     // At rest under SHA-256 of the id, never under the id itself.
     assert!(stored(&app, &cookie).await);
-    let other = Browser::new(&app);
+    let other = Browser::new(&app.base);
     assert_eq!(other.get("/get").await, "none", "sessions never leak");
     b.finish().await;
 }
 
 async fn cycle_gives_new_cookie_and_kills_old(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600)).await;
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     browser.post("/set/kept").await;
-    let old = browser.cookie().unwrap();
+    let old = browser.cookie("id").unwrap();
     browser.post("/cycle").await;
-    let new = browser.cookie().unwrap();
+    let new = browser.cookie("id").unwrap();
     assert_ne!(old, new, "cycle_id must set a new cookie");
     assert_eq!(
         browser.get("/get").await,
         "kept",
         "data moves to the new id"
     );
-    assert_eq!(browser.get_with_cookie("/get", &old).await, "none");
+    assert_eq!(
+        browser.get_with_cookie("/get", &format!("id={old}")).await,
+        "none"
+    );
     assert!(!stored(&app, &old).await, "old id deleted server-side");
     assert!(stored(&app, &new).await);
     b.finish().await;
@@ -198,26 +132,31 @@ async fn cycle_gives_new_cookie_and_kills_old(b: TestBackend) {
 
 async fn logout_removes_server_side(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600)).await;
-    let browser = Browser::new(&app);
+    let browser = Browser::new(&app.base);
     browser.post("/set/secret").await;
-    let cookie = browser.cookie().unwrap();
+    let cookie = browser.cookie("id").unwrap();
     browser.post("/logout").await;
-    assert_eq!(browser.cookie(), None, "the cookie is removed");
+    assert_eq!(browser.cookie("id"), None, "the cookie is removed");
     assert!(!stored(&app, &cookie).await);
-    assert_eq!(browser.get_with_cookie("/get", &cookie).await, "none");
+    assert_eq!(
+        browser
+            .get_with_cookie("/get", &format!("id={cookie}"))
+            .await,
+        "none"
+    );
     b.finish().await;
 }
 
 async fn idle_and_absolute_expiry(b: TestBackend) {
     let app = start(&b, Duration::from_secs(30 * 60)).await;
     // Idle: no modification for longer than the inactivity expiry.
-    let idle = Browser::new(&app);
+    let idle = Browser::new(&app.base);
     idle.post("/set/a").await;
     // Absolute: modified every 5 minutes, still gone after 30 minutes.
-    let busy = Browser::new(&app);
+    let busy = Browser::new(&app.base);
     busy.post("/set/b").await;
     let started = app.clock.now();
-    let first_cookie = busy.cookie();
+    let first_cookie = busy.cookie("id");
     for step in 1..=7u64 {
         app.clock.advance(Duration::from_secs(4 * 60));
         match step {
@@ -229,7 +168,7 @@ async fn idle_and_absolute_expiry(b: TestBackend) {
         // A changed value: tower-sessions saves (and extends) only on change.
         busy.post(&format!("/set/b{step}")).await;
         assert_eq!(busy.get("/get").await, format!("b{step}"));
-        assert_eq!(busy.cookie(), first_cookie, "one session all along");
+        assert_eq!(busy.cookie("id"), first_cookie, "one session all along");
     }
     app.clock.set(Timestamp::from_millis(
         started.as_millis() + 30 * 60 * 1000 + 1,
@@ -240,9 +179,9 @@ async fn idle_and_absolute_expiry(b: TestBackend) {
 
 async fn logout_user_revokes_every_session(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600)).await;
-    let phone = Browser::new(&app);
-    let laptop = Browser::new(&app);
-    let other = Browser::new(&app);
+    let phone = Browser::new(&app.base);
+    let laptop = Browser::new(&app.base);
+    let other = Browser::new(&app.base);
     phone.post("/login/alice").await;
     laptop.post("/login/alice").await;
     other.post("/login/bob").await;
@@ -258,7 +197,7 @@ async fn logout_user_revokes_every_session(b: TestBackend) {
 
 async fn concurrent_clients_never_see_each_other(b: TestBackend) {
     let app = start(&b, Duration::from_secs(3600)).await;
-    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app))).collect();
+    let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app.base))).collect();
     let mut tasks = Vec::new();
     for (i, browser) in browsers.iter().enumerate() {
         let browser = browser.clone();
