@@ -535,6 +535,22 @@ async fn cleanup(fx: &Fixture, mode: Mode, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `fut`, turning a panic into an error (the caller decides whether it
+/// is fatal: it is in CI).
+async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt as _;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panicked".into())
+        })
+}
+
 fn selected_targets() -> Vec<Target> {
     match std::env::var("BENCH_TARGETS") {
         Ok(list) if !list.trim().is_empty() => Target::ALL
@@ -597,13 +613,17 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                concurrency(&fx, mode, &out).await;
+                if let Err(reason) = guarded(concurrency(&fx, mode, &out)).await {
+                    fail("concurrency", target.id(), reason);
+                }
                 fx.teardown().await;
             }
             if targets.contains(&Target::Postgres) {
                 pg_concurrency(mode, &out).await;
             }
-            raw_concurrency(mode, &out, &targets).await;
+            if let Err(reason) = guarded(raw_concurrency(mode, &out, &targets)).await {
+                fail("concurrency", "raw", reason);
+            }
         }
         if part("scale") {
             for &target in &targets {
@@ -613,8 +633,9 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                if let Err(e) = scale(&fx, mode, &out).await {
-                    fail("scale", target.id(), e);
+                match guarded(scale(&fx, mode, &out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => fail("scale", target.id(), e),
                 }
                 fx.teardown().await;
             }
@@ -630,8 +651,9 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                if let Err(e) = cleanup(&fx, mode, &out).await {
-                    fail("cleanup", target.id(), e);
+                match guarded(cleanup(&fx, mode, &out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => fail("cleanup", target.id(), e),
                 }
                 fx.teardown().await;
             }

@@ -452,16 +452,38 @@ fn run<'a>(
     let mut make = Some(make);
     let mut routine: Option<Routine<'a>> = None;
     let mut batches: Vec<(Vec<u64>, Duration)> = Vec::new();
-    group.bench_function(id, |b| {
-        let r = routine.get_or_insert_with(|| (make.take().expect("built once"))());
-        b.iter_custom(|iters| {
-            let mut lat = Vec::with_capacity(usize::try_from(iters).unwrap_or(0).min(1 << 22));
-            let d = r(iters, &mut lat);
-            batches.push((lat, d));
-            d
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        group.bench_function(id, |b| {
+            let r = routine.get_or_insert_with(|| (make.take().expect("built once"))());
+            b.iter_custom(|iters| {
+                let mut lat = Vec::with_capacity(usize::try_from(iters).unwrap_or(0).min(1 << 22));
+                let d = r(iters, &mut lat);
+                batches.push((lat, d));
+                d
+            });
         });
-    });
+    }));
     drop(routine);
+    if let Err(panic) = outcome {
+        // Outside CI a failing benchmark is reported, not fatal to the run.
+        if mode == Mode::Ci {
+            std::panic::resume_unwind(panic);
+        }
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "panicked".into());
+        eprintln!("benchmark {op}-{payload}/{id} failed: {reason}");
+        stats::append(
+            out,
+            &Record::Missing {
+                id: format!("{op}-{payload}/{id}"),
+                reason: format!("the benchmark failed: {reason}"),
+            },
+        );
+        return;
+    }
     // criterion's measurement phase is the last `samples` calls.
     let keep = batches.len().min(mode.samples());
     let measured = &batches[batches.len() - keep..];

@@ -56,7 +56,7 @@ impl Mode {
         match self {
             Mode::Ci => Duration::from_millis(10),
             Mode::Quick => Duration::from_millis(50),
-            Mode::Full => Duration::from_millis(400),
+            Mode::Full => Duration::from_millis(300),
         }
     }
 
