@@ -63,22 +63,32 @@ else
 fi
 
 # --- servers -----------------------------------------------------------------
-# Every namespace a benchmark creates starts with "bench" (Redis keys
-# "bench:<tag>:...", PostgreSQL schemas "bench_<tag>"); the runs remove their
-# own, and this removes what an interrupted run left behind.
-cleanup_leftovers() {
-    local p
-    for p in 6379 7001 7002 7003; do
-        redis-cli -h 127.0.0.1 -p "$p" --scan --pattern 'bench:*' 2>/dev/null |
-            xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$p" unlink >/dev/null 2>&1 || true
-    done
-    psql -X -qtA -h 127.0.0.1 -U postgres -d test -c \
-        "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE;', nspname) FROM pg_namespace WHERE nspname LIKE 'bench\_%'" 2>/dev/null |
-        psql -X -q -h 127.0.0.1 -U postgres -d test >/dev/null 2>&1 || true
+# Every namespace a run creates (Redis key patterns, PostgreSQL schemas) is
+# listed in $out/namespaces.txt as it is created; the run removes its own, and
+# this removes whatever an interrupted run of *this* invocation left behind.
+# Other runs (a concurrent CI run, say) are never touched.
+cleanup_namespaces() {
+    local kind name p
+    [[ -f "$out/namespaces.txt" ]] || return 0
+    while read -r kind name; do
+        case "$kind" in
+            redis)
+                for p in 6379 7001 7002 7003; do
+                    redis-cli -h 127.0.0.1 -p "$p" --scan --pattern "$name" 2>/dev/null |
+                        xargs -r -d '\n' -n 500 redis-cli -h 127.0.0.1 -p "$p" unlink >/dev/null 2>&1 || true
+                done
+                ;;
+            postgres)
+                [[ "$name" =~ ^bench_[a-z0-9_]+$ ]] &&
+                    psql -X -q -h 127.0.0.1 -U postgres -d test \
+                        -c "DROP SCHEMA IF EXISTS \"$name\" CASCADE" >/dev/null 2>&1 || true
+                ;;
+        esac
+    done <"$out/namespaces.txt"
 }
 stop_cluster=false
 finish() {
-    cleanup_leftovers
+    cleanup_namespaces
     if $stop_cluster; then store-redis/scripts/redis-services.sh stop; fi
 }
 trap finish EXIT
@@ -89,7 +99,6 @@ cluster_ok() {
 cluster_ok || stop_cluster=true
 store-redis/scripts/redis-services.sh start
 store-postgres/scripts/postgres-service.sh
-cleanup_leftovers
 
 # --- the machine -------------------------------------------------------------
 {

@@ -191,6 +191,7 @@ impl Fixture {
                 #[cfg(feature = "store-postgres")]
                 Target::Postgres => {
                     let schema = format!("bench_{tag}");
+                    crate::register_namespace("postgres", &schema);
                     let config = PostgresConfig::new(postgres_url())
                         .schema(&schema)
                         .table("sessions")
@@ -212,6 +213,8 @@ impl Fixture {
                         RedisConfig::cluster(cluster_nodes())
                     }
                     .with_prefix(format!("bench:{tag}"));
+                    // Store keys are `{<prefix>:..}:...` (hash tags).
+                    crate::register_namespace("redis", &format!("{{bench:{tag}:*"));
                     let store = config.connect().await.map_err(err)?;
                     (Arc::new(store.clone()), Concrete::Redis(store), None)
                 }

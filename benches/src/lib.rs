@@ -46,6 +46,25 @@ pub fn random_tag() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// Records a namespace this run creates (`redis <key pattern>` or
+/// `postgres <schema>`) in `$BENCH_OUT/namespaces.txt`, so that
+/// `scripts/bench.sh` removes it even when the run is interrupted, and removes
+/// nothing else: other runs on the same servers are left alone.
+pub fn register_namespace(kind: &str, name: &str) {
+    use std::io::Write as _;
+    let Some(dir) = std::env::var_os("BENCH_OUT") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join("namespaces.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{kind} {name}");
+    }
+}
+
 /// A multi-threaded tokio runtime with one worker per core (the machine this
 /// runs on is what a session store would share with its application).
 ///

@@ -80,9 +80,11 @@ impl RawRedis {
     }
 
     fn new(conn: RedisConn) -> Self {
+        let prefix = format!("bench:{}:raw", crate::random_tag());
+        crate::register_namespace("redis", &format!("{prefix}:*"));
         RawRedis {
             conn,
-            prefix: format!("bench:{}:raw", crate::random_tag()),
+            prefix,
             keys: Arc::default(),
         }
     }
@@ -164,6 +166,7 @@ impl RawPostgres {
             .await
             .map_err(|e| format!("raw postgres: {e}"))?;
         let schema = format!("bench_raw_{}", crate::random_tag());
+        crate::register_namespace("postgres", &schema);
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
             .execute(&pool)
             .await
