@@ -333,7 +333,7 @@ struct RawPg {
     upsert: Arc<str>,
 }
 
-/// Times `f` over random bulk sessions until `ops` operations or 3 s.
+/// Times `f` over random bulk sessions until `ops` operations or 1.5 s.
 async fn scale_point<F, Fut>(mode: Mode, live: usize, mut f: F) -> Summary
 where
     F: FnMut(usize) -> Fut,
@@ -341,7 +341,7 @@ where
 {
     let start = Instant::now();
     let mut lat = Vec::new();
-    while lat.len() < mode.scale_ops() && start.elapsed() < Duration::from_secs(3) {
+    while lat.len() < mode.scale_ops() && start.elapsed() < Duration::from_millis(1500) {
         let i = rand::random_range(0..live);
         lat.push(ns(f(i).await));
     }
@@ -539,7 +539,12 @@ async fn cleanup(fx: &Fixture, mode: Mode, out: &Path) -> Result<(), String> {
 /// is fatal: it is in CI).
 async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
     use futures::FutureExt as _;
-    std::panic::AssertUnwindSafe(fut)
+    let bounded = async {
+        tokio::time::timeout(Duration::from_secs(600), fut)
+            .await
+            .expect("a benchmark part hung for 10 minutes")
+    };
+    std::panic::AssertUnwindSafe(bounded)
         .catch_unwind()
         .await
         .map_err(|panic| {

@@ -48,6 +48,16 @@ type Routine<'a> = Box<dyn FnMut(u64, &mut Vec<u64>) -> Duration + 'a>;
 /// Builds a routine (its setup runs only if criterion selects the benchmark).
 type MakeRoutine<'a> = Box<dyn FnOnce() -> Routine<'a> + 'a>;
 
+/// `rt.block_on(fut)`, failing (as a panic, reported as a failed benchmark)
+/// if `fut` hangs for a minute, so one stuck backend cannot stall the run.
+fn block_on<F: std::future::Future>(rt: &Runtime, fut: F) -> F::Output {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), fut)
+            .await
+            .expect("a benchmark step hung for 60 s")
+    })
+}
+
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -95,10 +105,10 @@ fn store_routine<'a>(
             // The backend alone: no token parsing, hashing or policy.
             let key = SessionToken::generate().storage_key();
             let mut record = populate::record(Timestamp::now_utc(), data.to_vec(), None);
-            rt.block_on(backend.create(&key, &record)).expect("create");
+            block_on(rt, backend.create(&key, &record)).expect("create");
             let save = op == "backend_save";
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let t = Instant::now();
@@ -122,7 +132,7 @@ fn store_routine<'a>(
             })
         }
         "create" => Box::new(move |iters, lat| {
-            let d = rt.block_on(async {
+            let d = block_on(rt, async {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let t = Instant::now();
@@ -136,7 +146,7 @@ fn store_routine<'a>(
                 start.elapsed()
             });
             // Keep the store small between batches (untimed).
-            rt.block_on(backend.delete_all()).expect("delete_all");
+            block_on(rt, backend.delete_all()).expect("delete_all");
             d
         }),
         "load" | "load_touch" => {
@@ -145,7 +155,7 @@ fn store_routine<'a>(
                 .expect("create");
             let token = s.token().expose_secret().to_owned();
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let t = Instant::now();
@@ -162,7 +172,7 @@ fn store_routine<'a>(
                 .block_on(m.create(data.to_vec(), ClientMeta::default()))
                 .expect("create");
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let t = Instant::now();
@@ -178,10 +188,9 @@ fn store_routine<'a>(
                 .block_on(m.create(data.to_vec(), ClientMeta::default()))
                 .expect("create");
             let user = format!("rot-{tag}");
-            rt.block_on(m.rotate(&mut s, RotateReason::Login { user_id: user }))
-                .expect("login");
+            block_on(rt, m.rotate(&mut s, RotateReason::Login { user_id: user })).expect("login");
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let t = Instant::now();
@@ -195,8 +204,8 @@ fn store_routine<'a>(
             })
         }
         "delete" => Box::new(move |iters, lat| {
-            let victims = rt.block_on(sessions(&m, iters as usize, data));
-            rt.block_on(async {
+            let victims = block_on(rt, sessions(&m, iters as usize, data));
+            block_on(rt, async {
                 let start = Instant::now();
                 for s in &victims {
                     let t = Instant::now();
@@ -208,9 +217,9 @@ fn store_routine<'a>(
         }),
         "list_user" => {
             let user = format!("list-{tag}");
-            rt.block_on(user_sessions(&backend, &user, USER_SESSIONS, data));
+            block_on(rt, user_sessions(&backend, &user, USER_SESSIONS, data));
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let t = Instant::now();
@@ -229,12 +238,13 @@ fn store_routine<'a>(
                 let users: Vec<String> = (0..iters)
                     .map(|i| format!("du-{tag}-{round}-{i}"))
                     .collect();
-                rt.block_on(
+                block_on(
+                    rt,
                     stream::iter(&users).for_each_concurrent(4, |u| {
                         user_sessions(&backend, u, USER_SESSIONS, data)
                     }),
                 );
-                rt.block_on(async {
+                block_on(rt, async {
                     let start = Instant::now();
                     for u in &users {
                         let t = Instant::now();
@@ -301,9 +311,9 @@ fn raw_routines<'a>(
             id,
             Box::new(move || {
                 let k = r.key(data.len() as u64);
-                rt.block_on(r.set(&k, data));
+                block_on(rt, r.set(&k, data));
                 Box::new(move |iters, lat| {
-                    rt.block_on(async {
+                    block_on(rt, async {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let t = Instant::now();
@@ -331,12 +341,12 @@ fn raw_routines<'a>(
             out.push((
                 id,
                 Box::new(move || {
-                    rt.block_on(async {
+                    block_on(rt, async {
                         let mut p = pg.lock().await;
                         p.upsert_conn(&key, data).await;
                     });
                     Box::new(move |iters, lat| {
-                        rt.block_on(async {
+                        block_on(rt, async {
                             let mut p = pg.lock().await;
                             let pool = p.pool().clone();
                             let (sel, ups) = (p.select_sql().to_owned(), p.upsert_sql().to_owned());
@@ -376,7 +386,7 @@ fn raw_routines<'a>(
             raw.sqlite.upsert(0, &key, data);
             Box::new(move |iters, lat| {
                 // On the calling thread, inside the runtime like the stores.
-                rt.block_on(async {
+                block_on(rt, async {
                     timed(
                         &mut || {
                             if read {
@@ -401,7 +411,7 @@ fn raw_routines<'a>(
         Box::new(move || {
             raw.sled.insert(&key, data);
             Box::new(move |iters, lat| {
-                rt.block_on(async {
+                block_on(rt, async {
                     timed(
                         &mut || {
                             if read {
@@ -510,7 +520,7 @@ fn postgres_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawPostgr
     if !selected_targets().contains(&Target::Postgres) {
         return None;
     }
-    match rt.block_on(RawPostgres::new()) {
+    match block_on(rt, RawPostgres::new()) {
         Ok(p) => Some(tokio::sync::Mutex::new(p)),
         Err(e) if mode != Mode::Ci => {
             eprintln!("skipping the PostgreSQL baselines: {e}");
@@ -547,7 +557,7 @@ fn main() {
 
     let mut fixtures = Vec::new();
     for target in selected_targets() {
-        match rt.block_on(Fixture::open(target)) {
+        match block_on(&rt, Fixture::open(target)) {
             Ok(f) => fixtures.push(f),
             Err(reason) => {
                 if mode == Mode::Ci {
@@ -567,11 +577,11 @@ fn main() {
     let raw = Raw {
         redis: selected_targets()
             .contains(&Target::Redis)
-            .then(|| rt.block_on(RawRedis::single()).ok())
+            .then(|| block_on(&rt, RawRedis::single()).ok())
             .flatten(),
         cluster: selected_targets()
             .contains(&Target::RedisCluster)
-            .then(|| rt.block_on(RawRedis::cluster()).ok())
+            .then(|| block_on(&rt, RawRedis::cluster()).ok())
             .flatten(),
         postgres: postgres_raw(&rt, mode),
         sqlite: RawSqlite::new(1).expect("raw sqlite"),
@@ -613,7 +623,7 @@ fn main() {
         }
     }
 
-    rt.block_on(async {
+    block_on(&rt, async {
         if let Some(r) = &raw.redis {
             r.cleanup().await;
         }

@@ -82,7 +82,7 @@ impl Mode {
         match self {
             Mode::Ci => Duration::from_millis(30),
             Mode::Quick => Duration::from_millis(300),
-            Mode::Full => Duration::from_millis(1500),
+            Mode::Full => Duration::from_millis(800),
         }
     }
 
@@ -123,7 +123,7 @@ impl Mode {
         match self {
             Mode::Ci => 50,
             Mode::Quick => 500,
-            Mode::Full => 3_000,
+            Mode::Full => 1_500,
         }
     }
 }
