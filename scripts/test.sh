@@ -21,8 +21,11 @@ else
 fi
 
 if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 || "${SESSION_STORE_SKIP_REDIS_CLUSTER:-}" != 1 ]]; then
+    # Tear the cluster down afterwards only if this run started it.
+    if ! redis-cli -h 127.0.0.1 -p 7001 cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+        trap 'store-redis/scripts/redis-services.sh stop' EXIT
+    fi
     store-redis/scripts/redis-services.sh start
-    trap 'store-redis/scripts/redis-services.sh stop' EXIT
 else
     echo "SKIP: Redis services (SESSION_STORE_SKIP_REDIS=1 and SESSION_STORE_SKIP_REDIS_CLUSTER=1)"
 fi
