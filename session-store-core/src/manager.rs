@@ -338,6 +338,13 @@ impl SessionManager {
         self.clock.now()
     }
 
+    /// The idle deadline that activity at `now` earns: `now + idle_timeout`,
+    /// never past the absolute deadline.
+    fn idle_deadline_at(&self, now: Timestamp, absolute_deadline: Timestamp) -> Timestamp {
+        now.saturating_add(self.policy.idle_timeout)
+            .min(absolute_deadline)
+    }
+
     fn emit(&self, event: Event) {
         debug!(?event, "session event");
         self.events.event(&event);
@@ -470,9 +477,7 @@ impl SessionManager {
             if now.saturating_duration_since(session.record.last_seen_at)
                 >= self.policy.touch_interval
             {
-                let idle = now
-                    .saturating_add(self.policy.idle_timeout)
-                    .min(session.record.absolute_deadline);
+                let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
                 if !self.backend.touch(&key, idle, now, now).await? {
                     self.emit(Event::LookupMiss);
                     return Ok(None);
@@ -532,10 +537,9 @@ impl SessionManager {
         let mut record = session.record.clone();
         record.meta = meta;
         record.last_seen_at = record.last_seen_at.max(now);
-        record.idle_deadline = record.idle_deadline.max(
-            now.saturating_add(self.policy.idle_timeout)
-                .min(record.absolute_deadline),
-        );
+        record.idle_deadline = record
+            .idle_deadline
+            .max(self.idle_deadline_at(now, record.absolute_deadline));
         let span = info_span!("session.save", key = %session.key.short_hash());
         let version = self
             .backend
@@ -571,10 +575,9 @@ impl SessionManager {
                 record.idle_deadline = now.saturating_add(self.policy.idle_timeout);
             }
             RotateReason::PrivilegeChange | RotateReason::Renewal => {
-                record.idle_deadline = record.idle_deadline.max(
-                    now.saturating_add(self.policy.idle_timeout)
-                        .min(record.absolute_deadline),
-                );
+                record.idle_deadline = record
+                    .idle_deadline
+                    .max(self.idle_deadline_at(now, record.absolute_deadline));
             }
         }
         self.check_limits(&record.data, &record.meta, record.user_id.as_deref())?;
