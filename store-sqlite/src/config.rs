@@ -14,6 +14,11 @@ pub const DEFAULT_READERS: usize = 2;
 pub const MAX_READERS: usize = 64;
 /// Default time a statement waits for a lock held by another connection or process.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound of the busy-wait on both sides of the hand-off to the
+/// SQLite threads (see [`SqliteConfigBuilder::spin_wait`]).
+pub const DEFAULT_SPIN_WAIT: Duration = Duration::from_micros(50);
+/// Highest accepted spin-wait bound.
+pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Where the database lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,6 +96,7 @@ pub struct SqliteConfig {
     pub(crate) synchronous: Synchronous,
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
+    pub(crate) spin_wait: Duration,
 }
 
 impl fmt::Debug for SqliteConfig {
@@ -101,6 +107,7 @@ impl fmt::Debug for SqliteConfig {
             .field("synchronous", &self.synchronous)
             .field("readers", &self.readers)
             .field("busy_timeout", &self.busy_timeout)
+            .field("spin_wait", &self.spin_wait)
             .finish()
     }
 }
@@ -125,6 +132,7 @@ impl SqliteConfig {
     /// | `SESSION_STORE_SQLITE_SYNCHRONOUS` | `normal` or `full` (see [`Synchronous`]). | `normal` |
     /// | `SESSION_STORE_SQLITE_READERS` | Reader threads, `0` to `64` (`0`: the writer serves reads too). | `2` |
     /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | Milliseconds a statement waits for a lock held by another process. | `5000` |
+    /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfigBuilder::spin_wait`]); `0` turns it off. | `50` |
     ///
     /// # Errors
     /// [`Error::Config`] when the path is missing or a value is invalid (the
@@ -164,6 +172,14 @@ impl SqliteConfig {
             })?;
             builder = builder.busy_timeout(Duration::from_millis(ms));
         }
+        if let Some(s) = lookup("SESSION_STORE_SQLITE_SPIN_WAIT_US") {
+            let us = s.trim().parse::<u64>().map_err(|_| {
+                Error::Config(
+                    "SESSION_STORE_SQLITE_SPIN_WAIT_US must be a number from 0 to 1000".into(),
+                )
+            })?;
+            builder = builder.spin_wait(Duration::from_micros(us));
+        }
         builder.build()
     }
 
@@ -202,6 +218,12 @@ impl SqliteConfig {
     pub fn busy_timeout(&self) -> Duration {
         self.busy_timeout
     }
+
+    /// The bound of the busy-wait on both sides of the hand-off to the
+    /// SQLite threads (see [`SqliteConfigBuilder::spin_wait`]).
+    pub fn spin_wait(&self) -> Duration {
+        self.spin_wait
+    }
 }
 
 /// Builds a [`SqliteConfig`]; [`SqliteConfigBuilder::build`] validates.
@@ -220,6 +242,7 @@ impl SqliteConfigBuilder {
                 synchronous: Synchronous::default(),
                 readers: DEFAULT_READERS,
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
+                spin_wait: DEFAULT_SPIN_WAIT,
             },
         }
     }
@@ -251,10 +274,23 @@ impl SqliteConfigBuilder {
         self
     }
 
+    /// How long (default 50 µs, at most 1 ms) a caller busy-waits for the
+    /// reply of a job that started at once, and an idle SQLite thread
+    /// busy-waits for its next job, before parking. Waking a parked thread
+    /// costs more than a primary-key statement, so this keeps the hand-off
+    /// cheap for a busy store; a runtime worker is held at most this long per
+    /// call, and at most `cores - 1` SQLite threads spin at once in the
+    /// process. `Duration::ZERO` turns spinning off (plain park/unpark).
+    pub fn spin_wait(mut self, bound: Duration) -> Self {
+        self.config.spin_wait = bound;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid table name, more than 64 readers, or
+    /// [`Error::Config`] for an invalid table name, more than 64 readers, a
+    /// spin wait over 1 ms, or
     /// an empty path.
     pub fn build(self) -> Result<SqliteConfig> {
         validate_table_name(&self.config.table)?;
@@ -262,6 +298,12 @@ impl SqliteConfigBuilder {
             return Err(Error::Config(format!(
                 "reader count {} exceeds the maximum of {MAX_READERS}",
                 self.config.readers
+            )));
+        }
+        if self.config.spin_wait > MAX_SPIN_WAIT {
+            return Err(Error::Config(format!(
+                "spin wait {:?} exceeds the maximum of {MAX_SPIN_WAIT:?}",
+                self.config.spin_wait
             )));
         }
         if let Location::File(p) = &self.config.location {
@@ -337,6 +379,7 @@ mod tests {
         assert_eq!(c.synchronous(), Synchronous::Normal);
         assert_eq!(c.readers(), DEFAULT_READERS);
         assert_eq!(c.busy_timeout(), DEFAULT_BUSY_TIMEOUT);
+        assert_eq!(c.spin_wait(), DEFAULT_SPIN_WAIT);
         assert!(matches!(
             SqliteConfig::builder("/tmp/x.db").readers(65).build(),
             Err(Error::Config(_))
@@ -371,6 +414,7 @@ mod tests {
             ("SESSION_STORE_SQLITE_SYNCHRONOUS", "FULL"),
             ("SESSION_STORE_SQLITE_READERS", "3"),
             ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "250"),
+            ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "0"),
         ]))
         .unwrap();
         assert_eq!(c.path(), Some(Path::new("/var/lib/app/sessions.db")));
@@ -378,6 +422,7 @@ mod tests {
         assert_eq!(c.synchronous(), Synchronous::Full);
         assert_eq!(c.readers(), 3);
         assert_eq!(c.busy_timeout(), Duration::from_millis(250));
+        assert_eq!(c.spin_wait(), Duration::ZERO);
 
         let m =
             SqliteConfig::from_lookup(env(&[("SESSION_STORE_SQLITE_PATH", ":memory:")])).unwrap();
@@ -404,6 +449,10 @@ mod tests {
             &[
                 ("SESSION_STORE_SQLITE_PATH", "x.db"),
                 ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "soon"),
+            ],
+            &[
+                ("SESSION_STORE_SQLITE_PATH", "x.db"),
+                ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
             ],
         ];
         for case in cases {

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: the [`SessionBackend`] implementation.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use crate::checkpoint;
 use crate::cleanup::{spawn_cleanup, CleanupHandle};
 use crate::config::{Location, SqliteConfig};
 use crate::schema::{self, Sql};
-use crate::worker::{self, Queue, Source};
+use crate::worker::{self, Queue};
 
 /// A session store on SQLite.
 ///
@@ -169,7 +169,7 @@ impl SqliteStore {
     /// - [`Error::Backend`]: the file is not a SQLite database, or cannot be opened.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let sql = Arc::new(Sql::new(&config.table));
-        let (writer, writer_rx) = worker::channel();
+        let writer = Queue::new(config.spin_wait());
         let file_backed = matches!(config.location, Location::File(_));
         let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
         let writer_config = config.clone();
@@ -177,7 +177,7 @@ impl SqliteStore {
             "session-sqlite-writer".into(),
             move || schema::open_writer(&writer_config, file_backed.then_some(nudge)),
             sql.clone(),
-            Source::Own(writer_rx),
+            &writer,
         )
         .await?;
         if file_backed {
@@ -191,8 +191,7 @@ impl SqliteStore {
         let readers = if config.readers() == 0 {
             writer.clone()
         } else {
-            let (readers, readers_rx) = worker::channel();
-            let shared = Arc::new(Mutex::new(readers_rx));
+            let readers = Queue::new(config.spin_wait());
             for i in 0..config.readers() {
                 let reader_config = config.clone();
                 // On failure the queues drop and the started threads exit.
@@ -200,7 +199,7 @@ impl SqliteStore {
                     format!("session-sqlite-reader-{i}"),
                     move || schema::open_reader(&reader_config),
                     sql.clone(),
-                    Source::Shared(shared.clone()),
+                    &readers,
                 )
                 .await?;
             }

@@ -1,0 +1,106 @@
+//! A rough, throwaway latency run (not a benchmark: see the `benches` crate):
+//! `cargo run --release -p session-store-sqlite --example latency`.
+//!
+//! Compares the store's `load` and `save` with the same primary-key statement
+//! run directly on the calling thread through rusqlite, in alternating blocks
+//! (p50 of each), so the cost of the hand-off to the SQLite threads shows.
+//! `SESSION_STORE_SQLITE_SPIN_WAIT_US=0` shows it without spinning.
+
+use std::time::Instant;
+
+use rusqlite::{params, Connection};
+use session_store_core::{SessionBackend, SessionRecord, SessionToken, Timestamp};
+use session_store_sqlite::{SqliteConfig, SqliteStore};
+
+const BLOCK: usize = 2_000;
+const BLOCKS: usize = 10;
+
+fn record() -> SessionRecord {
+    SessionRecord {
+        version: 1,
+        user_id: None,
+        created_at: Timestamp::from_millis(1_000),
+        last_seen_at: Timestamp::from_millis(1_000),
+        auth_time: None,
+        idle_deadline: Timestamp::from_millis(10_000_000_000_000),
+        absolute_deadline: Timestamp::from_millis(20_000_000_000_000),
+        meta: Vec::new(),
+        data: vec![b'd'; 200],
+    }
+}
+
+fn p50(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    v[v.len() / 2] as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> session_store_core::Result<()> {
+    let dir = tempfile::tempdir().map_err(session_store_core::Error::backend_permanent)?;
+    let path = dir.path().join("latency.db");
+    let mut builder = SqliteConfig::builder(&path);
+    if let Ok(us) = std::env::var("SESSION_STORE_SQLITE_SPIN_WAIT_US") {
+        builder = builder.spin_wait(std::time::Duration::from_micros(us.parse().unwrap_or(0)));
+    }
+    let config = builder.build()?;
+    println!("spin wait: {:?}", config.spin_wait());
+    let store = SqliteStore::open(config).await?;
+    store.migrate().await?;
+    let key = SessionToken::generate().storage_key();
+    let mut r = record();
+    store.create(&key, &r).await?;
+    let now = Timestamp::from_millis(2_000);
+
+    let raw = Connection::open(&path).expect("open raw connection");
+    raw.pragma_update(None, "journal_mode", "WAL").expect("WAL");
+    raw.pragma_update(None, "synchronous", "NORMAL")
+        .expect("synchronous");
+    let other = SessionToken::generate().storage_key();
+    let other_key = &other.as_bytes()[..];
+    raw.execute(
+        "CREATE TABLE raw (key BLOB PRIMARY KEY, version INTEGER, data BLOB) WITHOUT ROWID",
+        [],
+    )
+    .expect("create raw table");
+
+    let (mut raw_sel, mut load, mut raw_up, mut save) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..BLOCKS {
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            let mut stmt = raw
+                .prepare_cached("SELECT * FROM sessions WHERE key = ?1 AND expires_at > ?2")
+                .expect("prepare");
+            let mut rows = stmt
+                .query(params![&key.as_bytes()[..], now.as_millis()])
+                .expect("query");
+            let row = rows.next().expect("row").expect("present");
+            std::hint::black_box(row.get::<_, Vec<u8>>("data").expect("data"));
+            raw_sel.push(t.elapsed().as_nanos() as u64);
+        }
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            std::hint::black_box(store.load(&key, now).await?);
+            load.push(t.elapsed().as_nanos() as u64);
+        }
+        for i in 0..BLOCK {
+            let t = Instant::now();
+            raw.prepare_cached(
+                "INSERT INTO raw (key, version, data) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET version = excluded.version, data = excluded.data",
+            )
+            .expect("prepare")
+            .execute(params![other_key, i as i64, &r.data])
+            .expect("upsert");
+            raw_up.push(t.elapsed().as_nanos() as u64);
+        }
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            r.version = store.save(&key, &r, now).await?;
+            save.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let (a, b, c, d) = (p50(raw_sel), p50(load), p50(raw_up), p50(save));
+    println!("raw select {a:.1} µs, load {b:.1} µs ({:.2}x)", b / a);
+    println!("raw upsert {c:.1} µs, save {d:.1} µs ({:.2}x)", d / c);
+    Ok(())
+}
