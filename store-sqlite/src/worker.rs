@@ -152,7 +152,7 @@ impl Pool {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_CLOCK_READ == 0 && start.elapsed() >= self.spin {
+            if spins.is_multiple_of(SPINS_PER_CLOCK_READ) && start.elapsed() >= self.spin {
                 break false;
             }
         };
@@ -272,7 +272,7 @@ impl Queue {
                 }
                 std::hint::spin_loop();
                 spins = spins.wrapping_add(1);
-                if spins % SPINS_PER_CLOCK_READ == 0 && start.elapsed() >= spin {
+                if spins.is_multiple_of(SPINS_PER_CLOCK_READ) && start.elapsed() >= spin {
                     break;
                 }
             }
