@@ -46,6 +46,22 @@ pub enum Durability {
     /// flusher (`flush_every_ms`) writes and `fsync`s them at this interval. A
     /// crash loses at most about one interval of writes, including
     /// deletions (a revoked session could reappear until it expires).
+    ///
+    /// # Known sled 0.34.7 hang in this mode
+    /// The benchmarks hit, in about one run in three of the sled-periodic
+    /// operation suite, a deadlock inside sled: when deletions free the
+    /// segments at the end of the log, sled queues a file truncation on its
+    /// global I/O thread pool, and the next writer that needs a new segment
+    /// waits for that truncation in `SegmentAccountant::bump_tip` while
+    /// holding the segment-accountant lock; the pool's threads are all busy
+    /// with asynchronous `IoBufs::write_to_log` jobs blocked on that same
+    /// lock, and sled only adds threads when more than seven jobs are queued,
+    /// so the truncation never runs. The asynchronous log writes come from
+    /// I/O buffers that fill up between flushes, which is what this mode
+    /// allows; with [`Durability::EveryWrite`] each write flushes its buffer
+    /// inline and the hang was never seen (crash tests, conformance runs and
+    /// every benchmark run). Prefer `EveryWrite`; use this mode only for
+    /// workloads without mass deletion (`delete_all`, large cleanups).
     Periodic(Duration),
 }
 
