@@ -24,6 +24,9 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default Redis Cluster seeds (`SESSION_STORE_REDIS_CLUSTER_NODES`, comma-separated, overrides).
 pub const REDIS_CLUSTER_NODES: &str =
     "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003";
+/// sled's page cache in the benchmarks: 1 GiB holds the 10^6-session scale
+/// level (the crate default, 64 MiB, would measure page-ins instead).
+pub const SLED_CACHE_BYTES: u64 = 1 << 30;
 /// Default PostgreSQL (`SESSION_STORE_POSTGRES_URL` overrides).
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -167,7 +170,11 @@ impl Fixture {
                 #[cfg(feature = "store-sled")]
                 Target::Sled | Target::SledPeriodic => {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                    let mut config = SledConfig::new(dir.path().join("db")).tree_prefix("bench");
+                    // A page cache that holds the largest scale level (10^6
+                    // sessions), as a deployment sizes it to its live set.
+                    let mut config = SledConfig::new(dir.path().join("db"))
+                        .tree_prefix("bench")
+                        .cache_capacity(SLED_CACHE_BYTES);
                     if target == Target::SledPeriodic {
                         config =
                             config.durability(Durability::Periodic(Duration::from_millis(500)));
