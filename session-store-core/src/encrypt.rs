@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use async_trait::async_trait;
 use hkdf::Hkdf;
 use rand::rngs::OsRng;
@@ -21,9 +23,12 @@ use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
-const FRAME_VERSION: u8 = 2;
+const FRAME_VERSION: u8 = 3;
 const SALT_LEN: usize = 16;
-const HEADER_LEN: usize = 1 + 4 + SALT_LEN + 12;
+const NONCE_LEN: usize = 12;
+const SALT_AT: usize = 1 + 4;
+const NONCE_AT: usize = SALT_AT + SALT_LEN;
+const HEADER_LEN: usize = NONCE_AT + NONCE_LEN;
 const TAG_LEN: usize = 16;
 /// Bytes an encrypted field adds to its plaintext.
 pub const ENCRYPTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
@@ -67,9 +72,9 @@ impl fmt::Debug for EncryptionKey {
 /// Encryption uses a subkey derived from the primary key and a random 128-bit
 /// salt, `HKDF-SHA256(master, info = "session-store/v2/subkey" ‖ salt)`; the
 /// salt travels in each blob. A subkey encrypts at most
-/// [`MAX_ENCRYPTIONS_PER_SUBKEY`] times (counted in this process), then a
-/// fresh salt is drawn. Derived subkeys are cached, so the steady state costs
-/// no key derivation at all. Clones share the cache.
+/// [`MAX_ENCRYPTIONS_PER_SUBKEY`] times (counted in this process, one per
+/// sealed field), then a fresh salt is drawn. Derived subkeys are cached, so
+/// the steady state costs no key derivation at all. Clones share the cache.
 #[derive(Clone)]
 pub struct Keyring {
     primary: u32,
@@ -80,18 +85,103 @@ pub struct Keyring {
 }
 
 /// A derived subkey is named by its master key id and its salt.
-type SubkeyId = (u32, [u8; SALT_LEN]);
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SubkeyId {
+    key_id: u32,
+    salt: [u8; SALT_LEN],
+}
 
-#[derive(Default)]
+impl Hash for SubkeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_le_bytes(self.salt) ^ u128::from(self.key_id));
+    }
+}
+
+/// The read cache's hash: a multiply-fold of the (uniformly random) salt
+/// under a per-cache random seed, a few instructions instead of SipHash over
+/// 20 bytes. Salts are chosen by whoever can write the store, so the seed is
+/// secret and the cache is capped at `READ_CACHE_CAP` entries anyway.
+#[derive(Clone)]
+struct SaltHashState([u64; 2]);
+
+impl SaltHashState {
+    fn random() -> Self {
+        let mut r = rand::rng();
+        SaltHashState([r.next_u64(), r.next_u64()])
+    }
+}
+
+impl BuildHasher for SaltHashState {
+    type Hasher = SaltHasher;
+
+    fn build_hasher(&self) -> SaltHasher {
+        SaltHasher {
+            seed: self.0,
+            hash: 0,
+        }
+    }
+}
+
+struct SaltHasher {
+    seed: [u64; 2],
+    hash: u64,
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for SaltHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write_u128(&mut self, x: u128) {
+        self.hash = fold_mul(
+            self.hash ^ (x as u64) ^ self.seed[0],
+            ((x >> 64) as u64) ^ self.seed[1],
+        );
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut block = [0u8; 16];
+            block[..chunk.len()].copy_from_slice(chunk);
+            self.write_u128(u128::from_le_bytes(block));
+        }
+    }
+}
+
 struct SubkeyCache {
-    writer: Mutex<Option<WriterSubkey>>,
-    readers: RwLock<HashMap<SubkeyId, Arc<Aes256Gcm>>>,
+    /// The current encryption subkey. Encryptions hold the read lock (shared)
+    /// and count themselves atomically; only drawing a fresh subkey writes.
+    writer: RwLock<Option<Box<WriterSubkey>>>,
+    /// Decryption subkeys; a lookup holds the read lock while it decrypts.
+    readers: RwLock<HashMap<SubkeyId, Box<Aes256Gcm>, SaltHashState>>,
+}
+
+impl Default for SubkeyCache {
+    fn default() -> Self {
+        SubkeyCache {
+            writer: RwLock::new(None),
+            readers: RwLock::new(HashMap::with_hasher(SaltHashState::random())),
+        }
+    }
 }
 
 struct WriterSubkey {
     salt: [u8; SALT_LEN],
-    cipher: Arc<Aes256Gcm>,
-    remaining: u64,
+    cipher: Aes256Gcm,
+    /// Encryptions claimed so far; only claims below the limit encrypt.
+    used: AtomicU64,
+}
+
+impl WriterSubkey {
+    /// Claims one encryption; false once the subkey is used up.
+    fn claim(&self, limit: u64) -> bool {
+        self.used.fetch_add(1, Ordering::Relaxed) < limit
+    }
 }
 
 impl Keyring {
@@ -152,47 +242,61 @@ impl Keyring {
         Aes256Gcm::new_from_slice(&okm[..]).ok()
     }
 
-    /// The current encryption subkey, counting one use; draws a fresh one when
-    /// the current one is used up.
-    fn writer(&self) -> Result<([u8; SALT_LEN], Arc<Aes256Gcm>)> {
-        let mut guard = self.cache.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.as_ref().is_none_or(|w| w.remaining == 0) {
-            let mut salt = [0u8; SALT_LEN];
-            rand::rng().fill_bytes(&mut salt);
-            let cipher = Arc::new(self.derive(self.primary, &salt).ok_or(Error::Decrypt {
-                key_id: Some(self.primary),
-            })?);
-            *guard = Some(WriterSubkey {
-                salt,
-                cipher,
-                remaining: self.rotate_after,
-            });
+    /// Runs `f` with the current encryption subkey (its salt and cipher),
+    /// counting one encryption; draws a fresh subkey when the current one is
+    /// used up.
+    fn with_writer<R>(&self, f: impl FnOnce(&[u8; SALT_LEN], &Aes256Gcm) -> R) -> Result<R> {
+        let limit = self.rotate_after;
+        {
+            let guard = self.cache.writer.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = guard.as_deref().filter(|w| w.claim(limit)) {
+                return Ok(f(&w.salt, &w.cipher));
+            }
         }
-        let w = guard.as_mut().expect("set above");
-        w.remaining -= 1;
-        Ok((w.salt, w.cipher.clone()))
+        let mut guard = self.cache.writer.write().unwrap_or_else(|e| e.into_inner());
+        // Another caller may have drawn a fresh subkey meanwhile.
+        if let Some(w) = guard.as_deref().filter(|w| w.claim(limit)) {
+            return Ok(f(&w.salt, &w.cipher));
+        }
+        let mut salt = [0u8; SALT_LEN];
+        rand::rng().fill_bytes(&mut salt);
+        let cipher = self.derive(self.primary, &salt).ok_or(Error::Decrypt {
+            key_id: Some(self.primary),
+        })?;
+        let w = guard.insert(Box::new(WriterSubkey {
+            salt,
+            cipher,
+            used: AtomicU64::new(1),
+        }));
+        Ok(f(&w.salt, &w.cipher))
     }
 
-    /// The subkey a blob names, from the cache or derived.
-    fn reader(&self, id: u32, salt: &[u8; SALT_LEN]) -> Result<Arc<Aes256Gcm>> {
+    /// Runs `f` with the subkey a blob names, from the cache or derived.
+    fn with_reader<R>(
+        &self,
+        key_id: u32,
+        salt: &[u8; SALT_LEN],
+        f: impl FnOnce(&Aes256Gcm) -> R,
+    ) -> Result<R> {
+        let id = SubkeyId {
+            key_id,
+            salt: *salt,
+        };
         let readers = &self.cache.readers;
-        if let Some(c) = readers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(id, *salt))
         {
-            return Ok(c.clone());
+            let map = readers.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&id) {
+                return Ok(f(c));
+            }
         }
-        let cipher = Arc::new(
-            self.derive(id, salt)
-                .ok_or(Error::Decrypt { key_id: Some(id) })?,
-        );
+        let cipher = self.derive(key_id, salt).ok_or(Error::Decrypt {
+            key_id: Some(key_id),
+        })?;
         let mut map = readers.write().unwrap_or_else(|e| e.into_inner());
         if map.len() >= READ_CACHE_CAP {
             map.clear();
         }
-        map.insert((id, *salt), cipher.clone());
-        Ok(cipher)
+        Ok(f(map.entry(id).or_insert_with(|| Box::new(cipher))))
     }
 }
 
@@ -206,38 +310,56 @@ impl fmt::Debug for Keyring {
     }
 }
 
-fn nonce_of(blob: &[u8]) -> Nonce<aes_gcm::aead::consts::U12> {
-    let mut n = [0u8; 12];
-    n.copy_from_slice(&blob[5 + SALT_LEN..HEADER_LEN]);
-    Nonce::from(n)
-}
-
 /// Which field a blob belongs to (part of the associated data).
 #[derive(Clone, Copy)]
 enum Field {
+    /// Session data.
     Data,
+    /// Client metadata.
     Meta,
 }
 
-fn associated_data(
+/// The fixed part of the associated data: frame version, field, flags,
+/// absolute deadline, storage key.
+const AD_FIXED: usize = 1 + 1 + 1 + 8 + 32;
+/// User ids up to this length are bound from a stack buffer.
+const AD_INLINE_USER: usize = 256;
+
+/// Runs `f` with the associated data of a field of a row:
+/// `version ‖ field ‖ flags ‖ absolute deadline (i64 ms, big-endian) ‖
+/// storage key (32) ‖ user id`, where `flags` bit 0 says whether there is a
+/// user id. Everything but the user id has a fixed width and GCM
+/// authenticates the length of the associated data, so the encoding is
+/// unambiguous without a length prefix. Built on the stack.
+fn with_ad<R>(
     field: Field,
     key: &StorageKey,
     user_id: Option<&str>,
     absolute_deadline: Timestamp,
-) -> Vec<u8> {
-    let user = user_id.unwrap_or("");
-    let mut ad = Vec::with_capacity(64 + user.len());
-    ad.extend_from_slice(b"session-store/v1");
-    ad.push(match field {
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let user = user_id.unwrap_or("").as_bytes();
+    let tag = match field {
         Field::Data => b'd',
         Field::Meta => b'm',
-    });
-    ad.extend_from_slice(key.as_bytes());
-    ad.extend_from_slice(&absolute_deadline.as_millis().to_be_bytes());
-    ad.push(u8::from(user_id.is_some()));
-    ad.extend_from_slice(&(user.len() as u64).to_be_bytes());
-    ad.extend_from_slice(user.as_bytes());
-    ad
+    };
+    let mut fixed = [0u8; AD_FIXED];
+    fixed[0] = FRAME_VERSION;
+    fixed[1] = tag;
+    fixed[2] = u8::from(user_id.is_some());
+    fixed[3..11].copy_from_slice(&absolute_deadline.as_millis().to_be_bytes());
+    fixed[11..].copy_from_slice(key.as_bytes());
+    if user.len() <= AD_INLINE_USER {
+        let mut buf = [0u8; AD_FIXED + AD_INLINE_USER];
+        buf[..AD_FIXED].copy_from_slice(&fixed);
+        buf[AD_FIXED..AD_FIXED + user.len()].copy_from_slice(user);
+        f(&buf[..AD_FIXED + user.len()])
+    } else {
+        let mut ad = Vec::with_capacity(AD_FIXED + user.len());
+        ad.extend_from_slice(&fixed);
+        ad.extend_from_slice(user);
+        f(&ad)
+    }
 }
 
 /// Wraps any backend and encrypts session data and client metadata at rest
@@ -254,21 +376,35 @@ fn associated_data(
 ///   re-encrypts on every write could reach that under one master key. So
 ///   nothing is encrypted under the master key itself: each process encrypts
 ///   under a subkey `HKDF-SHA256(master, "session-store/v2/subkey" ‖ salt)`
-///   for a random 128-bit salt stored in the blob, counts its encryptions and
-///   draws a new salt after [`MAX_ENCRYPTIONS_PER_SUBKEY`] (2^31). Random
-///   salts from many processes collide with probability about n²/2^129.
-///   Subkeys are cached, so the steady state derives nothing per operation.
+///   for a random 128-bit salt stored in the blob, counts its encryptions
+///   (each sealed field is one) and draws a new salt after
+///   [`MAX_ENCRYPTIONS_PER_SUBKEY`] (2^31). Random salts from many processes
+///   collide with probability about n²/2^129. Subkeys are cached, so the
+///   steady state derives nothing per operation: the current encryption
+///   subkey sits in its own slot (a shared lock and an atomic counter, no map
+///   lookup), decryption subkeys in a map under a cheap seeded hash of the
+///   salt.
 /// - **Fresh random 96-bit nonce** for every encryption.
-/// - **Bound to its row.** The associated data is the storage key, the user
-///   id, the absolute deadline and the field (data or metadata): a blob copied
-///   to another row, or an edited user or expiry column, fails to decrypt.
-///   The idle deadline is not bound, so `touch` never needs a re-encryption.
+/// - **Bound to its row.** The associated data is the frame version, the
+///   field (data or metadata), the absolute deadline, the storage key and the
+///   user id: a blob copied to another row or field, or an edited user or
+///   expiry column, fails to decrypt. The idle deadline is not bound, so
+///   `touch` never needs a re-encryption.
 /// - **Metadata too.** Client metadata (IP, user agent, label) is personal
-///   data and is encrypted the same way.
+///   data and is encrypted the same way, in its own frame, so that
+///   `list_user` opens it without the data.
 /// - **Fail closed.** Any framing, key id or tag failure is
 ///   [`Error::Decrypt`]: never partial data, never a panic.
+/// - **No copies.** Each field is sealed in place into one buffer sized for
+///   its frame, and opened in place in the buffer the backend returned; the
+///   associated data is built on the stack.
 ///
-/// Frame: `0x02 ‖ key id (u32, big-endian) ‖ salt (16) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
+/// Frame (version 3): `0x03 ‖ key id (u32, big-endian) ‖ salt (16) ‖ nonce
+/// (12) ‖ ciphertext ‖ tag (16)`. Version 3 replaced version 2 (same layout)
+/// before any release: its associated data is shorter (no fixed label, no
+/// user-id length, since the user id comes last and GCM authenticates the
+/// length), and starts with the frame version. Version 2 rows are not read
+/// (they are [`Error::Decrypt`]).
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
 /// pass through unchanged.
@@ -288,77 +424,95 @@ impl<B> Encrypted<B> {
         &self.inner
     }
 
+    /// One frame: `plain` sealed under the current subkey, in place.
     fn seal(
-        &self,
-        subkey: &([u8; SALT_LEN], Arc<Aes256Gcm>),
-        field: Field,
-        key: &StorageKey,
-        r: &SessionRecord,
-        plain: &[u8],
-    ) -> Result<Vec<u8>> {
-        let id = self.keyring.primary;
-        let (salt, cipher) = subkey;
-        let mut nonce = [0u8; 12];
-        rand::rng().fill_bytes(&mut nonce);
-        let ad = associated_data(field, key, r.user_id.as_deref(), r.absolute_deadline);
-        let ct = cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: &ad,
-                },
-            )
-            .map_err(|_| Error::Decrypt { key_id: Some(id) })?;
-        let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
-        out.push(FRAME_VERSION);
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(salt);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
-    }
-
-    fn open(
         &self,
         field: Field,
         key: &StorageKey,
         user_id: Option<&str>,
         absolute_deadline: Timestamp,
-        blob: &[u8],
+        plain: &[u8],
     ) -> Result<Vec<u8>> {
-        if blob.len() < ENCRYPTION_OVERHEAD || blob[0] != FRAME_VERSION {
-            return Err(Error::Decrypt { key_id: None });
-        }
-        let id = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-        let mut salt = [0u8; SALT_LEN];
-        salt.copy_from_slice(&blob[5..5 + SALT_LEN]);
-        let cipher = self.keyring.reader(id, &salt)?;
-        let ad = associated_data(field, key, user_id, absolute_deadline);
-        cipher
-            .decrypt(
-                &nonce_of(blob),
-                Payload {
-                    msg: &blob[HEADER_LEN..],
-                    aad: &ad,
-                },
-            )
-            .map_err(|_| Error::Decrypt { key_id: Some(id) })
-    }
-
-    fn encrypt_record(&self, key: &StorageKey, r: &SessionRecord) -> Result<SessionRecord> {
-        let subkey = self.keyring.writer()?;
-        let mut out = r.clone();
-        out.data = self.seal(&subkey, Field::Data, key, r, &r.data)?;
-        out.meta = self.seal(&subkey, Field::Meta, key, r, &r.meta)?;
+        let key_id = self.keyring.primary;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(ENCRYPTION_OVERHEAD + plain.len());
+        out.push(FRAME_VERSION);
+        out.extend_from_slice(&key_id.to_be_bytes());
+        out.extend_from_slice(&[0; SALT_LEN]);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = with_ad(field, key, user_id, absolute_deadline, |ad| {
+            self.keyring.with_writer(|salt, cipher| {
+                let (header, body) = out.split_at_mut(HEADER_LEN);
+                header[SALT_AT..NONCE_AT].copy_from_slice(salt);
+                cipher.encrypt_inout_detached(&Nonce::from(nonce), ad, body.into())
+            })
+        })?
+        .map_err(|_| Error::Decrypt {
+            key_id: Some(key_id),
+        })?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
-    fn decrypt_record(&self, key: &StorageKey, mut r: SessionRecord) -> Result<SessionRecord> {
+    /// Opens a frame in place: on success `blob` holds the plaintext; on
+    /// failure it is left as it was.
+    fn open_in_place(
+        &self,
+        field: Field,
+        key: &StorageKey,
+        user_id: Option<&str>,
+        absolute_deadline: Timestamp,
+        blob: &mut Vec<u8>,
+    ) -> Result<()> {
+        let len = blob.len();
+        if len < ENCRYPTION_OVERHEAD || blob[0] != FRAME_VERSION {
+            return Err(Error::Decrypt { key_id: None });
+        }
+        let (header, rest) = blob.split_at_mut(HEADER_LEN);
+        let (body, tag) = rest.split_at_mut(len - ENCRYPTION_OVERHEAD);
+        let key_id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let salt: [u8; SALT_LEN] = header[SALT_AT..NONCE_AT].try_into().expect("salt");
+        let nonce: [u8; NONCE_LEN] = header[NONCE_AT..].try_into().expect("nonce");
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("tag");
+        with_ad(field, key, user_id, absolute_deadline, |ad| {
+            self.keyring.with_reader(key_id, &salt, |cipher| {
+                cipher.decrypt_inout_detached(&Nonce::from(nonce), ad, body.into(), &Tag::from(tag))
+            })
+        })?
+        .map_err(|_| Error::Decrypt {
+            key_id: Some(key_id),
+        })?;
+        blob.copy_within(HEADER_LEN..len - TAG_LEN, 0);
+        blob.truncate(len - ENCRYPTION_OVERHEAD);
+        Ok(())
+    }
+
+    fn encrypt_record(&self, key: &StorageKey, r: &SessionRecord) -> Result<SessionRecord> {
         let user = r.user_id.as_deref();
-        r.data = self.open(Field::Data, key, user, r.absolute_deadline, &r.data)?;
-        r.meta = self.open(Field::Meta, key, user, r.absolute_deadline, &r.meta)?;
-        Ok(r)
+        let abs = r.absolute_deadline;
+        // Field by field rather than `r.clone()`: the plaintext is never copied.
+        Ok(SessionRecord {
+            version: r.version,
+            user_id: r.user_id.clone(),
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            auth_time: r.auth_time,
+            idle_deadline: r.idle_deadline,
+            absolute_deadline: abs,
+            meta: self.seal(Field::Meta, key, user, abs, &r.meta)?,
+            data: self.seal(Field::Data, key, user, abs, &r.data)?,
+        })
+    }
+
+    /// Decrypts a stored record in place (no moves of the record).
+    fn decrypt_record(&self, key: &StorageKey, r: &mut SessionRecord) -> Result<()> {
+        let user = r.user_id.as_deref();
+        let abs = r.absolute_deadline;
+        self.open_in_place(Field::Data, key, user, abs, &mut r.data)?;
+        self.open_in_place(Field::Meta, key, user, abs, &mut r.meta)?;
+        Ok(())
     }
 }
 
@@ -383,10 +537,11 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        match self.inner.load(key, now).await? {
-            Some(Lookup::Session(r)) => Ok(Some(Lookup::Session(self.decrypt_record(key, r)?))),
-            other => Ok(other),
+        let mut found = self.inner.load(key, now).await?;
+        if let Some(Lookup::Session(r)) = &mut found {
+            self.decrypt_record(key, r)?;
         }
+        Ok(found)
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
@@ -407,8 +562,12 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
-        let mut sealed = rotation.clone();
-        sealed.record = self.encrypt_record(&rotation.to, &rotation.record)?;
+        let sealed = Rotation {
+            from: rotation.from,
+            to: rotation.to,
+            record: self.encrypt_record(&rotation.to, &rotation.record)?,
+            grace: rotation.grace.clone(),
+        };
         self.inner.rotate(&sealed, now).await
     }
 
@@ -428,12 +587,12 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
         let mut list = self.inner.list_user(user_id, now).await?;
         for s in &mut list {
-            s.meta = self.open(
+            self.open_in_place(
                 Field::Meta,
                 &s.key,
                 Some(&s.user_id),
                 s.absolute_deadline,
-                &s.meta,
+                &mut s.meta,
             )?;
         }
         Ok(list)
@@ -452,6 +611,8 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
 mod tests {
     use super::*;
     use crate::{MemoryStore, SessionToken};
+
+    const DATA: Field = Field::Data;
 
     fn record(user: Option<&str>) -> SessionRecord {
         SessionRecord {
@@ -473,12 +634,32 @@ mod tests {
         r: &SessionRecord,
         plain: &[u8],
     ) -> Vec<u8> {
-        let subkey = enc.keyring.writer().unwrap();
-        enc.seal(&subkey, Field::Data, k, r, plain).unwrap()
+        enc.seal(DATA, k, r.user_id.as_deref(), r.absolute_deadline, plain)
+            .unwrap()
+    }
+
+    impl<B> Encrypted<B> {
+        /// `open_in_place` on a copy.
+        fn open(
+            &self,
+            field: Field,
+            key: &StorageKey,
+            user_id: Option<&str>,
+            absolute_deadline: Timestamp,
+            blob: &[u8],
+        ) -> Result<Vec<u8>> {
+            let mut buf = blob.to_vec();
+            self.open_in_place(field, key, user_id, absolute_deadline, &mut buf)?;
+            Ok(buf)
+        }
     }
 
     fn salt_of(blob: &[u8]) -> [u8; SALT_LEN] {
-        blob[5..5 + SALT_LEN].try_into().unwrap()
+        blob[SALT_AT..NONCE_AT].try_into().unwrap()
+    }
+
+    fn nonce_of(blob: &[u8]) -> &[u8] {
+        &blob[NONCE_AT..HEADER_LEN]
     }
 
     #[test]
@@ -499,9 +680,7 @@ mod tests {
         let distinct: std::collections::HashSet<_> = salts.iter().collect();
         assert_eq!(distinct.len(), 3);
         for (i, blob) in blobs.iter().enumerate() {
-            let plain = enc
-                .open(Field::Data, &k, None, r.absolute_deadline, blob)
-                .unwrap();
+            let plain = enc.open(DATA, &k, None, r.absolute_deadline, blob).unwrap();
             assert_eq!(plain, [i as u8]);
         }
         // The default and the ceiling are 2^31.
@@ -519,22 +698,30 @@ mod tests {
         let r = record(None);
         let blob = seal_one(&enc, &k, &r, b"x");
         let raw = Aes256Gcm::new_from_slice(&master.0).unwrap();
-        let ad = associated_data(Field::Data, &k, None, r.absolute_deadline);
-        assert!(raw
-            .decrypt(
-                &nonce_of(&blob),
-                Payload {
-                    msg: &blob[HEADER_LEN..],
-                    aad: &ad
-                }
+        let mut body = blob[HEADER_LEN..blob.len() - TAG_LEN].to_vec();
+        let tag: [u8; TAG_LEN] = blob[blob.len() - TAG_LEN..].try_into().unwrap();
+        let nonce: [u8; NONCE_LEN] = nonce_of(&blob).try_into().unwrap();
+        let opened = with_ad(DATA, &k, None, r.absolute_deadline, |ad| {
+            raw.decrypt_inout_detached(
+                &Nonce::from(nonce),
+                ad,
+                body.as_mut_slice().into(),
+                &Tag::from(tag),
             )
-            .is_err());
+        });
+        assert!(opened.is_err());
+        // The subkey itself opens it (the test is not vacuous).
+        assert_eq!(
+            enc.open(DATA, &k, None, r.absolute_deadline, &blob)
+                .unwrap(),
+            b"x"
+        );
         // A different salt names a different subkey: the blob with its salt
         // replaced does not open.
         let mut resalted = blob.clone();
-        resalted[5] ^= 0xff;
+        resalted[SALT_AT] ^= 0xff;
         assert!(matches!(
-            enc.open(Field::Data, &k, None, r.absolute_deadline, &resalted),
+            enc.open(DATA, &k, None, r.absolute_deadline, &resalted),
             Err(Error::Decrypt { key_id: Some(1) })
         ));
     }
@@ -552,7 +739,7 @@ mod tests {
             salt_of(&y),
             "same subkey until its count is used"
         );
-        assert_ne!(x[5 + SALT_LEN..HEADER_LEN], y[5 + SALT_LEN..HEADER_LEN]);
+        assert_ne!(nonce_of(&x), nonce_of(&y));
         assert_ne!(x, y);
     }
 
@@ -566,24 +753,17 @@ mod tests {
         let blob = seal_one(&enc, &k, &r, b"payload");
         let abs = r.absolute_deadline;
         assert_eq!(
-            enc.open(Field::Data, &k, Some("alice"), abs, &blob)
-                .unwrap(),
+            enc.open(DATA, &k, Some("alice"), abs, &blob).unwrap(),
             b"payload"
         );
         for res in [
-            enc.open(Field::Data, &other, Some("alice"), abs, &blob),
-            enc.open(Field::Data, &k, Some("mallory"), abs, &blob),
-            enc.open(Field::Data, &k, None, abs, &blob),
-            enc.open(
-                Field::Data,
-                &k,
-                Some("alice"),
-                Timestamp::from_millis(9),
-                &blob,
-            ),
+            enc.open(DATA, &other, Some("alice"), abs, &blob),
+            enc.open(DATA, &k, Some("mallory"), abs, &blob),
+            enc.open(DATA, &k, None, abs, &blob),
+            enc.open(DATA, &k, Some("alice"), Timestamp::from_millis(9), &blob),
             enc.open(Field::Meta, &k, Some("alice"), abs, &blob),
-            enc.open(Field::Data, &k, Some("alice"), abs, &blob[..10]),
-            enc.open(Field::Data, &k, Some("alice"), abs, &[]),
+            enc.open(DATA, &k, Some("alice"), abs, &blob[..10]),
+            enc.open(DATA, &k, Some("alice"), abs, &[]),
         ] {
             assert!(matches!(res, Err(Error::Decrypt { .. })), "{res:?}");
         }
@@ -591,7 +771,7 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         assert!(matches!(
-            enc.open(Field::Data, &k, Some("alice"), abs, &flipped),
+            enc.open(DATA, &k, Some("alice"), abs, &flipped),
             Err(Error::Decrypt { key_id: Some(1) })
         ));
     }
