@@ -313,9 +313,10 @@ impl fmt::Debug for Keyring {
 /// Which field a blob belongs to (part of the associated data).
 #[derive(Clone, Copy)]
 enum Field {
-    /// Session data.
-    Data,
-    /// Client metadata.
+    /// Session data; `meta_empty` says whether the row's metadata is empty
+    /// (and so stored without a frame), which binds that fact to the data.
+    Data { meta_empty: bool },
+    /// Client metadata (only sealed when not empty).
     Meta,
 }
 
@@ -328,7 +329,7 @@ const AD_INLINE_USER: usize = 256;
 /// Runs `f` with the associated data of a field of a row:
 /// `version ‖ field ‖ flags ‖ absolute deadline (i64 ms, big-endian) ‖
 /// storage key (32) ‖ user id`, where `flags` bit 0 says whether there is a
-/// user id. Everything but the user id has a fixed width and GCM
+/// user id and bit 1 (data only) whether the metadata is empty. Everything but the user id has a fixed width and GCM
 /// authenticates the length of the associated data, so the encoding is
 /// unambiguous without a length prefix. Built on the stack.
 fn with_ad<R>(
@@ -339,14 +340,14 @@ fn with_ad<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
     let user = user_id.unwrap_or("").as_bytes();
-    let tag = match field {
-        Field::Data => b'd',
-        Field::Meta => b'm',
+    let (tag, meta_empty) = match field {
+        Field::Data { meta_empty } => (b'd', meta_empty),
+        Field::Meta => (b'm', false),
     };
     let mut fixed = [0u8; AD_FIXED];
     fixed[0] = FRAME_VERSION;
     fixed[1] = tag;
-    fixed[2] = u8::from(user_id.is_some());
+    fixed[2] = u8::from(user_id.is_some()) | (u8::from(meta_empty) << 1);
     fixed[3..11].copy_from_slice(&absolute_deadline.as_millis().to_be_bytes());
     fixed[11..].copy_from_slice(key.as_bytes());
     if user.len() <= AD_INLINE_USER {
@@ -393,6 +394,15 @@ fn with_ad<R>(
 /// - **Metadata too.** Client metadata (IP, user agent, label) is personal
 ///   data and is encrypted the same way, in its own frame, so that
 ///   `list_user` opens it without the data.
+/// - **Empty metadata has no frame.** When a record's metadata is empty it is
+///   stored empty (no AEAD call, no 49 bytes), and the *data's* associated
+///   data carries a "metadata empty" flag. So on `load` the pair stays
+///   authenticated: metadata blanked underneath, or a metadata frame added to
+///   a row sealed without one, changes the flag the data is opened with and
+///   is [`Error::Decrypt`]. `list_user`, which never sees the data, shows a
+///   row whose metadata was blanked underneath as a row without metadata:
+///   like the other unbound listing columns (last seen, idle deadline) an
+///   attacker who can write the store can hide it, never forge or move it.
 /// - **Fail closed.** Any framing, key id or tag failure is
 ///   [`Error::Decrypt`]: never partial data, never a panic.
 /// - **No copies.** Each field is sealed in place into one buffer sized for
@@ -403,8 +413,9 @@ fn with_ad<R>(
 /// (12) ‖ ciphertext ‖ tag (16)`. Version 3 replaced version 2 (same layout)
 /// before any release: its associated data is shorter (no fixed label, no
 /// user-id length, since the user id comes last and GCM authenticates the
-/// length), and starts with the frame version. Version 2 rows are not read
-/// (they are [`Error::Decrypt`]).
+/// length), starts with the frame version and carries the "metadata empty"
+/// flag, and empty metadata has no frame. Version 2 rows are not read (they
+/// are [`Error::Decrypt`]).
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
 /// pass through unchanged.
@@ -492,6 +503,7 @@ impl<B> Encrypted<B> {
     fn encrypt_record(&self, key: &StorageKey, r: &SessionRecord) -> Result<SessionRecord> {
         let user = r.user_id.as_deref();
         let abs = r.absolute_deadline;
+        let meta_empty = r.meta.is_empty();
         // Field by field rather than `r.clone()`: the plaintext is never copied.
         Ok(SessionRecord {
             version: r.version,
@@ -501,8 +513,12 @@ impl<B> Encrypted<B> {
             auth_time: r.auth_time,
             idle_deadline: r.idle_deadline,
             absolute_deadline: abs,
-            meta: self.seal(Field::Meta, key, user, abs, &r.meta)?,
-            data: self.seal(Field::Data, key, user, abs, &r.data)?,
+            meta: if meta_empty {
+                Vec::new()
+            } else {
+                self.seal(Field::Meta, key, user, abs, &r.meta)?
+            },
+            data: self.seal(Field::Data { meta_empty }, key, user, abs, &r.data)?,
         })
     }
 
@@ -510,8 +526,13 @@ impl<B> Encrypted<B> {
     fn decrypt_record(&self, key: &StorageKey, r: &mut SessionRecord) -> Result<()> {
         let user = r.user_id.as_deref();
         let abs = r.absolute_deadline;
-        self.open_in_place(Field::Data, key, user, abs, &mut r.data)?;
-        self.open_in_place(Field::Meta, key, user, abs, &mut r.meta)?;
+        // Empty stored metadata is accepted here only because the data's
+        // associated data says the metadata was empty when sealed.
+        let meta_empty = r.meta.is_empty();
+        self.open_in_place(Field::Data { meta_empty }, key, user, abs, &mut r.data)?;
+        if !meta_empty {
+            self.open_in_place(Field::Meta, key, user, abs, &mut r.meta)?;
+        }
         Ok(())
     }
 }
@@ -586,7 +607,8 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
 
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
         let mut list = self.inner.list_user(user_id, now).await?;
-        for s in &mut list {
+        // Empty metadata has no frame (see "Empty metadata" in the docs).
+        for s in list.iter_mut().filter(|s| !s.meta.is_empty()) {
             self.open_in_place(
                 Field::Meta,
                 &s.key,
@@ -612,7 +634,8 @@ mod tests {
     use super::*;
     use crate::{MemoryStore, SessionToken};
 
-    const DATA: Field = Field::Data;
+    /// The data field of a row with metadata.
+    const DATA: Field = Field::Data { meta_empty: false };
 
     fn record(user: Option<&str>) -> SessionRecord {
         SessionRecord {
@@ -806,6 +829,69 @@ mod tests {
         };
         assert_eq!(u32::from_be_bytes(raw.data[1..5].try_into().unwrap()), 2);
         assert!(only_new.load(&k, now).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn empty_metadata_is_bound_to_the_data() {
+        // Empty metadata is stored without a frame; the data's associated
+        // data says so. Blanking a row's metadata, or giving an empty-metadata
+        // row a (genuine) metadata frame, is `Error::Decrypt` on load.
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let enc = Encrypted::new(store.clone(), Keyring::new(1, EncryptionKey::generate()));
+        let now = Timestamp::from_millis(2_000);
+        let raw_of = |k: StorageKey| {
+            let store = store.clone();
+            async move {
+                match store.load(&k, now).await.unwrap() {
+                    Some(Lookup::Session(r)) => r,
+                    other => panic!("missing: {other:?}"),
+                }
+            }
+        };
+
+        let mut bare = record(Some("alice"));
+        bare.meta.clear();
+        let with_meta = record(Some("alice"));
+        let (a, b) = (
+            SessionToken::generate().storage_key(),
+            SessionToken::generate().storage_key(),
+        );
+        enc.create(&a, &bare).await.unwrap();
+        enc.create(&b, &with_meta).await.unwrap();
+        let (raw_a, raw_b) = (raw_of(a).await, raw_of(b).await);
+        assert!(raw_a.meta.is_empty(), "no frame for empty metadata");
+        assert_eq!(raw_b.meta.len(), with_meta.meta.len() + ENCRYPTION_OVERHEAD);
+        let Some(Lookup::Session(r)) = enc.load(&a, now).await.unwrap() else {
+            panic!("missing")
+        };
+        assert_eq!((r.data, r.meta), (bare.data.clone(), Vec::new()));
+
+        // The metadata of `b` blanked: load fails closed.
+        let mut blanked = raw_b.clone();
+        blanked.meta.clear();
+        store.save(&b, &blanked, now).await.unwrap();
+        assert!(matches!(
+            enc.load(&b, now).await,
+            Err(Error::Decrypt { key_id: Some(1) })
+        ));
+
+        // A metadata frame of the same row (user, deadline, key) added to
+        // `a`, sealed while `a` had metadata: load fails closed too.
+        let mut sealed_meta = with_meta.clone();
+        sealed_meta.version = raw_a.version;
+        let resealed = enc.encrypt_record(&a, &sealed_meta).unwrap();
+        let mut grafted = raw_a.clone();
+        grafted.meta = resealed.meta;
+        store.save(&a, &grafted, now).await.unwrap();
+        assert!(matches!(
+            enc.load(&a, now).await,
+            Err(Error::Decrypt { key_id: Some(1) })
+        ));
+        // The genuine pair opens.
+        grafted.data = resealed.data;
+        grafted.version += 1;
+        store.save(&a, &grafted, now).await.unwrap();
+        assert!(enc.load(&a, now).await.unwrap().is_some());
     }
 
     #[test]
