@@ -58,7 +58,7 @@
 //! `{<prefix>:<first key byte in hex>}:s:<key hex>`: a fixed-width text
 //! header (kind, version, idle and absolute deadlines, last seen, user id
 //! length) that the scripts read with `GETRANGE` and compare exactly as
-//! decimal strings, then the user id and a binary body (created, auth time,
+//! fixed-width text (no number conversions on the hot paths), then the user id and a binary body (created, auth time,
 //! metadata, data) that only Rust reads. A value that does not decode gives
 //! `Error::Codec`, never a panic. One value per entry keeps `load` one `GET`,
 //! as cheap as a raw read, while `touch` and the compare-and-swap scripts

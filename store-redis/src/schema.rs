@@ -144,14 +144,36 @@ pub(crate) fn fixed_version(v: u64) -> String {
     format!("{v:020}")
 }
 
-/// An instant as stored: sign and 19 digits.
-fn fixed_time(t: Timestamp) -> String {
+/// An instant as stored: sign and 19 digits. The scripts take their
+/// instant arguments in this form too and compare them as text.
+pub(crate) fn fixed_time(t: Timestamp) -> String {
     let ms = t.as_millis();
     format!(
         "{}{:019}",
         if ms < 0 { '-' } else { '+' },
         ms.unsigned_abs()
     )
+}
+
+/// A user as a session header stores it from the user flag on: `'u'`, the
+/// length (10 digits), `'\n'`, the user id. The scripts compare an owner
+/// with one string equality; `None` (anonymous) is empty.
+pub(crate) fn owner(user: Option<&str>) -> Vec<u8> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(12 + user.len());
+    out.push(b'u');
+    out.extend_from_slice(format!("{:010}", user.len()).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(user.as_bytes());
+    out
+}
+
+/// The last byte a script reads of a session of `user` (0-based, for
+/// `GETRANGE`): the header and the user id.
+pub(crate) fn header_end(user: Option<&str>) -> String {
+    (SESSION_HEADER - 1 + user.map_or(0, str::len)).to_string()
 }
 
 /// Encodes a session stored with `version`.
@@ -410,6 +432,28 @@ mod tests {
                 until: Timestamp::from_millis(-1),
             })
         );
+    }
+
+    #[test]
+    fn owner_and_header_end_match_the_stored_header() {
+        for user in [None, Some(""), Some("alice\n{x}")] {
+            let bytes = encode_session(&sample(user), 1);
+            let end: usize = header_end(user).parse().unwrap();
+            let read = &bytes[..=end];
+            match user {
+                Some(_) => assert_eq!(&read[81..], owner(user).as_slice()),
+                None => assert!(owner(user).is_empty() && end == SESSION_HEADER - 1),
+            }
+        }
+        assert_eq!(
+            fixed_time(Timestamp::from_millis(-1)),
+            "-0000000000000000001"
+        );
+        assert_eq!(
+            fixed_time(Timestamp::from_millis(i64::MIN)),
+            "-9223372036854775808"
+        );
+        assert_eq!(fixed_time(Timestamp::MAX), "+9223372036854775807");
     }
 
     #[test]

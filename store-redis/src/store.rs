@@ -333,7 +333,8 @@ impl RedisStore {
         inv.key(&times)
             .arg(schema::member(key))
             .arg(schema::ts(absolute))
-            .arg(duration_ms(self.ttl_slack));
+            .arg(duration_ms(self.ttl_slack))
+            .arg(schema::ttl_at(absolute, self.ttl_slack));
         match self.invoke(inv).await? {
             Value::BulkString(b) => String::from_utf8(b).map_err(|_| {
                 Error::backend_permanent("the index script returned a non-UTF-8 stamp")
@@ -642,19 +643,17 @@ impl SessionBackend for RedisStore {
         let entry = self.keys.entry(key);
         let value = schema::encode_session(record, next);
         let ttl = schema::ttl_at(record.expires_at(), self.ttl_slack);
-        let (has_user, user) = match &record.user_id {
-            Some(u) => ("1", u.as_str()),
-            None => ("0", ""),
-        };
+        let user = record.user_id.as_deref();
+        let owner = schema::owner(user);
         self.bounded(async {
             let mut index_written = false;
             loop {
                 let mut inv = scripts::SAVE.key(&entry);
-                inv.arg(schema::ts(now))
+                inv.arg(schema::fixed_time(now))
                     .arg(schema::fixed_version(record.version))
-                    .arg(user)
-                    .arg(has_user)
-                    .arg(schema::ts(record.absolute_deadline))
+                    .arg(schema::header_end(user))
+                    .arg(owner.as_slice())
+                    .arg(schema::fixed_time(record.absolute_deadline))
                     .arg(if index_written { "1" } else { "0" })
                     .arg(&ttl)
                     .arg(value.as_slice());
@@ -664,6 +663,7 @@ impl SessionBackend for RedisStore {
                     -2 => return Err(Error::codec("stored session is corrupt")),
                     -4 if !index_written => {
                         // New owner or later absolute deadline: index first.
+                        let user = user.ok_or_else(|| unexpected("save", -4))?;
                         self.index_add(user, key, record.absolute_deadline).await?;
                         index_written = true;
                     }
@@ -684,9 +684,10 @@ impl SessionBackend for RedisStore {
         let entry = self.keys.entry(key);
         self.bounded(async {
             let mut inv = scripts::TOUCH.key(&entry);
-            inv.arg(schema::ts(now))
-                .arg(schema::ts(idle_deadline))
-                .arg(schema::ts(last_seen_at))
+            inv.arg(schema::fixed_time(now))
+                .arg(schema::fixed_time(idle_deadline))
+                .arg(schema::fixed_time(last_seen_at))
+                .arg(schema::ttl_at(idle_deadline, self.ttl_slack))
                 .arg(duration_ms(self.ttl_slack));
             match to_int(self.invoke(inv).await?, "touch")? {
                 1 => Ok(true),
@@ -743,7 +744,7 @@ impl SessionBackend for RedisStore {
                 };
                 let mut inv = scripts::ROTATE.key(&from);
                 inv.key(&to)
-                    .arg(schema::ts(now))
+                    .arg(schema::fixed_time(now))
                     .arg(schema::fixed_version(record.version))
                     .arg(&stamp)
                     .arg(self.max_index_age())
@@ -789,6 +790,8 @@ impl SessionBackend for RedisStore {
         now: Timestamp,
     ) -> Result<u64> {
         let except = except.map(schema::member);
+        let owner = schema::owner(Some(user_id));
+        let header_end = schema::header_end(Some(user_id));
         self.bounded(async {
             let members: Vec<Vec<u8>> = self
                 .index_members(user_id)
@@ -800,10 +803,12 @@ impl SessionBackend for RedisStore {
             let mut missing = Vec::new();
             let results = self
                 .for_members(valid, |mut conn, entry| {
-                    let user = user_id.to_owned();
+                    let (owner, header_end) = (&owner, &header_end);
                     async move {
                         let mut inv = scripts::DELETE_OWNED.key(&entry);
-                        inv.arg(user).arg(schema::ts(now));
+                        inv.arg(owner.as_slice())
+                            .arg(schema::fixed_time(now))
+                            .arg(header_end);
                         let v = inv
                             .invoke_async::<Value>(&mut conn)
                             .await
