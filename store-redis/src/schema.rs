@@ -140,19 +140,29 @@ pub(crate) const SESSION_HEADER: usize = 93;
 const FORWARD_HEADER: usize = 22;
 
 /// A version as stored: 20 zero-padded digits.
-pub(crate) fn fixed_version(v: u64) -> String {
-    format!("{v:020}")
+pub(crate) fn fixed_version(v: u64) -> [u8; 20] {
+    let mut out = [b'0'; 20];
+    digits_into(v, &mut out);
+    out
+}
+
+/// Writes `v` right-aligned into `out` as decimal digits (`out` holds `'0'`s
+/// and is wide enough: 20 digits for any `u64`).
+fn digits_into(mut v: u64, out: &mut [u8]) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// An instant as stored: sign and 19 digits. The scripts take their
 /// instant arguments in this form too and compare them as text.
-pub(crate) fn fixed_time(t: Timestamp) -> String {
+pub(crate) fn fixed_time(t: Timestamp) -> [u8; 20] {
     let ms = t.as_millis();
-    format!(
-        "{}{:019}",
-        if ms < 0 { '-' } else { '+' },
-        ms.unsigned_abs()
-    )
+    let mut out = [b'0'; 20];
+    out[0] = if ms < 0 { b'-' } else { b'+' };
+    digits_into(ms.unsigned_abs(), &mut out[1..]);
+    out
 }
 
 /// A user as a session header stores it from the user flag on: `'u'`, the
@@ -164,9 +174,17 @@ pub(crate) fn owner(user: Option<&str>) -> Vec<u8> {
     };
     let mut out = Vec::with_capacity(12 + user.len());
     out.push(b'u');
-    out.extend_from_slice(format!("{:010}", user.len()).as_bytes());
+    out.extend_from_slice(&user_len(user.len()));
     out.push(b'\n');
     out.extend_from_slice(user.as_bytes());
+    out
+}
+
+/// A user id length as stored: 10 digits (a user id longer than that is
+/// refused by the manager's limits long before).
+fn user_len(n: usize) -> [u8; 10] {
+    let mut out = [b'0'; 10];
+    digits_into(u64::try_from(n).unwrap_or(u64::MAX), &mut out);
     out
 }
 
@@ -182,12 +200,12 @@ pub(crate) fn encode_session(r: &SessionRecord, version: u64) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(SESSION_HEADER + user.len() + 21 + r.meta.len() + r.data.len());
     out.push(b'S');
-    out.extend_from_slice(fixed_version(version).as_bytes());
-    out.extend_from_slice(fixed_time(r.idle_deadline).as_bytes());
-    out.extend_from_slice(fixed_time(r.absolute_deadline).as_bytes());
-    out.extend_from_slice(fixed_time(r.last_seen_at).as_bytes());
+    out.extend_from_slice(&fixed_version(version));
+    out.extend_from_slice(&fixed_time(r.idle_deadline));
+    out.extend_from_slice(&fixed_time(r.absolute_deadline));
+    out.extend_from_slice(&fixed_time(r.last_seen_at));
     out.push(if r.user_id.is_some() { b'u' } else { b'a' });
-    out.extend_from_slice(format!("{:010}", user.len()).as_bytes());
+    out.extend_from_slice(&user_len(user.len()));
     out.push(b'\n');
     debug_assert_eq!(out.len(), SESSION_HEADER);
     out.extend_from_slice(user);
@@ -214,7 +232,7 @@ pub(crate) fn encode_session(r: &SessionRecord, version: u64) -> Vec<u8> {
 pub(crate) fn encode_forwarder(successor: &StorageKey, sealed: &[u8], until: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(FORWARD_HEADER + 32 + sealed.len());
     out.push(b'F');
-    out.extend_from_slice(fixed_time(until).as_bytes());
+    out.extend_from_slice(&fixed_time(until));
     out.push(b'\n');
     out.extend_from_slice(successor.as_bytes());
     out.extend_from_slice(sealed);
@@ -446,14 +464,17 @@ mod tests {
             }
         }
         assert_eq!(
-            fixed_time(Timestamp::from_millis(-1)),
-            "-0000000000000000001"
+            &fixed_time(Timestamp::from_millis(-1)),
+            b"-0000000000000000001"
         );
         assert_eq!(
-            fixed_time(Timestamp::from_millis(i64::MIN)),
-            "-9223372036854775808"
+            &fixed_time(Timestamp::from_millis(i64::MIN)),
+            b"-9223372036854775808"
         );
-        assert_eq!(fixed_time(Timestamp::MAX), "+9223372036854775807");
+        assert_eq!(&fixed_time(Timestamp::MAX), b"+9223372036854775807");
+        assert_eq!(&fixed_version(u64::MAX), b"18446744073709551615");
+        assert_eq!(&fixed_version(7), b"00000000000000000007");
+        assert_eq!(&user_len(42), b"0000000042");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RetryMethod, ServerErrorKind, Value,
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RetryMethod, Script, ServerErrorKind, Value,
 };
 
 use session_store_core::{
@@ -315,9 +315,8 @@ impl RedisStore {
         bounded(self.operation_timeout, fut).await
     }
 
-    async fn invoke(&self, inv: redis::ScriptInvocation<'_>) -> Result<Value> {
-        let mut conn = self.conn.clone();
-        inv.invoke_async::<Value>(&mut conn).await.map_err(map_err)
+    async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value> {
+        eval(&mut self.conn.clone(), script, cmd).await
     }
 
     /// Adds `key` to `user_id`'s index with score `absolute`; returns the
@@ -329,13 +328,12 @@ impl RedisStore {
         absolute: Timestamp,
     ) -> Result<String> {
         let (zset, times) = self.keys.user(user_id);
-        let mut inv = scripts::INDEX_ADD.key(&zset);
-        inv.key(&times)
-            .arg(schema::member(key))
+        let mut cmd = evalsha(&scripts::INDEX_ADD, &[&zset, &times]);
+        cmd.arg(schema::member(key))
             .arg(schema::ts(absolute))
             .arg(duration_ms(self.ttl_slack))
             .arg(schema::ttl_at(absolute, self.ttl_slack));
-        match self.invoke(inv).await? {
+        match self.eval(&scripts::INDEX_ADD, &cmd).await? {
             Value::BulkString(b) => String::from_utf8(b).map_err(|_| {
                 Error::backend_permanent("the index script returned a non-UTF-8 stamp")
             }),
@@ -351,11 +349,10 @@ impl RedisStore {
     /// certainly expired are dropped on the way).
     async fn index_members(&self, user_id: &str) -> Result<Vec<Vec<u8>>> {
         let (zset, times) = self.keys.user(user_id);
-        let mut inv = scripts::INDEX_MEMBERS.key(&zset);
-        inv.key(&times)
-            .arg(duration_ms(self.ttl_slack))
+        let mut cmd = evalsha(&scripts::INDEX_MEMBERS, &[&zset, &times]);
+        cmd.arg(duration_ms(self.ttl_slack))
             .arg(duration_ms(self.index_guard));
-        bulk_list(self.invoke(inv).await?)
+        bulk_list(self.eval(&scripts::INDEX_MEMBERS, &cmd).await?)
     }
 
     /// Removes `dead` (verified gone for good) and `missing` (no record;
@@ -370,14 +367,12 @@ impl RedisStore {
             return Ok(());
         }
         let (zset, times) = self.keys.user(user_id);
-        let mut inv = scripts::INDEX_PRUNE.key(&zset);
-        inv.key(&times)
-            .arg(duration_ms(self.index_guard))
-            .arg(dead.len());
+        let mut cmd = evalsha(&scripts::INDEX_PRUNE, &[&zset, &times]);
+        cmd.arg(duration_ms(self.index_guard)).arg(dead.len());
         for m in dead.iter().chain(missing) {
-            inv.arg(m.as_slice());
+            cmd.arg(m.as_slice());
         }
-        self.invoke(inv).await.map(drop)
+        self.eval(&scripts::INDEX_PRUNE, &cmd).await.map(drop)
     }
 
     fn max_index_age(&self) -> String {
@@ -548,6 +543,27 @@ fn flatten(v: Value, out: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// `EVALSHA <sha> <n> <keys>`; the caller appends the arguments. Built
+/// directly into one command buffer (a `ScriptInvocation` copies every key
+/// and argument into its own vector first, then into the command).
+fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// Runs `cmd` (from [`evalsha`]); on `NOSCRIPT` (a restarted or failed-over
+/// server) loads `script` (on every master in cluster mode) and runs it again.
+async fn eval(conn: &mut Conn, script: &Script, cmd: &Cmd) -> Result<Value> {
+    match cmd.query_async::<Value>(conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await.map_err(map_err)?;
+            cmd.query_async::<Value>(conn).await.map_err(map_err)
+        }
+        r => r.map_err(map_err),
+    }
+}
+
 fn duration_ms(d: Duration) -> String {
     d.as_millis().to_string()
 }
@@ -594,12 +610,12 @@ impl SessionBackend for RedisStore {
                 // The index entry first: whoever lists the user sees at least
                 // every session that exists.
                 let stamp = self.index_add(user, key, record.absolute_deadline).await?;
-                let mut inv = scripts::CREATE.key(&entry);
-                inv.arg(&stamp)
+                let mut cmd = evalsha(&scripts::CREATE, &[&entry]);
+                cmd.arg(&stamp)
                     .arg(self.max_index_age())
                     .arg(&ttl)
                     .arg(value.as_slice());
-                match to_int(self.invoke(inv).await?, "create")? {
+                match to_int(self.eval(&scripts::CREATE, &cmd).await?, "create")? {
                     1 => return Ok(()),
                     -1 => return Err(Error::AlreadyExists),
                     -3 => continue,
@@ -648,16 +664,16 @@ impl SessionBackend for RedisStore {
         self.bounded(async {
             let mut index_written = false;
             loop {
-                let mut inv = scripts::SAVE.key(&entry);
-                inv.arg(schema::fixed_time(now))
-                    .arg(schema::fixed_version(record.version))
+                let mut cmd = evalsha(&scripts::SAVE, &[&entry]);
+                cmd.arg(&schema::fixed_time(now)[..])
+                    .arg(&schema::fixed_version(record.version)[..])
                     .arg(schema::header_end(user))
                     .arg(owner.as_slice())
-                    .arg(schema::fixed_time(record.absolute_deadline))
+                    .arg(&schema::fixed_time(record.absolute_deadline)[..])
                     .arg(if index_written { "1" } else { "0" })
                     .arg(&ttl)
                     .arg(value.as_slice());
-                match to_int(self.invoke(inv).await?, "save")? {
+                match to_int(self.eval(&scripts::SAVE, &cmd).await?, "save")? {
                     1 => return Ok(next),
                     0 => return Err(Error::Conflict),
                     -2 => return Err(Error::codec("stored session is corrupt")),
@@ -683,13 +699,13 @@ impl SessionBackend for RedisStore {
     ) -> Result<bool> {
         let entry = self.keys.entry(key);
         self.bounded(async {
-            let mut inv = scripts::TOUCH.key(&entry);
-            inv.arg(schema::fixed_time(now))
-                .arg(schema::fixed_time(idle_deadline))
-                .arg(schema::fixed_time(last_seen_at))
+            let mut cmd = evalsha(&scripts::TOUCH, &[&entry]);
+            cmd.arg(&schema::fixed_time(now)[..])
+                .arg(&schema::fixed_time(idle_deadline)[..])
+                .arg(&schema::fixed_time(last_seen_at)[..])
                 .arg(schema::ttl_at(idle_deadline, self.ttl_slack))
                 .arg(duration_ms(self.ttl_slack));
-            match to_int(self.invoke(inv).await?, "touch")? {
+            match to_int(self.eval(&scripts::TOUCH, &cmd).await?, "touch")? {
                 1 => Ok(true),
                 0 => Ok(false),
                 -2 => Err(Error::codec("stored session is corrupt")),
@@ -742,17 +758,16 @@ impl SessionBackend for RedisStore {
                     }
                     None => String::new(),
                 };
-                let mut inv = scripts::ROTATE.key(&from);
-                inv.key(&to)
-                    .arg(schema::fixed_time(now))
-                    .arg(schema::fixed_version(record.version))
+                let mut cmd = evalsha(&scripts::ROTATE, &[&from, &to]);
+                cmd.arg(&schema::fixed_time(now)[..])
+                    .arg(&schema::fixed_version(record.version)[..])
                     .arg(&stamp)
                     .arg(self.max_index_age())
                     .arg(&ttl)
                     .arg(value.as_slice())
                     .arg(forwarder.as_slice())
                     .arg(&forwarder_ttl);
-                match to_int(self.invoke(inv).await?, "rotate")? {
+                match to_int(self.eval(&scripts::ROTATE, &cmd).await?, "rotate")? {
                     1 => return Ok(next),
                     0 => return Err(Error::Conflict),
                     -1 => return Err(Error::AlreadyExists),
@@ -805,14 +820,11 @@ impl SessionBackend for RedisStore {
                 .for_members(valid, |mut conn, entry| {
                     let (owner, header_end) = (&owner, &header_end);
                     async move {
-                        let mut inv = scripts::DELETE_OWNED.key(&entry);
-                        inv.arg(owner.as_slice())
-                            .arg(schema::fixed_time(now))
+                        let mut cmd = evalsha(&scripts::DELETE_OWNED, &[&entry]);
+                        cmd.arg(owner.as_slice())
+                            .arg(&schema::fixed_time(now)[..])
                             .arg(header_end);
-                        let v = inv
-                            .invoke_async::<Value>(&mut conn)
-                            .await
-                            .map_err(map_err)?;
+                        let v = eval(&mut conn, &scripts::DELETE_OWNED, &cmd).await?;
                         to_int(v, "delete_user")
                     }
                 })
