@@ -47,21 +47,21 @@ pub enum Durability {
     /// crash loses at most about one interval of writes, including
     /// deletions (a revoked session could reappear until it expires).
     ///
-    /// # Known sled 0.34.7 hang in this mode
-    /// The benchmarks hit, in about one run in three of the sled-periodic
-    /// operation suite, a deadlock inside sled: when deletions free the
-    /// segments at the end of the log, sled queues a file truncation on its
-    /// global I/O thread pool, and the next writer that needs a new segment
-    /// waits for that truncation in `SegmentAccountant::bump_tip` while
-    /// holding the segment-accountant lock; the pool's threads are all busy
-    /// with asynchronous `IoBufs::write_to_log` jobs blocked on that same
-    /// lock, and sled only adds threads when more than seven jobs are queued,
-    /// so the truncation never runs. The asynchronous log writes come from
-    /// I/O buffers that fill up between flushes, which is what this mode
-    /// allows; with [`Durability::EveryWrite`] each write flushes its buffer
-    /// inline and the hang was never seen (crash tests, conformance runs and
-    /// every benchmark run). Prefer `EveryWrite`; use this mode only for
-    /// workloads without mass deletion (`delete_all`, large cleanups).
+    /// # Back-pressure (a sled 0.34.7 deadlock avoided)
+    /// sled itself has none: writes that outpace the disk queue I/O-buffer
+    /// writes (`IoBufs::write_to_log`) on sled's global thread pool. When
+    /// rewrites or deletions then free the segments at the end of the log,
+    /// sled queues a file truncation on the same pool, and the next writer
+    /// that needs a segment waits for it in `SegmentAccountant::bump_tip`
+    /// while holding the segment-accountant lock, which every queued log
+    /// write needs: with the pool's threads all blocked on that lock, the
+    /// truncation never runs and every writer hangs (found by the benchmarks;
+    /// reproduced by the test `periodic_mode_sustained_rewrites_and_clears_do_not_hang`
+    /// in two runs of three without the back-pressure). So in this mode a
+    /// writer runs `Db::flush` (no `fdatasync`), waiting for sled's queued
+    /// log writes, once about 256 KiB were written since the last flush, and
+    /// `delete_all` and cleanup do the same between their batches: at most
+    /// one or two log writes are ever queued.
     Periodic(Duration),
 }
 

@@ -28,6 +28,18 @@ use crate::schema::{
 /// Entries removed per transaction by `cleanup_expired` (bounds the time
 /// sled's global transaction lock is held).
 const CLEANUP_BATCH: usize = 256;
+/// With [`Durability::Periodic`], a writer waits for sled's log writes
+/// (`Db::flush`, no `fdatasync`) once about this many bytes were written since
+/// the last flush: half of sled's 512 KiB log segment, so at most one or two
+/// I/O-buffer writes are ever queued on sled's thread pool (see the sled hang
+/// documented on [`Durability::Periodic`]).
+const PERIODIC_BACKPRESSURE_BYTES: u64 = 256 * 1024;
+/// Estimated log bytes of one write besides its values (keys, index
+/// entries, sled's framing).
+const WRITE_OVERHEAD_BYTES: u64 = 256;
+/// Keys removed per step of `delete_all` (each step is followed by the
+/// durability policy).
+const CLEAR_BATCH: usize = 1024;
 
 /// Maps a sled error: I/O may be transient, everything else (corruption,
 /// unsupported operation, sled bug) is permanent.
@@ -90,6 +102,8 @@ struct DbInner {
     /// and how many of them a completed flush covers (under the mutex).
     writes_done: AtomicU64,
     durable_upto: Mutex<u64>,
+    /// [`Durability::Periodic`]: estimated bytes written since the last flush.
+    unflushed: AtomicU64,
 }
 
 struct SyncFiles {
@@ -186,6 +200,7 @@ impl SledDb {
                 sync,
                 writes_done: AtomicU64::new(0),
                 durable_upto: Mutex::new(0),
+                unflushed: AtomicU64::new(0),
             }),
         })
     }
@@ -243,7 +258,7 @@ impl SledDb {
                 .meta
                 .insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())
                 .map_err(sled_error)?;
-            self.after_write()?;
+            self.after_write(WRITE_OVERHEAD_BYTES)?;
         }
         Ok(SledStore {
             inner: Arc::new(store),
@@ -287,10 +302,36 @@ impl SledDb {
     /// flush that started after its ticket already finished, its write is
     /// covered (`Db::flush` writes everything reserved in the log when it is
     /// called) and it returns without another `fdatasync`.
-    fn after_write(&self) -> Result<()> {
-        if let Durability::Periodic(_) = self.inner.durability {
-            return Ok(());
+    ///
+    /// With [`Durability::Periodic`] nothing is synced here, but once about
+    /// [`PERIODIC_BACKPRESSURE_BYTES`] (estimated by the caller as `bytes`
+    /// per write) have accumulated, this writer runs `Db::flush` and so waits
+    /// for sled's queued log writes: sled has no back-pressure of its own,
+    /// and a queue of pending writes on its thread pool is what deadlocks it.
+    /// Between the batches of one large write (`delete_all`, cleanup):
+    /// back-pressure with [`Durability::Periodic`]; nothing with
+    /// [`Durability::EveryWrite`], whose flush follows the whole write.
+    fn between_batches(&self, bytes: u64) -> Result<()> {
+        match self.inner.durability {
+            Durability::Periodic(_) => self.backpressure(bytes),
+            Durability::EveryWrite => Ok(()),
         }
+    }
+
+    fn backpressure(&self, bytes: u64) -> Result<()> {
+        let pending = self.inner.unflushed.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if pending >= PERIODIC_BACKPRESSURE_BYTES {
+            self.inner.unflushed.store(0, Ordering::SeqCst);
+            self.inner.db.flush().map_err(sled_error)?;
+        }
+        Ok(())
+    }
+
+    fn after_write(&self, bytes: u64) -> Result<()> {
+        if let Durability::Periodic(_) = self.inner.durability {
+            return self.backpressure(bytes);
+        }
+
         let ticket = self.inner.writes_done.fetch_add(1, Ordering::SeqCst) + 1;
         let mut durable = self
             .inner
@@ -507,7 +548,9 @@ impl SledStore {
     }
 
     /// Runs `op` on the blocking pool, then applies the durability policy.
-    async fn write<T, F>(&self, op: F) -> Result<T>
+    /// Runs one write on the blocking pool, then the durability policy;
+    /// `bytes` estimates the values it writes (see `after_write`).
+    async fn write<T, F>(&self, bytes: usize, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&StoreInner) -> Result<T> + Send + 'static,
@@ -515,7 +558,7 @@ impl SledStore {
         let inner = self.inner.clone();
         blocking(move || {
             let out = op(&inner)?;
-            inner.db.after_write()?;
+            inner.db.after_write(bytes as u64 + WRITE_OVERHEAD_BYTES)?;
             Ok(out)
         })
         .await
@@ -731,8 +774,23 @@ impl StoreInner {
         // and the records last means a write racing with it can only leave a
         // stale index entry (which every index reader skips), never a record
         // missing from the user index (which `delete_user` would then miss).
+        // Removed in batches, each followed by the durability policy, so a
+        // large clear never queues more log writes than one batch.
         for tree in [&self.users, &self.expiry, &self.records] {
-            tree.clear().map_err(sled_error)?;
+            loop {
+                let mut keys = Vec::with_capacity(CLEAR_BATCH);
+                for k in tree.iter().keys().take(CLEAR_BATCH) {
+                    keys.push(k.map_err(sled_error)?);
+                }
+                if keys.is_empty() {
+                    break;
+                }
+                for k in &keys {
+                    tree.remove(k).map_err(sled_error)?;
+                }
+                self.db
+                    .between_batches(keys.len() as u64 * WRITE_OVERHEAD_BYTES)?;
+            }
         }
         Ok(())
     }
@@ -787,6 +845,8 @@ impl StoreInner {
                 })
                 .map_err(tx_error)?;
             removed += n;
+            self.db
+                .between_batches(batch.len() as u64 * WRITE_OVERHEAD_BYTES)?;
         }
         Ok(removed as u64)
     }
@@ -796,7 +856,8 @@ impl StoreInner {
 impl SessionBackend for SledStore {
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
         let (key, record) = (*key, record.clone());
-        self.write(move |s| s.create(&key, &record)).await
+        let bytes = record.data.len() + record.meta.len();
+        self.write(bytes, move |s| s.create(&key, &record)).await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
@@ -809,7 +870,8 @@ impl SessionBackend for SledStore {
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
         let (key, record) = (*key, record.clone());
-        self.write(move |s| s.save(&key, &record, now)).await
+        let bytes = record.data.len() + record.meta.len();
+        self.write(bytes, move |s| s.save(&key, &record, now)).await
     }
 
     async fn touch(
@@ -820,18 +882,19 @@ impl SessionBackend for SledStore {
         now: Timestamp,
     ) -> Result<bool> {
         let key = *key;
-        self.write(move |s| s.touch(&key, idle_deadline, last_seen_at, now))
+        self.write(0, move |s| s.touch(&key, idle_deadline, last_seen_at, now))
             .await
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
         let rotation = rotation.clone();
-        self.write(move |s| s.rotate(&rotation, now)).await
+        let bytes = rotation.record.data.len() + rotation.record.meta.len();
+        self.write(bytes, move |s| s.rotate(&rotation, now)).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
         let key = *key;
-        self.write(move |s| s.delete(&key)).await
+        self.write(0, move |s| s.delete(&key)).await
     }
 
     async fn delete_user(
@@ -841,7 +904,7 @@ impl SessionBackend for SledStore {
         now: Timestamp,
     ) -> Result<u64> {
         let (user, except) = (user_id.to_owned(), except.copied());
-        self.write(move |s| s.delete_user(&user, except.as_ref(), now))
+        self.write(0, move |s| s.delete_user(&user, except.as_ref(), now))
             .await
     }
 
@@ -850,13 +913,13 @@ impl SessionBackend for SledStore {
     }
 
     async fn delete_all(&self) -> Result<()> {
-        self.write(|s| s.delete_all()).await
+        self.write(0, |s| s.delete_all()).await
     }
 
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         if limit == 0 {
             return Ok(0);
         }
-        self.write(move |s| s.cleanup_expired(now, limit)).await
+        self.write(0, move |s| s.cleanup_expired(now, limit)).await
     }
 }
