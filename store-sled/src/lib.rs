@@ -30,8 +30,10 @@
 //!   [`SledStore::spawn_cleanup`] runs it periodically and stops when its
 //!   [`CleanupHandle`] is dropped.
 //! - **Durability** is a setting ([`Durability`]): flushed and `fdatasync`ed
-//!   before every acknowledgement (default), or periodically by sled. A crash
-//!   test kills a writer with `SIGKILL` and checks every acknowledged write.
+//!   before every acknowledgement (default), or periodically by sled, with
+//!   back-pressure that avoids a sled 0.34.7 deadlock (see
+//!   [`Durability::Periodic`]). A crash test kills a writer with `SIGKILL`
+//!   and checks every acknowledged write.
 //! - **Namespaces**: several stores share one database under different tree
 //!   prefixes ([`SledDb::store`]); `delete_all` clears only its own trees.
 //! - **Safe open**: a path that is a file, a foreign non-empty directory, or
