@@ -402,6 +402,19 @@ fn raw_routines<'a>(
             })
         }),
     ));
+    if !read {
+        out.push((
+            "raw-rusqlite-store-UPDATE",
+            Box::new(move || {
+                raw.sqlite.store_row(&key, data);
+                Box::new(move |iters, lat| {
+                    block_on(rt, async {
+                        timed(&mut || raw.sqlite.store_update(&key, data), iters, lat)
+                    })
+                })
+            }),
+        ));
+    }
     out.push((
         if read {
             "raw-sled-get"

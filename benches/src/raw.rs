@@ -279,8 +279,40 @@ impl RawPostgres {
 #[derive(Debug)]
 pub struct RawSqlite {
     conns: Vec<Mutex<rusqlite::Connection>>,
+    /// Version of the row `store_update` compares and bumps.
+    version: std::sync::atomic::AtomicI64,
     _dir: tempfile::TempDir,
 }
+
+/// The session table of `session-store-sqlite` (`store-sqlite/src/schema.rs`,
+/// `create_statements`), for the baseline that runs the store's own save
+/// statement on the calling thread.
+const STORE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS raw_sessions (
+        key BLOB PRIMARY KEY NOT NULL,
+        kind INTEGER NOT NULL CHECK (kind IN (0, 1)),
+        version INTEGER NOT NULL,
+        user_id TEXT,
+        created_at INTEGER,
+        last_seen_at INTEGER,
+        auth_time INTEGER,
+        idle_deadline INTEGER,
+        absolute_deadline INTEGER,
+        meta BLOB,
+        data BLOB,
+        successor BLOB,
+        sealed_token BLOB,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS raw_sessions_user ON raw_sessions (user_id, created_at, key)
+        WHERE user_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS raw_sessions_expires ON raw_sessions (expires_at);";
+
+/// The store's common save (`save_same_owner` in `store-sqlite/src/schema.rs`).
+const STORE_SAVE: &str =
+    "UPDATE raw_sessions SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
+     idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, expires_at = ?12 \
+     WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
+     AND user_id IS ?4 AND created_at = ?5";
 
 impl RawSqlite {
     /// A fresh database with `connections` connections.
@@ -304,10 +336,67 @@ impl RawSqlite {
                     "CREATE TABLE IF NOT EXISTS raw_kv (key BLOB PRIMARY KEY NOT NULL, data BLOB NOT NULL)",
                 )
                 .map_err(|e| e.to_string())?;
+                c.execute_batch(STORE_SCHEMA).map_err(|e| e.to_string())?;
             }
             conns.push(Mutex::new(c));
         }
-        Ok(RawSqlite { conns, _dir: dir })
+        Ok(RawSqlite {
+            conns,
+            version: std::sync::atomic::AtomicI64::new(1),
+            _dir: dir,
+        })
+    }
+
+    /// Inserts (or resets) the session row that [`RawSqlite::store_update`]
+    /// rewrites, with the store's column layout (no user, far deadlines).
+    ///
+    /// # Panics
+    /// On SQLite errors.
+    pub fn store_row(&self, key: &[u8], data: &[u8]) {
+        let c = self.conns[0].lock().expect("lock");
+        c.execute(
+            "INSERT OR REPLACE INTO raw_sessions (key, kind, version, user_id, created_at, \
+             last_seen_at, auth_time, idle_deadline, absolute_deadline, meta, data, expires_at) \
+             VALUES (?1, 0, 1, NULL, 1000, 1000, NULL, ?3, ?3, x'', ?2, ?3)",
+            rusqlite::params![key, data, i64::MAX / 2],
+        )
+        .expect("raw sqlite store row");
+        self.version.store(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The store's own compare-and-swap save statement on the row of
+    /// [`RawSqlite::store_row`], on the calling thread: what `save` costs
+    /// without the hand-off to the store's writer thread.
+    ///
+    /// # Panics
+    /// On SQLite errors or when the compare-and-swap matches no row.
+    pub fn store_update(&self, key: &[u8], data: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = self.conns[0].lock().expect("lock");
+        let v = self.version.load(Relaxed);
+        let far = i64::MAX / 2;
+        let changed = c
+            .prepare_cached(STORE_SAVE)
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    key,
+                    v,
+                    v + 1,
+                    Option::<&str>::None,
+                    1000i64,
+                    2000i64,
+                    Option::<i64>::None,
+                    far - v,
+                    far,
+                    &b""[..],
+                    data,
+                    far - v,
+                    3000i64,
+                ])
+            })
+            .expect("raw sqlite store update");
+        assert_eq!(changed, 1, "raw store update matched no row");
+        self.version.store(v + 1, Relaxed);
     }
 
     /// Upsert on connection `i % connections`.

@@ -207,7 +207,12 @@ impl Results {
 
     /// p50(op of id) / p50(its baseline).
     pub fn ratio(&self, op: &str, payload: &str, id: &str) -> Option<f64> {
-        let base = baseline(id, op)?;
+        self.ratio_to(op, payload, id, baseline(id, op)?)
+    }
+
+    /// `op`'s p50 for `id` over the p50 of the raw baseline `base` (from the
+    /// backend-level group of the same kind, read or write).
+    pub fn ratio_to(&self, op: &str, payload: &str, id: &str, base: &str) -> Option<f64> {
         let group = if reads(op) {
             "backend_load"
         } else {
@@ -350,6 +355,18 @@ fn targets(r: &Results) -> Vec<Target> {
             3.0,
         );
         push(format!("sled load ≤ 2× raw get ({p})"), "load", "sled", 2.0);
+        let base = "raw-rusqlite-store-UPDATE";
+        t.push(Target {
+            what: format!(
+                "SQLite save ≤ 3× the store's own UPDATE run by rusqlite on the calling thread ({p})"
+            ),
+            measured: r.ratio_to("backend_save", &p, "sqlite", base),
+            manager: r.ratio_to("save", &p, "sqlite", base),
+            limit: 3.0,
+            at_least: false,
+            how: "p50 / p50 of `raw-rusqlite-store-UPDATE` (same schema, indexes and statement)"
+                .into(),
+        });
         t.push(Target {
             what: format!("Encryption wrapper ≤ 1.3× raw AES-256-GCM encrypt+decrypt ({p})"),
             measured: wrapper_ratio(r, &p, "backend_"),
@@ -628,7 +645,9 @@ pub fn render(
          `ConnectionManager` set up like the store's, `raw-redis-cluster-*` on the \
          cluster client, `raw-pg-conn-*` on one dedicated `PgConnection` (the physical \
          limit; `raw-pg-pool-*` through a sqlx pool configured like the store's), `raw-rusqlite-*` on the \
-         calling thread, `raw-sled-*` plain tree `get`/`insert` (no flush), \
+         calling thread (`raw-rusqlite-upsert` a two-column key-value upsert; \
+         `raw-rusqlite-store-UPDATE` the store's own compare-and-swap `UPDATE` on a table \
+         with the store's schema and indexes), `raw-sled-*` plain tree `get`/`insert` (no flush), \
          `raw-aes-gcm-enc+dec` one AES-256-GCM encryption and decryption of the payload.\n"
     );
     let _ = writeln!(md, "## Machine\n\n| | |\n| --- | --- |");
