@@ -49,7 +49,18 @@ pub(crate) struct Db {
     pub sql: Arc<Sql>,
 }
 
-type Job = Box<dyn FnOnce(&mut Db) + Send>;
+type Job = Box<dyn FnOnce(&mut Db, &Pool) + Send>;
+
+/// Counts a job out of [`Pool::in_flight`] when dropped: before its reply is
+/// sent (so a caller's next call sees an accurate count), or while a
+/// panicking job unwinds.
+struct InFlight<'a>(&'a Pool);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Worker threads busy-waiting for work, in the whole process.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
@@ -129,7 +140,8 @@ impl Pool {
     }
 
     /// Busy-waits up to `spin` for a job, if this worker may spin. True when
-    /// a job (or the close) arrived meanwhile.
+    /// a job arrived meanwhile; false on timeout or close (the caller then
+    /// looks under the lock, where a closed pool ends the worker).
     fn spin_for_work(&self) -> bool {
         if self.spin.is_zero() {
             return false;
@@ -147,8 +159,11 @@ impl Pool {
         let start = Instant::now();
         let mut spins = 0u32;
         let found = loop {
-            if self.queued.load(Ordering::SeqCst) > 0 || self.closed.load(Ordering::SeqCst) {
+            if self.queued.load(Ordering::SeqCst) > 0 {
                 break true;
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                break false;
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
@@ -255,9 +270,12 @@ impl Queue {
         F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
     {
         let (reply, mut answer) = oneshot::channel();
-        let job: Job = Box::new(move |db| {
+        let job: Job = Box::new(move |db, pool| {
+            let counted = InFlight(pool);
+            let out = f(db);
+            drop(counted);
             // The caller may have gone away; nothing to do then.
-            let _ = reply.send(f(db));
+            let _ = reply.send(out);
         });
         let starts_now = self.push(job)?;
         let spin = self.pool().spin;
@@ -313,10 +331,9 @@ fn serve(mut db: Db, pool: &Pool) {
         // A panicking job drops its reply sender (its caller sees an error);
         // an open transaction rolls back as the panic unwinds; the thread
         // keeps serving.
-        if catch_unwind(AssertUnwindSafe(|| job(&mut db))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| job(&mut db, pool))).is_err() {
             tracing::error!("a SQLite job panicked; the worker continues");
         }
-        pool.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
