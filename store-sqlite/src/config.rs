@@ -19,6 +19,12 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SPIN_WAIT: Duration = Duration::from_micros(50);
 /// Highest accepted spin-wait bound.
 pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(1);
+/// Default page cache of each connection, in KiB (SQLite's own default is
+/// 2 MiB, which a store of a million sessions outgrows: every lookup then
+/// reads B-tree pages back from the OS).
+pub const DEFAULT_CACHE_KIB: u64 = 32 * 1024;
+/// Highest accepted page cache per connection, in KiB (16 GiB).
+pub const MAX_CACHE_KIB: u64 = 16 * 1024 * 1024;
 
 /// Where the database lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +103,7 @@ pub struct SqliteConfig {
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) spin_wait: Duration,
+    pub(crate) cache_kib: u64,
 }
 
 impl fmt::Debug for SqliteConfig {
@@ -108,6 +115,7 @@ impl fmt::Debug for SqliteConfig {
             .field("readers", &self.readers)
             .field("busy_timeout", &self.busy_timeout)
             .field("spin_wait", &self.spin_wait)
+            .field("cache_kib", &self.cache_kib)
             .finish()
     }
 }
@@ -132,6 +140,7 @@ impl SqliteConfig {
     /// | `SESSION_STORE_SQLITE_SYNCHRONOUS` | `normal` or `full` (see [`Synchronous`]). | `normal` |
     /// | `SESSION_STORE_SQLITE_READERS` | Reader threads, `0` to `64` (`0`: the writer serves reads too). | `2` |
     /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | Milliseconds a statement waits for a lock held by another process. | `5000` |
+    /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfigBuilder::cache_kib`]). | `32768` |
     /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfigBuilder::spin_wait`]); `0` turns it off. | `50` |
     ///
     /// # Errors
@@ -171,6 +180,12 @@ impl SqliteConfig {
                 Error::Config("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS must be a number".into())
             })?;
             builder = builder.busy_timeout(Duration::from_millis(ms));
+        }
+        if let Some(s) = lookup("SESSION_STORE_SQLITE_CACHE_KIB") {
+            let kib = s.trim().parse::<u64>().map_err(|_| {
+                Error::Config("SESSION_STORE_SQLITE_CACHE_KIB must be a number of KiB".into())
+            })?;
+            builder = builder.cache_kib(kib);
         }
         if let Some(s) = lookup("SESSION_STORE_SQLITE_SPIN_WAIT_US") {
             let us = s.trim().parse::<u64>().map_err(|_| {
@@ -224,6 +239,12 @@ impl SqliteConfig {
     pub fn spin_wait(&self) -> Duration {
         self.spin_wait
     }
+
+    /// The page cache of each connection, in KiB (see
+    /// [`SqliteConfigBuilder::cache_kib`]).
+    pub fn cache_kib(&self) -> u64 {
+        self.cache_kib
+    }
 }
 
 /// Builds a [`SqliteConfig`]; [`SqliteConfigBuilder::build`] validates.
@@ -243,6 +264,7 @@ impl SqliteConfigBuilder {
                 readers: DEFAULT_READERS,
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 spin_wait: DEFAULT_SPIN_WAIT,
+                cache_kib: DEFAULT_CACHE_KIB,
             },
         }
     }
@@ -286,11 +308,21 @@ impl SqliteConfigBuilder {
         self
     }
 
+    /// The page cache of each connection (the writer and every reader), in
+    /// KiB (default 32 MiB, at most 16 GiB; SQLite's `PRAGMA cache_size`).
+    /// Size it to the hot part of the table: a lookup whose B-tree pages are
+    /// not cached reads them back from the OS, several microseconds each.
+    /// Memory is taken as pages are read, not up front.
+    pub fn cache_kib(mut self, kib: u64) -> Self {
+        self.config.cache_kib = kib;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid table name, more than 64 readers, a
-    /// spin wait over 1 ms, or
+    /// spin wait over 1 ms, a cache outside 1 KiB to 16 GiB, or
     /// an empty path.
     pub fn build(self) -> Result<SqliteConfig> {
         validate_table_name(&self.config.table)?;
@@ -298,6 +330,12 @@ impl SqliteConfigBuilder {
             return Err(Error::Config(format!(
                 "reader count {} exceeds the maximum of {MAX_READERS}",
                 self.config.readers
+            )));
+        }
+        if self.config.cache_kib == 0 || self.config.cache_kib > MAX_CACHE_KIB {
+            return Err(Error::Config(format!(
+                "cache of {} KiB is outside 1 to {MAX_CACHE_KIB} KiB",
+                self.config.cache_kib
             )));
         }
         if self.config.spin_wait > MAX_SPIN_WAIT {
@@ -380,6 +418,7 @@ mod tests {
         assert_eq!(c.readers(), DEFAULT_READERS);
         assert_eq!(c.busy_timeout(), DEFAULT_BUSY_TIMEOUT);
         assert_eq!(c.spin_wait(), DEFAULT_SPIN_WAIT);
+        assert_eq!(c.cache_kib(), DEFAULT_CACHE_KIB);
         assert!(matches!(
             SqliteConfig::builder("/tmp/x.db").readers(65).build(),
             Err(Error::Config(_))
@@ -415,6 +454,7 @@ mod tests {
             ("SESSION_STORE_SQLITE_READERS", "3"),
             ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "250"),
             ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "0"),
+            ("SESSION_STORE_SQLITE_CACHE_KIB", "1024"),
         ]))
         .unwrap();
         assert_eq!(c.path(), Some(Path::new("/var/lib/app/sessions.db")));
@@ -423,6 +463,7 @@ mod tests {
         assert_eq!(c.readers(), 3);
         assert_eq!(c.busy_timeout(), Duration::from_millis(250));
         assert_eq!(c.spin_wait(), Duration::ZERO);
+        assert_eq!(c.cache_kib(), 1024);
 
         let m =
             SqliteConfig::from_lookup(env(&[("SESSION_STORE_SQLITE_PATH", ":memory:")])).unwrap();
@@ -453,6 +494,10 @@ mod tests {
             &[
                 ("SESSION_STORE_SQLITE_PATH", "x.db"),
                 ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
+            ],
+            &[
+                ("SESSION_STORE_SQLITE_PATH", "x.db"),
+                ("SESSION_STORE_SQLITE_CACHE_KIB", "0"),
             ],
         ];
         for case in cases {

@@ -73,7 +73,8 @@ mod worker;
 pub use cleanup::{spawn_cleanup, CleanupHandle, CleanupStats, MAX_BATCHES_PER_ROUND};
 pub use config::{
     Location, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_BUSY_TIMEOUT,
-    DEFAULT_READERS, DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_READERS, MAX_SPIN_WAIT,
+    DEFAULT_CACHE_KIB, DEFAULT_READERS, DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_CACHE_KIB,
+    MAX_READERS, MAX_SPIN_WAIT,
 };
 pub use schema::{SCHEMA_TABLE, SCHEMA_VERSION};
 pub use store::SqliteStore;

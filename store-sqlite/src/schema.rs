@@ -257,6 +257,9 @@ fn set_connection_pragmas(conn: &Connection, config: &SqliteConfig) -> Result<()
         .map_err(sqlite_error)?;
     conn.pragma_update(None, "synchronous", config.synchronous.pragma_value())
         .map_err(sqlite_error)?;
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -(config.cache_kib as i64))
+        .map_err(sqlite_error)?;
     Ok(())
 }
 
@@ -439,6 +442,7 @@ mod tests {
             let config = SqliteConfig::builder(dir.path().join("s.db"))
                 .synchronous(mode)
                 .busy_timeout(Duration::from_millis(1234))
+                .cache_kib(4096)
                 .build()
                 .unwrap();
             let conn = open_writer(&config, None).unwrap();
@@ -455,6 +459,10 @@ mod tests {
                 .unwrap();
             assert_eq!(busy, 1234);
             let reader = open_reader(&config).unwrap();
+            for c in [&conn, &reader] {
+                let cache: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+                assert_eq!(cache, -4096);
+            }
             assert!(reader
                 .execute_batch("CREATE TABLE nope (x INTEGER)")
                 .is_err());
