@@ -281,6 +281,8 @@ pub struct RawSqlite {
     conns: Vec<Mutex<rusqlite::Connection>>,
     /// Version of the row `store_update` compares and bumps.
     version: std::sync::atomic::AtomicI64,
+    /// Counter stamped into each upserted value.
+    stamp: std::sync::atomic::AtomicU64,
     _dir: tempfile::TempDir,
 }
 
@@ -343,6 +345,7 @@ impl RawSqlite {
         Ok(RawSqlite {
             conns,
             version: std::sync::atomic::AtomicI64::new(1),
+            stamp: std::sync::atomic::AtomicU64::new(0),
             _dir: dir,
         })
     }
@@ -399,17 +402,26 @@ impl RawSqlite {
         self.version.store(v + 1, Relaxed);
     }
 
-    /// Upsert on connection `i % connections`.
+    /// Upsert on connection `i % connections`. Each call writes new bytes
+    /// (a counter stamped over the payload's first 8 bytes), as every session
+    /// save does (its version changes): SQLite does not dirty a page whose
+    /// cell is rewritten with identical content, so repeating the same value
+    /// would time a commit that writes nothing (about 7 µs against 15 µs here).
     ///
     /// # Panics
     /// On SQLite errors.
     pub fn upsert(&self, i: usize, key: &[u8], data: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
         let c = self.conns[i % self.conns.len()].lock().expect("lock");
+        let stamp = self.stamp.fetch_add(1, Relaxed).to_le_bytes();
+        let mut value = data.to_vec();
+        let n = value.len().min(stamp.len());
+        value[..n].copy_from_slice(&stamp[..n]);
         c.prepare_cached(
             "INSERT INTO raw_kv (key, data) VALUES (?1, ?2) \
              ON CONFLICT (key) DO UPDATE SET data = excluded.data",
         )
-        .and_then(|mut s| s.execute(rusqlite::params![key, data]))
+        .and_then(|mut s| s.execute(rusqlite::params![key, value]))
         .expect("raw sqlite upsert");
     }
 
