@@ -1,12 +1,15 @@
 //! The public conformance suite, plain and encrypted: every check gets a fresh
-//! sled database in its own temporary directory.
+//! sled database in its own temporary directory. Run twice: with the default
+//! durability on a temporary database, and with `Durability::Periodic` (its
+//! periodic flushes and back-pressure path) in `periodic`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use session_store_conformance::{conformance_tests, TestStore};
 use session_store_core::{Error, Result};
-use session_store_sled::{SledConfig, SledStore};
+use session_store_sled::{Durability, SledConfig, SledStore};
 
 /// Every raw key and value of the store's trees, then the raw bytes of every
 /// file in the database directory after a flush (what a stolen disk shows,
@@ -27,12 +30,9 @@ async fn dump(store: &SledStore, dir: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-async fn store() -> TestStore {
+async fn store_with(configure: fn(SledConfig) -> SledConfig) -> TestStore {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
-    // Temporary: deleted on drop and never fsynced (the suite checks
-    // semantics; durability has its own crash test).
-    let store = SledConfig::new(dir.path().join("db"))
-        .temporary(true)
+    let store = configure(SledConfig::new(dir.path().join("db")))
         .open()
         .expect("open sled store");
     let dump_store = store.clone();
@@ -43,4 +43,22 @@ async fn store() -> TestStore {
     })
 }
 
+async fn store() -> TestStore {
+    // Temporary: deleted on drop and never fsynced (the suite checks
+    // semantics; durability has its own crash test).
+    store_with(|c| c.temporary(true)).await
+}
+
+/// Periodic flushes and the back-pressure path instead of a flush per
+/// write; the same semantics must hold.
+async fn store_periodic() -> TestStore {
+    store_with(|c| c.durability(Durability::Periodic(Duration::from_millis(20)))).await
+}
+
 conformance_tests!(store);
+
+mod periodic {
+    use super::*;
+
+    conformance_tests!(super::store_periodic);
+}
