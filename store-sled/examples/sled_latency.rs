@@ -1,5 +1,5 @@
 //! A rough, throwaway latency run per operation (not a benchmark: no
-//! statistics, one machine). `cargo run --release -p session-store-sled --example latency`.
+//! statistics, one machine). `cargo run --release -p session-store-sled --example sled_latency`.
 //!
 //! Uses a temporary database (nothing is synced) for the in-memory cost, then
 //! a real directory with `Durability::EveryWrite` for the cost of a durable write.

@@ -1,7 +1,7 @@
 //! Rough sequential latency per operation against a local server, next to a
 //! raw primary-key `SELECT` on one dedicated connection. A measuring aid, not
 //! a benchmark: run with
-//! `cargo run --release -p session-store-postgres --example latency`
+//! `cargo run --release -p session-store-postgres --example postgres_latency`
 //! (URL from `SESSION_STORE_POSTGRES_URL`, default the test server; add
 //! `-- --unlogged` for an UNLOGGED table).
 

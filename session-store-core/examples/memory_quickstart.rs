@@ -1,7 +1,7 @@
 //! The life of a session, on the in-memory store (nothing to install, nothing
 //! kept). The README's quickstart runs the same walkthrough on SQLite.
 //!
-//! `cargo run -p session-store-core --example quickstart`
+//! `cargo run -p session-store-core --example memory_quickstart`
 
 use std::sync::Arc;
 

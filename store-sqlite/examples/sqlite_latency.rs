@@ -1,5 +1,5 @@
 //! A rough, throwaway latency run (not a benchmark: see the `benches` crate):
-//! `cargo run --release -p session-store-sqlite --example latency`.
+//! `cargo run --release -p session-store-sqlite --example sqlite_latency`.
 //!
 //! Compares the store's `load` and `save` with the same primary-key statement
 //! run directly on the calling thread through rusqlite, in alternating blocks

@@ -1,6 +1,6 @@
 //! The life of a session on sled: an embedded database directory, no server.
 //!
-//! `cargo run -p session-store-sled --example quickstart`
+//! `cargo run -p session-store-sled --example sled_quickstart`
 //!
 //! Creates (or reuses) the directory `quickstart-sessions.sled` in the current
 //! directory, or the path in `SESSION_STORE_SLED_PATH`.
