@@ -184,6 +184,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("delete", samples);
 
+    // A user with 10 sessions among the others (a "your devices" page).
+    let mut r = record(now);
+    r.user_id = Some("user-list".into());
+    for _ in 0..10 {
+        store
+            .create(&SessionToken::generate().storage_key(), &r)
+            .await?;
+    }
+    let mut samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        let list = store.list_user("user-list", now).await?;
+        samples.push(t.elapsed());
+        assert_eq!(list.len(), 10);
+    }
+    report("list_user (10 sessions)", samples);
+
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&mut conn)
         .await?;

@@ -530,6 +530,75 @@ mod tests {
         );
     }
 
+    /// `list_user` uses the user index whatever the planner's statistics
+    /// say. The trap: after a mass delete the expiry index is full of dead
+    /// entries, and statistics taken then count only the live rows, so a
+    /// plan on `expires_at > $2` scans every session of the table.
+    #[tokio::test]
+    async fn list_user_stays_on_the_user_index() {
+        if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
+            println!("SKIP: list_user_stays_on_the_user_index (SESSION_STORE_SKIP_POSTGRES=1)");
+            return;
+        }
+        let url = std::env::var("SESSION_STORE_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema_name = format!("plan_{:08x}", rand::random::<u32>());
+        let store = PostgresStore::connect(&PostgresConfig::new(&url).schema(&schema_name))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL unreachable ({e}): run store-postgres/scripts/postgres-service.sh"
+                )
+            });
+        store.migrate().await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let t = schema::qualified(&schema_name, "sessions");
+        let insert = |user: &str, prefix: &str, n: u32| {
+            format!(
+                "INSERT INTO {t} (key, version, user_id, created_at, last_seen_at, \
+                 idle_deadline, absolute_deadline, meta, data, expires_at) \
+                 SELECT sha256(('{prefix}' || g)::bytea), 1, '{user}'::bytea, g, g, \
+                 9e15, 9e15, ''::bytea, '\\x00'::bytea, 9e15 FROM generate_series(1, {n}) g"
+            )
+        };
+        for sql in [
+            insert("a", "a", 30_000),
+            format!("DELETE FROM {t}"),
+            insert("b", "b", 10),
+            format!("ANALYZE {t}"),
+            format!("PREPARE list AS {}", store.sql.list_user),
+        ] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        for mode in ["force_generic_plan", "force_custom_plan"] {
+            sqlx::query(AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE list('\\x62', 0)")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("sessions_user_idx"), "{mode}:\n{plan}");
+            assert!(!plan.contains("sessions_expires_idx"), "{mode}:\n{plan}");
+        }
+        let listed = store
+            .list_user("b", Timestamp::from_millis(0))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 10);
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema_name}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
     /// Server errors by SQLSTATE, raised on a real server.
     #[tokio::test]
     async fn server_errors_map_by_sqlstate() {
