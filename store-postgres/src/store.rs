@@ -603,6 +603,7 @@ mod tests {
     #[tokio::test]
     async fn server_errors_map_by_sqlstate() {
         if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
+            println!("SKIP: server_errors_map_by_sqlstate (SESSION_STORE_SKIP_POSTGRES=1)");
             return;
         }
         let url = std::env::var("SESSION_STORE_POSTGRES_URL")
