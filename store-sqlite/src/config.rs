@@ -302,7 +302,8 @@ impl SqliteConfigBuilder {
     /// costs more than a primary-key statement, so this keeps the hand-off
     /// cheap for a busy store; a runtime worker is held at most this long per
     /// call, and at most `cores - 1` SQLite threads spin at once in the
-    /// process. `Duration::ZERO` turns spinning off (plain park/unpark).
+    /// process (none on a single core, where neither side spins).
+    /// `Duration::ZERO` turns spinning off (plain park/unpark).
     pub fn spin_wait(mut self, bound: Duration) -> Self {
         self.config.spin_wait = bound;
         self

@@ -16,7 +16,8 @@
 //!   [`SqliteConfig::spin_wait`](crate::SqliteConfig::spin_wait) before it
 //!   sleeps, so the next request of a busy store finds it awake. At most
 //!   `cores - 1` workers spin at once in the whole process (the rest park at
-//!   once), so spinning never takes the core a caller needs;
+//!   once), so spinning never takes the core a caller needs, and on a single
+//!   core neither side spins;
 //! - a caller whose job starts at once (an idle worker is there for it) polls
 //!   its reply for up to the same bound before it awaits the reply normally.
 //!   A runtime worker thread is therefore held for at most that bound per
@@ -65,14 +66,17 @@ impl Drop for InFlight<'_> {
 /// Worker threads busy-waiting for work, in the whole process.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
-/// How many workers may spin at once: one core is always left to callers.
+/// Cores this process may use (1 when unknown).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// How many workers may spin at once: one core is always left to callers,
+/// so on a single core nobody spins (a spinner would only delay the thread
+/// it waits for).
 fn spin_limit() -> usize {
-    static LIMIT: OnceLock<usize> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get().saturating_sub(1).max(1))
-            .unwrap_or(1)
-    })
+    cores() - 1
 }
 
 /// Spin-loop iterations between clock reads (a clock read costs ~25 ns).
@@ -279,7 +283,8 @@ impl Queue {
         });
         let starts_now = self.push(job)?;
         let spin = self.pool().spin;
-        if starts_now && !spin.is_zero() {
+        // On a single core the worker needs this core to answer: never spin.
+        if starts_now && !spin.is_zero() && cores() > 1 {
             let start = Instant::now();
             let mut spins = 0u32;
             loop {
