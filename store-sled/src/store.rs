@@ -295,19 +295,6 @@ impl SledDb {
         Ok(())
     }
 
-    /// Applies the durability policy after a write has committed in memory.
-    ///
-    /// Group commit: concurrent writers share flushes. A writer takes a ticket
-    /// after its transaction committed, then waits for the flush lock; if a
-    /// flush that started after its ticket already finished, its write is
-    /// covered (`Db::flush` writes everything reserved in the log when it is
-    /// called) and it returns without another `fdatasync`.
-    ///
-    /// With [`Durability::Periodic`] nothing is synced here, but once about
-    /// [`PERIODIC_BACKPRESSURE_BYTES`] (estimated by the caller as `bytes`
-    /// per write) have accumulated, this writer runs `Db::flush` and so waits
-    /// for sled's queued log writes: sled has no back-pressure of its own,
-    /// and a queue of pending writes on its thread pool is what deadlocks it.
     /// Between the batches of one large write (`delete_all`, cleanup):
     /// back-pressure with [`Durability::Periodic`]; nothing with
     /// [`Durability::EveryWrite`], whose flush follows the whole write.
@@ -318,6 +305,11 @@ impl SledDb {
         }
     }
 
+    /// [`Durability::Periodic`]: counts `bytes` (estimated by the caller)
+    /// and, once about [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs
+    /// `Db::flush`, so this writer waits for sled's queued log writes. sled
+    /// has no back-pressure of its own, and a queue of pending writes on its
+    /// thread pool is what deadlocks it.
     fn backpressure(&self, bytes: u64) -> Result<()> {
         let pending = self.inner.unflushed.fetch_add(bytes, Ordering::SeqCst) + bytes;
         if pending >= PERIODIC_BACKPRESSURE_BYTES {
@@ -327,11 +319,20 @@ impl SledDb {
         Ok(())
     }
 
+    /// Applies the durability policy after a write has committed in memory:
+    /// back-pressure only with [`Durability::Periodic`] (see
+    /// `backpressure`); with [`Durability::EveryWrite`] a durable
+    /// flush.
+    ///
+    /// Group commit: concurrent writers share flushes. A writer takes a ticket
+    /// after its transaction committed, then waits for the flush lock; if a
+    /// flush that started after its ticket already finished, its write is
+    /// covered (`Db::flush` writes everything reserved in the log when it is
+    /// called) and it returns without another `fdatasync`.
     fn after_write(&self, bytes: u64) -> Result<()> {
         if let Durability::Periodic(_) = self.inner.durability {
             return self.backpressure(bytes);
         }
-
         let ticket = self.inner.writes_done.fetch_add(1, Ordering::SeqCst) + 1;
         let mut durable = self
             .inner
@@ -547,9 +548,8 @@ impl SledStore {
         .await
     }
 
-    /// Runs `op` on the blocking pool, then applies the durability policy.
-    /// Runs one write on the blocking pool, then the durability policy;
-    /// `bytes` estimates the values it writes (see `after_write`).
+    /// Runs `op` on the blocking pool, then applies the durability policy;
+    /// `bytes` estimates the values it writes (see `SledDb::after_write`).
     async fn write<T, F>(&self, bytes: usize, op: F) -> Result<T>
     where
         T: Send + 'static,
