@@ -82,11 +82,26 @@ fn spin_limit() -> usize {
 /// Spin-loop iterations between clock reads (a clock read costs ~25 ns).
 const SPINS_PER_CLOCK_READ: u32 = 32;
 
+/// Busy-waits until `ready` gives a value, or `None` once `bound` has passed.
+fn spin_until<T>(bound: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if let Some(value) = ready() {
+            return Some(value);
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(SPINS_PER_CLOCK_READ) && start.elapsed() >= bound {
+            return None;
+        }
+    }
+}
+
 struct State {
     jobs: VecDeque<Job>,
     /// Workers waiting on `ready`.
     sleeping: usize,
-    closed: bool,
 }
 
 /// One queue and the workers that serve it.
@@ -101,6 +116,8 @@ struct Pool {
     spinning: AtomicUsize,
     /// Worker threads serving this pool.
     workers: AtomicUsize,
+    /// Set (under the lock, so waiters cannot miss it) when the last
+    /// [`Queue`] is dropped; read without the lock by spinning workers.
     closed: AtomicBool,
     spin: Duration,
 }
@@ -133,7 +150,7 @@ impl Pool {
                 if let Some(job) = self.pop(&mut state) {
                     return Some(job);
                 }
-                if state.closed {
+                if self.closed.load(Ordering::SeqCst) {
                     return None;
                 }
                 state.sleeping += 1;
@@ -160,21 +177,16 @@ impl Pool {
             return false;
         }
         self.spinning.fetch_add(1, Ordering::SeqCst);
-        let start = Instant::now();
-        let mut spins = 0u32;
-        let found = loop {
+        let found = spin_until(self.spin, || {
             if self.queued.load(Ordering::SeqCst) > 0 {
-                break true;
+                Some(true)
+            } else if self.closed.load(Ordering::SeqCst) {
+                Some(false)
+            } else {
+                None
             }
-            if self.closed.load(Ordering::SeqCst) {
-                break false;
-            }
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(SPINS_PER_CLOCK_READ) && start.elapsed() >= self.spin {
-                break false;
-            }
-        };
+        })
+        .unwrap_or(false);
         // Decrement before re-checking under the lock (in `next`): a pusher
         // that saw this worker spinning pushed before we look again.
         self.spinning.fetch_sub(1, Ordering::SeqCst);
@@ -183,8 +195,7 @@ impl Pool {
     }
 
     fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
+        let state = self.lock();
         self.closed.store(true, Ordering::SeqCst);
         drop(state);
         self.ready.notify_all();
@@ -230,7 +241,6 @@ impl Queue {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 sleeping: 0,
-                closed: false,
             }),
             ready: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -253,7 +263,7 @@ impl Queue {
     fn push(&self, job: Job) -> Result<bool> {
         let pool = self.pool();
         let mut state = pool.lock();
-        if state.closed {
+        if pool.closed.load(Ordering::SeqCst) {
             return Err(stopped());
         }
         let in_flight = pool.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -285,19 +295,13 @@ impl Queue {
         let spin = self.pool().spin;
         // On a single core the worker needs this core to answer: never spin.
         if starts_now && !spin.is_zero() && cores() > 1 {
-            let start = Instant::now();
-            let mut spins = 0u32;
-            loop {
-                match answer.try_recv() {
-                    Ok(out) => return out,
-                    Err(TryRecvError::Closed) => return Err(stopped()),
-                    Err(TryRecvError::Empty) => {}
-                }
-                std::hint::spin_loop();
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(SPINS_PER_CLOCK_READ) && start.elapsed() >= spin {
-                    break;
-                }
+            let early = spin_until(spin, || match answer.try_recv() {
+                Ok(out) => Some(out),
+                Err(TryRecvError::Closed) => Some(Err(stopped())),
+                Err(TryRecvError::Empty) => None,
+            });
+            if let Some(out) = early {
+                return out;
             }
         }
         answer.await.map_err(|_| stopped())?
