@@ -58,24 +58,19 @@ impl Keys {
         }
     }
 
-    /// `{P:HH}:s:H`. Built in one allocation: it is on every operation's
-    /// path (`format!` plus a separate hex string cost two and a formatter).
+    /// `{P:HH}:s:H`. Built in one allocation, the hex on the stack: it is
+    /// on every operation's path.
     pub(crate) fn entry(&self, key: &StorageKey) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bytes = key.as_bytes();
-        let mut out = String::with_capacity(self.prefix.len() + 2 * bytes.len() + 8);
-        let hex = |out: &mut String, b: u8| {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        };
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(key.as_bytes(), &mut buf).expect("32 bytes are 64 hex digits");
+        let hex = std::str::from_utf8(&buf).expect("hex digits are ASCII");
+        let mut out = String::with_capacity(self.prefix.len() + hex.len() + 8);
         out.push('{');
         out.push_str(&self.prefix);
         out.push(':');
-        hex(&mut out, bytes[0]);
+        out.push_str(&hex[..2]);
         out.push_str("}:s:");
-        for &b in bytes {
-            hex(&mut out, b);
-        }
+        out.push_str(hex);
         out
     }
 
