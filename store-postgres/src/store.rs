@@ -510,6 +510,19 @@ mod tests {
 
     use super::*;
 
+    /// The test server's URL, or `None` (after a SKIP line naming `test`)
+    /// when the user opted out with `SESSION_STORE_SKIP_POSTGRES=1`.
+    fn server_url(test: &str) -> Option<String> {
+        if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
+            println!("SKIP: {test} (SESSION_STORE_SKIP_POSTGRES=1)");
+            return None;
+        }
+        Some(
+            std::env::var("SESSION_STORE_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        )
+    }
+
     fn retryable(e: &Error) -> Option<bool> {
         match e {
             Error::Backend { retryable, .. } => Some(*retryable),
@@ -536,12 +549,9 @@ mod tests {
     /// plan on `expires_at > $2` scans every session of the table.
     #[tokio::test]
     async fn list_user_stays_on_the_user_index() {
-        if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
-            println!("SKIP: list_user_stays_on_the_user_index (SESSION_STORE_SKIP_POSTGRES=1)");
+        let Some(url) = server_url("list_user_stays_on_the_user_index") else {
             return;
-        }
-        let url = std::env::var("SESSION_STORE_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        };
         let schema_name = format!("plan_{:08x}", rand::random::<u32>());
         let store = PostgresStore::connect(&PostgresConfig::new(&url).schema(&schema_name))
             .await
@@ -583,8 +593,12 @@ mod tests {
                 .await
                 .unwrap();
             let plan = plan.join("\n");
-            assert!(plan.contains("sessions_user_idx"), "{mode}:\n{plan}");
-            assert!(!plan.contains("sessions_expires_idx"), "{mode}:\n{plan}");
+            let (user_idx, expires_idx) = (
+                schema::index_name("sessions", "user_idx"),
+                schema::index_name("sessions", "expires_idx"),
+            );
+            assert!(plan.contains(&user_idx), "{mode}:\n{plan}");
+            assert!(!plan.contains(&expires_idx), "{mode}:\n{plan}");
         }
         let listed = store
             .list_user("b", Timestamp::from_millis(0))
@@ -602,12 +616,9 @@ mod tests {
     /// Server errors by SQLSTATE, raised on a real server.
     #[tokio::test]
     async fn server_errors_map_by_sqlstate() {
-        if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
-            println!("SKIP: server_errors_map_by_sqlstate (SESSION_STORE_SKIP_POSTGRES=1)");
+        let Some(url) = server_url("server_errors_map_by_sqlstate") else {
             return;
-        }
-        let url = std::env::var("SESSION_STORE_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        };
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
             panic!("PostgreSQL unreachable ({e}): run store-postgres/scripts/postgres-service.sh")
         });
