@@ -169,30 +169,29 @@ impl SqliteConfig {
             })?;
             builder = builder.synchronous(mode);
         }
-        if let Some(s) = lookup("SESSION_STORE_SQLITE_READERS") {
-            let n = s.trim().parse::<usize>().map_err(|_| {
-                Error::Config("SESSION_STORE_SQLITE_READERS must be a number from 0 to 64".into())
-            })?;
-            builder = builder.readers(n);
+        // Each numeric variable: parsed if set, else the builder's default.
+        let number = |name: &str, expected: &str| -> Result<Option<u64>> {
+            lookup(name)
+                .map(|s| {
+                    s.trim()
+                        .parse::<u64>()
+                        .map_err(|_| Error::Config(format!("{name} must be {expected}")))
+                })
+                .transpose()
+        };
+        if let Some(n) = number("SESSION_STORE_SQLITE_READERS", "a number from 0 to 64")? {
+            builder = builder.readers(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(s) = lookup("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS") {
-            let ms = s.trim().parse::<u64>().map_err(|_| {
-                Error::Config("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS must be a number".into())
-            })?;
+        if let Some(ms) = number("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "a number")? {
             builder = builder.busy_timeout(Duration::from_millis(ms));
         }
-        if let Some(s) = lookup("SESSION_STORE_SQLITE_CACHE_KIB") {
-            let kib = s.trim().parse::<u64>().map_err(|_| {
-                Error::Config("SESSION_STORE_SQLITE_CACHE_KIB must be a number of KiB".into())
-            })?;
+        if let Some(kib) = number("SESSION_STORE_SQLITE_CACHE_KIB", "a number of KiB")? {
             builder = builder.cache_kib(kib);
         }
-        if let Some(s) = lookup("SESSION_STORE_SQLITE_SPIN_WAIT_US") {
-            let us = s.trim().parse::<u64>().map_err(|_| {
-                Error::Config(
-                    "SESSION_STORE_SQLITE_SPIN_WAIT_US must be a number from 0 to 1000".into(),
-                )
-            })?;
+        if let Some(us) = number(
+            "SESSION_STORE_SQLITE_SPIN_WAIT_US",
+            "a number from 0 to 1000",
+        )? {
             builder = builder.spin_wait(Duration::from_micros(us));
         }
         builder.build()
