@@ -170,8 +170,6 @@ impl Fixture {
                 #[cfg(feature = "store-sled")]
                 Target::Sled | Target::SledPeriodic => {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                    // A page cache that holds the largest scale level (10^6
-                    // sessions), as a deployment sizes it to its live set.
                     let mut config = SledConfig::new(dir.path().join("db"))
                         .tree_prefix("bench")
                         .cache_capacity(SLED_CACHE_BYTES);
