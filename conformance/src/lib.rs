@@ -39,10 +39,11 @@
 //! `conformance_plain::<check>` and `conformance_encrypted::<check>`; filter by
 //! name to run one. More knobs:
 //!
-//! - **Capabilities.** A store whose server expires keys on its own (Redis)
-//!   declares `TestStore::new(s).with_capabilities(Capabilities::full().with_counted_cleanup(false))`;
-//!   the cleanup checks then accept a count of 0 and the model accepts that an
-//!   expired entry may already be gone.
+//! - **Capabilities.** The suite asks the store
+//!   ([`SessionBackend::capabilities`]). A store whose server expires keys on
+//!   its own (Redis) reports `counted_cleanup: false`; the cleanup checks then
+//!   accept a count of 0 and the model accepts that an expired entry may
+//!   already be gone.
 //! - **Skipping visibly.** A factory may return [`Setup`] instead of
 //!   [`TestStore`]: `Setup::Skip(reason)` prints a `SKIP:` line (for example
 //!   when the user opted out of a server), never a silent pass.
@@ -133,7 +134,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use session_store_core::{Capabilities, SessionBackend};
+use session_store_core::SessionBackend;
 
 mod checks;
 pub mod fixtures;
@@ -154,26 +155,18 @@ pub type DumpFn =
 pub struct TestStore {
     /// The backend, as frameworks hold it.
     pub backend: Arc<dyn SessionBackend>,
-    /// What it can do.
-    pub capabilities: Capabilities,
     /// Optional at-rest hook.
     pub dump: Option<DumpFn>,
 }
 
 impl TestStore {
-    /// Wraps a backend with full capabilities and no dump hook.
+    /// Wraps a backend, with no dump hook. Its capabilities are what
+    /// [`SessionBackend::capabilities`] reports.
     pub fn new(backend: impl SessionBackend + 'static) -> Self {
         TestStore {
             backend: Arc::new(backend),
-            capabilities: Capabilities::full(),
             dump: None,
         }
-    }
-
-    /// Declares the backend's capabilities.
-    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
-        self.capabilities = capabilities;
-        self
     }
 
     /// Adds the at-rest hook: `dump` returns every raw byte string stored in
@@ -192,7 +185,7 @@ impl std::fmt::Debug for TestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestStore")
             .field("backend", &self.backend)
-            .field("capabilities", &self.capabilities)
+            .field("capabilities", &self.backend.capabilities())
             .field("dump", &self.dump.is_some())
             .finish()
     }

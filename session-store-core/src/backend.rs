@@ -3,9 +3,8 @@
 //! # Implementing your own backend
 //!
 //! ```
-//! use async_trait::async_trait;
 //! use session_store_core::{
-//!     Lookup, MemoryStore, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
+//!     async_trait, Lookup, MemoryStore, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
 //!     StorageKey, Timestamp,
 //! };
 //!
@@ -29,6 +28,19 @@
 //! ```
 //!
 //! Then run the conformance suite against it (see the `session-store-conformance` crate).
+//!
+//! # Wrappers
+//!
+//! A wrapper (a type that holds another backend and implements
+//! [`SessionBackend`] itself, like [`Encrypted`](crate::Encrypted)) must
+//! forward **every** method of the trait, including the ones with a default:
+//! [`rotation_affinity_bits`](SessionBackend::rotation_affinity_bits) (or
+//! rotation fails on Redis Cluster, where a successor must share the
+//! predecessor's hash slot) and [`capabilities`](SessionBackend::capabilities)
+//! (or the conformance suite checks the wrapper against promises the store
+//! beneath it does not make). Our own wrappers put
+//! `#[deny(clippy::missing_trait_methods)]` on their `impl` so that a method
+//! added to the trait later cannot be silently left at its default.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -40,7 +52,9 @@ use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
-/// What a backend can and cannot do, for the conformance suite.
+/// What a backend can and cannot do, as reported by
+/// [`SessionBackend::capabilities`]; the conformance suite reads it from the
+/// store under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
@@ -98,9 +112,19 @@ pub trait SessionBackend: Send + Sync + Debug {
     ///
     /// # Contract
     /// `rotate` may reject a successor that does not share these bits with
-    /// [`Error::Config`](crate::Error::Config).
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
     fn rotation_affinity_bits(&self) -> u8 {
         0
+    }
+
+    /// What this backend promises beyond the base contract. Default:
+    /// [`Capabilities::full`].
+    ///
+    /// # Contract
+    /// Constant for the lifetime of the store; a wrapper reports what the
+    /// store beneath it reports unless it changes that behaviour itself.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full()
     }
 
     /// Inserts `record` under `key`, with the version exactly as given.
@@ -204,9 +228,13 @@ pub trait SessionBackend: Send + Sync + Debug {
 macro_rules! forward_backend {
     ($($ty:ty),*) => {$(
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<B: SessionBackend + ?Sized> SessionBackend for $ty {
             fn rotation_affinity_bits(&self) -> u8 {
                 (**self).rotation_affinity_bits()
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
             }
             async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
                 (**self).create(key, record).await

@@ -66,11 +66,18 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// An argument from the caller is unacceptable (empty user id, ...).
+    /// An argument from the caller is unacceptable at run time: an empty user
+    /// id, a zero cleanup batch, a record whose version is already `u64::MAX`
+    /// (it cannot be incremented), a rotation successor that breaks the
+    /// backend's [`rotation_affinity_bits`](crate::SessionBackend::rotation_affinity_bits).
+    /// Nothing was written.
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
 
-    /// Invalid configuration or argument (bad table name, key prefix, empty user id, ...).
+    /// Invalid configuration, found while building a store, a wrapper or a
+    /// manager (bad table name or key prefix, a timeout of zero, an
+    /// environment variable that does not parse). Never raised by an operation
+    /// on a built store.
     #[error("invalid configuration: {0}")]
     Config(String),
 
@@ -84,8 +91,23 @@ pub enum Error {
     },
 
     /// The backend failed or could not be reached. Never reported as "no session".
-    #[error("session backend error: {source}")]
+    ///
+    /// Carries which backend failed (`"redis"`, `"postgres"`, ...), during which
+    /// operation (`"save"`, `"connect"`, ...) and, where there is one, the
+    /// endpoint it tried to reach with any password redacted.
+    #[error("{}", BackendDisplay { backend, operation, endpoint: endpoint.as_deref(), source, retryable: *retryable })]
     Backend {
+        /// The backend's name: `"redis"`, `"postgres"`, `"sqlite"`, `"sled"`,
+        /// `"memory"`, `"encrypted"`; empty when the error has not yet been
+        /// given its context (see [`Error::context`]).
+        backend: &'static str,
+        /// The operation that failed: a [`SessionBackend`](crate::SessionBackend)
+        /// method name (`"load"`, `"save"`, ...), `"connect"`, `"migrate"` or
+        /// `"open"`; empty when not yet known.
+        operation: &'static str,
+        /// What the backend tried to reach (a URL without its password, a
+        /// file path), when it has one.
+        endpoint: Option<String>,
         /// The backend's own error.
         #[source]
         source: BoxError,
@@ -95,20 +117,111 @@ pub enum Error {
     },
 }
 
+/// Renders [`Error::Backend`]: `redis save (redis://127.0.0.1:6379/): <source>`.
+struct BackendDisplay<'a> {
+    backend: &'a str,
+    operation: &'a str,
+    endpoint: Option<&'a str>,
+    source: &'a BoxError,
+    retryable: bool,
+}
+
+impl std::fmt::Display for BackendDisplay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = if self.backend.is_empty() {
+            "session backend"
+        } else {
+            self.backend
+        };
+        f.write_str(backend)?;
+        if !self.operation.is_empty() {
+            write!(f, " {}", self.operation)?;
+        }
+        if let Some(endpoint) = self.endpoint {
+            write!(f, " ({endpoint})")?;
+        }
+        let kind = if self.retryable {
+            "temporary"
+        } else {
+            "permanent"
+        };
+        write!(f, " failed ({kind}): {}", self.source)
+    }
+}
+
 impl Error {
     /// A [`Error::Backend`] that may succeed when retried (I/O, timeout, connection loss).
+    ///
+    /// The backend name and operation are filled in by [`Error::context`].
     pub fn backend_retryable(source: impl Into<BoxError>) -> Self {
         Error::Backend {
+            backend: "",
+            operation: "",
+            endpoint: None,
             source: source.into(),
             retryable: true,
         }
     }
 
     /// A [`Error::Backend`] that will not succeed when retried.
+    ///
+    /// The backend name and operation are filled in by [`Error::context`].
     pub fn backend_permanent(source: impl Into<BoxError>) -> Self {
         Error::Backend {
+            backend: "",
+            operation: "",
+            endpoint: None,
             source: source.into(),
             retryable: false,
+        }
+    }
+
+    /// Names where a [`Error::Backend`] happened: the backend, the operation
+    /// and, if given, the endpoint (already redacted). Fields that are already
+    /// set are kept, so the innermost context wins (a wrapper adding its own
+    /// context does not hide the backend beneath it). Other variants are
+    /// returned unchanged.
+    ///
+    /// ```
+    /// use session_store_core::Error;
+    ///
+    /// let e = Error::backend_retryable("connection refused")
+    ///     .context("redis", "load", Some("redis://127.0.0.1:6379/"));
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "redis load (redis://127.0.0.1:6379/) failed (temporary): connection refused"
+    /// );
+    /// assert!(matches!(e, Error::Backend { backend: "redis", operation: "load", .. }));
+    /// ```
+    pub fn context(
+        self,
+        backend_name: &'static str,
+        operation_name: &'static str,
+        endpoint_name: Option<&str>,
+    ) -> Self {
+        match self {
+            Error::Backend {
+                backend,
+                operation,
+                endpoint,
+                source,
+                retryable,
+            } => Error::Backend {
+                backend: if backend.is_empty() {
+                    backend_name
+                } else {
+                    backend
+                },
+                operation: if operation.is_empty() {
+                    operation_name
+                } else {
+                    operation
+                },
+                endpoint: endpoint.or_else(|| endpoint_name.map(str::to_owned)),
+                source,
+                retryable,
+            },
+            other => other,
         }
     }
 

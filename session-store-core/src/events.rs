@@ -2,6 +2,8 @@
 
 use std::fmt::Debug;
 
+use crate::manager::RotateReason;
+
 /// Something that happened to a session. Keys are
 /// [`StorageKey::short_hash`](crate::StorageKey::short_hash) tags, never tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +20,8 @@ pub enum Event {
         from: String,
         /// Short hash of the new key.
         to: String,
-        /// `"login"`, `"privilege"` or `"renewal"`.
-        reason: &'static str,
+        /// Why: login (with the user id), privilege change or renewal.
+        reason: RotateReason,
     },
     /// A load followed a renewal forwarder to the successor (grace window).
     ForwardFollowed {

@@ -19,7 +19,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
-mod encrypt;
+pub mod config;
+mod crypto;
 mod error;
 mod events;
 mod manager;
@@ -29,7 +30,7 @@ mod time;
 mod token;
 
 pub use backend::{Capabilities, SessionBackend};
-pub use encrypt::{
+pub use crypto::{
     Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
 };
 pub use error::{BoxError, Error, Result};

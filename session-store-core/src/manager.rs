@@ -4,15 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
-use rand::RngCore as _;
-use sha2::Sha256;
 use tracing::{debug, info_span, Instrument as _};
-use zeroize::Zeroizing;
 
 use crate::backend::SessionBackend;
+use crate::crypto::forward::{seal_successor, unseal_successor};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::record::{ClientMeta, Grace, Lookup, Rotation, SessionRecord};
@@ -113,7 +108,8 @@ pub enum RotateReason {
 }
 
 impl RotateReason {
-    fn label(&self) -> &'static str {
+    /// A short name for logs: `"login"`, `"privilege"` or `"renewal"`.
+    pub fn label(&self) -> &'static str {
         match self {
             RotateReason::Login { .. } => "login",
             RotateReason::PrivilegeChange => "privilege",
@@ -616,7 +612,7 @@ impl SessionManager {
                 self.emit(Event::Rotated {
                     from: session.key.short_hash(),
                     to: new_key.short_hash(),
-                    reason: reason.label(),
+                    reason: reason.clone(),
                 });
                 let mut record = rotation.record;
                 record.version = version;
@@ -815,61 +811,3 @@ impl SessionManager {
     }
 }
 
-/// Seals the successor token under a key derived from the old token, so the
-/// forwarder at rest reveals nothing to anyone without the old token.
-fn forward_cipher(old: &SessionToken) -> Result<Aes256Gcm> {
-    let secret = old.secret_bytes();
-    let hk = Hkdf::<Sha256>::new(Some(b"session-store/v1/forward-salt"), &secret);
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(b"session-store/v1/forward", &mut okm[..])
-        .map_err(|_| Error::Decrypt { key_id: None })?;
-    Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| Error::Decrypt { key_id: None })
-}
-
-fn seal_successor(old: &SessionToken, new_key: &StorageKey, new: &SessionToken) -> Result<Vec<u8>> {
-    let cipher = forward_cipher(old)?;
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: new.expose_secret().as_bytes(),
-                aad: new_key.as_bytes(),
-            },
-        )
-        .map_err(|_| Error::Decrypt { key_id: None })?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    Ok(out)
-}
-
-fn unseal_successor(
-    old: &SessionToken,
-    new_key: &StorageKey,
-    sealed: &[u8],
-) -> Result<SessionToken> {
-    if sealed.len() < 12 + 16 {
-        return Err(Error::Decrypt { key_id: None });
-    }
-    let cipher = forward_cipher(old)?;
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&sealed[..12]);
-    let plain = Zeroizing::new(
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[12..],
-                    aad: new_key.as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Decrypt { key_id: None })?,
-    );
-    let text = std::str::from_utf8(&plain).map_err(|_| Error::Decrypt { key_id: None })?;
-    let token = SessionToken::parse(text).map_err(|_| Error::Decrypt { key_id: None })?;
-    if token.storage_key() != *new_key {
-        return Err(Error::Decrypt { key_id: None });
-    }
-    Ok(token)
-}

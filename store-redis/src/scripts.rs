@@ -63,7 +63,7 @@ end
 /// header plus the user's length) belongs to the user whose stored form
 /// (`'u'`, length (10 digits), `'\n'`, user) is `o`. Compared as stored; a
 /// value cut short right after the user's bytes while its header announces a
-/// longer user id also counts, as it always has (the `STRLEN` runs only then).
+/// longer user id also counts (the `STRLEN` runs only then).
 const LUA_OWNED: &str = r#"
 local function owned(k, h, o)
   if string.sub(h, 82) == o then return true end

@@ -9,8 +9,8 @@
 //!
 //! # Why the hand-off spins briefly
 //! A primary-key statement takes 2-7 µs; waking a parked thread on this kind
-//! of (virtualised, 2-core) machine costs more than that on each side (a
-//! `spawn_blocking` hop alone measures about 29 µs). So both sides of the
+//! machine costs more than that on each side (a `spawn_blocking` hop alone
+//! takes tens of microseconds). So both sides of the
 //! hand-off busy-wait for a bounded time before they park:
 //! - a worker that runs out of jobs keeps polling its queue for
 //!   [`SqliteConfig::spin_wait`](crate::SqliteConfig::spin_wait) before it

@@ -30,7 +30,7 @@ pub struct Ctx {
     /// wrapper: lets a check write raw (tampered) records underneath
     /// `backend`. The same as `backend` in [`Mode::Plain`].
     pub inner: Arc<dyn SessionBackend>,
-    /// Declared capabilities.
+    /// What the store reports of itself ([`SessionBackend::capabilities`]).
     pub capabilities: Capabilities,
     /// Plain or encrypted.
     pub mode: Mode,
@@ -173,7 +173,7 @@ where
         let ctx = Ctx {
             backend: backend.clone(),
             inner: store.backend.clone(),
-            capabilities: store.capabilities,
+            capabilities: backend.capabilities(),
             mode,
             dump: store.dump.clone(),
         };

@@ -46,9 +46,13 @@ impl Spy {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl SessionBackend for Spy {
     fn rotation_affinity_bits(&self) -> u8 {
         self.inner.rotation_affinity_bits()
+    }
+    fn capabilities(&self) -> session_store_core::Capabilities {
+        self.inner.capabilities()
     }
     async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> {
         self.write();

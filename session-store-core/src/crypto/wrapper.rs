@@ -1,367 +1,16 @@
-//! AES-256-GCM encryption at rest, as a wrapper over any backend.
-//!
-//! See [`Encrypted`] for the design.
+//! [`Encrypted`]: the wrapper that seals records on their way to any backend.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use async_trait::async_trait;
-use hkdf::Hkdf;
-use rand::rngs::OsRng;
-use rand::{RngCore as _, TryRngCore as _};
-use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::backend::SessionBackend;
-use crate::error::{Error, Result};
+use super::frame::{self, Field};
+use super::keyring::Keyring;
+use crate::backend::{Capabilities, SessionBackend};
+use crate::error::Result;
 use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
-
-const FRAME_VERSION: u8 = 3;
-const SALT_LEN: usize = 16;
-const NONCE_LEN: usize = 12;
-const SALT_AT: usize = 1 + 4;
-const NONCE_AT: usize = SALT_AT + SALT_LEN;
-const HEADER_LEN: usize = NONCE_AT + NONCE_LEN;
-const TAG_LEN: usize = 16;
-/// Bytes an encrypted field adds to its plaintext.
-pub const ENCRYPTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
-/// The most encryptions one subkey performs before a fresh one is drawn:
-/// 2^31, half of the 2^32 random-nonce bound of NIST SP 800-38D §8.3.
-pub const MAX_ENCRYPTIONS_PER_SUBKEY: u64 = 1 << 31;
-/// Derived decryption subkeys kept in memory (a handful per writer process).
-const READ_CACHE_CAP: usize = 1024;
-
-/// A 256-bit master key. Zeroized on drop; never shown by `Debug`.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct EncryptionKey([u8; 32]);
-
-impl EncryptionKey {
-    /// Wraps 32 secret bytes (for example decoded from a secret manager).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        EncryptionKey(bytes)
-    }
-
-    /// A fresh random key from the OS CSPRNG.
-    ///
-    /// # Panics
-    /// Only if the operating system's random source fails.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .expect("the OS random number generator failed");
-        EncryptionKey(bytes)
-    }
-}
-
-impl fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EncryptionKey(<redacted>)")
-    }
-}
-
-/// Master keys by id: one primary that encrypts, all of them decrypt.
-///
-/// Encryption uses a subkey derived from the primary key and a random 128-bit
-/// salt, `HKDF-SHA256(master, info = "session-store/v2/subkey" ‖ salt)`; the
-/// salt travels in each blob. A subkey encrypts at most
-/// [`MAX_ENCRYPTIONS_PER_SUBKEY`] times (counted in this process, one per
-/// sealed field), then a fresh salt is drawn. Derived subkeys are cached, so
-/// the steady state costs no key derivation at all. Clones share the cache.
-#[derive(Clone)]
-pub struct Keyring {
-    primary: u32,
-    /// HKDF pseudo-random keys, one per master key (extract done once).
-    prks: HashMap<u32, Arc<Zeroizing<[u8; 32]>>>,
-    rotate_after: u64,
-    cache: Arc<SubkeyCache>,
-}
-
-/// A derived subkey is named by its master key id and its salt.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct SubkeyId {
-    key_id: u32,
-    salt: [u8; SALT_LEN],
-}
-
-impl Hash for SubkeyId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(u128::from_le_bytes(self.salt) ^ u128::from(self.key_id));
-    }
-}
-
-/// The read cache's hash: a multiply-fold of the (uniformly random) salt
-/// under a per-cache random seed, a few instructions instead of SipHash over
-/// 20 bytes. Salts are chosen by whoever can write the store, so the seed is
-/// secret and the cache is capped at `READ_CACHE_CAP` entries anyway.
-#[derive(Clone)]
-struct SaltHashState([u64; 2]);
-
-impl SaltHashState {
-    fn random() -> Self {
-        let mut r = rand::rng();
-        SaltHashState([r.next_u64(), r.next_u64()])
-    }
-}
-
-impl BuildHasher for SaltHashState {
-    type Hasher = SaltHasher;
-
-    fn build_hasher(&self) -> SaltHasher {
-        SaltHasher {
-            seed: self.0,
-            hash: 0,
-        }
-    }
-}
-
-struct SaltHasher {
-    seed: [u64; 2],
-    hash: u64,
-}
-
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-impl Hasher for SaltHasher {
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-
-    fn write_u128(&mut self, x: u128) {
-        self.hash = fold_mul(
-            self.hash ^ (x as u64) ^ self.seed[0],
-            ((x >> 64) as u64) ^ self.seed[1],
-        );
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(16) {
-            let mut block = [0u8; 16];
-            block[..chunk.len()].copy_from_slice(chunk);
-            self.write_u128(u128::from_le_bytes(block));
-        }
-    }
-}
-
-struct SubkeyCache {
-    /// The current encryption subkey. Encryptions hold the read lock (shared)
-    /// and count themselves atomically; only drawing a fresh subkey writes.
-    writer: RwLock<Option<Box<WriterSubkey>>>,
-    /// Decryption subkeys; a lookup holds the read lock while it decrypts.
-    readers: RwLock<HashMap<SubkeyId, Box<Aes256Gcm>, SaltHashState>>,
-}
-
-impl Default for SubkeyCache {
-    fn default() -> Self {
-        SubkeyCache {
-            writer: RwLock::new(None),
-            readers: RwLock::new(HashMap::with_hasher(SaltHashState::random())),
-        }
-    }
-}
-
-struct WriterSubkey {
-    salt: [u8; SALT_LEN],
-    cipher: Aes256Gcm,
-    /// Encryptions claimed so far; only claims below the limit encrypt.
-    used: AtomicU64,
-}
-
-impl WriterSubkey {
-    /// Claims one encryption; false once the subkey is used up.
-    fn claim(&self, limit: u64) -> bool {
-        self.used.fetch_add(1, Ordering::Relaxed) < limit
-    }
-}
-
-impl Keyring {
-    /// A keyring whose primary (encrypting) key is `key` with id `id`.
-    pub fn new(id: u32, key: EncryptionKey) -> Self {
-        let mut ring = Keyring {
-            primary: id,
-            prks: HashMap::new(),
-            rotate_after: MAX_ENCRYPTIONS_PER_SUBKEY,
-            cache: Arc::default(),
-        };
-        ring.insert(id, &key);
-        ring
-    }
-
-    /// Adds a decrypt-only key (an older primary being retired).
-    pub fn with_decrypt_key(mut self, id: u32, key: EncryptionKey) -> Self {
-        self.insert(id, &key);
-        self
-    }
-
-    /// Draws a fresh encryption subkey after `n` encryptions (clamped to
-    /// `1..=`[`MAX_ENCRYPTIONS_PER_SUBKEY`], the default). Lower it to bound
-    /// what one derived key ever protects.
-    pub fn with_subkey_rotation_after(mut self, n: u64) -> Self {
-        self.rotate_after = n.clamp(1, MAX_ENCRYPTIONS_PER_SUBKEY);
-        self.cache = Arc::default();
-        self
-    }
-
-    /// The id of the key that encrypts.
-    pub fn primary_id(&self) -> u32 {
-        self.primary
-    }
-
-    /// The ids of every key that can decrypt, sorted.
-    pub fn key_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.prks.keys().copied().collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    fn insert(&mut self, id: u32, key: &EncryptionKey) {
-        let (prk, _) = Hkdf::<Sha256>::extract(Some(b"session-store/v2/salt"), &key.0);
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        bytes.copy_from_slice(&prk);
-        self.prks.insert(id, Arc::new(bytes));
-        // An id may now name another key: never serve subkeys derived before.
-        self.cache = Arc::default();
-    }
-
-    fn derive(&self, id: u32, salt: &[u8; SALT_LEN]) -> Option<Aes256Gcm> {
-        let prk = self.prks.get(&id)?;
-        let hk = Hkdf::<Sha256>::from_prk(&prk[..]).ok()?;
-        let mut okm = Zeroizing::new([0u8; 32]);
-        hk.expand_multi_info(&[b"session-store/v2/subkey", salt], &mut okm[..])
-            .ok()?;
-        Aes256Gcm::new_from_slice(&okm[..]).ok()
-    }
-
-    /// Runs `f` with the current encryption subkey (its salt and cipher),
-    /// counting one encryption; draws a fresh subkey when the current one is
-    /// used up.
-    fn with_writer<R>(&self, f: impl FnOnce(&[u8; SALT_LEN], &Aes256Gcm) -> R) -> Result<R> {
-        let limit = self.rotate_after;
-        {
-            let guard = self.cache.writer.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(w) = guard.as_deref().filter(|w| w.claim(limit)) {
-                return Ok(f(&w.salt, &w.cipher));
-            }
-        }
-        let mut guard = self.cache.writer.write().unwrap_or_else(|e| e.into_inner());
-        // Another caller may have drawn a fresh subkey meanwhile.
-        if let Some(w) = guard.as_deref().filter(|w| w.claim(limit)) {
-            return Ok(f(&w.salt, &w.cipher));
-        }
-        let mut salt = [0u8; SALT_LEN];
-        rand::rng().fill_bytes(&mut salt);
-        let cipher = self.derive(self.primary, &salt).ok_or(Error::Decrypt {
-            key_id: Some(self.primary),
-        })?;
-        let w = guard.insert(Box::new(WriterSubkey {
-            salt,
-            cipher,
-            used: AtomicU64::new(1),
-        }));
-        Ok(f(&w.salt, &w.cipher))
-    }
-
-    /// Runs `f` with the subkey a blob names, from the cache or derived.
-    fn with_reader<R>(
-        &self,
-        key_id: u32,
-        salt: &[u8; SALT_LEN],
-        f: impl FnOnce(&Aes256Gcm) -> R,
-    ) -> Result<R> {
-        let id = SubkeyId {
-            key_id,
-            salt: *salt,
-        };
-        let readers = &self.cache.readers;
-        {
-            let map = readers.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map.get(&id) {
-                return Ok(f(c));
-            }
-        }
-        let cipher = self.derive(key_id, salt).ok_or(Error::Decrypt {
-            key_id: Some(key_id),
-        })?;
-        let mut map = readers.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= READ_CACHE_CAP {
-            map.clear();
-        }
-        Ok(f(map.entry(id).or_insert_with(|| Box::new(cipher))))
-    }
-}
-
-impl fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("primary", &self.primary)
-            .field("key_ids", &self.key_ids())
-            .field("rotate_after", &self.rotate_after)
-            .finish()
-    }
-}
-
-/// Which field a blob belongs to (part of the associated data).
-#[derive(Clone, Copy)]
-enum Field {
-    /// Session data; `meta_empty` says whether the row's metadata is empty
-    /// (and so stored without a frame), which binds that fact to the data.
-    Data { meta_empty: bool },
-    /// Client metadata (only sealed when not empty).
-    Meta,
-}
-
-/// The fixed part of the associated data: frame version, field, flags,
-/// absolute deadline, storage key.
-const AD_FIXED: usize = 1 + 1 + 1 + 8 + 32;
-/// User ids up to this length are bound from a stack buffer.
-const AD_INLINE_USER: usize = 256;
-
-/// Runs `f` with the associated data of a field of a row:
-/// `version ‖ field ‖ flags ‖ absolute deadline (i64 ms, big-endian) ‖
-/// storage key (32) ‖ user id`, where `flags` bit 0 says whether there is a
-/// user id and bit 1 (data only) whether the metadata is empty. Everything but the user id has a fixed width and GCM
-/// authenticates the length of the associated data, so the encoding is
-/// unambiguous without a length prefix. Built on the stack.
-fn with_ad<R>(
-    field: Field,
-    key: &StorageKey,
-    user_id: Option<&str>,
-    absolute_deadline: Timestamp,
-    f: impl FnOnce(&[u8]) -> R,
-) -> R {
-    let user = user_id.unwrap_or("").as_bytes();
-    let (tag, meta_empty) = match field {
-        Field::Data { meta_empty } => (b'd', meta_empty),
-        Field::Meta => (b'm', false),
-    };
-    let mut fixed = [0u8; AD_FIXED];
-    fixed[0] = FRAME_VERSION;
-    fixed[1] = tag;
-    fixed[2] = u8::from(user_id.is_some()) | (u8::from(meta_empty) << 1);
-    fixed[3..11].copy_from_slice(&absolute_deadline.as_millis().to_be_bytes());
-    fixed[11..].copy_from_slice(key.as_bytes());
-    if user.len() <= AD_INLINE_USER {
-        let mut buf = [0u8; AD_FIXED + AD_INLINE_USER];
-        buf[..AD_FIXED].copy_from_slice(&fixed);
-        buf[AD_FIXED..AD_FIXED + user.len()].copy_from_slice(user);
-        f(&buf[..AD_FIXED + user.len()])
-    } else {
-        let mut ad = Vec::with_capacity(AD_FIXED + user.len());
-        ad.extend_from_slice(&fixed);
-        ad.extend_from_slice(user);
-        f(&ad)
-    }
-}
 
 /// Wraps any backend and encrypts session data and client metadata at rest
 /// with AES-256-GCM.
@@ -379,7 +28,7 @@ fn with_ad<R>(
 ///   under a subkey `HKDF-SHA256(master, "session-store/v2/subkey" ‖ salt)`
 ///   for a random 128-bit salt stored in the blob, counts its encryptions
 ///   (each sealed field is one) and draws a new salt after
-///   [`MAX_ENCRYPTIONS_PER_SUBKEY`] (2^31). Random salts from many processes
+///   [`MAX_ENCRYPTIONS_PER_SUBKEY`](crate::MAX_ENCRYPTIONS_PER_SUBKEY) (2^31). Random salts from many processes
 ///   collide with probability about n²/2^129. Subkeys are cached, so the
 ///   steady state derives nothing per operation: the current encryption
 ///   subkey sits in its own slot (a shared lock and an atomic counter, no map
@@ -399,23 +48,19 @@ fn with_ad<R>(
 ///   data carries a "metadata empty" flag. So on `load` the pair stays
 ///   authenticated: metadata blanked underneath, or a metadata frame added to
 ///   a row sealed without one, changes the flag the data is opened with and
-///   is [`Error::Decrypt`]. `list_user`, which never sees the data, shows a
+///   is [`Error::Decrypt`](crate::Error::Decrypt). `list_user`, which never sees the data, shows a
 ///   row whose metadata was blanked underneath as a row without metadata:
 ///   like the other unbound listing columns (last seen, idle deadline) an
 ///   attacker who can write the store can hide it, never forge or move it.
 /// - **Fail closed.** Any framing, key id or tag failure is
-///   [`Error::Decrypt`]: never partial data, never a panic.
+///   [`Error::Decrypt`](crate::Error::Decrypt): never partial data, never a panic.
 /// - **No copies.** Each field is sealed in place into one buffer sized for
 ///   its frame, and opened in place in the buffer the backend returned; the
 ///   associated data is built on the stack.
 ///
 /// Frame (version 3): `0x03 ‖ key id (u32, big-endian) ‖ salt (16) ‖ nonce
-/// (12) ‖ ciphertext ‖ tag (16)`. Version 3 replaced version 2 (same layout)
-/// before any release: its associated data is shorter (no fixed label, no
-/// user-id length, since the user id comes last and GCM authenticates the
-/// length), starts with the frame version and carries the "metadata empty"
-/// flag, and empty metadata has no frame. Version 2 rows are not read (they
-/// are [`Error::Decrypt`]).
+/// (12) ‖ ciphertext ‖ tag (16)`. The associated data starts with the frame
+/// version, so a frame of any other version is [`Error::Decrypt`](crate::Error::Decrypt).
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
 /// pass through unchanged.
@@ -434,8 +79,7 @@ impl<B> Encrypted<B> {
     pub fn inner(&self) -> &B {
         &self.inner
     }
-
-    /// One frame: `plain` sealed under the current subkey, in place.
+    /// One frame: `plain` sealed under the current subkey.
     fn seal(
         &self,
         field: Field,
@@ -444,31 +88,10 @@ impl<B> Encrypted<B> {
         absolute_deadline: Timestamp,
         plain: &[u8],
     ) -> Result<Vec<u8>> {
-        let key_id = self.keyring.primary;
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(ENCRYPTION_OVERHEAD + plain.len());
-        out.push(FRAME_VERSION);
-        out.extend_from_slice(&key_id.to_be_bytes());
-        out.extend_from_slice(&[0; SALT_LEN]);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = with_ad(field, key, user_id, absolute_deadline, |ad| {
-            self.keyring.with_writer(|salt, cipher| {
-                let (header, body) = out.split_at_mut(HEADER_LEN);
-                header[SALT_AT..NONCE_AT].copy_from_slice(salt);
-                cipher.encrypt_inout_detached(&Nonce::from(nonce), ad, body.into())
-            })
-        })?
-        .map_err(|_| Error::Decrypt {
-            key_id: Some(key_id),
-        })?;
-        out.extend_from_slice(&tag);
-        Ok(out)
+        frame::seal(&self.keyring, field, key, user_id, absolute_deadline, plain)
     }
 
-    /// Opens a frame in place: on success `blob` holds the plaintext; on
-    /// failure it is left as it was.
+    /// Opens a frame in place (see [`frame::open_in_place`]).
     fn open_in_place(
         &self,
         field: Field,
@@ -477,27 +100,7 @@ impl<B> Encrypted<B> {
         absolute_deadline: Timestamp,
         blob: &mut Vec<u8>,
     ) -> Result<()> {
-        let len = blob.len();
-        if len < ENCRYPTION_OVERHEAD || blob[0] != FRAME_VERSION {
-            return Err(Error::Decrypt { key_id: None });
-        }
-        let (header, rest) = blob.split_at_mut(HEADER_LEN);
-        let (body, tag) = rest.split_at_mut(len - ENCRYPTION_OVERHEAD);
-        let key_id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        let salt: [u8; SALT_LEN] = header[SALT_AT..NONCE_AT].try_into().expect("salt");
-        let nonce: [u8; NONCE_LEN] = header[NONCE_AT..].try_into().expect("nonce");
-        let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("tag");
-        with_ad(field, key, user_id, absolute_deadline, |ad| {
-            self.keyring.with_reader(key_id, &salt, |cipher| {
-                cipher.decrypt_inout_detached(&Nonce::from(nonce), ad, body.into(), &Tag::from(tag))
-            })
-        })?
-        .map_err(|_| Error::Decrypt {
-            key_id: Some(key_id),
-        })?;
-        blob.copy_within(HEADER_LEN..len - TAG_LEN, 0);
-        blob.truncate(len - ENCRYPTION_OVERHEAD);
-        Ok(())
+        frame::open_in_place(&self.keyring, field, key, user_id, absolute_deadline, blob)
     }
 
     fn encrypt_record(&self, key: &StorageKey, r: &SessionRecord) -> Result<SessionRecord> {
@@ -547,9 +150,14 @@ impl<B: fmt::Debug> fmt::Debug for Encrypted<B> {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<B: SessionBackend> SessionBackend for Encrypted<B> {
     fn rotation_affinity_bits(&self) -> u8 {
         self.inner.rotation_affinity_bits()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
@@ -632,6 +240,12 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::frame::{with_ad, HEADER_LEN, NONCE_AT, NONCE_LEN, SALT_AT, TAG_LEN};
+    use crate::{Error, ENCRYPTION_OVERHEAD};
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use aes_gcm::{Aes256Gcm, Nonce, Tag};
+    use crate::crypto::keyring::SALT_LEN;
+    use crate::{EncryptionKey, MAX_ENCRYPTIONS_PER_SUBKEY};
     use crate::{MemoryStore, SessionToken};
 
     /// The data field of a row with metadata.
