@@ -37,8 +37,11 @@ use crate::error::{Error, Result};
 /// A source of configuration variables: the process environment, a map (in
 /// tests) or any lookup function (a secrets manager).
 pub struct Vars {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Box<Lookup>,
 }
+
+/// The lookup function behind [`Vars`].
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl fmt::Debug for Vars {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,13 +220,12 @@ pub fn redact_url(url: &str) -> String {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let mut out = url[..scheme_end + 3].to_owned();
-    match authority.rfind('@') {
-        // A lone user-info part may be a password (`redis://secret@host`).
-        Some(at) => match authority[..at].find(':') {
+    // A lone user-info part may be a password (`redis://secret@host`).
+    if let Some(at) = authority.rfind('@') {
+        match authority[..at].find(':') {
             Some(colon) => out.push_str(&format!("{}:***", &authority[..colon])),
             None => out.push_str("***"),
-        },
-        None => {}
+        }
     }
     out.push_str(&authority[authority.rfind('@').map_or(0, |at| at)..]);
     // Query parameters that carry a password (`?password=...`).
@@ -315,7 +317,10 @@ mod tests {
 
     #[test]
     fn redaction_hides_only_the_password() {
-        assert_eq!(redact_url("rediss://u:p@h:1/2?x=y"), "rediss://u:***@h:1/2?x=y");
+        assert_eq!(
+            redact_url("rediss://u:p@h:1/2?x=y"),
+            "rediss://u:***@h:1/2?x=y"
+        );
         assert_eq!(redact_url("redis://secret@h"), "redis://***@h");
         assert_eq!(redact_url("/tmp/file.db"), "/tmp/file.db");
         assert_eq!(

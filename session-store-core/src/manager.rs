@@ -811,3 +811,244 @@ impl SessionManager {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ManualClock, MemoryStore};
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn config_message(policy: Policy) -> String {
+        match SessionManager::builder(Arc::new(MemoryStore::new()))
+            .policy(policy)
+            .build()
+        {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected Error::Config, got {other:?}"),
+        }
+    }
+
+    fn manager(policy: Policy) -> (SessionManager, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let manager = SessionManager::builder(store.clone())
+            .clock(clock)
+            .policy(policy)
+            .build()
+            .expect("valid policy");
+        (manager, store)
+    }
+
+    #[test]
+    fn default_policy_is_valid_with_no_grace() {
+        let p = Policy::default();
+        assert_eq!(p.renewal_grace, Duration::ZERO);
+        assert!(p.renewal_grace <= p.idle_timeout);
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn policy_rejects_zero_idle_timeout() {
+        let m = config_message(Policy {
+            idle_timeout: Duration::ZERO,
+            ..Policy::default()
+        });
+        assert!(m.contains("timeouts must be greater than zero"), "{m}");
+    }
+
+    #[test]
+    fn policy_rejects_zero_absolute_timeout() {
+        let m = config_message(Policy {
+            absolute_timeout: Duration::ZERO,
+            ..Policy::default()
+        });
+        assert!(m.contains("timeouts must be greater than zero"), "{m}");
+    }
+
+    #[test]
+    fn policy_rejects_idle_longer_than_absolute() {
+        let m = config_message(Policy {
+            idle_timeout: 61 * MIN,
+            absolute_timeout: 60 * MIN,
+            ..Policy::default()
+        });
+        assert!(m.contains("idle timeout must not exceed"), "{m}");
+        // Equal is allowed.
+        let equal = Policy {
+            idle_timeout: 60 * MIN,
+            absolute_timeout: 60 * MIN,
+            ..Policy::default()
+        };
+        assert!(equal.validate().is_ok());
+    }
+
+    #[test]
+    fn policy_rejects_grace_longer_than_idle() {
+        let m = config_message(Policy {
+            idle_timeout: MIN,
+            renewal_grace: MIN + Duration::from_millis(1),
+            ..Policy::default()
+        });
+        assert!(m.contains("renewal grace must not exceed"), "{m}");
+        let equal = Policy {
+            idle_timeout: MIN,
+            renewal_grace: MIN,
+            ..Policy::default()
+        };
+        assert!(equal.validate().is_ok());
+    }
+
+    #[test]
+    fn policy_rejects_a_zero_session_cap() {
+        for cap in [CapPolicy::Refuse, CapPolicy::EvictOldest] {
+            let m = config_message(Policy {
+                max_sessions_per_user: Some((0, cap)),
+                ..Policy::default()
+            });
+            assert!(m.contains("cap must be at least 1"), "{m}");
+        }
+        let one = Policy {
+            max_sessions_per_user: Some((1, CapPolicy::Refuse)),
+            ..Policy::default()
+        };
+        assert!(one.validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn create_rejects_oversized_data_and_metadata_before_writing() {
+        let (m, store) = manager(Policy {
+            max_data_bytes: 4,
+            max_meta_bytes: 16,
+            ..Policy::default()
+        });
+        let err = m
+            .create(vec![0; 5], ClientMeta::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "data",
+                    limit: 4,
+                    actual: 5
+                }
+            ),
+            "{err:?}"
+        );
+        let meta = ClientMeta {
+            user_agent: Some("x".repeat(64)),
+            ..ClientMeta::default()
+        };
+        let err = m.create(vec![0; 4], meta).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "metadata",
+                    limit: 16,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(store.len(), 0, "nothing may be written");
+    }
+
+    #[tokio::test]
+    async fn save_rejects_oversized_data_and_keeps_the_stored_version() {
+        let (m, _store) = manager(Policy {
+            max_data_bytes: 4,
+            ..Policy::default()
+        });
+        let mut s = m.create(vec![1], ClientMeta::default()).await.unwrap();
+        s.set_data(vec![0; 5]);
+        let err = m.save(&mut s).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { what: "data", .. }),
+            "{err:?}"
+        );
+        let stored = m.load(s.token().expose_secret()).await.unwrap().unwrap();
+        assert_eq!(stored.version(), 0);
+        assert_eq!(stored.data(), &[1]);
+    }
+
+    #[tokio::test]
+    async fn login_rejects_empty_and_oversized_user_ids() {
+        let (m, _store) = manager(Policy {
+            max_user_id_bytes: 8,
+            ..Policy::default()
+        });
+        let mut s = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+        let before = s.token().expose_secret().to_owned();
+        let err = m
+            .rotate(
+                &mut s,
+                RotateReason::Login {
+                    user_id: String::new(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        let err = m
+            .rotate(
+                &mut s,
+                RotateReason::Login {
+                    user_id: "x".repeat(9),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "user id",
+                    limit: 8,
+                    actual: 9
+                }
+            ),
+            "{err:?}"
+        );
+        // Neither attempt rotated anything: the anonymous token still loads.
+        assert_eq!(s.token().expose_secret(), before);
+        assert!(m.load(&before).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_are_invalid_id() {
+        let (m, _store) = manager(Policy::default());
+        for bad in ["", "short", &"!".repeat(crate::TOKEN_LEN)] {
+            let err = m.load(bad).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidId), "{bad:?}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cleanup_rejects_a_zero_batch() {
+        let (m, _store) = manager(Policy::default());
+        let err = m.cleanup_expired(0).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn refuse_cap_rejects_the_login_over_the_cap() {
+        let (m, _store) = manager(Policy {
+            max_sessions_per_user: Some((1, CapPolicy::Refuse)),
+            ..Policy::default()
+        });
+        let login = || RotateReason::Login {
+            user_id: "alice".into(),
+        };
+        let mut first = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+        m.rotate(&mut first, login()).await.unwrap();
+        let mut second = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+        let err = m.rotate(&mut second, login()).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TooManySessions { limit: 1 }),
+            "{err:?}"
+        );
+        assert_eq!(second.user_id(), None);
+    }
+}

@@ -40,7 +40,11 @@ fn forward_cipher(old: &SessionToken) -> Result<Aes256Gcm> {
     Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| derive_failed())
 }
 
-pub(crate) fn seal_successor(old: &SessionToken, new_key: &StorageKey, new: &SessionToken) -> Result<Vec<u8>> {
+pub(crate) fn seal_successor(
+    old: &SessionToken,
+    new_key: &StorageKey,
+    new: &SessionToken,
+) -> Result<Vec<u8>> {
     let cipher = forward_cipher(old)?;
     let mut nonce = [0u8; 12];
     rand::rng().fill_bytes(&mut nonce);

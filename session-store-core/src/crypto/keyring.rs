@@ -240,7 +240,10 @@ impl Keyring {
     /// Runs `f` with the current encryption subkey (its salt and cipher),
     /// counting one encryption; draws a fresh subkey when the current one is
     /// used up.
-    pub(super) fn with_writer<R>(&self, f: impl FnOnce(&[u8; SALT_LEN], &Aes256Gcm) -> R) -> Result<R> {
+    pub(super) fn with_writer<R>(
+        &self,
+        f: impl FnOnce(&[u8; SALT_LEN], &Aes256Gcm) -> R,
+    ) -> Result<R> {
         let limit = self.rotate_after;
         {
             let guard = self.cache.writer.read().unwrap_or_else(|e| e.into_inner());
@@ -258,8 +261,11 @@ impl Keyring {
         // Deriving from a key of the ring cannot fail (32-byte output);
         // should it, this is an encryption failure, not a decryption one.
         let cipher = self.derive(self.primary, &salt).ok_or_else(|| {
-            Error::backend_permanent("deriving the encryption subkey failed")
-                .context("encrypted", "encrypt", None)
+            Error::backend_permanent("deriving the encryption subkey failed").context(
+                "encrypted",
+                "encrypt",
+                None,
+            )
         })?;
         let w = guard.insert(Box::new(WriterSubkey {
             salt,

@@ -241,12 +241,12 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
 mod tests {
     use super::*;
     use crate::crypto::frame::{with_ad, HEADER_LEN, NONCE_AT, NONCE_LEN, SALT_AT, TAG_LEN};
-    use crate::{Error, ENCRYPTION_OVERHEAD};
-    use aes_gcm::aead::{AeadInOut, KeyInit};
-    use aes_gcm::{Aes256Gcm, Nonce, Tag};
     use crate::crypto::keyring::SALT_LEN;
     use crate::{EncryptionKey, MAX_ENCRYPTIONS_PER_SUBKEY};
+    use crate::{Error, ENCRYPTION_OVERHEAD};
     use crate::{MemoryStore, SessionToken};
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
     /// The data field of a row with metadata.
     const DATA: Field = Field::Data { meta_empty: false };
@@ -411,6 +411,77 @@ mod tests {
             enc.open(DATA, &k, Some("alice"), abs, &flipped),
             Err(Error::Decrypt { key_id: Some(1) })
         ));
+    }
+
+    /// A store that reports non-default capabilities and affinity.
+    #[derive(Debug, Default)]
+    struct Reporting(MemoryStore);
+
+    #[async_trait]
+    impl SessionBackend for Reporting {
+        fn rotation_affinity_bits(&self) -> u8 {
+            7
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::full().with_counted_cleanup(false)
+        }
+        async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> {
+            self.0.create(key, r).await
+        }
+        async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
+            self.0.load(key, now).await
+        }
+        async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> Result<u64> {
+            self.0.save(key, r, now).await
+        }
+        async fn touch(
+            &self,
+            key: &StorageKey,
+            idle: Timestamp,
+            seen: Timestamp,
+            now: Timestamp,
+        ) -> Result<bool> {
+            self.0.touch(key, idle, seen, now).await
+        }
+        async fn rotate(&self, rot: &Rotation, now: Timestamp) -> Result<u64> {
+            self.0.rotate(rot, now).await
+        }
+        async fn delete(&self, key: &StorageKey) -> Result<bool> {
+            self.0.delete(key).await
+        }
+        async fn delete_user(
+            &self,
+            user: &str,
+            except: Option<&StorageKey>,
+            now: Timestamp,
+        ) -> Result<u64> {
+            self.0.delete_user(user, except, now).await
+        }
+        async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
+            self.0.list_user(user, now).await
+        }
+        async fn delete_all(&self) -> Result<()> {
+            self.0.delete_all().await
+        }
+        async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+            self.0.cleanup_expired(now, limit).await
+        }
+    }
+
+    #[test]
+    fn wrappers_forward_capabilities_and_affinity() {
+        let ring = || Keyring::new(1, EncryptionKey::generate());
+        let want = Capabilities::full().with_counted_cleanup(false);
+        let enc = Encrypted::new(Reporting::default(), ring());
+        assert_eq!(enc.capabilities(), want);
+        assert_eq!(enc.rotation_affinity_bits(), 7);
+        let arc: std::sync::Arc<dyn SessionBackend> =
+            std::sync::Arc::new(Encrypted::new(Reporting::default(), ring()));
+        assert_eq!(arc.capabilities(), want);
+        assert_eq!(arc.rotation_affinity_bits(), 7);
+        let boxed: Box<dyn SessionBackend> = Box::new(Reporting::default());
+        assert_eq!(boxed.capabilities(), want);
+        assert_eq!(MemoryStore::new().capabilities(), Capabilities::full());
     }
 
     #[tokio::test]
