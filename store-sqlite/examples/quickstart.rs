@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use session_store_core::{Error, SessionManager};
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 
 #[path = "../../session-store-core/examples/common/walkthrough.rs"]
 mod walkthrough;
@@ -17,7 +17,7 @@ mod walkthrough;
 async fn main() -> Result<(), Error> {
     let path = std::env::var("SESSION_STORE_SQLITE_PATH")
         .unwrap_or_else(|_| "quickstart-sessions.db".to_owned());
-    let store = SqliteStore::open(SqliteConfig::builder(&path).build()?).await?;
+    let store = SqliteConfig::new(&path).build().await?;
     store.migrate().await?;
     println!("SQLite database: {path}");
     let manager = SessionManager::new(Arc::new(store));

@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use rusqlite::{params, Connection};
+use session_store_core::config::Vars;
 use session_store_core::{SessionBackend, SessionRecord, SessionToken, Timestamp};
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 
 const BLOCK: usize = 2_000;
 const BLOCKS: usize = 10;
@@ -38,13 +39,13 @@ fn p50(mut v: Vec<u64>) -> f64 {
 async fn main() -> session_store_core::Result<()> {
     let dir = tempfile::tempdir().map_err(session_store_core::Error::backend_permanent)?;
     let path = dir.path().join("latency.db");
-    let mut builder = SqliteConfig::builder(&path);
-    if let Ok(us) = std::env::var("SESSION_STORE_SQLITE_SPIN_WAIT_US") {
-        builder = builder.spin_wait(std::time::Duration::from_micros(us.parse().unwrap_or(0)));
+    let vars = Vars::from_env();
+    let mut config = SqliteConfig::new(&path);
+    if let Some(bound) = vars.micros("SESSION_STORE_SQLITE_SPIN_WAIT_US")? {
+        config = config.with_spin_wait(bound);
     }
-    let config = builder.build()?;
     println!("spin wait: {:?}", config.spin_wait());
-    let store = SqliteStore::open(config).await?;
+    let store = config.build().await?;
     store.migrate().await?;
     let key = SessionToken::generate().storage_key();
     let mut r = record();

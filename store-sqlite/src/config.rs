@@ -1,10 +1,14 @@
-//! Configuration: a validating builder and [`SqliteConfig::from_env`].
+//! Configuration: [`SqliteConfig`], its defaults, [`SqliteConfig::from_env`]
+//! and [`SqliteConfig::build`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use session_store_core::config::Vars;
 use session_store_core::{Error, Result};
+
+use crate::store::{SqliteStore, BACKEND};
 
 /// Default table name.
 pub const DEFAULT_TABLE: &str = "sessions";
@@ -15,7 +19,7 @@ pub const MAX_READERS: usize = 64;
 /// Default time a statement waits for a lock held by another connection or process.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bound of the busy-wait on both sides of the hand-off to the
-/// SQLite threads (see [`SqliteConfigBuilder::spin_wait`]).
+/// SQLite threads (see [`SqliteConfig::with_spin_wait`]).
 pub const DEFAULT_SPIN_WAIT: Duration = Duration::from_micros(50);
 /// Highest accepted spin-wait bound.
 pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(1);
@@ -92,10 +96,23 @@ impl Synchronous {
     }
 }
 
-/// A validated configuration for [`SqliteStore`](crate::SqliteStore).
+/// The configuration of a [`SqliteStore`]: where the database lives and how
+/// its connections are set up.
 ///
-/// Build one with [`SqliteConfig::builder`] or [`SqliteConfig::from_env`].
+/// ```no_run
+/// # async fn demo() -> session_store_core::Result<()> {
+/// use session_store_sqlite::{SqliteConfig, Synchronous};
+///
+/// let store = SqliteConfig::new("/var/lib/app/sessions.db")
+///     .with_table("web_sessions")
+///     .with_synchronous(Synchronous::Full)
+///     .build()
+///     .await?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
+#[must_use]
 pub struct SqliteConfig {
     pub(crate) location: Location,
     pub(crate) table: String,
@@ -120,81 +137,190 @@ impl fmt::Debug for SqliteConfig {
     }
 }
 
+/// Names of the environment variables read by [`SqliteConfig::from_env`].
+const PATH_VAR: &str = "SESSION_STORE_SQLITE_PATH";
+const TABLE_VAR: &str = "SESSION_STORE_SQLITE_TABLE";
+const SYNCHRONOUS_VAR: &str = "SESSION_STORE_SQLITE_SYNCHRONOUS";
+const READERS_VAR: &str = "SESSION_STORE_SQLITE_READERS";
+const BUSY_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS";
+const CACHE_KIB_VAR: &str = "SESSION_STORE_SQLITE_CACHE_KIB";
+const SPIN_WAIT_VAR: &str = "SESSION_STORE_SQLITE_SPIN_WAIT_US";
+
+/// The value of the path variable that selects [`Location::Memory`].
+const MEMORY_PATH: &str = ":memory:";
+
 impl SqliteConfig {
-    /// A builder for a database file at `path`.
-    pub fn builder(path: impl Into<PathBuf>) -> SqliteConfigBuilder {
-        SqliteConfigBuilder::new(Location::File(path.into()))
+    fn with_location(location: Location) -> Self {
+        SqliteConfig {
+            location,
+            table: DEFAULT_TABLE.to_owned(),
+            synchronous: Synchronous::default(),
+            readers: DEFAULT_READERS,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            spin_wait: DEFAULT_SPIN_WAIT,
+            cache_kib: DEFAULT_CACHE_KIB,
+        }
     }
 
-    /// A builder for a private in-memory database (see [`Location::Memory`]).
-    pub fn in_memory() -> SqliteConfigBuilder {
-        SqliteConfigBuilder::new(Location::Memory)
+    /// A database file at `path` (created if missing), with the defaults:
+    /// table [`DEFAULT_TABLE`], [`Synchronous::Normal`], [`DEFAULT_READERS`]
+    /// readers, [`DEFAULT_BUSY_TIMEOUT`], [`DEFAULT_SPIN_WAIT`] and
+    /// [`DEFAULT_CACHE_KIB`].
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_location(Location::File(path.into()))
     }
 
-    /// Reads the configuration from the environment.
+    /// A private in-memory database (see [`Location::Memory`]), with the
+    /// defaults of [`SqliteConfig::new`].
+    pub fn in_memory() -> Self {
+        Self::with_location(Location::Memory)
+    }
+
+    /// Reads the configuration from the process environment:
+    /// [`SqliteConfig::from_vars`] over [`Vars::from_env`].
     ///
     /// | Variable | Meaning | Default |
     /// | --- | --- | --- |
     /// | `SESSION_STORE_SQLITE_PATH` | Database file path; `:memory:` for a private in-memory database. | required |
-    /// | `SESSION_STORE_SQLITE_TABLE` | Table name, `^[A-Za-z_][A-Za-z0-9_]{0,62}$`. | `sessions` |
+    /// | `SESSION_STORE_SQLITE_TABLE` | Table name, `^[A-Za-z_][A-Za-z0-9_]{0,62}$`, not starting with `sqlite_`. | `sessions` |
     /// | `SESSION_STORE_SQLITE_SYNCHRONOUS` | `normal` or `full` (see [`Synchronous`]). | `normal` |
     /// | `SESSION_STORE_SQLITE_READERS` | Reader threads, `0` to `64` (`0`: the writer serves reads too). | `2` |
     /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | Milliseconds a statement waits for a lock held by another process. | `5000` |
-    /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfigBuilder::cache_kib`]). | `32768` |
-    /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfigBuilder::spin_wait`]); `0` turns it off. | `50` |
+    /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfig::with_cache_kib`]). | `32768` |
+    /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfig::with_spin_wait`]); `0` turns it off. | `50` |
+    ///
+    /// Values follow the grammar of [`session_store_core::config`].
     ///
     /// # Errors
-    /// [`Error::Config`] when the path is missing or a value is invalid (the
-    /// message names the variable).
+    /// [`Error::Config`] naming the variable when the path is not set or a
+    /// value is invalid.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Vars::from_env())
     }
 
-    /// [`SqliteConfig::from_env`] with an injectable lookup, for tests.
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let path = lookup("SESSION_STORE_SQLITE_PATH")
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| Error::Config("SESSION_STORE_SQLITE_PATH is not set".into()))?;
-        let mut builder = if path == ":memory:" {
+    /// Reads the configuration from `vars` (the variables of
+    /// [`SqliteConfig::from_env`]) and validates it.
+    ///
+    /// ```
+    /// use session_store_core::config::Vars;
+    /// use session_store_sqlite::SqliteConfig;
+    ///
+    /// let vars = Vars::from_pairs([
+    ///     ("SESSION_STORE_SQLITE_PATH", "/var/lib/app/sessions.db"),
+    ///     ("SESSION_STORE_SQLITE_READERS", "4"),
+    /// ]);
+    /// let config = SqliteConfig::from_vars(&vars)?;
+    /// assert_eq!(config.readers(), 4);
+    /// # Ok::<(), session_store_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when the path is not set or a
+    /// value is invalid.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let path = vars.required(PATH_VAR)?;
+        let mut config = if path == MEMORY_PATH {
             Self::in_memory()
         } else {
-            Self::builder(path)
+            Self::new(path)
         };
-        if let Some(table) = lookup("SESSION_STORE_SQLITE_TABLE") {
-            builder = builder.table(table);
+        if let Some(table) = vars.string(TABLE_VAR) {
+            validate_table_name(&table)
+                .map_err(|e| Error::Config(format!("{TABLE_VAR}: {}", config_message(e))))?;
+            config = config.with_table(table);
         }
-        if let Some(s) = lookup("SESSION_STORE_SQLITE_SYNCHRONOUS") {
-            let mode = Synchronous::parse(&s).ok_or_else(|| {
-                Error::Config("SESSION_STORE_SQLITE_SYNCHRONOUS must be `normal` or `full`".into())
-            })?;
-            builder = builder.synchronous(mode);
+        if let Some(mode) =
+            vars.parse_with(SYNCHRONOUS_VAR, "`normal` or `full`", Synchronous::parse)?
+        {
+            config = config.with_synchronous(mode);
         }
-        // Each numeric variable: parsed if set, else the builder's default.
-        let number = |name: &str, expected: &str| -> Result<Option<u64>> {
-            lookup(name)
-                .map(|s| {
-                    s.trim()
-                        .parse::<u64>()
-                        .map_err(|_| Error::Config(format!("{name} must be {expected}")))
-                })
-                .transpose()
-        };
-        if let Some(n) = number("SESSION_STORE_SQLITE_READERS", "a number from 0 to 64")? {
-            builder = builder.readers(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        if let Some(ms) = number("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "a number")? {
-            builder = builder.busy_timeout(Duration::from_millis(ms));
-        }
-        if let Some(kib) = number("SESSION_STORE_SQLITE_CACHE_KIB", "a number of KiB")? {
-            builder = builder.cache_kib(kib);
-        }
-        if let Some(us) = number(
-            "SESSION_STORE_SQLITE_SPIN_WAIT_US",
-            "a number from 0 to 1000",
+        if let Some(n) = vars.parse_with(
+            READERS_VAR,
+            &format!("a whole number from 0 to {MAX_READERS}"),
+            |v| v.parse::<usize>().ok().filter(|n| *n <= MAX_READERS),
         )? {
-            builder = builder.spin_wait(Duration::from_micros(us));
+            config = config.with_readers(n);
         }
-        builder.build()
+        if let Some(timeout) = vars.millis(BUSY_TIMEOUT_VAR)? {
+            config = config.with_busy_timeout(timeout);
+        }
+        if let Some(kib) = vars.parse_with(
+            CACHE_KIB_VAR,
+            &format!("a whole number of KiB from 1 to {MAX_CACHE_KIB}"),
+            |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_CACHE_KIB).contains(n))
+            },
+        )? {
+            config = config.with_cache_kib(kib);
+        }
+        let max_spin_us = MAX_SPIN_WAIT.as_micros();
+        if let Some(bound) = vars.parse_with(
+            SPIN_WAIT_VAR,
+            &format!("a whole number of microseconds from 0 to {max_spin_us}"),
+            |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| u128::from(*n) <= max_spin_us)
+                    .map(Duration::from_micros)
+            },
+        )? {
+            config = config.with_spin_wait(bound);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The table name (default [`DEFAULT_TABLE`]); must match
+    /// `^[A-Za-z_][A-Za-z0-9_]{0,62}$` and not start with `sqlite_`.
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The durability setting (default [`Synchronous::Normal`]).
+    pub fn with_synchronous(mut self, mode: Synchronous) -> Self {
+        self.synchronous = mode;
+        self
+    }
+
+    /// Reader threads, each with its own connection (default
+    /// [`DEFAULT_READERS`], at most [`MAX_READERS`]). `0` sends reads to the
+    /// writer thread. Ignored in memory.
+    pub fn with_readers(mut self, n: usize) -> Self {
+        self.readers = n;
+        self
+    }
+
+    /// How long a statement waits for a lock held by another connection or
+    /// process before failing with a retryable error (default 5 s).
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long (default 50 µs, at most 1 ms) a caller busy-waits for the
+    /// reply of a job that started at once, and an idle SQLite thread
+    /// busy-waits for its next job, before parking. Waking a parked thread
+    /// costs more than a primary-key statement, so this keeps the hand-off
+    /// cheap for a busy store; a runtime worker is held at most this long per
+    /// call, and at most `cores - 1` SQLite threads spin at once in the
+    /// process (none on a single core, where neither side spins).
+    /// `Duration::ZERO` turns spinning off (plain park/unpark).
+    pub fn with_spin_wait(mut self, bound: Duration) -> Self {
+        self.spin_wait = bound;
+        self
+    }
+
+    /// The page cache of each connection (the writer and every reader), in
+    /// KiB (default 32 MiB, at most 16 GiB; SQLite's `PRAGMA cache_size`).
+    /// Size it to the hot part of the table: a lookup whose B-tree pages are
+    /// not cached reads them back from the OS, several microseconds each.
+    /// Memory is taken as pages are read, not up front.
+    pub fn with_cache_kib(mut self, kib: u64) -> Self {
+        self.cache_kib = kib;
+        self
     }
 
     /// Where the database lives.
@@ -234,122 +360,88 @@ impl SqliteConfig {
     }
 
     /// The bound of the busy-wait on both sides of the hand-off to the
-    /// SQLite threads (see [`SqliteConfigBuilder::spin_wait`]).
+    /// SQLite threads (see [`SqliteConfig::with_spin_wait`]).
     pub fn spin_wait(&self) -> Duration {
         self.spin_wait
     }
 
     /// The page cache of each connection, in KiB (see
-    /// [`SqliteConfigBuilder::cache_kib`]).
+    /// [`SqliteConfig::with_cache_kib`]).
     pub fn cache_kib(&self) -> u64 {
         self.cache_kib
     }
-}
 
-/// Builds a [`SqliteConfig`]; [`SqliteConfigBuilder::build`] validates.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct SqliteConfigBuilder {
-    config: SqliteConfig,
-}
-
-impl SqliteConfigBuilder {
-    fn new(location: Location) -> Self {
-        SqliteConfigBuilder {
-            config: SqliteConfig {
-                location,
-                table: DEFAULT_TABLE.to_owned(),
-                synchronous: Synchronous::default(),
-                readers: DEFAULT_READERS,
-                busy_timeout: DEFAULT_BUSY_TIMEOUT,
-                spin_wait: DEFAULT_SPIN_WAIT,
-                cache_kib: DEFAULT_CACHE_KIB,
-            },
+    /// What errors name as the endpoint: the file path, or `:memory:`.
+    pub(crate) fn endpoint(&self) -> String {
+        match &self.location {
+            Location::File(p) => p.display().to_string(),
+            Location::Memory => MEMORY_PATH.to_owned(),
         }
     }
 
-    /// The table name (default `sessions`); must match
-    /// `^[A-Za-z_][A-Za-z0-9_]{0,62}$` and not start with `sqlite_`.
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.config.table = table.into();
-        self
-    }
-
-    /// The durability setting (default [`Synchronous::Normal`]).
-    pub fn synchronous(mut self, mode: Synchronous) -> Self {
-        self.config.synchronous = mode;
-        self
-    }
-
-    /// Reader threads, each with its own connection (default 2, at most 64).
-    /// `0` sends reads to the writer thread.
-    pub fn readers(mut self, n: usize) -> Self {
-        self.config.readers = n;
-        self
-    }
-
-    /// How long a statement waits for a lock held by another connection or
-    /// process before failing with a retryable error (default 5 s).
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.config.busy_timeout = timeout;
-        self
-    }
-
-    /// How long (default 50 µs, at most 1 ms) a caller busy-waits for the
-    /// reply of a job that started at once, and an idle SQLite thread
-    /// busy-waits for its next job, before parking. Waking a parked thread
-    /// costs more than a primary-key statement, so this keeps the hand-off
-    /// cheap for a busy store; a runtime worker is held at most this long per
-    /// call, and at most `cores - 1` SQLite threads spin at once in the
-    /// process (none on a single core, where neither side spins).
-    /// `Duration::ZERO` turns spinning off (plain park/unpark).
-    pub fn spin_wait(mut self, bound: Duration) -> Self {
-        self.config.spin_wait = bound;
-        self
-    }
-
-    /// The page cache of each connection (the writer and every reader), in
-    /// KiB (default 32 MiB, at most 16 GiB; SQLite's `PRAGMA cache_size`).
-    /// Size it to the hot part of the table: a lookup whose B-tree pages are
-    /// not cached reads them back from the OS, several microseconds each.
-    /// Memory is taken as pages are read, not up front.
-    pub fn cache_kib(mut self, kib: u64) -> Self {
-        self.config.cache_kib = kib;
-        self
-    }
-
-    /// Validates and returns the configuration.
+    /// Checks every setting.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid table name, more than 64 readers, a
-    /// spin wait over 1 ms, a cache outside 1 KiB to 16 GiB, or
-    /// an empty path.
-    pub fn build(self) -> Result<SqliteConfig> {
-        validate_table_name(&self.config.table)?;
-        if self.config.readers > MAX_READERS {
+    /// [`Error::Config`] naming the field: an invalid table name, more than
+    /// [`MAX_READERS`] readers, a spin wait over [`MAX_SPIN_WAIT`], a cache
+    /// outside 1 KiB to [`MAX_CACHE_KIB`] KiB, or an empty path.
+    pub fn validate(&self) -> Result<()> {
+        validate_table_name(&self.table)?;
+        if self.readers > MAX_READERS {
             return Err(Error::Config(format!(
                 "reader count {} exceeds the maximum of {MAX_READERS}",
-                self.config.readers
+                self.readers
             )));
         }
-        if self.config.cache_kib == 0 || self.config.cache_kib > MAX_CACHE_KIB {
+        if self.cache_kib == 0 || self.cache_kib > MAX_CACHE_KIB {
             return Err(Error::Config(format!(
                 "cache of {} KiB is outside 1 to {MAX_CACHE_KIB} KiB",
-                self.config.cache_kib
+                self.cache_kib
             )));
         }
-        if self.config.spin_wait > MAX_SPIN_WAIT {
+        if self.spin_wait > MAX_SPIN_WAIT {
             return Err(Error::Config(format!(
                 "spin wait {:?} exceeds the maximum of {MAX_SPIN_WAIT:?}",
-                self.config.spin_wait
+                self.spin_wait
             )));
         }
-        if let Location::File(p) = &self.config.location {
+        if let Location::File(p) = &self.location {
             if p.as_os_str().is_empty() {
                 return Err(Error::Config("empty database path".into()));
             }
         }
-        Ok(self.config)
+        Ok(())
+    }
+
+    /// Validates, opens (creating if missing) the database and starts the
+    /// writer, reader and checkpointer threads. Does not create the table:
+    /// call [`SqliteStore::migrate`].
+    ///
+    /// Nothing is written to an existing file until it has been checked; a
+    /// rejected file is left byte for byte as it was.
+    ///
+    /// # Errors
+    /// - [`Error::Config`]: an invalid setting (see
+    ///   [`SqliteConfig::validate`]), the path is a directory, or its
+    ///   directory does not exist.
+    /// - [`Error::SchemaTooNew`]: the table was written by a newer version of
+    ///   this library.
+    /// - [`Error::Backend`] (operation `"open"`, endpoint the path): the file
+    ///   is not a SQLite database, or cannot be opened.
+    pub async fn build(self) -> Result<SqliteStore> {
+        self.validate()?;
+        let endpoint = self.endpoint();
+        SqliteStore::open(self)
+            .await
+            .map_err(|e| e.context(BACKEND, "open", Some(&endpoint)))
+    }
+}
+
+/// The message of an [`Error::Config`].
+fn config_message(e: Error) -> String {
+    match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
     }
 }
 
@@ -379,7 +471,6 @@ pub(crate) fn validate_table_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn table_names_are_validated() {
@@ -404,50 +495,97 @@ mod tests {
                 "{bad:?}"
             );
             assert!(matches!(
-                SqliteConfig::in_memory().table(bad).build(),
-                Err(Error::Config(_))
+                SqliteConfig::in_memory().with_table(bad).validate(),
+                Err(Error::Config(m)) if m.contains("table name")
             ));
         }
     }
 
     #[test]
-    fn builder_defaults_and_limits() {
-        let c = SqliteConfig::builder("/tmp/x.db").build().unwrap();
+    fn defaults_and_limits() {
+        let c = SqliteConfig::new("/tmp/x.db");
+        c.validate().unwrap();
         assert_eq!(c.table(), DEFAULT_TABLE);
         assert_eq!(c.synchronous(), Synchronous::Normal);
         assert_eq!(c.readers(), DEFAULT_READERS);
         assert_eq!(c.busy_timeout(), DEFAULT_BUSY_TIMEOUT);
         assert_eq!(c.spin_wait(), DEFAULT_SPIN_WAIT);
         assert_eq!(c.cache_kib(), DEFAULT_CACHE_KIB);
-        assert!(matches!(
-            SqliteConfig::builder("/tmp/x.db").readers(65).build(),
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(
-            SqliteConfig::builder("").build(),
-            Err(Error::Config(_))
-        ));
-        assert_eq!(
-            SqliteConfig::in_memory()
-                .readers(4)
-                .build()
-                .unwrap()
-                .readers(),
-            0
-        );
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+        assert_eq!(c.endpoint(), "/tmp/x.db");
+        assert_eq!(SqliteConfig::in_memory().endpoint(), ":memory:");
+        let invalid = [
+            (SqliteConfig::new("/tmp/x.db").with_readers(65), "reader"),
+            (SqliteConfig::new(""), "path"),
+            (SqliteConfig::new("/tmp/x.db").with_cache_kib(0), "cache"),
+            (
+                SqliteConfig::new("/tmp/x.db").with_cache_kib(MAX_CACHE_KIB + 1),
+                "cache",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db")
+                    .with_spin_wait(MAX_SPIN_WAIT + Duration::from_micros(1)),
+                "spin wait",
+            ),
+        ];
+        for (config, field) in invalid {
+            match config.validate() {
+                Err(Error::Config(m)) => assert!(m.contains(field), "{m} names {field}"),
+                other => panic!("{config:?}: {other:?}"),
+            }
+        }
+        let m = SqliteConfig::in_memory().with_readers(4);
+        m.validate().unwrap();
+        assert_eq!(m.readers(), 0);
     }
 
     #[test]
-    fn from_env_reads_every_variable() {
-        let c = SqliteConfig::from_lookup(env(&[
+    fn setters_set_every_field() {
+        let c = SqliteConfig::new("/tmp/x.db")
+            .with_table("t")
+            .with_synchronous(Synchronous::Full)
+            .with_readers(5)
+            .with_busy_timeout(Duration::from_millis(7))
+            .with_spin_wait(Duration::ZERO)
+            .with_cache_kib(64);
+        assert_eq!(
+            (
+                c.table(),
+                c.synchronous(),
+                c.readers(),
+                c.busy_timeout(),
+                c.spin_wait(),
+                c.cache_kib()
+            ),
+            (
+                "t",
+                Synchronous::Full,
+                5,
+                Duration::from_millis(7),
+                Duration::ZERO,
+                64
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn build_validates_before_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("never.db");
+        let err = SqliteConfig::new(&path)
+            .with_table("bad name")
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("table name")),
+            "{err:?}"
+        );
+        assert!(!path.exists(), "nothing created");
+    }
+
+    #[test]
+    fn from_vars_reads_every_variable() {
+        let c = SqliteConfig::from_vars(&Vars::from_pairs([
             ("SESSION_STORE_SQLITE_PATH", "/var/lib/app/sessions.db"),
             ("SESSION_STORE_SQLITE_TABLE", "web_sessions"),
             ("SESSION_STORE_SQLITE_SYNCHRONOUS", "FULL"),
@@ -465,46 +603,53 @@ mod tests {
         assert_eq!(c.spin_wait(), Duration::ZERO);
         assert_eq!(c.cache_kib(), 1024);
 
-        let m =
-            SqliteConfig::from_lookup(env(&[("SESSION_STORE_SQLITE_PATH", ":memory:")])).unwrap();
+        let m = SqliteConfig::from_vars(&Vars::from_pairs([(
+            "SESSION_STORE_SQLITE_PATH",
+            ":memory:",
+        )]))
+        .unwrap();
         assert_eq!(m.location(), &Location::Memory);
+        assert_eq!(
+            m,
+            SqliteConfig::in_memory(),
+            "unset variables keep the defaults"
+        );
     }
 
     #[test]
-    fn from_env_rejects_bad_values() {
-        let cases: &[&[(&str, &str)]] = &[
-            &[],
-            &[("SESSION_STORE_SQLITE_PATH", "")],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_TABLE", "bad name"),
-            ],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_SYNCHRONOUS", "off"),
-            ],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_READERS", "-1"),
-            ],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "soon"),
-            ],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
-            ],
-            &[
-                ("SESSION_STORE_SQLITE_PATH", "x.db"),
-                ("SESSION_STORE_SQLITE_CACHE_KIB", "0"),
-            ],
+    fn from_vars_requires_the_path() {
+        for vars in [
+            Vars::from_pairs(Vec::<(String, String)>::new()),
+            Vars::from_pairs([("SESSION_STORE_SQLITE_PATH", "")]),
+            Vars::from_pairs([("SESSION_STORE_SQLITE_TABLE", "t")]),
+        ] {
+            match SqliteConfig::from_vars(&vars) {
+                Err(Error::Config(m)) => {
+                    assert!(m.contains("SESSION_STORE_SQLITE_PATH"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn from_vars_errors_name_the_variable() {
+        let cases = [
+            ("SESSION_STORE_SQLITE_TABLE", "bad name"),
+            ("SESSION_STORE_SQLITE_SYNCHRONOUS", "off"),
+            ("SESSION_STORE_SQLITE_READERS", "-1"),
+            ("SESSION_STORE_SQLITE_READERS", "65"),
+            ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "soon"),
+            ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
+            ("SESSION_STORE_SQLITE_CACHE_KIB", "0"),
+            ("SESSION_STORE_SQLITE_CACHE_KIB", "16777217"),
         ];
-        for case in cases {
-            assert!(
-                matches!(SqliteConfig::from_lookup(env(case)), Err(Error::Config(_))),
-                "{case:?}"
-            );
+        for (name, value) in cases {
+            let vars = Vars::from_pairs([("SESSION_STORE_SQLITE_PATH", "x.db"), (name, value)]);
+            match SqliteConfig::from_vars(&vars) {
+                Err(Error::Config(m)) => assert!(m.starts_with(name), "{name}={value}: {m}"),
+                other => panic!("{name}={value}: {other:?}"),
+            }
         }
     }
 }

@@ -5,17 +5,25 @@
 //!
 //! ```no_run
 //! # async fn demo() -> session_store_core::Result<()> {
-//! use session_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+//! use session_store_sqlite::{SqliteConfig, Synchronous};
 //!
-//! let config = SqliteConfig::builder("/var/lib/app/sessions.db")
-//!     .table("sessions")
-//!     .synchronous(Synchronous::Normal)
-//!     .readers(2)
-//!     .build()?;
-//! let store = SqliteStore::open(config).await?;
+//! let store = SqliteConfig::new("/var/lib/app/sessions.db")
+//!     .with_table("sessions")
+//!     .with_synchronous(Synchronous::Normal)
+//!     .with_readers(2)
+//!     .build()
+//!     .await?;
 //! store.migrate().await?; // explicit and idempotent
 //! # Ok(()) }
 //! ```
+//!
+//! [`SqliteConfig::from_env`] reads the same settings from
+//! `SESSION_STORE_SQLITE_*` variables (the path is required).
+//!
+//! ## Errors
+//! Every [`Error::Backend`](session_store_core::Error::Backend) names the
+//! backend `"sqlite"`, the operation (the method name, `"open"` while
+//! building, `"migrate"`) and the database path (or `:memory:`).
 //!
 //! ## Capabilities
 //! - The whole contract, [`Capabilities::full`](session_store_core::Capabilities::full):
@@ -24,7 +32,7 @@
 //!   write connection and a small pool of reader threads own read
 //!   connections; calls cross over a queue and come back through a tokio
 //!   oneshot (no `spawn_blocking`). Both sides busy-wait briefly (bounded by
-//!   [`SqliteConfigBuilder::spin_wait`], 50 µs by default) before parking,
+//!   [`SqliteConfig::with_spin_wait`], 50 µs by default) before parking,
 //!   because waking a parked thread costs several times a primary-key
 //!   statement. Statements are prepared once per connection and cached.
 //! - WAL mode: reads (`load`, `list_user`) run concurrently with writes.
@@ -72,9 +80,8 @@ mod worker;
 
 pub use cleanup::{spawn_cleanup, CleanupHandle, CleanupStats, MAX_BATCHES_PER_ROUND};
 pub use config::{
-    Location, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_BUSY_TIMEOUT,
-    DEFAULT_CACHE_KIB, DEFAULT_READERS, DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_CACHE_KIB,
-    MAX_READERS, MAX_SPIN_WAIT,
+    Location, SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_KIB, DEFAULT_READERS,
+    DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_CACHE_KIB, MAX_READERS, MAX_SPIN_WAIT,
 };
 pub use schema::{SCHEMA_TABLE, SCHEMA_VERSION};
 pub use store::SqliteStore;

@@ -439,12 +439,10 @@ mod tests {
     fn writer_settings_are_applied() {
         let dir = tempfile::tempdir().unwrap();
         for (mode, level) in [(Synchronous::Normal, 1i64), (Synchronous::Full, 2)] {
-            let config = SqliteConfig::builder(dir.path().join("s.db"))
-                .synchronous(mode)
-                .busy_timeout(Duration::from_millis(1234))
-                .cache_kib(4096)
-                .build()
-                .unwrap();
+            let config = SqliteConfig::new(dir.path().join("s.db"))
+                .with_synchronous(mode)
+                .with_busy_timeout(Duration::from_millis(1234))
+                .with_cache_kib(4096);
             let conn = open_writer(&config, None).unwrap();
             let sync: i64 = conn
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))

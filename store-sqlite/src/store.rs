@@ -22,12 +22,13 @@ use crate::worker::{self, Queue};
 /// Cheap to clone (clones share the threads and connections). The worker
 /// threads stop, and the connections close, when the last clone is dropped.
 ///
+/// Built by [`SqliteConfig::build`].
+///
 /// ```no_run
 /// # async fn demo() -> session_store_core::Result<()> {
-/// use session_store_sqlite::{SqliteConfig, SqliteStore};
+/// use session_store_sqlite::SqliteConfig;
 ///
-/// let config = SqliteConfig::builder("/var/lib/app/sessions.db").build()?;
-/// let store = SqliteStore::open(config).await?;
+/// let store = SqliteConfig::new("/var/lib/app/sessions.db").build().await?;
 /// store.migrate().await?;
 /// // Purge expired rows every minute, 1000 at a time, until the handle drops.
 /// let _cleanup = store.spawn_cleanup(std::time::Duration::from_secs(60), 1000)?;
@@ -40,6 +41,8 @@ pub struct SqliteStore {
 
 struct Inner {
     config: SqliteConfig,
+    /// The file path (or `:memory:`), named by every error.
+    endpoint: String,
     writer: Queue,
     /// The reader pool, or the writer again when there are no readers.
     readers: Queue,
@@ -52,6 +55,9 @@ impl fmt::Debug for SqliteStore {
             .finish_non_exhaustive()
     }
 }
+
+/// The backend name in errors.
+pub(crate) const BACKEND: &str = "sqlite";
 
 /// Maps a SQLite error: busy, locked, I/O and similar conditions are
 /// retryable; everything else is permanent. The message names the failure,
@@ -94,7 +100,7 @@ fn version_from_sql(v: i64) -> u64 {
 
 fn next_version(v: u64) -> Result<u64> {
     v.checked_add(1)
-        .ok_or_else(|| Error::backend_permanent("session version overflow"))
+        .ok_or(Error::InvalidInput("session version overflow"))
 }
 
 fn codec(e: rusqlite::Error) -> Error {
@@ -156,18 +162,10 @@ fn decode_entry(row: &Row<'_>) -> Result<Lookup> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database and starts the writer and
-    /// reader threads. Does not create the table: call
-    /// [`SqliteStore::migrate`].
-    ///
-    /// Nothing is written to an existing file until it has been checked; a
-    /// rejected file is left byte for byte as it was.
-    ///
-    /// # Errors
-    /// - [`Error::Config`]: the path is a directory, or its directory does not exist.
-    /// - [`Error::SchemaTooNew`]: the table was written by a newer version of this library.
-    /// - [`Error::Backend`]: the file is not a SQLite database, or cannot be opened.
-    pub async fn open(config: SqliteConfig) -> Result<Self> {
+    /// Opens (creating if missing) the database of a validated `config` and
+    /// starts the writer, reader and checkpointer threads; the work of
+    /// [`SqliteConfig::build`], which adds the error context.
+    pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
         let sql = Arc::new(Sql::new(&config.table));
         let writer = Queue::new(config.spin_wait());
         let file_backed = matches!(config.location, Location::File(_));
@@ -207,6 +205,7 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             inner: Arc::new(Inner {
+                endpoint: config.endpoint(),
                 config,
                 writer,
                 readers,
@@ -229,6 +228,7 @@ impl SqliteStore {
                 schema::migrate(&mut db.conn, &table)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "migrate", Some(self.endpoint())))
     }
 
     /// The schema version recorded for this store's table (`None` before
@@ -239,6 +239,12 @@ impl SqliteStore {
             .writer
             .run(move |db| schema::schema_version(&db.conn, &table))
             .await
+            .map_err(|e| e.context(BACKEND, "schema_version", Some(self.endpoint())))
+    }
+
+    /// The file path, or `:memory:`: the endpoint errors name.
+    fn endpoint(&self) -> &str {
+        &self.inner.endpoint
     }
 
     /// The configuration this store was opened with.
@@ -294,6 +300,7 @@ impl SqliteStore {
                 Ok(out)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "dump_raw", Some(self.endpoint())))
     }
 
     /// The raw bytes of the database file and its write-ahead log (each an
@@ -323,6 +330,7 @@ impl SqliteStore {
                 Ok(out)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "dump_files", Some(self.endpoint())))
     }
 }
 
@@ -341,6 +349,7 @@ impl SessionBackend for SqliteStore {
                 },
             )
             .await
+            .map_err(|e| e.context(BACKEND, "create", Some(self.endpoint())))
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
@@ -358,6 +367,7 @@ impl SessionBackend for SqliteStore {
                 decode_entry(row).map(Some)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "load", Some(self.endpoint())))
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
@@ -399,6 +409,7 @@ impl SessionBackend for SqliteStore {
                 Err(Error::Conflict)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "save", Some(self.endpoint())))
     }
 
     async fn touch(
@@ -427,6 +438,7 @@ impl SessionBackend for SqliteStore {
                 Ok(changed == 1)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
@@ -478,6 +490,7 @@ impl SessionBackend for SqliteStore {
                 Ok(next)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "rotate", Some(self.endpoint())))
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
@@ -493,6 +506,7 @@ impl SessionBackend for SqliteStore {
                 Ok(n > 0)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "delete", Some(self.endpoint())))
     }
 
     async fn delete_user(
@@ -522,6 +536,7 @@ impl SessionBackend for SqliteStore {
                 Ok(live)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "delete_user", Some(self.endpoint())))
     }
 
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
@@ -554,6 +569,7 @@ impl SessionBackend for SqliteStore {
                 Ok(out)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "list_user", Some(self.endpoint())))
     }
 
     async fn delete_all(&self) -> Result<()> {
@@ -567,6 +583,7 @@ impl SessionBackend for SqliteStore {
                 Ok(())
             })
             .await
+            .map_err(|e| e.context(BACKEND, "delete_all", Some(self.endpoint())))
     }
 
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
@@ -585,5 +602,6 @@ impl SessionBackend for SqliteStore {
                 Ok(n as u64)
             })
             .await
+            .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))
     }
 }

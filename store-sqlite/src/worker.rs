@@ -8,8 +8,8 @@
 //! pool's queue and get the result back through a `tokio::sync::oneshot`.
 //!
 //! # Why the hand-off spins briefly
-//! A primary-key statement takes 2-7 µs; waking a parked thread on this kind
-//! machine costs more than that on each side (a `spawn_blocking` hop alone
+//! A primary-key statement takes a few microseconds; waking a parked thread
+//! costs more than that on each side (a `spawn_blocking` hop alone
 //! takes tens of microseconds). So both sides of the
 //! hand-off busy-wait for a bounded time before they park:
 //! - a worker that runs out of jobs keeps polling its queue for
@@ -24,7 +24,7 @@
 //!   call (50 µs by default), never for the duration of a slow statement;
 //!   when the pool is saturated callers do not spin at all.
 //!
-//! `spin_wait(Duration::ZERO)` turns both off (pure park/unpark hand-off).
+//! `with_spin_wait(Duration::ZERO)` turns both off (pure park/unpark hand-off).
 //!
 //! A caller that stops waiting (its future dropped) does not cancel a job
 //! already queued: a write may still be applied, as with any remote database.

@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use session_store_conformance::{conformance_tests, TestStore};
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 
 /// A fresh, migrated store in its own temporary directory. The at-rest hook
 /// returns the raw bytes of the database file and its write-ahead log, so the
 /// checks see everything SQLite keeps on disk, free pages included.
 async fn store() -> TestStore {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
-    let config = SqliteConfig::builder(dir.path().join("sessions.db"))
+    let store = SqliteConfig::new(dir.path().join("sessions.db"))
         .build()
-        .expect("valid config");
-    let store = SqliteStore::open(config).await.expect("open");
+        .await
+        .expect("open");
     store.migrate().await.expect("migrate");
     let dump_store = store.clone();
     TestStore::new(store).with_dump(move || {

@@ -7,37 +7,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use session_store_conformance::fixtures::{self, fresh_key};
 use session_store_core::{
-    Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord, SessionToken,
-    StorageKey, Timestamp,
+    Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord, Timestamp,
 };
 use session_store_sqlite::{SqliteConfig, SqliteStore, Synchronous, SCHEMA_VERSION};
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 const MIN: Duration = Duration::from_secs(60);
 
-fn key() -> StorageKey {
-    SessionToken::generate().storage_key()
-}
-
+/// A fixture record of `user` (anonymous for `None`) created at `T0`, whose
+/// idle deadline is `idle` after `T0`, with non-empty metadata.
 fn record(user: Option<&str>, idle: Duration) -> SessionRecord {
+    let base = match user {
+        Some(user) => fixtures::user_record(T0, user, b"data"),
+        None => fixtures::record(T0, b"data"),
+    };
     SessionRecord {
-        version: 0,
-        user_id: user.map(str::to_owned),
-        created_at: T0,
-        last_seen_at: T0,
-        auth_time: None,
-        idle_deadline: T0.saturating_add(idle),
-        absolute_deadline: T0.saturating_add(60 * MIN),
+        idle_deadline: fixtures::at(T0, idle),
         meta: b"meta".to_vec(),
-        data: b"data".to_vec(),
+        ..base
     }
 }
 
 async fn open(path: &Path) -> SqliteStore {
-    let store = SqliteStore::open(SqliteConfig::builder(path).build().unwrap())
-        .await
-        .unwrap();
+    let store = SqliteConfig::new(path).build().await.unwrap();
     store.migrate().await.unwrap();
     store
 }
@@ -67,9 +61,7 @@ async fn open_rejects_a_directory() {
     std::fs::create_dir(&sub).unwrap();
     std::fs::write(sub.join("keep"), b"x").unwrap();
     let before = snapshot(&sub);
-    let err = SqliteStore::open(SqliteConfig::builder(&sub).build().unwrap())
-        .await
-        .unwrap_err();
+    let err = SqliteConfig::new(&sub).build().await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert_eq!(snapshot(&sub), before);
     assert_eq!(snapshot(dir.path()).len(), 1);
@@ -79,9 +71,7 @@ async fn open_rejects_a_directory() {
 async fn open_rejects_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("s.db");
-    let err = SqliteStore::open(SqliteConfig::builder(&path).build().unwrap())
-        .await
-        .unwrap_err();
+    let err = SqliteConfig::new(&path).build().await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(snapshot(dir.path()).is_empty());
 }
@@ -93,9 +83,7 @@ async fn open_rejects_a_file_that_is_not_a_database() {
     let text = "These are somebody's notes, not a database.\n".repeat(200);
     std::fs::write(&path, &text).unwrap();
     let before = snapshot(dir.path());
-    let err = SqliteStore::open(SqliteConfig::builder(&path).build().unwrap())
-        .await
-        .unwrap_err();
+    let err = SqliteConfig::new(&path).build().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -107,6 +95,11 @@ async fn open_rejects_a_file_that_is_not_a_database() {
         "{err:?}"
     );
     assert!(err.to_string().contains("not a"), "{err}");
+    assert!(
+        matches!(&err, Error::Backend { backend: "sqlite", operation: "open", endpoint: Some(e), .. }
+            if *e == path.display().to_string()),
+        "{err:?}"
+    );
     assert_eq!(snapshot(dir.path()), before, "no file created or modified");
 }
 
@@ -124,9 +117,7 @@ async fn open_rejects_a_newer_schema_and_leaves_the_file_alone() {
         .unwrap();
     }
     let before = snapshot(dir.path());
-    let err = SqliteStore::open(SqliteConfig::builder(&path).build().unwrap())
-        .await
-        .unwrap_err();
+    let err = SqliteConfig::new(&path).build().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -140,14 +131,11 @@ async fn open_rejects_a_newer_schema_and_leaves_the_file_alone() {
     assert_eq!(snapshot(dir.path()), before);
 
     // Another table in the same file is unaffected by the newer one.
-    let other = SqliteStore::open(
-        SqliteConfig::builder(&path)
-            .table("other_sessions")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let other = SqliteConfig::new(&path)
+        .with_table("other_sessions")
+        .build()
+        .await
+        .unwrap();
     other.migrate().await.unwrap();
     assert_eq!(other.schema_version().await.unwrap(), Some(SCHEMA_VERSION));
 }
@@ -156,11 +144,9 @@ async fn open_rejects_a_newer_schema_and_leaves_the_file_alone() {
 async fn migrate_is_idempotent_and_data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let k = key();
+    let k = fresh_key();
     {
-        let store = SqliteStore::open(SqliteConfig::builder(&path).build().unwrap())
-            .await
-            .unwrap();
+        let store = SqliteConfig::new(&path).build().await.unwrap();
         assert_eq!(store.schema_version().await.unwrap(), None);
         // Before migrate: a typed backend error, never "no session".
         assert!(matches!(
@@ -188,9 +174,7 @@ async fn migrate_refuses_a_foreign_table_of_the_same_name() {
         .unwrap()
         .execute_batch("CREATE TABLE sessions (id INTEGER PRIMARY KEY, payload TEXT)")
         .unwrap();
-    let store = SqliteStore::open(SqliteConfig::builder(&path).build().unwrap())
-        .await
-        .unwrap();
+    let store = SqliteConfig::new(&path).build().await.unwrap();
     assert!(matches!(store.migrate().await, Err(Error::Config(_))));
 }
 
@@ -199,16 +183,13 @@ async fn tables_in_one_file_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let a = open(&path).await;
-    let b = SqliteStore::open(
-        SqliteConfig::builder(&path)
-            .table("b_sessions")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let b = SqliteConfig::new(&path)
+        .with_table("b_sessions")
+        .build()
+        .await
+        .unwrap();
     b.migrate().await.unwrap();
-    let k = key();
+    let k = fresh_key();
     a.create(&k, &record(Some("u"), MIN)).await.unwrap();
     assert!(b.load(&k, T0).await.unwrap().is_none());
     b.create(&k, &record(Some("u"), MIN)).await.unwrap();
@@ -221,7 +202,16 @@ async fn tables_in_one_file_are_isolated() {
 async fn invalid_table_names_are_config_errors() {
     for bad in ["x; DROP TABLE y", "a\"b", "", "9lives"] {
         assert!(matches!(
-            SqliteConfig::builder("/tmp/never.db").table(bad).build(),
+            SqliteConfig::new("/tmp/never.db")
+                .with_table(bad)
+                .validate(),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            SqliteConfig::new("/tmp/never.db")
+                .with_table(bad)
+                .build()
+                .await,
             Err(Error::Config(_))
         ));
     }
@@ -232,7 +222,7 @@ async fn bad_stored_data_is_a_codec_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let store = open(&path).await;
-    let (k_kind, k_null, k_succ, k_type) = (key(), key(), key(), key());
+    let (k_kind, k_null, k_succ, k_type) = (fresh_key(), fresh_key(), fresh_key(), fresh_key());
     let far = T0.saturating_add(MIN).as_millis();
     {
         let conn = Connection::open(&path).unwrap();
@@ -277,7 +267,7 @@ async fn bad_stored_data_is_a_codec_error_not_a_panic() {
         assert!(matches!(got, Err(Error::Codec { .. })), "{got:?}");
     }
     // The store keeps working.
-    let k = key();
+    let k = fresh_key();
     store.create(&k, &record(None, MIN)).await.unwrap();
     assert!(store.load(&k, T0).await.unwrap().is_some());
 }
@@ -286,7 +276,7 @@ async fn bad_stored_data_is_a_codec_error_not_a_panic() {
 async fn forwarders_expire_at_until_and_are_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let (from, to) = (key(), key());
+    let (from, to) = (fresh_key(), fresh_key());
     store.create(&from, &record(Some("u"), MIN)).await.unwrap();
     let until = T0.saturating_add(Duration::from_secs(30));
     let v = store
@@ -328,7 +318,7 @@ async fn cleanup_is_bounded_and_never_removes_live_entries() {
     for i in 0..25u32 {
         let idle = if i < 20 { MIN } else { 10 * MIN };
         store
-            .create(&key(), &record(Some("u"), idle))
+            .create(&fresh_key(), &record(Some("u"), idle))
             .await
             .unwrap();
     }
@@ -346,10 +336,13 @@ async fn cleanup_is_bounded_and_never_removes_live_entries() {
 async fn periodic_cleanup_runs_and_stops_when_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let live = key();
+    let live = fresh_key();
     store.create(&live, &record(None, 10 * MIN)).await.unwrap();
     for _ in 0..7 {
-        store.create(&key(), &record(None, MIN)).await.unwrap();
+        store
+            .create(&fresh_key(), &record(None, MIN))
+            .await
+            .unwrap();
     }
     let clock = Arc::new(ManualClock::new(T0.saturating_add(2 * MIN)));
     let handle = store
@@ -404,11 +397,7 @@ fn spawn_cleanup_outside_a_runtime_is_an_error() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let store = rt
-        .block_on(SqliteStore::open(
-            SqliteConfig::in_memory().build().unwrap(),
-        ))
-        .unwrap();
+    let store = rt.block_on(SqliteConfig::in_memory().build()).unwrap();
     assert!(matches!(
         store.spawn_cleanup(Duration::from_secs(1), 10),
         Err(Error::Config(_))
@@ -419,20 +408,14 @@ fn spawn_cleanup_outside_a_runtime_is_an_error() {
 async fn in_memory_and_full_sync_and_no_readers_work() {
     let dir = tempfile::tempdir().unwrap();
     let configs = [
-        SqliteConfig::in_memory().build().unwrap(),
-        SqliteConfig::builder(dir.path().join("full.db"))
-            .synchronous(Synchronous::Full)
-            .build()
-            .unwrap(),
-        SqliteConfig::builder(dir.path().join("solo.db"))
-            .readers(0)
-            .build()
-            .unwrap(),
+        SqliteConfig::in_memory(),
+        SqliteConfig::new(dir.path().join("full.db")).with_synchronous(Synchronous::Full),
+        SqliteConfig::new(dir.path().join("solo.db")).with_readers(0),
     ];
     for config in configs {
-        let store = SqliteStore::open(config).await.unwrap();
+        let store = config.build().await.unwrap();
         store.migrate().await.unwrap();
-        let k = key();
+        let k = fresh_key();
         store.create(&k, &record(Some("u"), MIN)).await.unwrap();
         assert_eq!(
             store.save(&k, &record(Some("u"), MIN), T0).await.unwrap(),
@@ -455,21 +438,18 @@ async fn in_memory_and_full_sync_and_no_readers_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_write_is_visible_to_readers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        SqliteConfig::builder(dir.path().join("s.db"))
-            .readers(3)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let store = SqliteConfig::new(dir.path().join("s.db"))
+        .with_readers(3)
+        .build()
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
-                let k = key();
+                let k = fresh_key();
                 store.create(&k, &record(None, MIN)).await.unwrap();
                 assert!(store.load(&k, T0).await.unwrap().is_some());
                 store.delete(&k).await.unwrap();
@@ -486,7 +466,7 @@ async fn every_acknowledged_write_is_visible_to_readers() {
 async fn concurrent_saves_and_rotations_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let k = key();
+    let k = fresh_key();
     store.create(&k, &record(Some("u"), MIN)).await.unwrap();
     let saves = futures_join(
         (0..16)
@@ -513,7 +493,7 @@ async fn concurrent_saves_and_rotations_have_one_winner() {
                         .rotate(
                             &Rotation {
                                 from: k,
-                                to: key(),
+                                to: fresh_key(),
                                 record: r,
                                 grace: None,
                             },
@@ -548,7 +528,7 @@ async fn two_stores_on_one_file_share_it_like_two_processes() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..100 {
                 store
-                    .create(&key(), &record(Some("shared"), MIN))
+                    .create(&fresh_key(), &record(Some("shared"), MIN))
                     .await
                     .unwrap();
             }
@@ -566,7 +546,7 @@ async fn two_stores_on_one_file_share_it_like_two_processes() {
 async fn rotation_onto_itself_is_already_exists_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let k = key();
+    let k = fresh_key();
     store.create(&k, &record(Some("u"), MIN)).await.unwrap();
     let err = store
         .rotate(
@@ -591,7 +571,7 @@ async fn rotation_onto_itself_is_already_exists_and_changes_nothing() {
 async fn dump_files_show_stored_bytes_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let k = key();
+    let k = fresh_key();
     let mut r = record(Some("needle-user"), MIN);
     r.data = b"needle-data-0123456789".to_vec();
     store.create(&k, &r).await.unwrap();
@@ -616,7 +596,7 @@ async fn the_checkpointer_moves_the_log_into_the_database_file() {
     for _ in 0..1500 {
         let mut r = record(Some("u"), MIN);
         r.data = vec![0xAB; 2048];
-        store.create(&key(), &r).await.unwrap();
+        store.create(&fresh_key(), &r).await.unwrap();
     }
     // The checkpoint runs on its own thread; wait (bounded) for its effect.
     let mut grown = false;
@@ -638,7 +618,7 @@ async fn the_checkpointer_moves_the_log_into_the_database_file() {
 async fn save_takes_the_fast_path_or_moves_the_user_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("s.db")).await;
-    let k = key();
+    let k = fresh_key();
     store.create(&k, &record(None, MIN)).await.unwrap();
     // Same owner (anonymous): fast path.
     assert_eq!(store.save(&k, &record(None, MIN), T0).await.unwrap(), 1);
@@ -671,4 +651,93 @@ async fn save_takes_the_fast_path_or_moves_the_user_index() {
         ));
     }
     assert_eq!(store.list_user("bob", T0).await.unwrap()[0].version, 4);
+}
+
+#[tokio::test]
+async fn operation_errors_name_the_backend_operation_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let shown = path.display().to_string();
+    // Not migrated: every statement fails on the missing table.
+    let store = SqliteConfig::new(&path).build().await.unwrap();
+    let k = fresh_key();
+    let errors = [
+        ("load", store.load(&k, T0).await.map(|_| ())),
+        ("create", store.create(&k, &record(None, MIN)).await),
+        (
+            "save",
+            store.save(&k, &record(None, MIN), T0).await.map(|_| ()),
+        ),
+        ("touch", store.touch(&k, T0, T0, T0).await.map(|_| ())),
+        ("delete", store.delete(&k).await.map(|_| ())),
+        (
+            "delete_user",
+            store.delete_user("u", None, T0).await.map(|_| ()),
+        ),
+        ("list_user", store.list_user("u", T0).await.map(|_| ())),
+        ("delete_all", store.delete_all().await),
+        (
+            "cleanup_expired",
+            store.cleanup_expired(T0, 10).await.map(|_| ()),
+        ),
+    ];
+    for (operation, result) in errors {
+        let err = result.unwrap_err();
+        match &err {
+            Error::Backend {
+                backend,
+                operation: op,
+                endpoint,
+                ..
+            } => {
+                assert_eq!(*backend, "sqlite");
+                assert_eq!(*op, operation);
+                assert_eq!(endpoint.as_deref(), Some(shown.as_str()));
+            }
+            other => panic!("{operation}: {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("sqlite {operation} ({shown})")),
+            "{text}"
+        );
+    }
+
+    // In memory the endpoint is `:memory:`.
+    let memory = SqliteConfig::in_memory().build().await.unwrap();
+    let err = memory.load(&k, T0).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("sqlite load (:memory:)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn version_overflow_is_invalid_input_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("s.db")).await;
+    let k = fresh_key();
+    let mut r = record(Some("u"), MIN);
+    r.version = u64::MAX;
+    store.create(&k, &r).await.unwrap();
+    assert!(matches!(
+        store.save(&k, &r, T0).await,
+        Err(Error::InvalidInput("session version overflow"))
+    ));
+    let to = fresh_key();
+    let rotation = Rotation {
+        from: k,
+        to,
+        record: r.clone(),
+        grace: None,
+    };
+    assert!(matches!(
+        store.rotate(&rotation, T0).await,
+        Err(Error::InvalidInput("session version overflow"))
+    ));
+    assert!(matches!(
+        store.load(&k, T0).await.unwrap(),
+        Some(Lookup::Session(stored)) if stored.version == u64::MAX
+    ));
+    assert!(store.load(&to, T0).await.unwrap().is_none());
 }

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use session_store_core::{SessionBackend, SessionToken, Timestamp};
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_conformance::fixtures::fresh_key;
+use session_store_core::{SessionBackend, Timestamp};
+use session_store_sqlite::SqliteConfig;
 
 /// Threads of this process whose name starts with the store's prefix (the
 /// kernel keeps the first 15 bytes of a thread name).
@@ -27,18 +28,15 @@ async fn worker_threads_stop_when_the_store_is_dropped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        SqliteConfig::builder(dir.path().join("s.db"))
-            .readers(3)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let store = SqliteConfig::new(dir.path().join("s.db"))
+        .with_readers(3)
+        .build()
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let clone = store.clone();
     assert!(clone
-        .load(&SessionToken::generate().storage_key(), Timestamp::EPOCH)
+        .load(&fresh_key(), Timestamp::EPOCH)
         .await
         .unwrap()
         .is_none());
