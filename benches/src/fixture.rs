@@ -14,7 +14,7 @@ use session_store_redis::{RedisConfig, RedisStore};
 #[cfg(feature = "store-sled")]
 use session_store_sled::{Durability, SledConfig, SledStore};
 #[cfg(feature = "store-sqlite")]
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 #[cfg(feature = "store-postgres")]
 use sqlx::AssertSqlSafe;
 use tempfile::TempDir;
@@ -185,11 +185,11 @@ impl Fixture {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
                     let path = dir.path().join("sessions.db");
                     let table = "sessions".to_owned();
-                    let config = SqliteConfig::builder(&path)
-                        .table(&table)
+                    let store = SqliteConfig::new(&path)
+                        .with_table(&table)
                         .build()
+                        .await
                         .map_err(err)?;
-                    let store = SqliteStore::open(config).await.map_err(err)?;
                     store.migrate().await.map_err(err)?;
                     (Arc::new(store), Concrete::Sqlite { path, table }, Some(dir))
                 }

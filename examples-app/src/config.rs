@@ -6,7 +6,7 @@ use std::sync::Arc;
 use session_store_core::{Encrypted, EncryptionKey, Error, Keyring, Result, SessionBackend};
 use session_store_postgres::{PostgresConfig, PostgresStore};
 use session_store_redis::RedisConfig;
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 
 /// SQLite file used when no backend variable is set.
 pub const DEFAULT_SQLITE_PATH: &str = "example-app-sessions.db";
@@ -75,9 +75,9 @@ pub async fn backend_from_env() -> Result<Arc<dyn SessionBackend>> {
         BackendKind::Sqlite => {
             let config = match std::env::var("SESSION_STORE_SQLITE_PATH") {
                 Ok(_) => SqliteConfig::from_env()?,
-                Err(_) => SqliteConfig::builder(DEFAULT_SQLITE_PATH).build()?,
+                Err(_) => SqliteConfig::new(DEFAULT_SQLITE_PATH),
             };
-            let store = SqliteStore::open(config).await?;
+            let store = config.build().await?;
             store.migrate().await?;
             Arc::new(store)
         }

@@ -26,7 +26,7 @@ use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
 use session_store_postgres::{PostgresConfig, PostgresStore};
 use session_store_redis::RedisConfig;
-use session_store_sqlite::{SqliteConfig, SqliteStore};
+use session_store_sqlite::SqliteConfig;
 
 /// A backend and whatever must live as long as it.
 pub struct TestBackend {
@@ -68,10 +68,10 @@ impl TestBackend {
 /// When the store cannot be opened or migrated.
 pub async fn sqlite() -> Option<TestBackend> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = SqliteConfig::builder(dir.path().join("sessions.db"))
+    let store = SqliteConfig::new(dir.path().join("sessions.db"))
         .build()
-        .expect("config");
-    let store = SqliteStore::open(config).await.expect("open SQLite");
+        .await
+        .expect("open SQLite");
     store.migrate().await.expect("migrate");
     Some(TestBackend {
         backend: Arc::new(store),
