@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod adapter;
 mod backend;
 pub mod config;
 mod crypto;
@@ -29,6 +30,7 @@ mod record;
 mod time;
 mod token;
 
+pub use adapter::AdapterConfig;
 pub use backend::{Capabilities, SessionBackend};
 pub use crypto::{
     Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,

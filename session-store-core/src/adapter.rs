@@ -1,0 +1,283 @@
+//! The configuration shared by the framework adapters
+//! (`session-store-tower-sessions`, `session-store-actix`): the absolute
+//! timeout the frameworks lack, a data size limit, and the optional data
+//! field that names the user.
+
+use std::time::Duration;
+
+use crate::config::Vars;
+use crate::error::{Error, Result};
+
+const ABSOLUTE_TIMEOUT_VAR: &str = "SESSION_STORE_ADAPTER_ABSOLUTE_TIMEOUT_MS";
+const MAX_DATA_BYTES_VAR: &str = "SESSION_STORE_ADAPTER_MAX_DATA_BYTES";
+const USER_ID_KEY_VAR: &str = "SESSION_STORE_ADAPTER_USER_ID_KEY";
+
+/// Settings of a framework adapter's session store: the same type, the same
+/// variables and the same defaults for every framework.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_store_core::AdapterConfig;
+///
+/// let config = AdapterConfig::new()
+///     .with_absolute_timeout(Duration::from_secs(8 * 3600))
+///     .with_user_id_key("user");
+/// config.validate()?;
+/// assert_eq!(config.max_data_bytes(), AdapterConfig::DEFAULT_MAX_DATA_BYTES);
+/// # Ok::<(), session_store_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterConfig {
+    absolute_timeout: Duration,
+    max_data_bytes: usize,
+    user_id_key: Option<String>,
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        AdapterConfig {
+            absolute_timeout: Self::DEFAULT_ABSOLUTE_TIMEOUT,
+            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+            user_id_key: None,
+        }
+    }
+}
+
+impl AdapterConfig {
+    /// Default absolute timeout: 12 hours, counted from the creation of the
+    /// session in the backend.
+    pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+    /// Default maximum encoded size of one session's data: 64 KiB.
+    pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
+    /// Longest user id an adapter accepts from the
+    /// [`user_id_key`](AdapterConfig::user_id_key) field, in bytes (the
+    /// default of [`Policy::max_user_id_bytes`](crate::Policy::max_user_id_bytes)).
+    pub const MAX_USER_ID_BYTES: usize = 256;
+
+    /// The defaults: a 12-hour absolute timeout, 64 KiB of data, no user id
+    /// field (every session anonymous). Same as [`AdapterConfig::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the configuration from the process environment; unset
+    /// variables keep their defaults.
+    /// Shorthand for `AdapterConfig::from_vars(&Vars::from_env())`.
+    ///
+    /// | Variable | Meaning | Default |
+    /// | --- | --- | --- |
+    /// | `SESSION_STORE_ADAPTER_ABSOLUTE_TIMEOUT_MS` | absolute timeout in whole milliseconds (> 0), counted from creation | `43200000` (12 h) |
+    /// | `SESSION_STORE_ADAPTER_MAX_DATA_BYTES` | largest encoded session data (> 0): bytes, or with `KiB`/`MiB`/`GiB` | `64KiB` |
+    /// | `SESSION_STORE_ADAPTER_USER_ID_KEY` | session data field whose string value is the user id | unset (anonymous sessions) |
+    ///
+    /// Values follow the grammar of [`config`](crate::config).
+    ///
+    /// # Errors
+    /// As [`AdapterConfig::from_vars`].
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// Reads the variables of [`AdapterConfig::from_env`] from `vars` (a map
+    /// in tests, a secrets manager); unset or blank variables keep their
+    /// defaults. The result is valid.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_store_core::{config::Vars, AdapterConfig};
+    ///
+    /// let config = AdapterConfig::from_vars(&Vars::from_pairs([
+    ///     ("SESSION_STORE_ADAPTER_ABSOLUTE_TIMEOUT_MS", "3600000"),
+    ///     ("SESSION_STORE_ADAPTER_MAX_DATA_BYTES", "16KiB"),
+    ///     ("SESSION_STORE_ADAPTER_USER_ID_KEY", "user"),
+    /// ]))?;
+    /// assert_eq!(config.absolute_timeout(), Duration::from_secs(3600));
+    /// assert_eq!(config.max_data_bytes(), 16 * 1024);
+    /// assert_eq!(config.user_id_key(), Some("user"));
+    /// # Ok::<(), session_store_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable for a value that does not parse
+    /// or is zero.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let mut config = Self::default();
+        if let Some(timeout) = vars.millis(ABSOLUTE_TIMEOUT_VAR)? {
+            if timeout.is_zero() {
+                return Err(zero(vars, ABSOLUTE_TIMEOUT_VAR));
+            }
+            config = config.with_absolute_timeout(timeout);
+        }
+        if let Some(bytes) = vars.size(MAX_DATA_BYTES_VAR)? {
+            if bytes == 0 {
+                return Err(zero(vars, MAX_DATA_BYTES_VAR));
+            }
+            config = config.with_max_data_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+        }
+        if let Some(key) = vars.string(USER_ID_KEY_VAR) {
+            config = config.with_user_id_key(key);
+        }
+        Ok(config)
+    }
+
+    /// Sessions expire this long after their creation in the backend,
+    /// whatever the activity and whatever expiry the framework asks for.
+    /// Default 12 hours.
+    pub fn with_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// Largest JSON-encoded session data the adapter writes; larger data is
+    /// refused. Default 64 KiB.
+    pub fn with_max_data_bytes(mut self, bytes: usize) -> Self {
+        self.max_data_bytes = bytes;
+        self
+    }
+
+    /// A session data field whose string value is written as the backend
+    /// record's user id (at most [`AdapterConfig::MAX_USER_ID_BYTES`]), so
+    /// that the adapter's `logout_user` and `list_user` find the user's
+    /// sessions. Default: none (every session anonymous).
+    pub fn with_user_id_key(mut self, key: impl Into<String>) -> Self {
+        self.user_id_key = Some(key.into());
+        self
+    }
+
+    /// The absolute timeout.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.absolute_timeout
+    }
+
+    /// The data size limit in bytes.
+    pub fn max_data_bytes(&self) -> usize {
+        self.max_data_bytes
+    }
+
+    /// The data field naming the user, if any.
+    pub fn user_id_key(&self) -> Option<&str> {
+        self.user_id_key.as_deref()
+    }
+
+    /// Checks every value: a timeout and a size limit greater than zero, a
+    /// user id field that is not empty. The adapters call this when they
+    /// take a configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.absolute_timeout.is_zero() {
+            return Err(Error::Config(
+                "absolute_timeout must be greater than zero".into(),
+            ));
+        }
+        if self.max_data_bytes == 0 {
+            return Err(Error::Config(
+                "max_data_bytes must be greater than zero".into(),
+            ));
+        }
+        if self.user_id_key.as_deref() == Some("") {
+            return Err(Error::Config("user_id_key must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The [`Vars`] error format for a value that parsed but is zero.
+fn zero(vars: &Vars, name: &str) -> Error {
+    let value = vars.string(name).unwrap_or_default();
+    Error::Config(format!(
+        "{name}: expected a value greater than zero, got {value:?}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<AdapterConfig> {
+        AdapterConfig::from_vars(&Vars::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn from_vars_reads_every_variable() {
+        let c = from(&[
+            (ABSOLUTE_TIMEOUT_VAR, "60000"),
+            (MAX_DATA_BYTES_VAR, "100"),
+            (USER_ID_KEY_VAR, " user "),
+        ])
+        .unwrap();
+        assert_eq!(c.absolute_timeout(), Duration::from_secs(60));
+        assert_eq!(c.max_data_bytes(), 100);
+        assert_eq!(c.user_id_key(), Some("user"));
+        let c = from(&[(MAX_DATA_BYTES_VAR, "2 MiB")]).unwrap();
+        assert_eq!(c.max_data_bytes(), 2 << 20);
+        assert_eq!(from(&[]).unwrap(), AdapterConfig::default());
+        // Blank is unset, as for every variable.
+        assert_eq!(
+            from(&[(USER_ID_KEY_VAR, "  "), (ABSOLUTE_TIMEOUT_VAR, "")]).unwrap(),
+            AdapterConfig::new()
+        );
+    }
+
+    #[test]
+    fn from_vars_rejects_bad_values_naming_the_variable() {
+        for (name, value) in [
+            (ABSOLUTE_TIMEOUT_VAR, "0"),
+            (ABSOLUTE_TIMEOUT_VAR, "soon"),
+            (ABSOLUTE_TIMEOUT_VAR, "1.5"),
+            (ABSOLUTE_TIMEOUT_VAR, "-1"),
+            (MAX_DATA_BYTES_VAR, "-1"),
+            (MAX_DATA_BYTES_VAR, "0"),
+            (MAX_DATA_BYTES_VAR, "0KiB"),
+            (MAX_DATA_BYTES_VAR, "3 kb"),
+        ] {
+            match from(&[(name, value)]) {
+                Err(Error::Config(m)) => assert!(
+                    m.starts_with(&format!("{name}: expected "))
+                        && m.ends_with(&format!("{value:?}")),
+                    "{name}={value}: {m}"
+                ),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_and_setters() {
+        let c = AdapterConfig::new();
+        assert_eq!(c, AdapterConfig::default());
+        assert_eq!(c.absolute_timeout(), Duration::from_secs(12 * 3600));
+        assert_eq!(c.max_data_bytes(), 64 * 1024);
+        assert_eq!(c.user_id_key(), None);
+        c.validate().unwrap();
+        let c = c
+            .with_absolute_timeout(Duration::from_secs(5))
+            .with_max_data_bytes(10)
+            .with_user_id_key("uid");
+        assert_eq!(c.absolute_timeout(), Duration::from_secs(5));
+        assert_eq!(c.max_data_bytes(), 10);
+        assert_eq!(c.user_id_key(), Some("uid"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        for (config, field) in [
+            (
+                AdapterConfig::new().with_absolute_timeout(Duration::ZERO),
+                "absolute_timeout",
+            ),
+            (
+                AdapterConfig::new().with_max_data_bytes(0),
+                "max_data_bytes",
+            ),
+            (AdapterConfig::new().with_user_id_key(""), "user_id_key"),
+        ] {
+            match config.validate() {
+                Err(Error::Config(m)) => assert!(m.starts_with(field), "{m}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}
