@@ -171,13 +171,13 @@ impl Fixture {
                 Target::Sled | Target::SledPeriodic => {
                     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
                     let mut config = SledConfig::new(dir.path().join("db"))
-                        .tree_prefix("bench")
-                        .cache_capacity(SLED_CACHE_BYTES);
+                        .with_tree_prefix("bench")
+                        .with_cache_capacity(SLED_CACHE_BYTES);
                     if target == Target::SledPeriodic {
-                        config =
-                            config.durability(Durability::Periodic(Duration::from_millis(500)));
+                        config = config
+                            .with_durability(Durability::Periodic(Duration::from_millis(500)));
                     }
-                    let store = config.open().map_err(err)?;
+                    let store = config.build().await.map_err(err)?;
                     (Arc::new(store.clone()), Concrete::Sled(store), Some(dir))
                 }
                 #[cfg(feature = "store-sqlite")]

@@ -119,13 +119,14 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let fast = SledConfig::temporary_db()
-            .durability(Durability::Periodic(Duration::from_millis(500)))
-            .open()
+        let fast = SledConfig::temporary()
+            .with_durability(Durability::Periodic(Duration::from_millis(500)))
+            .build()
+            .await
             .unwrap();
         run("temporary db (no sync)", &fast, N).await;
         let dir = tempfile::tempdir_in(".").unwrap();
-        let durable = SledConfig::new(dir.path()).open().unwrap();
+        let durable = SledConfig::new(dir.path()).build().await.unwrap();
         run("real directory, Durability::EveryWrite", &durable, 500).await;
 
         // Concurrent durable writers share flushes (group commit).

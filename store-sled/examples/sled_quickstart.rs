@@ -17,7 +17,7 @@ mod walkthrough;
 async fn main() -> Result<(), Error> {
     let path = std::env::var("SESSION_STORE_SLED_PATH")
         .unwrap_or_else(|_| "quickstart-sessions.sled".to_owned());
-    let store = SledConfig::new(&path).open()?;
+    let store = SledConfig::new(&path).build().await?;
     println!("sled database: {path}");
     let manager = SessionManager::new(Arc::new(store));
     walkthrough::walkthrough(&manager).await

@@ -1,12 +1,15 @@
-//! Configuration: a validating builder and `from_env()`.
+//! Configuration: defaults, `from_env`/`from_vars`, `with_*` setters,
+//! getters, `validate` and `build`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use session_store_core::config::Vars;
 use session_store_core::{Error, Result};
 
+use crate::db::{blocking, SledDb};
 use crate::schema::validate_prefix;
-use crate::store::{SledDb, SledStore};
+use crate::store::{SledStore, BACKEND};
 
 /// The tree-name prefix used when none is configured.
 pub const DEFAULT_TREE_PREFIX: &str = "session_store";
@@ -73,10 +76,11 @@ pub enum Durability {
 /// use session_store_sled::{Durability, SledConfig};
 ///
 /// let store = SledConfig::new("/var/lib/myapp/sessions")
-///     .durability(Durability::Periodic(Duration::from_millis(200)))
-///     .cache_capacity(32 * 1024 * 1024)
-///     .tree_prefix("myapp")
-///     .open()?;
+///     .with_durability(Durability::Periodic(Duration::from_millis(200)))
+///     .with_cache_capacity(32 * 1024 * 1024)
+///     .with_tree_prefix("myapp")
+///     .build()
+///     .await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,21 +94,22 @@ pub struct SledConfig {
 
 impl SledConfig {
     /// A configuration for the database directory `path` (created if missing),
-    /// with [`Durability::EveryWrite`], a 64 MiB cache and the tree prefix
-    /// [`DEFAULT_TREE_PREFIX`].
+    /// with [`Durability::EveryWrite`], a 64 MiB cache
+    /// ([`DEFAULT_CACHE_CAPACITY`]) and the tree prefix [`DEFAULT_TREE_PREFIX`].
     pub fn new(path: impl AsRef<Path>) -> Self {
         SledConfig {
             path: Some(path.as_ref().to_path_buf()),
             temporary: false,
-            ..Self::temporary_db()
+            ..Self::temporary()
         }
     }
 
-    /// A temporary database: in a fresh directory chosen by sled (shared
-    /// memory on Linux) unless [`SledConfig::path`] is set, and deleted when
-    /// the last handle is dropped. Nothing is synced to disk whatever the
-    /// [`Durability`]. For tests.
-    pub fn temporary_db() -> Self {
+    /// A temporary database in a fresh directory chosen by sled (shared
+    /// memory on Linux), deleted when the last handle is dropped; nothing is
+    /// synced to disk whatever the [`Durability`]. For tests. Defaults as for
+    /// [`SledConfig::new`]. A temporary database at a chosen directory is
+    /// `SledConfig::new(path).with_temporary(true)`.
+    pub fn temporary() -> Self {
         SledConfig {
             path: None,
             durability: Durability::EveryWrite,
@@ -114,49 +119,132 @@ impl SledConfig {
         }
     }
 
-    /// Sets the database directory.
-    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
-        self.path = Some(path.as_ref().to_path_buf());
-        self
+    /// Reads a configuration from the process environment:
+    /// [`SledConfig::from_vars`] over [`Vars::from_env`].
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `SESSION_STORE_SLED_PATH` | database directory | required unless `SESSION_STORE_SLED_TEMPORARY` is true |
+    /// | `SESSION_STORE_SLED_DURABILITY` | `every-write`, `periodic` (500 ms) or `periodic:<ms>` | `every-write` |
+    /// | `SESSION_STORE_SLED_CACHE_CAPACITY` | page cache size: bytes, or with `KiB`/`MiB`/`GiB` | `64MiB` |
+    /// | `SESSION_STORE_SLED_TEMPORARY` | boolean (`true/false, 1/0, yes/no, on/off`): delete the database on drop; without a path, in a directory chosen by sled | `false` |
+    /// | `SESSION_STORE_SLED_TREE_PREFIX` | tree-name prefix (see [`SledConfig::with_tree_prefix`]) | `session_store` |
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable that is missing or malformed, or
+    /// when the result fails [`SledConfig::validate`].
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// [`SledConfig::from_env`] with another source of variables (a map in
+    /// tests, a secrets manager).
+    ///
+    /// ```
+    /// use session_store_core::config::Vars;
+    /// use session_store_sled::SledConfig;
+    ///
+    /// let vars = Vars::from_pairs([
+    ///     ("SESSION_STORE_SLED_PATH", "/var/lib/myapp/sessions"),
+    ///     ("SESSION_STORE_SLED_CACHE_CAPACITY", "16MiB"),
+    /// ]);
+    /// let config = SledConfig::from_vars(&vars)?;
+    /// assert_eq!(config.cache_capacity(), 16 << 20);
+    /// # Ok::<(), session_store_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`SledConfig::from_env`].
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let temporary = vars.bool("SESSION_STORE_SLED_TEMPORARY")?.unwrap_or(false);
+        let mut config =
+            match vars.string("SESSION_STORE_SLED_PATH") {
+                Some(path) => SledConfig::new(path).with_temporary(temporary),
+                None if temporary => SledConfig::temporary(),
+                None => return Err(Error::Config(
+                    "SESSION_STORE_SLED_PATH is not set (or set SESSION_STORE_SLED_TEMPORARY=true)"
+                        .into(),
+                )),
+            };
+        if let Some(durability) = vars.parse_with(
+            "SESSION_STORE_SLED_DURABILITY",
+            "every-write, periodic or periodic:<ms>",
+            parse_durability,
+        )? {
+            config = config.with_durability(durability);
+        }
+        if let Some(bytes) = vars.size("SESSION_STORE_SLED_CACHE_CAPACITY")? {
+            config = config.with_cache_capacity(bytes);
+        }
+        if let Some(prefix) = vars.string("SESSION_STORE_SLED_TREE_PREFIX") {
+            config = config.with_tree_prefix(prefix);
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     /// Sets the flush policy (default [`Durability::EveryWrite`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
+    pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
     }
 
     /// Sets sled's page cache size in bytes (default [`DEFAULT_CACHE_CAPACITY`]).
-    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+    pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
         self
     }
 
-    /// Whether the database is deleted when the last handle drops (default
-    /// false for [`SledConfig::new`]). A temporary database at a path that is
-    /// not new or empty is refused on open, so an existing database is never
-    /// deleted by mistake.
-    pub fn temporary(mut self, temporary: bool) -> Self {
+    /// Whether the database is deleted when the last handle drops (false for
+    /// [`SledConfig::new`], true for [`SledConfig::temporary`]). A temporary
+    /// database at a path that is not new or empty is refused by
+    /// [`SledConfig::build`], so an existing database is never deleted by
+    /// mistake.
+    pub fn with_temporary(mut self, temporary: bool) -> Self {
         self.temporary = temporary;
         self
     }
 
     /// Sets the tree-name prefix, so that several stores can share one sled
     /// database: 1 to 48 characters of `[A-Za-z0-9_-]`, starting with a letter
-    /// or digit. Checked by [`SledConfig::validate`].
-    pub fn tree_prefix(mut self, prefix: impl Into<String>) -> Self {
+    /// or digit (default [`DEFAULT_TREE_PREFIX`]). Checked by
+    /// [`SledConfig::validate`].
+    pub fn with_tree_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.tree_prefix = prefix.into();
         self
     }
 
-    /// The configured flush policy.
-    pub fn get_durability(&self) -> Durability {
+    /// The database directory; `None` for [`SledConfig::temporary`].
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The flush policy.
+    pub fn durability(&self) -> Durability {
         self.durability
     }
 
-    /// The configured tree prefix.
-    pub fn get_tree_prefix(&self) -> &str {
+    /// sled's page cache size in bytes.
+    pub fn cache_capacity(&self) -> u64 {
+        self.cache_capacity
+    }
+
+    /// Whether the database is deleted when the last handle drops.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+
+    /// The tree-name prefix.
+    pub fn tree_prefix(&self) -> &str {
         &self.tree_prefix
+    }
+
+    /// What errors name as the endpoint: the directory, or `temporary`.
+    pub(crate) fn endpoint(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "temporary".to_owned(),
+        }
     }
 
     /// Checks the configuration without touching the disk.
@@ -187,132 +275,55 @@ impl SledConfig {
         Ok(())
     }
 
-    /// Opens (or creates) the database and the store in it. Shorthand for
-    /// [`SledConfig::open_db`] then [`SledDb::store`] with the configured prefix.
+    /// Validates, then opens (or creates) the database and the store under
+    /// the tree prefix in it, writing the schema version on first use. The
+    /// opening is blocking sled work and runs on tokio's blocking pool (inline
+    /// without a tokio runtime).
     ///
-    /// # Errors
-    /// See [`SledConfig::open_db`] and [`SledDb::store`].
-    pub fn open(&self) -> Result<SledStore> {
-        self.open_db()?.store(&self.tree_prefix)
-    }
-
-    /// Opens (or creates) the sled database, to share it between several
-    /// stores with different prefixes ([`SledDb::store`]). Blocking: call it at
-    /// start-up or on a blocking thread.
+    /// More stores in the same database, under other prefixes:
+    /// [`SledDb::store`] on [`SledStore::db`].
     ///
     /// # Errors
     /// - [`Error::Config`] for an invalid configuration, a path that exists
-    ///   but is not a directory, or a non-empty directory that is not a sled
-    ///   database. Nothing on disk is modified in these cases.
-    /// - [`Error::Backend`] when sled fails to open (I/O error, the database
-    ///   is locked by another process, corrupt files).
-    pub fn open_db(&self) -> Result<SledDb> {
+    ///   but is not a directory, a non-empty directory that is not a sled
+    ///   database, or a temporary database at a non-empty directory. Nothing
+    ///   on disk is modified in these cases.
+    /// - [`Error::SchemaTooNew`] if the namespace was written by a newer
+    ///   version of this crate (see [`SledDb::store`]).
+    /// - [`Error::Backend`] (operation `open`, endpoint the directory) when
+    ///   sled fails to open: I/O error, the database is locked by another
+    ///   handle or process, corrupt files.
+    pub async fn build(self) -> Result<SledStore> {
         self.validate()?;
-        SledDb::open(self)
-    }
-
-    /// Reads a configuration from the process environment.
-    ///
-    /// | variable | meaning | default |
-    /// | --- | --- | --- |
-    /// | `SESSION_STORE_SLED_PATH` | database directory | required unless temporary |
-    /// | `SESSION_STORE_SLED_DURABILITY` | `every-write`, `periodic` (500 ms) or `periodic:<ms>` | `every-write` |
-    /// | `SESSION_STORE_SLED_CACHE_CAPACITY` | page cache size in bytes | 67108864 (64 MiB) |
-    /// | `SESSION_STORE_SLED_TEMPORARY` | `true`/`false` (`1`/`0`): delete the database on drop | `false` |
-    /// | `SESSION_STORE_SLED_TREE_PREFIX` | tree-name prefix (see [`SledConfig::tree_prefix`]) | `session_store` |
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the variable that is malformed, or when the
-    /// result fails [`SledConfig::validate`].
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// [`SledConfig::from_env`] with another source of variables (a map in
-    /// tests, a secrets manager).
-    ///
-    /// # Errors
-    /// As [`SledConfig::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let temporary = match get("SESSION_STORE_SLED_TEMPORARY") {
-            None => false,
-            Some(v) => parse_bool(&v).ok_or_else(|| {
-                Error::Config(format!(
-                    "SESSION_STORE_SLED_TEMPORARY: expected true or false, got {v:?}"
-                ))
-            })?,
-        };
-        let mut config =
-            match get("SESSION_STORE_SLED_PATH") {
-                Some(path) => SledConfig::new(path).temporary(temporary),
-                None if temporary => SledConfig::temporary_db(),
-                None => return Err(Error::Config(
-                    "SESSION_STORE_SLED_PATH is not set (or set SESSION_STORE_SLED_TEMPORARY=true)"
-                        .into(),
-                )),
-            };
-        if let Some(v) = get("SESSION_STORE_SLED_DURABILITY") {
-            config.durability = parse_durability(&v)?;
-        }
-        if let Some(v) = get("SESSION_STORE_SLED_CACHE_CAPACITY") {
-            config.cache_capacity = v.trim().parse().map_err(|_| {
-                Error::Config(format!(
-                    "SESSION_STORE_SLED_CACHE_CAPACITY: expected a number of bytes, got {v:?}"
-                ))
-            })?;
-        }
-        if let Some(v) = get("SESSION_STORE_SLED_TREE_PREFIX") {
-            config.tree_prefix = v.trim().to_owned();
-        }
-        config.validate()?;
-        Ok(config)
+        let endpoint = self.endpoint();
+        blocking(move || SledDb::open(&self)?.store(&self.tree_prefix))
+            .await
+            .map_err(|e| e.context(BACKEND, "open", Some(&endpoint)))
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+fn parse_durability(v: &str) -> Option<Durability> {
     match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_durability(v: &str) -> Result<Durability> {
-    let v = v.trim().to_ascii_lowercase();
-    let bad = || {
-        Error::Config(format!(
-            "SESSION_STORE_SLED_DURABILITY: expected every-write, periodic or periodic:<ms>, got {v:?}"
-        ))
-    };
-    match v.as_str() {
-        "every-write" | "every_write" => Ok(Durability::EveryWrite),
-        "periodic" => Ok(Durability::Periodic(Duration::from_millis(500))),
-        _ => {
-            let ms = v.strip_prefix("periodic:").ok_or_else(bad)?;
-            let ms: u64 = ms.trim().parse().map_err(|_| bad())?;
-            Ok(Durability::Periodic(Duration::from_millis(ms)))
+        "every-write" | "every_write" => Some(Durability::EveryWrite),
+        "periodic" => Some(Durability::Periodic(Duration::from_millis(500))),
+        v => {
+            let ms: u64 = v.strip_prefix("periodic:")?.trim().parse().ok()?;
+            Some(Durability::Periodic(Duration::from_millis(ms)))
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        Vars::from_pairs(pairs.iter().copied())
     }
 
     #[test]
-    fn from_env_reads_every_variable() {
-        let c = SledConfig::from_lookup(env(&[
+    fn from_vars_reads_every_variable() {
+        let c = SledConfig::from_vars(&vars(&[
             ("SESSION_STORE_SLED_PATH", "/tmp/x"),
             ("SESSION_STORE_SLED_DURABILITY", "periodic:250"),
             ("SESSION_STORE_SLED_CACHE_CAPACITY", "1048576"),
@@ -320,34 +331,95 @@ mod tests {
             ("SESSION_STORE_SLED_TREE_PREFIX", "tenant-a"),
         ]))
         .unwrap();
-        assert_eq!(c.path.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(c.path(), Some(Path::new("/tmp/x")));
         assert_eq!(
-            c.durability,
+            c.durability(),
             Durability::Periodic(Duration::from_millis(250))
         );
-        assert_eq!(c.cache_capacity, 1 << 20);
-        assert!(c.temporary);
-        assert_eq!(c.tree_prefix, "tenant-a");
+        assert_eq!(c.cache_capacity(), 1 << 20);
+        assert!(c.is_temporary());
+        assert_eq!(c.tree_prefix(), "tenant-a");
 
-        let d = SledConfig::from_lookup(env(&[("SESSION_STORE_SLED_PATH", "/tmp/y")])).unwrap();
+        let d = SledConfig::from_vars(&vars(&[("SESSION_STORE_SLED_PATH", "/tmp/y")])).unwrap();
         assert_eq!(d, SledConfig::new("/tmp/y"));
-        assert_eq!(d.durability, Durability::EveryWrite);
-        assert!(!d.temporary);
+        assert_eq!(d.durability(), Durability::EveryWrite);
+        assert_eq!(d.cache_capacity(), DEFAULT_CACHE_CAPACITY);
+        assert!(!d.is_temporary());
 
-        let t = SledConfig::from_lookup(env(&[
+        let t = SledConfig::from_vars(&vars(&[
             ("SESSION_STORE_SLED_TEMPORARY", "1"),
             ("SESSION_STORE_SLED_DURABILITY", "periodic"),
         ]))
         .unwrap();
-        assert!(t.temporary && t.path.is_none());
+        assert!(t.is_temporary() && t.path().is_none());
         assert_eq!(
-            t.durability,
+            t.durability(),
             Durability::Periodic(Duration::from_millis(500))
         );
     }
 
     #[test]
-    fn from_env_rejects_bad_values() {
+    fn from_vars_uses_the_shared_size_and_boolean_grammars() {
+        for (v, want) in [
+            ("4096", 4096),
+            ("64KiB", 64 << 10),
+            ("32 MiB", 32 << 20),
+            ("2gib", 2 << 30),
+        ] {
+            let c = SledConfig::from_vars(&vars(&[
+                ("SESSION_STORE_SLED_PATH", "/x"),
+                ("SESSION_STORE_SLED_CACHE_CAPACITY", v),
+            ]))
+            .unwrap();
+            assert_eq!(c.cache_capacity(), want, "{v}");
+        }
+        for (v, want) in [("on", true), ("yes", true), ("off", false), ("No", false)] {
+            let c = SledConfig::from_vars(&vars(&[
+                ("SESSION_STORE_SLED_PATH", "/x"),
+                ("SESSION_STORE_SLED_TEMPORARY", v),
+            ]))
+            .unwrap();
+            assert_eq!(c.is_temporary(), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn the_path_is_required_unless_temporary() {
+        for pairs in [
+            &[][..],
+            &[("SESSION_STORE_SLED_PATH", "  ")],
+            &[("SESSION_STORE_SLED_TEMPORARY", "false")],
+        ] {
+            let err = SledConfig::from_vars(&vars(pairs)).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config(m) if m.contains("SESSION_STORE_SLED_PATH")),
+                "{pairs:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_value_names_its_variable() {
+        for (name, bad) in [
+            ("SESSION_STORE_SLED_DURABILITY", "sometimes"),
+            ("SESSION_STORE_SLED_DURABILITY", "periodic:abc"),
+            ("SESSION_STORE_SLED_CACHE_CAPACITY", "-1"),
+            ("SESSION_STORE_SLED_CACHE_CAPACITY", "3 kb"),
+            ("SESSION_STORE_SLED_TEMPORARY", "maybe"),
+        ] {
+            let err =
+                SledConfig::from_vars(&vars(&[("SESSION_STORE_SLED_PATH", "/x"), (name, bad)]))
+                    .unwrap_err();
+            assert!(
+                matches!(&err, Error::Config(m) if m.starts_with(&format!("{name}: expected"))
+                    && m.contains(&format!("{bad:?}"))),
+                "{name}={bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_vars_rejects_bad_values() {
         for pairs in [
             &[][..],
             &[
@@ -380,7 +452,7 @@ mod tests {
             ],
         ] {
             assert!(
-                matches!(SledConfig::from_lookup(env(pairs)), Err(Error::Config(_))),
+                matches!(SledConfig::from_vars(&vars(pairs)), Err(Error::Config(_))),
                 "{pairs:?}"
             );
         }
@@ -388,16 +460,32 @@ mod tests {
 
     #[test]
     fn builder_validates() {
-        assert!(SledConfig::temporary_db().validate().is_ok());
-        assert!(SledConfig::temporary_db()
-            .temporary(false)
+        assert!(SledConfig::temporary().validate().is_ok());
+        assert!(SledConfig::temporary()
+            .with_temporary(false)
             .validate()
             .is_err());
-        assert!(SledConfig::new("/x").tree_prefix("").validate().is_err());
-        assert!(SledConfig::new("/x").cache_capacity(0).validate().is_err());
         assert!(SledConfig::new("/x")
-            .durability(Durability::Periodic(Duration::ZERO))
+            .with_tree_prefix("")
             .validate()
             .is_err());
+        assert!(SledConfig::new("/x")
+            .with_cache_capacity(0)
+            .validate()
+            .is_err());
+        assert!(SledConfig::new("/x")
+            .with_durability(Durability::Periodic(Duration::ZERO))
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn endpoint_is_the_directory_or_temporary() {
+        assert_eq!(SledConfig::new("/var/x").endpoint(), "/var/x");
+        assert_eq!(SledConfig::temporary().endpoint(), "temporary");
+        assert_eq!(
+            SledConfig::new("/var/y").with_temporary(true).endpoint(),
+            "/var/y"
+        );
     }
 }

@@ -10,11 +10,14 @@
 //! use session_store_core::SystemClock;
 //! use session_store_sled::SledConfig;
 //!
-//! let store = SledConfig::new("/var/lib/myapp/sessions").open()?;
+//! let store = SledConfig::new("/var/lib/myapp/sessions").build().await?;
 //! // Remove expired sessions every minute, 1000 per batch; stops on drop.
 //! let _cleanup = store.spawn_cleanup(Duration::from_secs(60), 1000, Arc::new(SystemClock))?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`SledConfig::from_env`] reads the same settings from
+//! `SESSION_STORE_SLED_*` variables (table on that function).
 //!
 //! ## Capabilities
 //! - The whole contract, checked by the conformance suite plain and
@@ -35,18 +38,31 @@
 //!   [`Durability::Periodic`]). A crash test kills a writer with `SIGKILL`
 //!   and checks every acknowledged write.
 //! - **Namespaces**: several stores share one database under different tree
-//!   prefixes ([`SledDb::store`]); `delete_all` clears only its own trees.
+//!   prefixes (`store.db().store("other")`, see [`SledStore::db`] and
+//!   [`SledDb::store`]); `delete_all` clears only its own trees.
 //! - **Safe open**: a path that is a file, a foreign non-empty directory, or
 //!   a namespace written by a newer schema version are typed errors, and
 //!   nothing on disk is modified.
 //! - **Compact, versioned, bounds-checked encoding** ([`schema`]): corrupt
 //!   bytes are [`Error::Codec`](session_store_core::Error::Codec), never a panic.
+//! - **Errors that say where**: every
+//!   [`Error::Backend`](session_store_core::Error::Backend) names the backend
+//!   (`sled`), the operation (`open`, `save`, `flush`, ...) and the database
+//!   directory (or `temporary`).
 //!
 //! ## Threads
-//! Reads (`load`, `list_user`) run inline; writes run on tokio's blocking
-//! pool because sled 0.34 transactions share a process-wide lock with disk
-//! flushes (details on [`SledStore`]). Without a tokio runtime every call
-//! runs inline.
+//! Reads (`load`, `list_user`) run inline; writes and
+//! [`SledConfig::build`] run on tokio's blocking pool because sled 0.34
+//! transactions share a process-wide lock with disk flushes (details on
+//! [`SledStore`]). Without a tokio runtime every call runs inline.
+//!
+//! ## Modules
+//! `config` (the [`SledConfig`] builder), `db` (the open database
+//! [`SledDb`]: safe open, namespaces, the [`Durability`] policy with group
+//! commit and back-pressure), `store` (the
+//! [`SessionBackend`](session_store_core::SessionBackend) implementation, one
+//! sled transaction per operation), `cleanup` (the periodic task),
+//! [`schema`] (tree names and record encoding).
 //!
 //! ## Not provided
 //! - Server-side TTL: expired entries stay on disk until cleanup, but never
@@ -58,9 +74,11 @@
 
 mod cleanup;
 mod config;
+mod db;
 pub mod schema;
 mod store;
 
 pub use cleanup::{CleanupHandle, CleanupStats};
 pub use config::{Durability, SledConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_TREE_PREFIX};
-pub use store::{SledDb, SledStore};
+pub use db::SledDb;
+pub use store::SledStore;

@@ -1,11 +1,10 @@
-//! The database handle and the [`SessionBackend`] implementation.
+//! The [`SessionBackend`] implementation: each operation is one sled
+//! transaction over the record tree and both indexes, followed by the
+//! database's durability policy ([`SledDb`]).
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_store_core::{
@@ -18,41 +17,23 @@ use sled::transaction::{
 };
 use sled::{Transactional, Tree};
 
-use crate::config::{Durability, SledConfig};
+use crate::db::{blocking, sled_error, SledDb, WRITE_OVERHEAD_BYTES};
 use crate::schema::{
     decode_entry as decode, encode_forward, encode_session, encode_time, entry_expires_at,
-    expiry_key, parse_expiry_key, parse_user_key, user_key, user_prefix, validate_prefix,
-    TreeNames, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    expiry_key, parse_expiry_key, parse_user_key, user_key, user_prefix,
 };
+#[cfg(doc)]
+use crate::{Durability, SledConfig};
+
+/// The backend name in every [`Error::Backend`] of this crate.
+pub(crate) const BACKEND: &str = "sled";
 
 /// Entries removed per transaction by `cleanup_expired` (bounds the time
 /// sled's global transaction lock is held).
 const CLEANUP_BATCH: usize = 256;
-/// With [`Durability::Periodic`], a writer waits for sled's log writes
-/// (`Db::flush`, no `fdatasync`) once about this many bytes were written since
-/// the last flush: half of sled's 512 KiB log segment, so at most one or two
-/// I/O-buffer writes are ever queued on sled's thread pool (see the sled hang
-/// documented on [`Durability::Periodic`]).
-const PERIODIC_BACKPRESSURE_BYTES: u64 = 256 * 1024;
-/// Estimated log bytes of one write besides its values (keys, index
-/// entries, sled's framing).
-const WRITE_OVERHEAD_BYTES: u64 = 256;
 /// Keys removed per step of `delete_all` (each step is followed by the
 /// durability policy).
 const CLEAR_BATCH: usize = 1024;
-
-/// Maps a sled error: I/O may be transient, everything else (corruption,
-/// unsupported operation, sled bug) is permanent.
-pub(crate) fn sled_error(e: sled::Error) -> Error {
-    match e {
-        sled::Error::Io(_) => Error::backend_retryable(e),
-        other => Error::backend_permanent(other),
-    }
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    Error::backend_retryable(e)
-}
 
 fn tx_error(e: TransactionError<Error>) -> Error {
     match e {
@@ -67,324 +48,14 @@ fn abort<T>(e: Error) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-/// Runs blocking sled work off the async runtime's worker threads (on tokio's
-/// blocking pool), or inline when there is no tokio runtime.
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => match handle.spawn_blocking(f).await {
-            Ok(out) => out,
-            Err(e) if e.is_panic() => Err(Error::backend_permanent(format!(
-                "sled operation panicked: {e}"
-            ))),
-            Err(e) => Err(Error::backend_retryable(e)),
-        },
-        Err(_) => f(),
-    }
-}
-
-/// An open sled database: cheap to clone, shared by every [`SledStore`] made
-/// from it with [`SledDb::store`] (one per tree prefix).
-#[derive(Clone)]
-pub struct SledDb {
-    inner: Arc<DbInner>,
-}
-
-struct DbInner {
-    db: sled::Db,
-    durability: Durability,
-    /// The files to `fdatasync` after a flush (none for temporary databases).
-    sync: Option<SyncFiles>,
-    /// Group commit for [`Durability::EveryWrite`]: writes finished so far,
-    /// and how many of them a completed flush covers (under the mutex).
-    writes_done: AtomicU64,
-    durable_upto: Mutex<u64>,
-    /// [`Durability::Periodic`]: estimated bytes written since the last flush.
-    unflushed: AtomicU64,
-}
-
-struct SyncFiles {
-    dir: PathBuf,
-    log: File,
-}
-
-impl fmt::Debug for SledDb {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SledDb")
-            .field("durability", &self.inner.durability)
-            .field("dir", &self.inner.sync.as_ref().map(|s| &s.dir))
-            .finish_non_exhaustive()
-    }
-}
-
-/// Refuses paths sled should not touch: a non-directory, a non-empty
-/// directory without sled's `conf` and `db` files, or, for a temporary
-/// database (deleted on drop), any non-empty directory. Reads only.
-fn check_path(path: &Path, temporary: bool) -> Result<()> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(e)),
-    };
-    if !meta.is_dir() {
-        return Err(Error::Config(format!(
-            "sled store: {} exists and is not a directory",
-            path.display()
-        )));
-    }
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(io_error)? {
-        names.push(entry.map_err(io_error)?.file_name());
-    }
-    let has = |n: &str| names.iter().any(|x| x == n);
-    if temporary && !names.is_empty() {
-        return Err(Error::Config(format!(
-            "sled store: {} is not empty; a temporary database deletes its directory on drop, so it must be new or empty",
-            path.display()
-        )));
-    }
-    if names.is_empty() || (has("conf") && has("db")) {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "sled store: {} is a non-empty directory that is not a sled database (no conf and db files); refusing to write into it",
-            path.display()
-        )))
-    }
-}
-
-impl SledDb {
-    pub(crate) fn open(config: &SledConfig) -> Result<Self> {
-        if let Some(path) = &config.path {
-            check_path(path, config.temporary)?;
-        }
-        let mut sled_config = sled::Config::new()
-            .cache_capacity(config.cache_capacity)
-            .temporary(config.temporary)
-            .flush_every_ms(match config.durability {
-                Durability::EveryWrite => None,
-                Durability::Periodic(every) => Some((every.as_millis() as u64).max(1)),
-            });
-        if let Some(path) = &config.path {
-            sled_config = sled_config.path(path);
-        }
-        let db = sled_config.open().map_err(sled_error)?;
-        let sync = match (&config.path, config.temporary) {
-            (Some(dir), false) => {
-                let log = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(dir.join("db"))
-                    .map_err(io_error)?;
-                let files = SyncFiles {
-                    dir: dir.clone(),
-                    log,
-                };
-                // sled writes `conf` without syncing it; make it and the
-                // directory entries of `conf` and `db` durable once.
-                File::open(dir.join("conf"))
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_error)?;
-                sync_dir(&files.dir)?;
-                Some(files)
-            }
-            _ => None,
-        };
-        Ok(SledDb {
-            inner: Arc::new(DbInner {
-                db,
-                durability: config.durability,
-                sync,
-                writes_done: AtomicU64::new(0),
-                durable_upto: Mutex::new(0),
-                unflushed: AtomicU64::new(0),
-            }),
-        })
-    }
-
-    /// The store under `prefix` in this database, creating its trees and
-    /// writing the schema version on first use. Blocking (sled calls, plus a
-    /// durable flush on first use).
-    ///
-    /// # Errors
-    /// - [`Error::Config`] for an invalid prefix.
-    /// - [`Error::SchemaTooNew`] if the namespace was written by a newer
-    ///   version of this crate. The version is read before anything is
-    ///   created, so no tree is created and no key is written. (Opening the
-    ///   database with [`SledConfig::open_db`] already let sled do what it does
-    ///   on every open: preallocate its log segment and write a snapshot file;
-    ///   sled 0.34 has no read-only mode.)
-    /// - [`Error::Codec`] for an unreadable schema version.
-    /// - [`Error::Backend`] for sled failures.
-    pub fn store(&self, prefix: &str) -> Result<SledStore> {
-        validate_prefix(prefix)?;
-        let names = TreeNames::new(prefix);
-        let db = &self.inner.db;
-        let exists = |name: &str| db.tree_names().iter().any(|n| n == name.as_bytes());
-        // Read the version before creating anything: opening a tree creates it.
-        if exists(&names.meta) {
-            let meta = db.open_tree(&names.meta).map_err(sled_error)?;
-            if let Some(v) = meta.get(SCHEMA_VERSION_KEY).map_err(sled_error)? {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| Error::codec("schema version is not 4 bytes"))?;
-                if found > SCHEMA_VERSION {
-                    return Err(Error::SchemaTooNew {
-                        found: i64::from(found),
-                        supported: i64::from(SCHEMA_VERSION),
-                    });
-                }
-            }
-        }
-        let open = |name: &str| db.open_tree(name).map_err(sled_error);
-        let store = StoreInner {
-            db: self.clone(),
-            prefix: prefix.to_owned(),
-            records: open(&names.records)?,
-            users: open(&names.users)?,
-            expiry: open(&names.expiry)?,
-            meta: open(&names.meta)?,
-        };
-        if store
-            .meta
-            .get(SCHEMA_VERSION_KEY)
-            .map_err(sled_error)?
-            .is_none()
-        {
-            store
-                .meta
-                .insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())
-                .map_err(sled_error)?;
-            self.after_write(WRITE_OVERHEAD_BYTES)?;
-        }
-        Ok(SledStore {
-            inner: Arc::new(store),
-        })
-    }
-
-    /// The underlying sled database, for application trees of your own. Do not
-    /// write to this crate's trees (`<prefix>.records`, `.users`, `.expiry`,
-    /// `.meta`). With [`Durability::EveryWrite`] your own writes become durable
-    /// at the next store write or [`SledDb::flush_blocking`]: sled's periodic
-    /// flusher is off in that mode.
-    pub fn sled(&self) -> &sled::Db {
-        &self.inner.db
-    }
-
-    /// The configured flush policy.
-    pub fn durability(&self) -> Durability {
-        self.inner.durability
-    }
-
-    /// Writes every pending change to stable storage (blocking): `Db::flush`
-    /// (pwrite and `sync_file_range` in sled 0.34.7) then `fdatasync` of the
-    /// log file and of any blob file, which is what actually flushes the
-    /// device's write cache. A no-op beyond `Db::flush` for temporary databases.
-    ///
-    /// # Errors
-    /// [`Error::Backend`] for I/O failures.
-    pub fn flush_blocking(&self) -> Result<()> {
-        self.inner.db.flush().map_err(sled_error)?;
-        if let Some(files) = &self.inner.sync {
-            files.log.sync_data().map_err(io_error)?;
-            sync_blobs(&files.dir)?;
-        }
-        Ok(())
-    }
-
-    /// Between the batches of one large write (`delete_all`, cleanup):
-    /// back-pressure with [`Durability::Periodic`]; nothing with
-    /// [`Durability::EveryWrite`], whose flush follows the whole write.
-    fn between_batches(&self, bytes: u64) -> Result<()> {
-        match self.inner.durability {
-            Durability::Periodic(_) => self.backpressure(bytes),
-            Durability::EveryWrite => Ok(()),
-        }
-    }
-
-    /// [`Durability::Periodic`]: counts `bytes` (estimated by the caller)
-    /// and, once about [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs
-    /// `Db::flush`, so this writer waits for sled's queued log writes. sled
-    /// has no back-pressure of its own, and a queue of pending writes on its
-    /// thread pool is what deadlocks it.
-    fn backpressure(&self, bytes: u64) -> Result<()> {
-        let pending = self.inner.unflushed.fetch_add(bytes, Ordering::SeqCst) + bytes;
-        if pending >= PERIODIC_BACKPRESSURE_BYTES {
-            self.inner.unflushed.store(0, Ordering::SeqCst);
-            self.inner.db.flush().map_err(sled_error)?;
-        }
-        Ok(())
-    }
-
-    /// Applies the durability policy after a write has committed in memory:
-    /// back-pressure only with [`Durability::Periodic`] (see
-    /// `backpressure`); with [`Durability::EveryWrite`] a durable
-    /// flush.
-    ///
-    /// Group commit: concurrent writers share flushes. A writer takes a ticket
-    /// after its transaction committed, then waits for the flush lock; if a
-    /// flush that started after its ticket already finished, its write is
-    /// covered (`Db::flush` writes everything reserved in the log when it is
-    /// called) and it returns without another `fdatasync`.
-    fn after_write(&self, bytes: u64) -> Result<()> {
-        if let Durability::Periodic(_) = self.inner.durability {
-            return self.backpressure(bytes);
-        }
-        let ticket = self.inner.writes_done.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut durable = self
-            .inner
-            .durable_upto
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if *durable >= ticket {
-            return Ok(());
-        }
-        // Every write with a ticket up to `covers` committed before this flush starts.
-        let covers = self.inner.writes_done.load(Ordering::SeqCst);
-        self.flush_blocking()?;
-        *durable = covers;
-        Ok(())
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
-}
-
-/// `fdatasync`s every blob file (sled writes them without any sync) and the
-/// blob directory. Usually there are none: blobs hold only log messages over a
-/// quarter of a segment (128 KiB by default).
-fn sync_blobs(dir: &Path) -> Result<()> {
-    let blobs = dir.join("blobs");
-    let entries = match std::fs::read_dir(&blobs) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(e)),
-    };
-    let mut any = false;
-    for entry in entries {
-        let entry = entry.map_err(io_error)?;
-        any = true;
-        match File::open(entry.path()).and_then(|f| f.sync_data()) {
-            Ok(()) => {}
-            // Garbage-collected by sled meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(e)),
-        }
-    }
-    if any {
-        sync_dir(&blobs)?;
-    }
-    Ok(())
-}
-
 /// A session store in a sled database, under one tree prefix.
 ///
-/// Cheap to clone (an `Arc`). Open one with [`SledConfig::open`], or several
-/// sharing a database with [`SledConfig::open_db`] and [`SledDb::store`].
+/// Cheap to clone (an `Arc`). Build one with [`SledConfig::build`]; more
+/// namespaces in the same database with [`SledDb::store`] on
+/// [`SledStore::db`].
+///
+/// Every [`Error::Backend`] it returns names the backend (`sled`), the
+/// operation (the method name) and the database directory (or `temporary`).
 ///
 /// A call whose future is dropped before it completes may still take effect:
 /// writes run to completion on the blocking pool (each is one transaction, so
@@ -413,6 +84,14 @@ struct StoreInner {
     users: Tree,
     expiry: Tree,
     meta: Tree,
+}
+
+/// The four trees of one namespace (see [`TreeNames`](crate::schema::TreeNames)).
+pub(crate) struct Trees {
+    pub(crate) records: Tree,
+    pub(crate) users: Tree,
+    pub(crate) expiry: Tree,
+    pub(crate) meta: Tree,
 }
 
 impl fmt::Debug for SledStore {
@@ -494,21 +173,41 @@ fn decode_tx(bytes: &[u8]) -> TxResult<Lookup> {
 
 fn next_version(v: u64) -> Result<u64> {
     v.checked_add(1)
-        .ok_or_else(|| Error::backend_permanent("session version overflow"))
+        .ok_or(Error::InvalidInput("session version overflow"))
 }
 
 impl SledStore {
-    /// Opens a store from a configuration (see [`SledConfig::open`]).
-    ///
-    /// # Errors
-    /// As [`SledConfig::open`].
-    pub fn open(config: &SledConfig) -> Result<Self> {
-        config.open()
+    /// The store of the namespace `prefix` in `db`, over its opened trees.
+    pub(crate) fn new(db: SledDb, prefix: &str, trees: Trees) -> Self {
+        let Trees {
+            records,
+            users,
+            expiry,
+            meta,
+        } = trees;
+        SledStore {
+            inner: Arc::new(StoreInner {
+                db,
+                prefix: prefix.to_owned(),
+                records,
+                users,
+                expiry,
+                meta,
+            }),
+        }
     }
 
-    /// The database this store lives in.
+    /// The database this store lives in: the way to open more namespaces in
+    /// it ([`SledDb::store`]), to reach the raw [`sled::Db`]
+    /// ([`SledDb::sled`]) and to flush it ([`SledDb::flush_blocking`]).
     pub fn db(&self) -> &SledDb {
         &self.inner.db
+    }
+
+    /// What this store's errors name as the endpoint: the database directory,
+    /// or `temporary`.
+    fn endpoint(&self) -> &str {
+        self.inner.db.endpoint()
     }
 
     /// The tree-name prefix of this store.
@@ -520,10 +219,12 @@ impl SledStore {
     /// [`Durability`] (see [`SledDb::flush_blocking`]); on the blocking pool.
     ///
     /// # Errors
-    /// [`Error::Backend`] for I/O failures.
+    /// [`Error::Backend`] for I/O failures (operation `flush`).
     pub async fn flush(&self) -> Result<()> {
         let db = self.inner.db.clone();
-        blocking(move || db.flush_blocking()).await
+        blocking(move || db.flush_blocking())
+            .await
+            .map_err(|e| e.context(BACKEND, "flush", Some(self.endpoint())))
     }
 
     /// Every raw key and value in this store's trees (records, indexes and
@@ -531,7 +232,7 @@ impl SledStore {
     /// database would reveal about this namespace's live state.
     ///
     /// # Errors
-    /// [`Error::Backend`] for sled failures.
+    /// [`Error::Backend`] for sled failures (operation `dump_raw`).
     pub async fn dump_raw(&self) -> Result<Vec<Vec<u8>>> {
         let inner = self.inner.clone();
         blocking(move || {
@@ -546,6 +247,7 @@ impl SledStore {
             Ok(out)
         })
         .await
+        .map_err(|e| e.context(BACKEND, "dump_raw", Some(self.endpoint())))
     }
 
     /// Runs `op` on the blocking pool, then applies the durability policy;
@@ -699,6 +401,14 @@ impl StoreInner {
                 Ok(true)
             })
             .map_err(tx_error)
+    }
+
+    fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
+        let Some(bytes) = self.records.get(key.as_bytes()).map_err(sled_error)? else {
+            return Ok(None);
+        };
+        let entry = decode(&bytes)?;
+        Ok((now < entry_expires_at(&entry)).then_some(entry))
     }
 
     fn user_keys(&self, user: &str) -> Result<Vec<StorageKey>> {
@@ -857,21 +567,23 @@ impl SessionBackend for SledStore {
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
         let (key, record) = (*key, record.clone());
         let bytes = record.data.len() + record.meta.len();
-        self.write(bytes, move |s| s.create(&key, &record)).await
+        self.write(bytes, move |s| s.create(&key, &record))
+            .await
+            .map_err(|e| e.context(BACKEND, "create", Some(self.endpoint())))
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        let Some(bytes) = self.inner.records.get(key.as_bytes()).map_err(sled_error)? else {
-            return Ok(None);
-        };
-        let entry = decode(&bytes)?;
-        Ok((now < entry_expires_at(&entry)).then_some(entry))
+        self.inner
+            .load(key, now)
+            .map_err(|e| e.context(BACKEND, "load", Some(self.endpoint())))
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
         let (key, record) = (*key, record.clone());
         let bytes = record.data.len() + record.meta.len();
-        self.write(bytes, move |s| s.save(&key, &record, now)).await
+        self.write(bytes, move |s| s.save(&key, &record, now))
+            .await
+            .map_err(|e| e.context(BACKEND, "save", Some(self.endpoint())))
     }
 
     async fn touch(
@@ -884,17 +596,22 @@ impl SessionBackend for SledStore {
         let key = *key;
         self.write(0, move |s| s.touch(&key, idle_deadline, last_seen_at, now))
             .await
+            .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
         let rotation = rotation.clone();
         let bytes = rotation.record.data.len() + rotation.record.meta.len();
-        self.write(bytes, move |s| s.rotate(&rotation, now)).await
+        self.write(bytes, move |s| s.rotate(&rotation, now))
+            .await
+            .map_err(|e| e.context(BACKEND, "rotate", Some(self.endpoint())))
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
         let key = *key;
-        self.write(0, move |s| s.delete(&key)).await
+        self.write(0, move |s| s.delete(&key))
+            .await
+            .map_err(|e| e.context(BACKEND, "delete", Some(self.endpoint())))
     }
 
     async fn delete_user(
@@ -906,20 +623,27 @@ impl SessionBackend for SledStore {
         let (user, except) = (user_id.to_owned(), except.copied());
         self.write(0, move |s| s.delete_user(&user, except.as_ref(), now))
             .await
+            .map_err(|e| e.context(BACKEND, "delete_user", Some(self.endpoint())))
     }
 
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
-        self.inner.list_user(user_id, now)
+        self.inner
+            .list_user(user_id, now)
+            .map_err(|e| e.context(BACKEND, "list_user", Some(self.endpoint())))
     }
 
     async fn delete_all(&self) -> Result<()> {
-        self.write(0, |s| s.delete_all()).await
+        self.write(0, |s| s.delete_all())
+            .await
+            .map_err(|e| e.context(BACKEND, "delete_all", Some(self.endpoint())))
     }
 
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         if limit == 0 {
             return Ok(0);
         }
-        self.write(0, move |s| s.cleanup_expired(now, limit)).await
+        self.write(0, move |s| s.cleanup_expired(now, limit))
+            .await
+            .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))
     }
 }

@@ -33,7 +33,8 @@ async fn dump(store: &SledStore, dir: &Path) -> Result<Vec<Vec<u8>>> {
 async fn store_with(configure: fn(SledConfig) -> SledConfig) -> TestStore {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
     let store = configure(SledConfig::new(dir.path().join("db")))
-        .open()
+        .build()
+        .await
         .expect("open sled store");
     let dump_store = store.clone();
     TestStore::new(store).with_dump(move || {
@@ -46,13 +47,13 @@ async fn store_with(configure: fn(SledConfig) -> SledConfig) -> TestStore {
 async fn store() -> TestStore {
     // Temporary: deleted on drop and never fsynced (the suite checks
     // semantics; durability has its own crash test).
-    store_with(|c| c.temporary(true)).await
+    store_with(|c| c.with_temporary(true)).await
 }
 
 /// Periodic flushes and the back-pressure path instead of a flush per
 /// write; the same semantics must hold.
 async fn store_periodic() -> TestStore {
-    store_with(|c| c.durability(Durability::Periodic(Duration::from_millis(20)))).await
+    store_with(|c| c.with_durability(Durability::Periodic(Duration::from_millis(20)))).await
 }
 
 conformance_tests!(store);

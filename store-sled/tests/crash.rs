@@ -77,8 +77,9 @@ fn crash_child() {
         .unwrap();
     rt.block_on(async {
         let store = SledConfig::new(&dir)
-            .durability(Durability::EveryWrite)
-            .open()
+            .with_durability(Durability::EveryWrite)
+            .build()
+            .await
             .unwrap();
         let mut out = std::io::stdout().lock();
         writeln!(out, "READY").unwrap();
@@ -186,13 +187,13 @@ fn every_acknowledged_write_survives_sigkill() {
         let in_flight = match op(acked) {
             Op::Create(n) | Op::Save(n) | Op::Delete(n) => n,
         };
-        let store = SledConfig::new(dir.path()).open().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let now = Timestamp::from_millis(3_000);
         rt.block_on(async {
+            let store = SledConfig::new(dir.path()).build().await.unwrap();
             for (n, want) in &expected {
                 if *n == in_flight {
                     continue;
@@ -240,8 +241,9 @@ fn crash_child_concurrent() {
         .unwrap();
     rt.block_on(async {
         let store = SledConfig::new(&dir)
-            .durability(Durability::EveryWrite)
-            .open()
+            .with_durability(Durability::EveryWrite)
+            .build()
+            .await
             .unwrap();
         writeln!(std::io::stdout(), "READY").unwrap();
         let tasks: Vec<_> = (0..WRITERS)
@@ -277,12 +279,12 @@ fn every_acknowledged_concurrent_write_survives_sigkill() {
             .filter_map(|l| l.strip_prefix("ACKC "))
             .map(|n| n.parse().unwrap())
             .collect();
-        let store = SledConfig::new(dir.path()).open().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
+            let store = SledConfig::new(dir.path()).build().await.unwrap();
             for n in &acked {
                 assert_eq!(
                     store

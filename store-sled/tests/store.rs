@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use session_store_conformance::fixtures::fresh_key as key;
 use session_store_core::{
-    Clock, Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord,
-    SessionToken, StorageKey, Timestamp,
+    Clock, Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord, StorageKey,
+    Timestamp,
 };
 use session_store_sled::schema::SCHEMA_VERSION;
 use session_store_sled::{Durability, SledConfig, SledStore};
@@ -17,10 +18,6 @@ const T0: i64 = 1_700_000_000_000;
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + ms)
-}
-
-fn key() -> StorageKey {
-    SessionToken::generate().storage_key()
 }
 
 fn record(user: Option<&str>, idle_ms: i64) -> SessionRecord {
@@ -37,8 +34,18 @@ fn record(user: Option<&str>, idle_ms: i64) -> SessionRecord {
     }
 }
 
-fn temp_store() -> SledStore {
-    SledConfig::temporary_db().open().unwrap()
+async fn temp_store() -> SledStore {
+    SledConfig::temporary().build().await.unwrap()
+}
+
+/// Polls `f` once: without a tokio runtime every call of this crate
+/// (`build` included) runs inline, so its future is ready at once.
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("future was not ready without a runtime"),
+    }
 }
 
 fn tree(store: &SledStore, name: &str) -> sled::Tree {
@@ -84,7 +91,7 @@ fn assert_indexes_consistent(store: &SledStore) {
 
 #[tokio::test]
 async fn every_operation_keeps_indexes_consistent() {
-    let s = temp_store();
+    let s = temp_store().await;
     let (a, b, c) = (key(), key(), key());
     s.create(&a, &record(Some("alice"), 100)).await.unwrap();
     s.create(&b, &record(Some("alice"), 200)).await.unwrap();
@@ -139,7 +146,7 @@ async fn every_operation_keeps_indexes_consistent() {
 
 #[tokio::test]
 async fn failed_operations_change_nothing() {
-    let s = temp_store();
+    let s = temp_store().await;
     let (a, b) = (key(), key());
     s.create(&a, &record(Some("u"), 100)).await.unwrap();
     s.create(&b, &record(Some("u"), 100)).await.unwrap();
@@ -176,7 +183,7 @@ async fn failed_operations_change_nothing() {
 
 #[tokio::test]
 async fn corrupt_records_are_codec_errors_never_panics() {
-    let s = temp_store();
+    let s = temp_store().await;
     let k = key();
     s.create(&k, &record(Some("mallory"), 100)).await.unwrap();
     let records = tree(&s, "records");
@@ -221,7 +228,7 @@ async fn corrupt_records_are_codec_errors_never_panics() {
 
 #[tokio::test]
 async fn cleanup_walks_the_expiry_index_in_bounded_batches() {
-    let s = temp_store();
+    let s = temp_store().await;
     let mut expired = Vec::new();
     for i in 0..10 {
         let k = key();
@@ -255,8 +262,12 @@ async fn cleanup_walks_the_expiry_index_in_bounded_batches() {
 
 #[tokio::test]
 async fn namespaces_share_a_database_without_touching_each_other() {
-    let db = SledConfig::temporary_db().open_db().unwrap();
-    let a = db.store("tenant_a").unwrap();
+    let a = SledConfig::temporary()
+        .with_tree_prefix("tenant_a")
+        .build()
+        .await
+        .unwrap();
+    let db = a.db().clone();
     let b = db.store("tenant_b").unwrap();
     let k = key();
     a.create(&k, &record(Some("u"), 100)).await.unwrap();
@@ -275,7 +286,7 @@ async fn namespaces_share_a_database_without_touching_each_other() {
 
 #[tokio::test]
 async fn concurrent_rotations_and_saves_have_one_winner() {
-    let s = temp_store();
+    let s = temp_store().await;
     for _ in 0..20 {
         let from = key();
         s.create(&from, &record(Some("u"), 1_000)).await.unwrap();
@@ -319,12 +330,13 @@ async fn data_survives_reopen() {
     let k = key();
     let r = record(Some("u"), 100);
     {
-        let s = SledConfig::new(&path).open().unwrap();
+        let s = SledConfig::new(&path).build().await.unwrap();
         s.create(&k, &r).await.unwrap();
     }
     let s = SledConfig::new(&path)
-        .durability(Durability::Periodic(Duration::from_millis(50)))
-        .open()
+        .with_durability(Durability::Periodic(Duration::from_millis(50)))
+        .build()
+        .await
         .unwrap();
     assert_eq!(
         s.load(&k, t(1)).await.unwrap(),
@@ -351,13 +363,13 @@ fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn opening_a_regular_file_is_a_config_error_and_leaves_it_alone() {
+#[tokio::test]
+async fn opening_a_regular_file_is_a_config_error_and_leaves_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sessions");
     std::fs::write(&file, b"not a database").unwrap();
     let before = snapshot(dir.path());
-    let err = SledConfig::new(&file).open().unwrap_err();
+    let err = SledConfig::new(&file).build().await.unwrap_err();
     assert!(
         matches!(err, Error::Config(ref m) if m.contains("not a directory")),
         "{err}"
@@ -365,14 +377,14 @@ fn opening_a_regular_file_is_a_config_error_and_leaves_it_alone() {
     assert_eq!(snapshot(dir.path()), before);
 }
 
-#[test]
-fn opening_a_foreign_directory_is_a_config_error_and_leaves_it_alone() {
+#[tokio::test]
+async fn opening_a_foreign_directory_is_a_config_error_and_leaves_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("sub").join("db"), b"x").unwrap();
     let before = snapshot(dir.path());
-    let err = SledConfig::new(dir.path()).open().unwrap_err();
+    let err = SledConfig::new(dir.path()).build().await.unwrap_err();
     assert!(
         matches!(err, Error::Config(ref m) if m.contains("not a sled database")),
         "{err}"
@@ -380,7 +392,7 @@ fn opening_a_foreign_directory_is_a_config_error_and_leaves_it_alone() {
     assert_eq!(snapshot(dir.path()), before);
     // An empty directory is fine: a new database.
     let empty = tempfile::tempdir().unwrap();
-    SledConfig::new(empty.path()).open().unwrap();
+    SledConfig::new(empty.path()).build().await.unwrap();
 }
 
 #[tokio::test]
@@ -388,7 +400,7 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let k = key();
     {
-        let s = SledConfig::new(dir.path()).open().unwrap();
+        let s = SledConfig::new(dir.path()).build().await.unwrap();
         s.create(&k, &record(Some("u"), 100)).await.unwrap();
         tree(&s, "meta")
             .insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
@@ -398,22 +410,26 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     // sled itself rewrites its files on every open (it preallocates the log
     // segment and writes a snapshot), so "left alone" is checked at the level
     // of trees, keys and values below, not bytes.
-    let before_trees;
+    let err = SledConfig::new(dir.path()).build().await.unwrap_err();
+    assert!(
+        matches!(err, Error::SchemaTooNew { found, supported }
+            if found == i64::from(SCHEMA_VERSION + 1) && supported == i64::from(SCHEMA_VERSION)),
+        "{err}"
+    );
     {
-        let db = SledConfig::new(dir.path()).open_db().unwrap();
-        before_trees = db.sled().tree_names();
+        // Another namespace in the same database still works, and opening
+        // the newer one from it creates nothing.
+        let other = SledConfig::new(dir.path())
+            .with_tree_prefix("other")
+            .build()
+            .await
+            .unwrap();
+        let db = other.db();
+        let before_trees = db.sled().tree_names();
         let err = db.store("session_store").unwrap_err();
-        assert!(
-            matches!(err, Error::SchemaTooNew { found, supported }
-                if found == i64::from(SCHEMA_VERSION + 1) && supported == i64::from(SCHEMA_VERSION)),
-            "{err}"
-        );
+        assert!(matches!(err, Error::SchemaTooNew { .. }), "{err}");
         assert_eq!(db.sled().tree_names(), before_trees, "no tree created");
-        // Another namespace in the same database still works.
-        db.store("other").unwrap();
     }
-    let err = SledConfig::new(dir.path()).open().unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { .. }));
     // The data and the version are untouched.
     let db = sled::open(dir.path()).unwrap();
     let meta = db.open_tree("session_store.meta").unwrap();
@@ -428,7 +444,7 @@ async fn a_newer_schema_is_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_task_removes_expired_entries_and_stops_when_dropped() {
-    let s = temp_store();
+    let s = temp_store().await;
     let clock = Arc::new(ManualClock::new(t(0)));
     for i in 0..25 {
         s.create(&key(), &record(None, 10 + i)).await.unwrap();
@@ -472,40 +488,129 @@ async fn cleanup_task_removes_expired_entries_and_stops_when_dropped() {
 
     assert!(matches!(
         s.spawn_cleanup(Duration::ZERO, 4, clock.clone()),
-        Err(Error::Config(_))
+        Err(Error::InvalidInput(_))
     ));
 }
 
 #[test]
 fn spawn_cleanup_outside_a_runtime_is_an_error() {
-    let s = temp_store();
+    let s = ready(SledConfig::temporary().build()).unwrap();
     let clock = Arc::new(ManualClock::new(t(0)));
     assert!(matches!(
         s.spawn_cleanup(Duration::from_secs(1), 10, clock),
-        Err(Error::Config(_))
+        Err(Error::InvalidInput(_))
     ));
 }
 
-#[test]
-fn a_database_locked_by_another_handle_is_a_backend_error() {
+#[tokio::test]
+async fn a_database_locked_by_another_handle_is_a_backend_error() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = SledConfig::new(dir.path()).open().unwrap();
-    let err = SledConfig::new(dir.path()).open().unwrap_err();
-    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    let _first = SledConfig::new(dir.path()).build().await.unwrap();
+    let err = SledConfig::new(dir.path()).build().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Backend { backend: "sled", operation: "open", endpoint: Some(ref e), .. }
+            if *e == dir.path().display().to_string()),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!("sled open ({})", dir.path().display())),
+        "{shown}"
+    );
+}
+
+/// A disk failure during an operation (here: `blobs`, which every durable
+/// write syncs, replaced by a regular file) names the backend, the operation
+/// and the database directory, and stays retryable.
+#[tokio::test]
+async fn an_operation_error_names_backend_operation_and_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let s = SledConfig::new(&path).build().await.unwrap();
+    let k = key();
+    s.create(&k, &record(Some("u"), 100)).await.unwrap();
+    std::fs::remove_dir_all(path.join("blobs")).unwrap();
+    std::fs::write(path.join("blobs"), b"not a directory").unwrap();
+
+    let endpoint = path.display().to_string();
+    let mut r = record(Some("u"), 100);
+    r.version = 1;
+    let err = s.save(&k, &r, t(1)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { backend: "sled", operation: "save", endpoint: Some(e), retryable: true, .. }
+            if *e == endpoint),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("sled save ({endpoint}) failed (temporary)")),
+        "{err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the source is kept"
+    );
+    let err = s.delete(&k).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Backend {
+                operation: "delete",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = s.flush().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Backend {
+                backend: "sled",
+                operation: "flush",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    std::fs::remove_file(path.join("blobs")).unwrap();
+    std::fs::create_dir(path.join("blobs")).unwrap();
+    s.flush().await.unwrap();
+}
+
+/// A record at version `u64::MAX` cannot be saved or rotated: the caller's
+/// argument is refused before anything is written.
+#[tokio::test]
+async fn version_overflow_is_invalid_input() {
+    let s = temp_store().await;
+    let k = key();
+    s.create(&k, &record(Some("u"), 100)).await.unwrap();
+    let before = s.dump_raw().await.unwrap();
+    let mut r = record(Some("u"), 100);
+    r.version = u64::MAX;
+    assert!(matches!(
+        s.save(&k, &r, t(1)).await,
+        Err(Error::InvalidInput("session version overflow"))
+    ));
+    let rot = Rotation {
+        from: k,
+        to: key(),
+        record: r,
+        grace: None,
+    };
+    assert!(matches!(
+        s.rotate(&rot, t(1)).await,
+        Err(Error::InvalidInput("session version overflow"))
+    ));
+    assert_eq!(s.dump_raw().await.unwrap(), before);
 }
 
 /// Without a tokio runtime every call runs inline, so each future is ready on
 /// its first poll.
 #[test]
 fn works_without_a_tokio_runtime() {
-    fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::pin::pin!(f).poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("future was not ready without a runtime"),
-        }
-    }
-    let s = temp_store();
+    let s = ready(SledConfig::temporary().build()).unwrap();
     let k = key();
     let r = record(Some("u"), 100);
     ready(s.create(&k, &r)).unwrap();
@@ -520,15 +625,16 @@ async fn an_existing_database_is_never_opened_as_temporary() {
     let dir = tempfile::tempdir().unwrap();
     let k = key();
     {
-        let s = SledConfig::new(dir.path()).open().unwrap();
+        let s = SledConfig::new(dir.path()).build().await.unwrap();
         s.create(&k, &record(None, 100)).await.unwrap();
     }
     let err = SledConfig::new(dir.path())
-        .temporary(true)
-        .open()
+        .with_temporary(true)
+        .build()
+        .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
-    let s = SledConfig::new(dir.path()).open().unwrap();
+    let s = SledConfig::new(dir.path()).build().await.unwrap();
     assert!(s.load(&k, t(1)).await.unwrap().is_some());
 }
 
@@ -540,7 +646,7 @@ async fn indexes_stay_consistent_under_concurrent_random_operations() {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::sync::atomic::{AtomicU64, Ordering};
-    let s = temp_store();
+    let s = temp_store().await;
     let keys: Arc<Vec<StorageKey>> = Arc::new((0..24).map(|_| key()).collect());
     let succeeded = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..6)
@@ -620,9 +726,12 @@ fn periodic_mode_sustained_rewrites_and_clears_do_not_hang() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let s = SledConfig::new(dir.path().join("db"))
-        .durability(Durability::Periodic(Duration::from_millis(500)))
-        .open()
+    let s = rt
+        .block_on(
+            SledConfig::new(dir.path().join("db"))
+                .with_durability(Durability::Periodic(Duration::from_millis(500)))
+                .build(),
+        )
         .unwrap();
     let body = async {
         for round in 0..4u8 {
