@@ -2,13 +2,14 @@
 //! raw primary-key `SELECT` on one dedicated connection. A measuring aid, not
 //! a benchmark: run with
 //! `cargo run --release -p session-store-postgres --example postgres_latency`
-//! (URL from `SESSION_STORE_POSTGRES_URL`, default the test server; add
+//! (configuration from `PostgresConfig::from_env`: `SESSION_STORE_POSTGRES_URL`,
+//! which the workspace's `.cargo/config.toml` points at the test server; add
 //! `-- --unlogged` for an UNLOGGED table).
 
 use std::time::{Duration, Instant};
 
 use session_store_core::{Rotation, SessionBackend, SessionRecord, SessionToken, Timestamp};
-use session_store_postgres::{PostgresConfig, PostgresStore};
+use session_store_postgres::PostgresConfig;
 use sqlx::{AssertSqlSafe, Connection};
 
 const N: usize = 3000;
@@ -41,12 +42,13 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("SESSION_STORE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("ss_latency_{:08x}", rand::random::<u32>());
     let unlogged = std::env::args().any(|a| a == "--unlogged");
-    let config = PostgresConfig::new(&url).schema(&schema).unlogged(unlogged);
-    let store = PostgresStore::connect(&config).await?;
+    let config = PostgresConfig::from_env()?
+        .with_schema(&schema)
+        .with_unlogged(unlogged);
+    let url = config.url().to_owned();
+    let store = config.build().await?;
     println!("table: {}", if unlogged { "UNLOGGED" } else { "logged" });
     store.migrate().await?;
     let now = Timestamp::now_utc();

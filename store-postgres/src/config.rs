@@ -1,51 +1,70 @@
-//! Configuration: a builder, environment variables and identifier validation.
+//! [`PostgresConfig`]: defaults, environment variables, `with_*` setters,
+//! getters, validation and [`PostgresConfig::build`].
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use session_store_core::config::{redact_url, Vars};
 use session_store_core::{Error, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::store::{map_sqlx, timed_out, PostgresStore, BACKEND};
 
 /// Prefix of every environment variable read by [`PostgresConfig::from_env`].
 pub const ENV_PREFIX: &str = "SESSION_STORE_POSTGRES_";
 
+/// Default schema: `public`.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Default table: `sessions`.
+pub const DEFAULT_TABLE: &str = "sessions";
+
 /// How to reach PostgreSQL and where to keep sessions.
 ///
-/// Build one with [`PostgresConfig::new`] and the setters, or from the
-/// environment with [`PostgresConfig::from_env`]. Nothing is validated or
-/// connected until [`PostgresStore::connect`](crate::PostgresStore::connect)
-/// (or `connect_lazy`), which returns [`Error::Config`] for an invalid value.
+/// Start from [`PostgresConfig::new`] (a URL) or [`PostgresConfig::from_env`]
+/// (`SESSION_STORE_POSTGRES_*` variables), adjust with the `with_*` setters
+/// and call [`PostgresConfig::build`], which validates every value
+/// ([`Error::Config`] for an invalid one) and connects.
+///
+/// ```no_run
+/// # async fn demo() -> session_store_core::Result<()> {
+/// use session_store_postgres::PostgresConfig;
+///
+/// let store = PostgresConfig::new("postgres://app:secret@127.0.0.1:5432/app")
+///     .with_schema("auth")
+///     .with_max_connections(20)
+///     .build()
+///     .await?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
 ///
 /// Connections are never pinged: not before use (sqlx's
 /// `test_before_acquire` is off) and not after use (the store keeps the
-/// connections it used checked out and warm instead of handing them back to
+/// connections it used checked out and warm rather than handing them back to
 /// sqlx, which would ping them on release). Either ping would add a round trip
 /// per operation and roughly double the cost of a read. A connection that went
 /// stale (server restart, network cut) fails the one operation that uses it
 /// with a retryable [`Error::Backend`] and is closed; the next operation opens
 /// a fresh one. The store never holds more than `max_connections`.
 ///
-/// `Debug` never shows the password.
+/// `Debug` never shows the password (the URL goes through
+/// [`redact_url`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
-    pub(crate) url: String,
-    pub(crate) schema: String,
-    pub(crate) table: String,
-    pub(crate) unlogged: bool,
-    pub(crate) max_connections: u32,
-    pub(crate) min_connections: u32,
-    pub(crate) acquire_timeout: Duration,
-    pub(crate) statement_timeout: Option<Duration>,
-    pub(crate) operation_timeout: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) max_lifetime: Option<Duration>,
+    url: String,
+    schema: String,
+    table: String,
+    unlogged: bool,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    operation_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    lazy_connect: bool,
 }
-
-/// Default schema: `public`.
-pub const DEFAULT_SCHEMA: &str = "public";
-/// Default table: `sessions`.
-pub const DEFAULT_TABLE: &str = "sessions";
 
 impl PostgresConfig {
     /// A configuration with defaults for everything but the connection URL
@@ -54,7 +73,8 @@ impl PostgresConfig {
     /// Defaults: schema `public`, table `sessions`, logged table, at most 10
     /// connections, none kept open when idle, acquire timeout 5 s, statement
     /// timeout 5 s (server side), operation timeout 10 s (client side), idle
-    /// connections closed after 10 min, connections recycled after 30 min.
+    /// connections closed after 10 min, connections recycled after 30 min,
+    /// one connection opened by [`build`](PostgresConfig::build).
     pub fn new(url: impl Into<String>) -> Self {
         PostgresConfig {
             url: url.into(),
@@ -68,19 +88,23 @@ impl PostgresConfig {
             operation_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
+            lazy_connect: false,
         }
     }
 
-    /// Reads the configuration from environment variables. Only the URL is
+    /// Reads the configuration from the process environment: the same as
+    /// [`PostgresConfig::from_vars`]`(&Vars::from_env())`. Only the URL is
     /// required; every other variable falls back to the default of
-    /// [`PostgresConfig::new`].
+    /// [`PostgresConfig::new`]. Values follow the grammar of
+    /// [`session_store_core::config`] (booleans `true`/`false`, `1`/`0`,
+    /// `yes`/`no`, `on`/`off`; `…_MS` in whole milliseconds).
     ///
     /// | variable | meaning | default |
     /// | --- | --- | --- |
     /// | `SESSION_STORE_POSTGRES_URL` | connection URL (required; may hold a password, never logged) | — |
     /// | `SESSION_STORE_POSTGRES_SCHEMA` | schema holding the tables (`^[a-z_][a-z0-9_]{0,62}$`) | `public` |
     /// | `SESSION_STORE_POSTGRES_TABLE` | session table name (same pattern) | `sessions` |
-    /// | `SESSION_STORE_POSTGRES_UNLOGGED` | `true`/`false` (also `1`/`0`, `yes`/`no`): create the table `UNLOGGED`, see [`PostgresConfig::unlogged`] | `false` |
+    /// | `SESSION_STORE_POSTGRES_UNLOGGED` | boolean: create the table `UNLOGGED`, see [`PostgresConfig::with_unlogged`] | `false` |
     /// | `SESSION_STORE_POSTGRES_MAX_CONNECTIONS` | pool size (1..=10000) | `10` |
     /// | `SESSION_STORE_POSTGRES_MIN_CONNECTIONS` | connections kept open when idle | `0` |
     /// | `SESSION_STORE_POSTGRES_ACQUIRE_TIMEOUT_MS` | max wait for a pooled connection, including connecting (> 0) | `5000` |
@@ -91,54 +115,62 @@ impl PostgresConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable when the URL is missing or a value
-    /// does not parse. Identifiers are checked later, at connect time.
+    /// does not parse. Other checks (identifiers, ranges) happen in
+    /// [`PostgresConfig::validate`], which [`PostgresConfig::build`] runs.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Vars::from_env())
     }
 
-    /// Like [`PostgresConfig::from_env`], reading variables through `lookup`
+    /// Like [`PostgresConfig::from_env`], reading the variables from `vars`
     /// (a map in tests, a secrets manager in production).
+    ///
+    /// ```
+    /// use session_store_core::config::Vars;
+    /// use session_store_postgres::PostgresConfig;
+    ///
+    /// let vars = Vars::from_pairs([
+    ///     ("SESSION_STORE_POSTGRES_URL", "postgres://app@127.0.0.1/app"),
+    ///     ("SESSION_STORE_POSTGRES_SCHEMA", "auth"),
+    /// ]);
+    /// let config = PostgresConfig::from_vars(&vars)?;
+    /// assert_eq!(config.schema(), "auth");
+    /// # Ok::<(), session_store_core::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`PostgresConfig::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let var = |suffix: &str| {
-            let name = format!("{ENV_PREFIX}{suffix}");
-            let value = lookup(&name).filter(|v| !v.trim().is_empty());
-            (name, value)
-        };
-        let (name, url) = var("URL");
-        let url = url.ok_or_else(|| Error::Config(format!("{name} is not set")))?;
-        let mut config = PostgresConfig::new(url);
-        if let (_, Some(v)) = var("SCHEMA") {
-            config.schema = v.trim().to_owned();
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let name = |suffix: &str| format!("{ENV_PREFIX}{suffix}");
+        let mut config = PostgresConfig::new(vars.required(&name("URL"))?);
+        if let Some(v) = vars.string(&name("SCHEMA")) {
+            config.schema = v;
         }
-        if let (_, Some(v)) = var("TABLE") {
-            config.table = v.trim().to_owned();
+        if let Some(v) = vars.string(&name("TABLE")) {
+            config.table = v;
         }
-        if let (name, Some(v)) = var("UNLOGGED") {
-            config.unlogged = parse_bool(&name, &v)?;
+        if let Some(v) = vars.bool(&name("UNLOGGED"))? {
+            config.unlogged = v;
         }
-        if let (name, Some(v)) = var("MAX_CONNECTIONS") {
-            config.max_connections = parse_num(&name, &v)?;
+        if let Some(v) = vars.number(&name("MAX_CONNECTIONS"))? {
+            config.max_connections = v;
         }
-        if let (name, Some(v)) = var("MIN_CONNECTIONS") {
-            config.min_connections = parse_num(&name, &v)?;
+        if let Some(v) = vars.number(&name("MIN_CONNECTIONS"))? {
+            config.min_connections = v;
         }
-        if let (name, Some(v)) = var("ACQUIRE_TIMEOUT_MS") {
-            config.acquire_timeout = Duration::from_millis(parse_num(&name, &v)?);
+        if let Some(v) = vars.millis(&name("ACQUIRE_TIMEOUT_MS"))? {
+            config.acquire_timeout = v;
         }
-        if let (name, Some(v)) = var("STATEMENT_TIMEOUT_MS") {
-            config.statement_timeout = optional_ms(parse_num(&name, &v)?);
+        if let Some(v) = vars.millis(&name("STATEMENT_TIMEOUT_MS"))? {
+            config.statement_timeout = nonzero(v);
         }
-        if let (name, Some(v)) = var("OPERATION_TIMEOUT_MS") {
-            config.operation_timeout = Duration::from_millis(parse_num(&name, &v)?);
+        if let Some(v) = vars.millis(&name("OPERATION_TIMEOUT_MS"))? {
+            config.operation_timeout = v;
         }
-        if let (name, Some(v)) = var("IDLE_TIMEOUT_MS") {
-            config.idle_timeout = optional_ms(parse_num(&name, &v)?);
+        if let Some(v) = vars.millis(&name("IDLE_TIMEOUT_MS"))? {
+            config.idle_timeout = nonzero(v);
         }
-        if let (name, Some(v)) = var("MAX_LIFETIME_MS") {
-            config.max_lifetime = optional_ms(parse_num(&name, &v)?);
+        if let Some(v) = vars.millis(&name("MAX_LIFETIME_MS"))? {
+            config.max_lifetime = nonzero(v);
         }
         Ok(config)
     }
@@ -146,13 +178,13 @@ impl PostgresConfig {
     /// The schema holding the session table and the `session_store_meta`
     /// table (must match `^[a-z_][a-z0-9_]{0,62}$`). Created by
     /// [`migrate`](crate::PostgresStore::migrate) if missing.
-    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
     }
 
     /// The session table's name (must match `^[a-z_][a-z0-9_]{0,62}$`).
-    pub fn table(mut self, table: impl Into<String>) -> Self {
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self
     }
@@ -169,33 +201,33 @@ impl PostgresConfig {
     /// Applies when [`migrate`](crate::PostgresStore::migrate) creates the
     /// table; an existing table keeps its kind (change it yourself with
     /// `ALTER TABLE ... SET LOGGED | UNLOGGED`, which rewrites the table).
-    pub fn unlogged(mut self, unlogged: bool) -> Self {
+    pub fn with_unlogged(mut self, unlogged: bool) -> Self {
         self.unlogged = unlogged;
         self
     }
 
     /// Maximum number of pooled connections (1 to 10000).
-    pub fn max_connections(mut self, n: u32) -> Self {
+    pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
         self
     }
 
     /// Connections kept open while idle (at most `max_connections`).
-    pub fn min_connections(mut self, n: u32) -> Self {
+    pub fn with_min_connections(mut self, n: u32) -> Self {
         self.min_connections = n;
         self
     }
 
     /// How long an operation waits for a pooled connection, including
     /// opening a new one, before failing with a retryable [`Error::Backend`].
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
     }
 
     /// The server-side `statement_timeout` set on every connection (`None`:
     /// the server's default). Whole milliseconds are used.
-    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
         self
     }
@@ -203,38 +235,106 @@ impl PostgresConfig {
     /// Client-side bound on one whole operation (acquire + round trips). When
     /// it passes the operation fails with a retryable [`Error::Backend`]; a
     /// write may or may not have been applied, as with any lost reply.
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
     }
 
     /// Close connections idle for this long (`None`: never). The store checks
     /// its warm connections when it is next used.
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
     /// Recycle connections older than this (`None`: never).
-    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+    pub fn with_max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = lifetime;
         self
     }
 
-    /// The configured schema name.
-    pub fn schema_name(&self) -> &str {
+    /// Whether [`build`](PostgresConfig::build) skips opening a connection
+    /// (`false` by default). With `true`, building does no I/O and the first
+    /// operation connects, so a wrong URL or an unreachable server shows up
+    /// as that operation's error.
+    pub fn with_lazy_connect(mut self, lazy: bool) -> Self {
+        self.lazy_connect = lazy;
+        self
+    }
+
+    /// The connection URL as given, password included: do not log it (use
+    /// [`PostgresConfig::endpoint`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The connection URL with its password replaced by `***`: what
+    /// `Debug` and every [`Error::Backend`] of the store show.
+    pub fn endpoint(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
         &self.schema
     }
 
-    /// The configured table name.
-    pub fn table_name(&self) -> &str {
+    /// The session table's name.
+    pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Whether [`migrate`](crate::PostgresStore::migrate) creates the table
+    /// `UNLOGGED`.
+    pub fn unlogged(&self) -> bool {
+        self.unlogged
+    }
+
+    /// The maximum number of pooled connections.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
+    /// The number of connections kept open while idle.
+    pub fn min_connections(&self) -> u32 {
+        self.min_connections
+    }
+
+    /// How long an operation waits for a pooled connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The server-side `statement_timeout` (`None`: the server's default).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// The client-side bound on one whole operation.
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// How long a connection may stay idle (`None`: forever).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// How old a connection may get (`None`: no limit).
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        self.max_lifetime
+    }
+
+    /// Whether [`build`](PostgresConfig::build) skips opening a connection.
+    pub fn lazy_connect(&self) -> bool {
+        self.lazy_connect
     }
 
     /// Checks every value, without I/O.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid identifier, URL, pool size or timeout.
+    /// [`Error::Config`] naming the field for an invalid identifier, URL,
+    /// pool size or timeout.
     pub fn validate(&self) -> Result<()> {
         validate_identifier("schema", &self.schema)?;
         validate_identifier("table", &self.table)?;
@@ -257,9 +357,41 @@ impl PostgresConfig {
         Ok(())
     }
 
+    /// Validates the configuration, creates the pool and opens one
+    /// connection (so a wrong URL or an unreachable server shows up here,
+    /// unless [`with_lazy_connect`](PostgresConfig::with_lazy_connect)).
+    /// Does not touch the schema: call
+    /// [`PostgresStore::migrate`](crate::PostgresStore::migrate).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration; [`Error::Backend`]
+    /// (operation `"connect"`, the redacted URL as endpoint; retryable when
+    /// the server is unreachable) when the server cannot be reached in time
+    /// or refuses the login.
+    pub async fn build(self) -> Result<PostgresStore> {
+        self.validate()?;
+        let options = self.connect_options()?;
+        let pool = if self.lazy_connect {
+            self.pool_options().connect_lazy_with(options)
+        } else {
+            let limit = self.operation_timeout.max(self.acquire_timeout);
+            match tokio::time::timeout(limit, self.pool_options().connect_with(options)).await {
+                Ok(Ok(pool)) => pool,
+                Ok(Err(e)) => return Err(self.connect_error(map_sqlx(e))),
+                Err(_elapsed) => return Err(self.connect_error(timed_out())),
+            }
+        };
+        Ok(PostgresStore::new(pool, &self))
+    }
+
+    /// `e` named as this backend's `"connect"` on the redacted URL.
+    fn connect_error(&self, e: Error) -> Error {
+        e.context(BACKEND, "connect", Some(&self.endpoint()))
+    }
+
     /// The sqlx connection options: the URL plus a server-side statement
     /// timeout and an application name.
-    pub(crate) fn connect_options(&self) -> Result<PgConnectOptions> {
+    fn connect_options(&self) -> Result<PgConnectOptions> {
         // The parse error is not kept: it may quote the URL, password included.
         let mut options = PgConnectOptions::from_str(&self.url)
             .map_err(|_| Error::Config("the PostgreSQL connection URL does not parse".into()))?;
@@ -273,7 +405,7 @@ impl PostgresConfig {
     }
 
     /// The pool options: sizes, timeouts, and no ping before each acquire.
-    pub(crate) fn pool_options(&self) -> PgPoolOptions {
+    fn pool_options(&self) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
@@ -281,15 +413,21 @@ impl PostgresConfig {
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             // A ping per acquire would double the cost of a read; a stale
-            // connection instead fails one operation (retryable) and is dropped.
+            // connection fails one operation (retryable) and is dropped.
             .test_before_acquire(false)
     }
 }
 
 impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A URL sqlx cannot parse may be anything (a password pasted in the
+        // wrong place): shown only as unparsable.
+        let url = match PgConnectOptions::from_str(&self.url) {
+            Ok(_) => self.endpoint(),
+            Err(_) => "<unparsable url>".to_owned(),
+        };
         f.debug_struct("PostgresConfig")
-            .field("url", &RedactedUrl(&self.url))
+            .field("url", &url)
             .field("schema", &self.schema)
             .field("table", &self.table)
             .field("unlogged", &self.unlogged)
@@ -300,27 +438,8 @@ impl fmt::Debug for PostgresConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
+            .field("lazy_connect", &self.lazy_connect)
             .finish()
-    }
-}
-
-/// Shows where a URL points (user, host, port, database), never its password
-/// or query parameters.
-struct RedactedUrl<'a>(&'a str);
-
-impl fmt::Debug for RedactedUrl<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match PgConnectOptions::from_str(self.0) {
-            Ok(o) => write!(
-                f,
-                "\"postgres://{}:<redacted>@{}:{}/{}\"",
-                o.get_username(),
-                o.get_host(),
-                o.get_port(),
-                o.get_database().unwrap_or("")
-            ),
-            Err(_) => f.write_str("\"<unparsable url>\""),
-        }
     }
 }
 
@@ -349,37 +468,28 @@ pub fn validate_identifier(what: &str, name: &str) -> Result<()> {
     }
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::Config(format!("{name} must be true or false"))),
-    }
-}
-
-fn parse_num<T: FromStr>(name: &str, value: &str) -> Result<T> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| Error::Config(format!("{name} must be a non-negative integer")))
-}
-
-fn optional_ms(ms: u64) -> Option<Duration> {
-    (ms > 0).then(|| Duration::from_millis(ms))
+/// `0` means "none" for the optional durations.
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        Vars::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), (*v).to_owned())),
+        )
+    }
+
+    fn config_error(result: Result<PostgresConfig>) -> String {
+        match result {
+            Err(Error::Config(m)) => m,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     }
 
     #[test]
@@ -407,8 +517,8 @@ mod tests {
     }
 
     #[test]
-    fn from_lookup_reads_every_variable() {
-        let c = PostgresConfig::from_lookup(lookup(&[
+    fn from_vars_reads_every_variable() {
+        let c = PostgresConfig::from_vars(&vars(&[
             ("URL", "postgres://u:pw@127.0.0.1:5433/db"),
             ("SCHEMA", "auth"),
             ("TABLE", "web_sessions"),
@@ -422,38 +532,80 @@ mod tests {
             ("MAX_LIFETIME_MS", "60000"),
         ]))
         .unwrap();
-        assert_eq!(c.schema, "auth");
-        assert_eq!(c.table, "web_sessions");
-        assert!(c.unlogged);
-        assert_eq!(c.max_connections, 7);
-        assert_eq!(c.min_connections, 2);
-        assert_eq!(c.acquire_timeout, Duration::from_millis(1500));
-        assert_eq!(c.statement_timeout, None);
-        assert_eq!(c.operation_timeout, Duration::from_millis(2500));
-        assert_eq!(c.idle_timeout, None);
-        assert_eq!(c.max_lifetime, Some(Duration::from_secs(60)));
+        assert_eq!(c.url(), "postgres://u:pw@127.0.0.1:5433/db");
+        assert_eq!(c.schema(), "auth");
+        assert_eq!(c.table(), "web_sessions");
+        assert!(c.unlogged());
+        assert_eq!(c.max_connections(), 7);
+        assert_eq!(c.min_connections(), 2);
+        assert_eq!(c.acquire_timeout(), Duration::from_millis(1500));
+        assert_eq!(c.statement_timeout(), None);
+        assert_eq!(c.operation_timeout(), Duration::from_millis(2500));
+        assert_eq!(c.idle_timeout(), None);
+        assert_eq!(c.max_lifetime(), Some(Duration::from_secs(60)));
+        assert!(!c.lazy_connect());
         c.validate().unwrap();
+        // The same values through the setters.
+        let built = PostgresConfig::new("postgres://u:pw@127.0.0.1:5433/db")
+            .with_schema("auth")
+            .with_table("web_sessions")
+            .with_unlogged(true)
+            .with_max_connections(7)
+            .with_min_connections(2)
+            .with_acquire_timeout(Duration::from_millis(1500))
+            .with_statement_timeout(None)
+            .with_operation_timeout(Duration::from_millis(2500))
+            .with_idle_timeout(None)
+            .with_max_lifetime(Some(Duration::from_secs(60)));
+        assert_eq!(c, built);
+        let c = PostgresConfig::from_vars(&vars(&[
+            ("URL", "postgres://127.0.0.1/x"),
+            ("STATEMENT_TIMEOUT_MS", "250"),
+            ("IDLE_TIMEOUT_MS", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.statement_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(c.idle_timeout(), Some(Duration::from_secs(1)));
     }
 
     #[test]
-    fn from_lookup_defaults_and_errors() {
-        let c = PostgresConfig::from_lookup(lookup(&[("URL", "postgres://127.0.0.1/x")])).unwrap();
+    fn from_vars_defaults_and_required_url() {
+        let c = PostgresConfig::from_vars(&vars(&[("URL", "postgres://127.0.0.1/x")])).unwrap();
         assert_eq!(c, PostgresConfig::new("postgres://127.0.0.1/x"));
-        assert!(matches!(
-            PostgresConfig::from_lookup(lookup(&[])),
-            Err(Error::Config(m)) if m.contains("SESSION_STORE_POSTGRES_URL")
-        ));
-        assert!(matches!(
-            PostgresConfig::from_lookup(lookup(&[("URL", "postgres://x"), ("UNLOGGED", "maybe")])),
-            Err(Error::Config(m)) if m.contains("UNLOGGED")
-        ));
-        assert!(matches!(
-            PostgresConfig::from_lookup(lookup(&[("URL", "postgres://x"), ("MAX_CONNECTIONS", "-1")])),
-            Err(Error::Config(m)) if m.contains("MAX_CONNECTIONS")
-        ));
+        assert_eq!(c.schema(), DEFAULT_SCHEMA);
+        assert_eq!(c.table(), DEFAULT_TABLE);
+        for missing in [vars(&[]), vars(&[("URL", "  ")])] {
+            assert_eq!(
+                config_error(PostgresConfig::from_vars(&missing)),
+                "SESSION_STORE_POSTGRES_URL is not set"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("UNLOGGED", "maybe"),
+            ("MAX_CONNECTIONS", "-1"),
+            ("MIN_CONNECTIONS", "many"),
+            ("ACQUIRE_TIMEOUT_MS", "1.5"),
+            ("STATEMENT_TIMEOUT_MS", "5s"),
+            ("OPERATION_TIMEOUT_MS", "-10"),
+            ("IDLE_TIMEOUT_MS", "ten"),
+            ("MAX_LIFETIME_MS", "1e3"),
+        ] {
+            let message = config_error(PostgresConfig::from_vars(&vars(&[
+                ("URL", "postgres://x"),
+                (var, value),
+            ])));
+            assert!(
+                message.starts_with(&format!("{ENV_PREFIX}{var}: expected ")),
+                "{var}: {message}"
+            );
+            assert!(message.contains(&format!("{value:?}")), "{message}");
+        }
         let bad_table =
-            PostgresConfig::from_lookup(lookup(&[("URL", "postgres://x"), ("TABLE", "x;y")]))
-                .unwrap();
+            PostgresConfig::from_vars(&vars(&[("URL", "postgres://x"), ("TABLE", "x;y")])).unwrap();
         assert!(matches!(bad_table.validate(), Err(Error::Config(_))));
     }
 
@@ -461,11 +613,12 @@ mod tests {
     fn validate_rejects_bad_pool_settings() {
         let base = PostgresConfig::new("postgres://127.0.0.1/x");
         for bad in [
-            base.clone().max_connections(0),
-            base.clone().min_connections(11),
-            base.clone().acquire_timeout(Duration::ZERO),
-            base.clone().operation_timeout(Duration::ZERO),
-            base.clone().schema("Public"),
+            base.clone().with_max_connections(0),
+            base.clone().with_max_connections(10_001),
+            base.clone().with_min_connections(11),
+            base.clone().with_acquire_timeout(Duration::ZERO),
+            base.clone().with_operation_timeout(Duration::ZERO),
+            base.clone().with_schema("Public"),
             PostgresConfig::new("not a url"),
         ] {
             assert!(matches!(bad.validate(), Err(Error::Config(_))), "{bad:?}");
@@ -478,8 +631,13 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr3t-pw"), "{dbg}");
         assert!(dbg.contains("alice") && dbg.contains("127.0.0.1"), "{dbg}");
+        assert!(
+            dbg.contains(&redact_url(c.url())),
+            "Debug shows the redacted URL: {dbg}"
+        );
         let c = PostgresConfig::new("postgres://127.0.0.1/db?password=s3cr3t-pw");
         assert!(!format!("{c:?}").contains("s3cr3t-pw"));
+        assert!(!c.endpoint().contains("s3cr3t-pw"));
         let c = PostgresConfig::new("::s3cr3t-pw::");
         assert!(!format!("{c:?}").contains("s3cr3t-pw"));
     }

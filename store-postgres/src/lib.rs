@@ -5,10 +5,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> session_store_core::Result<()> {
-//! use session_store_postgres::{PostgresConfig, PostgresStore};
+//! use session_store_postgres::PostgresConfig;
 //!
-//! let config = PostgresConfig::from_env()?; // or PostgresConfig::new("postgres://...")
-//! let store = PostgresStore::connect(&config).await?;
+//! // or PostgresConfig::new("postgres://...").with_schema("auth")...
+//! let store = PostgresConfig::from_env()?.build().await?;
 //! store.migrate().await?; // explicit, idempotent
 //! # Ok(()) }
 //! ```
@@ -35,12 +35,15 @@
 //!   schema version; a database with a newer version is refused with
 //!   [`Error::SchemaTooNew`](session_store_core::Error::SchemaTooNew) and left
 //!   untouched. Schema and table names are configurable and validated.
-//! - Optional `UNLOGGED` table ([`PostgresConfig::unlogged`]): faster writes,
+//! - Optional `UNLOGGED` table ([`PostgresConfig::with_unlogged`]): faster writes,
 //!   but truncated after a crash and not replicated.
 //! - **Errors say whether a retry can help**: pool timeouts, I/O, lost
 //!   connections and server shutdowns are retryable
 //!   [`Error::Backend`](session_store_core::Error::Backend)s; an unreachable
-//!   server is an error, never "no session".
+//!   server is an error, never "no session". Every backend error names the
+//!   backend (`postgres`), the operation (`connect`, `migrate`, or the
+//!   [`SessionBackend`](session_store_core::SessionBackend) method) and the
+//!   URL without its password ([`PostgresStore::endpoint`]).
 //! - **No pings**: the store keeps the connections it used warm in a LIFO
 //!   stack on top of the sqlx pool, so back-to-back operations reuse one warm
 //!   server process and no operation pays for a health-check round trip
@@ -57,7 +60,7 @@
 //! - Behind PgBouncer in transaction mode, sqlx's per-connection prepared
 //!   statements need PgBouncer 1.21+ (`max_prepared_statements`), and the
 //!   startup `statement_timeout` option needs `ignore_startup_parameters =
-//!   options` or [`PostgresConfig::statement_timeout`]`(None)`.
+//!   options` or [`PostgresConfig::with_statement_timeout`]`(None)`.
 //! - A write whose reply is lost (timeout, connection cut) may or may not have
 //!   been applied, as the retryable error implies: retrying a create with the
 //!   same key may report `AlreadyExists` because the first attempt landed,
@@ -66,13 +69,17 @@
 //! ## Testing
 //! The tests need a server: `store-postgres/scripts/postgres-service.sh`
 //! makes sure one answers on `127.0.0.1:5432` with a database `test` for user
-//! `postgres` (installing and starting PostgreSQL if needed). Tests read
-//! `SESSION_STORE_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
-//! use a random schema each and drop it afterwards; without a server they
-//! fail and say what to start, unless `SESSION_STORE_SKIP_POSTGRES=1`.
+//! `postgres` (installing and starting PostgreSQL if needed). Tests build
+//! their stores with [`PostgresConfig::from_env`] (the workspace's
+//! `.cargo/config.toml` sets `SESSION_STORE_POSTGRES_URL` to that server
+//! unless the environment already does), use a random schema each and drop
+//! it afterwards; without a server they fail and say what to start, unless
+//! `SESSION_STORE_SKIP_POSTGRES=1`. The outage tests run private PostgreSQL
+//! instances of their own.
 //!
-//! Configuration: [`PostgresConfig`] (builder) or
-//! [`PostgresConfig::from_env`] (`SESSION_STORE_POSTGRES_*` variables).
+//! Configuration: [`PostgresConfig::new`] or [`PostgresConfig::from_env`]
+//! (`SESSION_STORE_POSTGRES_*` variables), `with_*` setters, then
+//! [`PostgresConfig::build`].
 //! The table layout is described in the [`schema`] module.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -16,21 +16,30 @@ use crate::config::PostgresConfig;
 use crate::pool::{Connections, Lease};
 use crate::schema::{self, Statements};
 
-/// Runs one statement on a warm connection within the operation timeout:
-/// `on_conn!(store, error_mapper, conn => future using conn)`.
+/// Runs one statement on a warm connection within the operation timeout and
+/// names the operation in any backend error:
+/// `on_conn!(store, "operation", error_mapper, conn => future using conn)`.
 macro_rules! on_conn {
-    ($store:expr, $map:expr, $conn:ident => $statement:expr) => {
-        $store.bounded(async {
-            let mut lease = $store.conns.get().await?;
-            let result = {
-                let $conn = lease.conn();
-                $statement.await
-            };
-            lease.finish(&result);
-            result.map_err($map)
-        })
+    ($store:expr, $operation:literal, $map:expr, $conn:ident => $statement:expr) => {
+        async {
+            $store
+                .bounded(async {
+                    let mut lease = $store.conns.get().await?;
+                    let result = {
+                        let $conn = lease.conn();
+                        $statement.await
+                    };
+                    lease.finish(&result);
+                    result.map_err($map)
+                })
+                .await
+                .map_err(|e| $store.context(e, $operation))
+        }
     };
 }
+
+/// The backend's name in every [`Error::Backend`] of this crate.
+pub(crate) const BACKEND: &str = "postgres";
 
 /// A session store on PostgreSQL.
 ///
@@ -41,7 +50,8 @@ macro_rules! on_conn {
 /// CTEs, cleanup a `DELETE` over a `FOR UPDATE SKIP LOCKED` batch.
 ///
 /// Expiry is judged against the caller's `now` via the `expires_at` column,
-/// never the server's clock. Call [`PostgresStore::migrate`] once at startup.
+/// never the server's clock. Built by [`PostgresConfig::build`]; call
+/// [`PostgresStore::migrate`] once at startup.
 ///
 /// Cheap to clone: clones share the pool, the warm connections and the
 /// statements.
@@ -53,11 +63,14 @@ pub struct PostgresStore {
     table: Arc<str>,
     unlogged: bool,
     operation_timeout: Duration,
+    /// The URL without its password, for errors and `Debug`.
+    endpoint: Arc<str>,
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
+            .field("endpoint", &self.endpoint)
             .field("schema", &self.schema)
             .field("table", &self.table)
             .field("unlogged", &self.unlogged)
@@ -67,68 +80,19 @@ impl fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Validates `config`, opens the pool and one connection (so a wrong URL
-    /// or an unreachable server shows up here). Does not touch the schema:
-    /// call [`PostgresStore::migrate`].
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid configuration; [`Error::Backend`] when
-    /// the server cannot be reached or refuses the login.
-    pub async fn connect(config: &PostgresConfig) -> Result<Self> {
-        config.validate()?;
-        let options = config.connect_options()?;
-        let pool = tokio::time::timeout(
-            config.operation_timeout.max(config.acquire_timeout),
-            config.pool_options().connect_with(options),
-        )
-        .await
-        .map_err(|_| Error::backend_retryable(OperationTimedOut))?
-        .map_err(map_sqlx)?;
-        Ok(Self::with_pool(pool, config))
-    }
-
-    /// Validates `config` and creates the pool without any I/O; connections
-    /// open on first use.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid configuration.
-    pub fn connect_lazy(config: &PostgresConfig) -> Result<Self> {
-        config.validate()?;
-        let options = config.connect_options()?;
-        Ok(Self::with_pool(
-            config.pool_options().connect_lazy_with(options),
-            config,
-        ))
-    }
-
-    /// Uses an existing pool. From `config` only the schema, table,
-    /// unlogged, operation timeout, idle timeout and maximum lifetime apply;
-    /// the pool's own `max_connections` and acquire timeout bound the store.
-    /// The store keeps the connections it uses checked out (warm), so give
-    /// it a pool of its own.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid schema or table name.
-    pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
-        crate::config::validate_identifier("schema", &config.schema)?;
-        crate::config::validate_identifier("table", &config.table)?;
-        if config.operation_timeout.is_zero() {
-            return Err(Error::Config("operation_timeout must be positive".into()));
-        }
-        Ok(Self::with_pool(pool, config))
-    }
-
-    fn with_pool(pool: PgPool, config: &PostgresConfig) -> Self {
+    /// The store for `config` on `pool` (built by [`PostgresConfig::build`]).
+    pub(crate) fn new(pool: PgPool, config: &PostgresConfig) -> Self {
         PostgresStore {
-            sql: Arc::new(Statements::new(&config.schema, &config.table)),
-            schema: config.schema.as_str().into(),
-            table: config.table.as_str().into(),
-            unlogged: config.unlogged,
-            operation_timeout: config.operation_timeout,
+            sql: Arc::new(Statements::new(config.schema(), config.table())),
+            schema: config.schema().into(),
+            table: config.table().into(),
+            unlogged: config.unlogged(),
+            operation_timeout: config.operation_timeout(),
+            endpoint: config.endpoint().into(),
             conns: Arc::new(Connections::new(
                 pool,
-                config.idle_timeout,
-                config.max_lifetime,
+                config.idle_timeout(),
+                config.max_lifetime(),
             )),
         }
     }
@@ -152,6 +116,7 @@ impl PostgresStore {
             result
         })
         .await
+        .map_err(|e| self.context(e, "migrate"))
     }
 
     /// The schema version recorded for this table, `None` before the first
@@ -167,6 +132,7 @@ impl PostgresStore {
             result
         })
         .await
+        .map_err(|e| self.context(e, "schema_version"))
     }
 
     /// Every column of every row of the session table as raw bytes (`bytea`
@@ -180,7 +146,7 @@ impl PostgresStore {
     pub async fn dump_raw(&self) -> Result<Vec<Vec<u8>>> {
         let sql = format!("SELECT * FROM {}", self.qualified_table());
         let rows =
-            on_conn!(self, map_sqlx, conn => sqlx::query(AssertSqlSafe(sql)).fetch_all(conn))
+            on_conn!(self, "dump_raw", map_sqlx, conn => sqlx::query(AssertSqlSafe(sql)).fetch_all(conn))
                 .await?;
         let mut out = Vec::new();
         for row in &rows {
@@ -209,13 +175,19 @@ impl PostgresStore {
     }
 
     /// The schema name.
-    pub fn schema_name(&self) -> &str {
+    pub fn schema(&self) -> &str {
         &self.schema
     }
 
     /// The table name.
-    pub fn table_name(&self) -> &str {
+    pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The server's URL with its password replaced by `***`: the endpoint
+    /// every [`Error::Backend`] of this store names.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// `"schema"."table"`, quoted, for your own queries (reporting, dumps).
@@ -234,9 +206,19 @@ impl PostgresStore {
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.operation_timeout, op).await {
             Ok(result) => result,
-            Err(_) => Err(Error::backend_retryable(OperationTimedOut)),
+            Err(_) => Err(timed_out()),
         }
     }
+
+    /// Names this backend, `operation` and the endpoint in a backend error.
+    fn context(&self, e: Error, operation: &'static str) -> Error {
+        e.context(BACKEND, operation, Some(&self.endpoint))
+    }
+}
+
+/// The retryable error of an operation (or a connect) that ran out of time.
+pub(crate) fn timed_out() -> Error {
+    Error::backend_retryable(OperationTimedOut)
 }
 
 /// Reuses the connection of a multi-statement call unless the backend failed
@@ -296,6 +278,15 @@ fn map_insert(e: sqlx::Error) -> Error {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::AlreadyExists,
         _ => map_sqlx(e),
     }
+}
+
+/// A record at version `u64::MAX` cannot be saved or rotated (its successor
+/// version does not exist): refused before any I/O.
+fn check_version(version: u64) -> Result<()> {
+    if version == u64::MAX {
+        return Err(Error::InvalidInput("session version overflow"));
+    }
+    Ok(())
 }
 
 /// A `u64` version as stored (`bigint`). `None` when it cannot be stored,
@@ -387,12 +378,16 @@ fn bind_record<'q>(
 #[async_trait]
 impl SessionBackend for PostgresStore {
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
-        let version = db_version(record.version)
-            .ok_or_else(|| Error::Config("session version exceeds i64::MAX".into()))?;
+        check_version(record.version)?;
+        let version = db_version(record.version).ok_or(Error::InvalidInput(
+            "session version exceeds what PostgreSQL stores (i64::MAX)",
+        ))?;
         let q = sqlx::query(AssertSqlSafe(self.sql.create.clone()))
             .bind(key.as_bytes().as_slice())
             .bind(version);
-        let done = on_conn!(self, map_insert, conn => bind_record(q, record).execute(conn)).await?;
+        let done =
+            on_conn!(self, "create", map_insert, conn => bind_record(q, record).execute(conn))
+                .await?;
         if done.rows_affected() == 0 {
             return Err(Error::AlreadyExists);
         }
@@ -403,18 +398,19 @@ impl SessionBackend for PostgresStore {
         let q = sqlx::query(AssertSqlSafe(self.sql.load.clone()))
             .bind(key.as_bytes().as_slice())
             .bind(now.as_millis());
-        let row = on_conn!(self, map_sqlx, conn => q.fetch_optional(conn)).await?;
+        let row = on_conn!(self, "load", map_sqlx, conn => q.fetch_optional(conn)).await?;
         row.as_ref().map(decode_entry).transpose()
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
+        check_version(record.version)?;
         // A version no row can hold cannot match: same as a stale version.
         let version = db_version(record.version).ok_or(Error::Conflict)?;
         let q = sqlx::query(AssertSqlSafe(self.sql.save.clone()))
             .bind(key.as_bytes().as_slice())
             .bind(version);
         let q = bind_record(q, record).bind(now.as_millis());
-        match on_conn!(self, map_sqlx, conn => q.fetch_optional(conn)).await? {
+        match on_conn!(self, "save", map_sqlx, conn => q.fetch_optional(conn)).await? {
             Some(row) => read_version(get(&row, "version")?),
             None => Err(Error::Conflict),
         }
@@ -432,11 +428,12 @@ impl SessionBackend for PostgresStore {
             .bind(idle_deadline.as_millis())
             .bind(last_seen_at.as_millis())
             .bind(now.as_millis());
-        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
+        let done = on_conn!(self, "touch", map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
+        check_version(rotation.record.version)?;
         let version = db_version(rotation.record.version).ok_or(Error::Conflict)?;
         let grace = rotation.grace.as_ref();
         let q = sqlx::query(AssertSqlSafe(self.sql.rotate.clone()))
@@ -448,7 +445,7 @@ impl SessionBackend for PostgresStore {
             .bind(grace.is_some())
             .bind(grace.map(|g| g.sealed_token.as_slice()))
             .bind(grace.map(|g| g.until.as_millis()));
-        let row = on_conn!(self, map_insert, conn => q.fetch_one(conn)).await?;
+        let row = on_conn!(self, "rotate", map_insert, conn => q.fetch_one(conn)).await?;
         if !get::<bool>(&row, "matched")? {
             return Err(Error::Conflict);
         }
@@ -460,7 +457,7 @@ impl SessionBackend for PostgresStore {
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
         let q = sqlx::query(AssertSqlSafe(self.sql.delete.clone())).bind(key.as_bytes().as_slice());
-        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
+        let done = on_conn!(self, "delete", map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -474,7 +471,7 @@ impl SessionBackend for PostgresStore {
             .bind(user_id.as_bytes())
             .bind(except.map(|k| k.as_bytes().as_slice()))
             .bind(now.as_millis());
-        let live: i64 = on_conn!(self, map_sqlx, conn => q.fetch_one(conn)).await?;
+        let live: i64 = on_conn!(self, "delete_user", map_sqlx, conn => q.fetch_one(conn)).await?;
         u64::try_from(live).map_err(|_| Error::codec(CorruptRow("negative count")))
     }
 
@@ -482,13 +479,13 @@ impl SessionBackend for PostgresStore {
         let q = sqlx::query(AssertSqlSafe(self.sql.list_user.clone()))
             .bind(user_id.as_bytes())
             .bind(now.as_millis());
-        let rows = on_conn!(self, map_sqlx, conn => q.fetch_all(conn)).await?;
+        let rows = on_conn!(self, "list_user", map_sqlx, conn => q.fetch_all(conn)).await?;
         rows.iter().map(|r| decode_summary(r, user_id)).collect()
     }
 
     async fn delete_all(&self) -> Result<()> {
         let q = sqlx::query(AssertSqlSafe(self.sql.delete_all.clone()));
-        on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
+        on_conn!(self, "delete_all", map_sqlx, conn => q.execute(conn)).await?;
         Ok(())
     }
 
@@ -499,7 +496,7 @@ impl SessionBackend for PostgresStore {
         let q = sqlx::query(AssertSqlSafe(self.sql.cleanup.clone()))
             .bind(now.as_millis())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let done = on_conn!(self, map_sqlx, conn => q.execute(conn)).await?;
+        let done = on_conn!(self, "cleanup_expired", map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected())
     }
 }
@@ -510,16 +507,17 @@ mod tests {
 
     use super::*;
 
-    /// The test server's URL, or `None` (after a SKIP line naming `test`)
-    /// when the user opted out with `SESSION_STORE_SKIP_POSTGRES=1`.
-    fn server_url(test: &str) -> Option<String> {
+    /// The test server's configuration (`PostgresConfig::from_env`), or
+    /// `None` (after a SKIP line naming `test`) when the user opted out with
+    /// `SESSION_STORE_SKIP_POSTGRES=1`.
+    fn server_config(test: &str) -> Option<PostgresConfig> {
         if std::env::var("SESSION_STORE_SKIP_POSTGRES").as_deref() == Ok("1") {
             println!("SKIP: {test} (SESSION_STORE_SKIP_POSTGRES=1)");
             return None;
         }
         Some(
-            std::env::var("SESSION_STORE_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            PostgresConfig::from_env()
+                .expect("SESSION_STORE_POSTGRES_URL (see .cargo/config.toml)"),
         )
     }
 
@@ -549,11 +547,15 @@ mod tests {
     /// plan on `expires_at > $2` scans every session of the table.
     #[tokio::test]
     async fn list_user_stays_on_the_user_index() {
-        let Some(url) = server_url("list_user_stays_on_the_user_index") else {
+        let Some(config) = server_config("list_user_stays_on_the_user_index") else {
             return;
         };
+        let url = config.url().to_owned();
         let schema_name = format!("plan_{:08x}", rand::random::<u32>());
-        let store = PostgresStore::connect(&PostgresConfig::new(&url).schema(&schema_name))
+        let store = config
+            .with_schema(&schema_name)
+            .with_table("sessions")
+            .build()
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -616,12 +618,16 @@ mod tests {
     /// Server errors by SQLSTATE, raised on a real server.
     #[tokio::test]
     async fn server_errors_map_by_sqlstate() {
-        let Some(url) = server_url("server_errors_map_by_sqlstate") else {
+        let Some(config) = server_config("server_errors_map_by_sqlstate") else {
             return;
         };
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL unreachable ({e}): run store-postgres/scripts/postgres-service.sh")
-        });
+        let mut conn = sqlx::PgConnection::connect(config.url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL unreachable ({e}): run store-postgres/scripts/postgres-service.sh"
+                )
+            });
         for (code, expected) in [
             ("40001", Some(true)),
             ("40P01", Some(true)),

@@ -15,8 +15,7 @@ async fn postgres() -> Setup {
     if common::skip_requested() {
         return Setup::Skip("SESSION_STORE_SKIP_POSTGRES=1".into());
     }
-    // Small pools: many checks run in parallel against one server.
-    let (store, guard) = common::connect_migrated(&common::test_config(4)).await;
+    let (store, guard) = common::connect_migrated(&common::test_config()).await;
     // The dump hook (every column of every row, raw) owns the guard, so the schema is dropped when the suite
     // drops the test store.
     let guard = Arc::new(guard);

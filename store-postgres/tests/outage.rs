@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use session_store_conformance::fixtures::{fresh_key, user_record};
 use session_store_core::{
-    Error, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, StorageKey, Timestamp,
+    Error, Lookup, Rotation, SessionBackend, SessionRecord, StorageKey, Timestamp,
 };
 use session_store_postgres::{PostgresConfig, PostgresStore};
 
@@ -23,20 +24,6 @@ const HANG_BOUND: Duration = Duration::from_secs(20);
 
 fn now() -> Timestamp {
     Timestamp::from_millis(T0)
-}
-
-fn record(user: &str, data: &str) -> SessionRecord {
-    SessionRecord {
-        version: 0,
-        user_id: Some(user.to_owned()),
-        created_at: now(),
-        last_seen_at: now(),
-        auth_time: None,
-        idle_deadline: Timestamp::from_millis(T0 + 3_600_000),
-        absolute_deadline: Timestamp::from_millis(T0 + 7_200_000),
-        meta: Vec::new(),
-        data: data.as_bytes().to_vec(),
-    }
 }
 
 fn is_root() -> bool {
@@ -217,17 +204,17 @@ impl Drop for Instance {
 
 fn config(url: &str, table: &str) -> PostgresConfig {
     PostgresConfig::new(url)
-        .table(table)
-        .max_connections(4)
-        .acquire_timeout(Duration::from_millis(300))
-        .statement_timeout(Some(Duration::from_secs(2)))
-        .operation_timeout(Duration::from_secs(3))
+        .with_table(table)
+        .with_max_connections(4)
+        .with_acquire_timeout(Duration::from_millis(300))
+        .with_statement_timeout(Some(Duration::from_secs(2)))
+        .with_operation_timeout(Duration::from_secs(3))
 }
 
 /// Runs every operation once; each must fail with a backend error, in bounded time.
 async fn every_operation_fails(store: &PostgresStore, key: StorageKey) {
-    let fresh = SessionToken::generate().storage_key();
-    let rec = record("alice", "x");
+    let fresh = fresh_key();
+    let rec = user_record(now(), "alice", b"x");
     let rotation = Rotation {
         from: key,
         to: fresh,
@@ -294,12 +281,15 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
         return;
     }
     let instance = Instance::init();
-    let store = PostgresStore::connect(&config(&instance.url(), "sessions"))
+    let store = config(&instance.url(), "sessions")
+        .build()
         .await
         .expect("connect to the private instance");
     store.migrate().await.unwrap();
     // The documented UNLOGGED trade-off, on the same instance.
-    let unlogged = PostgresStore::connect(&config(&instance.url(), "fast_sessions").unlogged(true))
+    let unlogged = config(&instance.url(), "fast_sessions")
+        .with_unlogged(true)
+        .build()
         .await
         .unwrap();
     unlogged.migrate().await.unwrap();
@@ -307,8 +297,8 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
     // Acknowledged writes: creates, then a save on every other session.
     let mut acknowledged: Vec<(StorageKey, SessionRecord)> = Vec::new();
     for i in 0..40 {
-        let key = SessionToken::generate().storage_key();
-        let mut rec = record("alice", &format!("session {i}"));
+        let key = fresh_key();
+        let mut rec = user_record(now(), "alice", format!("session {i}").as_bytes());
         store.create(&key, &rec).await.unwrap();
         if i % 2 == 0 {
             rec.data = format!("saved {i}").into_bytes();
@@ -316,9 +306,9 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
         }
         acknowledged.push((key, rec));
     }
-    let unlogged_key = SessionToken::generate().storage_key();
+    let unlogged_key = fresh_key();
     unlogged
-        .create(&unlogged_key, &record("bob", "fast"))
+        .create(&unlogged_key, &user_record(now(), "bob", b"fast"))
         .await
         .unwrap();
     // Warm the whole pool so the outage also hits idle, now-stale connections.
@@ -367,8 +357,11 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
         acknowledged.len()
     );
     // Writes work again too.
-    let key = SessionToken::generate().storage_key();
-    store.create(&key, &record("alice", "after")).await.unwrap();
+    let key = fresh_key();
+    store
+        .create(&key, &user_record(now(), "alice", b"after"))
+        .await
+        .unwrap();
     assert!(store.load(&key, now()).await.unwrap().is_some());
 
     // UNLOGGED: the crash (immediate stop) truncated the table.

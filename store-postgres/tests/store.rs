@@ -7,33 +7,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_store_core::{
-    Error, Grace, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, StorageKey,
-    Timestamp,
-};
-use session_store_postgres::{PostgresConfig, PostgresStore, SCHEMA_VERSION};
+use session_store_conformance::fixtures::{fresh_key, record, user_record};
+use session_store_core::config::Vars;
+use session_store_core::{Error, Grace, Lookup, Rotation, SessionBackend, StorageKey, Timestamp};
+use session_store_postgres::{PostgresConfig, SCHEMA_VERSION};
 use sqlx::AssertSqlSafe;
 use tokio::sync::Barrier;
 
 const T0: i64 = 1_700_000_000_000;
-
-fn key() -> StorageKey {
-    SessionToken::generate().storage_key()
-}
-
-fn record(user: Option<&str>, now: i64) -> SessionRecord {
-    SessionRecord {
-        version: 0,
-        user_id: user.map(str::to_owned),
-        created_at: Timestamp::from_millis(now),
-        last_seen_at: Timestamp::from_millis(now),
-        auth_time: None,
-        idle_deadline: Timestamp::from_millis(now + 60_000),
-        absolute_deadline: Timestamp::from_millis(now + 3_600_000),
-        meta: b"meta".to_vec(),
-        data: b"data".to_vec(),
-    }
-}
 
 fn now(ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + ms)
@@ -51,10 +32,10 @@ async fn migrate_is_idempotent_and_concurrent_safe() {
     if common::skip_requested() {
         return;
     }
-    let config = common::test_config(2);
+    let config = common::test_config().with_max_connections(2);
     let _guard = common::SchemaGuard {
         url: common::url(),
-        schema: config.schema_name().to_owned(),
+        schema: config.schema().to_owned(),
     };
     let mut stores = Vec::new();
     for _ in 0..4 {
@@ -68,15 +49,21 @@ async fn migrate_is_idempotent_and_concurrent_safe() {
     let store = &stores[0];
     store.migrate().await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), Some(SCHEMA_VERSION));
-    let k = key();
-    store.create(&k, &record(Some("u"), T0)).await.unwrap();
+    let k = fresh_key();
+    store
+        .create(&k, &user_record(now(0), "u", b"data"))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     assert!(
         store.load(&k, now(0)).await.unwrap().is_some(),
         "migrate kept data"
     );
     // A second table in the same schema gets its own version row.
-    let other = PostgresStore::connect(&config.clone().table("other_sessions"))
+    let other = config
+        .clone()
+        .with_table("other_sessions")
+        .build()
         .await
         .unwrap();
     assert_eq!(other.schema_version().await.unwrap(), None);
@@ -91,9 +78,9 @@ async fn newer_schema_is_refused_and_left_untouched() {
         return;
     };
     let raw = common::raw_pool().await;
-    let k = key();
-    store.create(&k, &record(None, T0)).await.unwrap();
-    let schema = store.schema_name().to_owned();
+    let k = fresh_key();
+    store.create(&k, &record(now(0), b"data")).await.unwrap();
+    let schema = store.schema().to_owned();
     // Simulate a newer library's schema: a changed layout and a newer version.
     sqlx::query(AssertSqlSafe(format!(
         "DROP INDEX \"{schema}\".sessions_expires_idx"
@@ -119,13 +106,13 @@ async fn newer_schema_is_refused_and_left_untouched() {
     // The refused migration released its advisory lock at once (it did not
     // leave a transaction open on the store's idle connection): another
     // process's migration of this schema is answered, not blocked.
-    let other_process = PostgresStore::connect(
-        &common::test_config(1)
-            .schema(schema.clone())
-            .operation_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
+    let other_process = common::test_config()
+        .with_schema(schema.clone())
+        .with_max_connections(1)
+        .with_operation_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
     assert!(matches!(
         other_process.migrate().await,
         Err(Error::SchemaTooNew { .. })
@@ -153,13 +140,13 @@ async fn newer_schema_is_refused_and_left_untouched() {
     .execute(&raw)
     .await
     .unwrap();
-    let future = PostgresStore::connect(
-        &common::test_config(1)
-            .schema(schema.clone())
-            .table("future"),
-    )
-    .await
-    .unwrap();
+    let future = common::test_config()
+        .with_schema(schema.clone())
+        .with_table("future")
+        .with_max_connections(1)
+        .build()
+        .await
+        .unwrap();
     assert!(matches!(
         future.migrate().await,
         Err(Error::SchemaTooNew { found: 99, .. })
@@ -179,24 +166,26 @@ async fn invalid_names_are_config_errors_without_io() {
     // Nothing listens on port 1; a Config error must come before any I/O.
     let base = PostgresConfig::new("postgres://postgres@127.0.0.1:1/test");
     for bad in [
-        base.clone().table("Sessions"),
-        base.clone().table("s;drop table x"),
-        base.clone().table(""),
-        base.clone().table("a".repeat(64)),
-        base.clone().schema("1schema"),
-        base.clone().schema("sch\"ema"),
+        base.clone().with_table("Sessions"),
+        base.clone().with_table("s;drop table x"),
+        base.clone().with_table(""),
+        base.clone().with_table("a".repeat(64)),
+        base.clone().with_schema("1schema"),
+        base.clone().with_schema("sch\"ema"),
     ] {
+        assert!(matches!(bad.clone().build().await, Err(Error::Config(_))));
         assert!(matches!(
-            PostgresStore::connect(&bad).await,
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(
-            PostgresStore::connect_lazy(&bad),
+            bad.with_lazy_connect(true).build().await,
             Err(Error::Config(_))
         ));
     }
-    let lazy = PostgresStore::connect_lazy(&base.clone().table("a".repeat(63))).unwrap();
-    assert_eq!(lazy.table_name().len(), 63);
+    let lazy = base
+        .with_table("a".repeat(63))
+        .with_lazy_connect(true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(lazy.table().len(), 63);
 }
 
 #[tokio::test]
@@ -206,18 +195,18 @@ async fn unreachable_server_is_a_retryable_backend_error() {
         l.local_addr().unwrap().port()
     };
     let config = PostgresConfig::new(format!("postgres://postgres@127.0.0.1:{port}/test"))
-        .acquire_timeout(Duration::from_millis(300))
-        .operation_timeout(Duration::from_secs(2));
-    match PostgresStore::connect(&config).await {
+        .with_acquire_timeout(Duration::from_millis(300))
+        .with_operation_timeout(Duration::from_secs(2));
+    match config.clone().build().await {
         Err(Error::Backend {
             retryable: true, ..
         }) => {}
         other => panic!("expected a retryable backend error, got {other:?}"),
     }
-    let lazy = PostgresStore::connect_lazy(&config).unwrap();
+    let lazy = config.with_lazy_connect(true).build().await.unwrap();
     for result in [
-        lazy.load(&key(), now(0)).await.map(|_| ()),
-        lazy.create(&key(), &record(None, T0)).await,
+        lazy.load(&fresh_key(), now(0)).await.map(|_| ()),
+        lazy.create(&fresh_key(), &record(now(0), b"data")).await,
         lazy.cleanup_expired(now(0), 10).await.map(|_| ()),
     ] {
         assert!(
@@ -233,13 +222,113 @@ async fn unreachable_server_is_a_retryable_backend_error() {
     }
 }
 
+/// A refused connection names the backend, the operation and the address,
+/// never the password: on connect, on every operation of a lazily built
+/// store, and on `migrate`.
+#[tokio::test]
+async fn errors_name_backend_operation_and_endpoint_without_the_password() {
+    let config = PostgresConfig::new("postgres://app:hunter2-secret@127.0.0.1:1/test")
+        .with_acquire_timeout(Duration::from_millis(200))
+        .with_operation_timeout(Duration::from_secs(1));
+    let expect = |err: Error, operation: &str| {
+        let shown = err.to_string();
+        assert!(
+            matches!(
+                &err,
+                Error::Backend { backend: "postgres", operation: op, endpoint: Some(e), .. }
+                    if *op == operation && e.contains("127.0.0.1:1")
+            ),
+            "{err:?}"
+        );
+        assert!(
+            shown.starts_with(&format!("postgres {operation} (")),
+            "{shown}"
+        );
+        assert!(shown.contains("127.0.0.1:1"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(!format!("{err:?}").contains("hunter2-secret"), "{err:?}");
+    };
+    expect(config.clone().build().await.unwrap_err(), "connect");
+
+    let store = config.with_lazy_connect(true).build().await.unwrap();
+    assert_eq!(store.endpoint(), "postgres://app:***@127.0.0.1:1/test");
+    assert!(!format!("{store:?}").contains("hunter2-secret"));
+    let (k, r, t) = (fresh_key(), record(now(0), b"data"), now(0));
+    let rotation = Rotation {
+        from: k,
+        to: fresh_key(),
+        record: r.clone(),
+        grace: None,
+    };
+    expect(store.migrate().await.unwrap_err(), "migrate");
+    expect(store.create(&k, &r).await.unwrap_err(), "create");
+    expect(store.load(&k, t).await.unwrap_err(), "load");
+    expect(store.save(&k, &r, t).await.unwrap_err(), "save");
+    expect(store.touch(&k, t, t, t).await.unwrap_err(), "touch");
+    expect(store.rotate(&rotation, t).await.unwrap_err(), "rotate");
+    expect(store.delete(&k).await.unwrap_err(), "delete");
+    expect(
+        store.delete_user("u", None, t).await.unwrap_err(),
+        "delete_user",
+    );
+    expect(store.list_user("u", t).await.unwrap_err(), "list_user");
+    expect(store.delete_all().await.unwrap_err(), "delete_all");
+    expect(
+        store.cleanup_expired(t, 10).await.unwrap_err(),
+        "cleanup_expired",
+    );
+}
+
+/// A record at version `u64::MAX` cannot be created, saved or rotated:
+/// `InvalidInput`, before any I/O (the store points at a closed port).
+#[tokio::test]
+async fn version_overflow_is_invalid_input() {
+    let store = PostgresConfig::new("postgres://postgres@127.0.0.1:1/test")
+        .with_lazy_connect(true)
+        .build()
+        .await
+        .unwrap();
+    let mut huge = record(now(0), b"data");
+    huge.version = u64::MAX;
+    let k = fresh_key();
+    let rotation = Rotation {
+        from: k,
+        to: fresh_key(),
+        record: huge.clone(),
+        grace: None,
+    };
+    for result in [
+        store.create(&k, &huge).await,
+        store.save(&k, &huge, now(0)).await.map(|_| ()),
+        store.rotate(&rotation, now(0)).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(Error::InvalidInput("session version overflow"))),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn from_env_requires_the_url() {
+    let err =
+        PostgresConfig::from_vars(&Vars::from_pairs([("SESSION_STORE_POSTGRES_SCHEMA", "x")]))
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: SESSION_STORE_POSTGRES_URL is not set"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlogged_option_creates_an_unlogged_table() {
     if common::skip_requested() {
         return;
     }
     for (unlogged, expected) in [(true, "u"), (false, "p")] {
-        let config = common::test_config(1).unlogged(unlogged);
+        let config = common::test_config()
+            .with_max_connections(1)
+            .with_unlogged(unlogged);
         let (store, _guard) = common::connect_migrated(&config).await;
         let raw = common::raw_pool().await;
         let persistence: String = sqlx::query_scalar(
@@ -247,13 +336,13 @@ async fn unlogged_option_creates_an_unlogged_table() {
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = 'sessions'",
         )
-        .bind(store.schema_name())
+        .bind(store.schema())
         .fetch_one(&raw)
         .await
         .unwrap();
         assert_eq!(persistence, expected);
-        let k = key();
-        store.create(&k, &record(None, T0)).await.unwrap();
+        let k = fresh_key();
+        store.create(&k, &record(now(0), b"data")).await.unwrap();
         assert!(store.load(&k, now(0)).await.unwrap().is_some());
     }
 }
@@ -265,9 +354,9 @@ async fn corrupt_rows_are_codec_errors_not_panics() {
     };
     let raw = common::raw_pool().await;
     let table = store.qualified_table();
-    let bad_user = key();
-    let bad_successor = key();
-    let negative_version = key();
+    let bad_user = fresh_key();
+    let bad_successor = fresh_key();
+    let negative_version = fresh_key();
     for (k, sql) in [
         (
             bad_user,
@@ -315,8 +404,8 @@ async fn unusual_values_round_trip() {
     // NUL and non-ASCII in the user id (text columns could not hold NUL),
     // empty and binary data, negative and extreme timestamps.
     let user = "a\0b'; DROP TABLE x; --é";
-    let k = key();
-    let mut r = record(Some(user), -5);
+    let k = fresh_key();
+    let mut r = user_record(Timestamp::from_millis(-5), user, b"data");
     r.data = (0..=255u8).collect();
     r.meta = Vec::new();
     r.auth_time = Some(Timestamp::from_millis(i64::MIN));
@@ -332,18 +421,24 @@ async fn unusual_values_round_trip() {
     assert_eq!(listed[0].key, k);
     assert!(store.list_user("a", now(0)).await.unwrap().is_empty());
     assert_eq!(store.delete_user(user, None, now(0)).await.unwrap(), 1);
-    // Versions beyond what a bigint holds can never match a stored row.
-    let mut huge = record(None, T0);
-    huge.version = u64::MAX;
+    // Versions beyond what a bigint holds cannot be created and can never
+    // match a stored row; `u64::MAX` has no successor version at all.
+    let mut huge = record(now(0), b"data");
+    huge.version = u64::MAX - 1;
     assert!(matches!(
-        store.create(&key(), &huge).await,
-        Err(Error::Config(_))
+        store.create(&fresh_key(), &huge).await,
+        Err(Error::InvalidInput(_))
     ));
-    let k2 = key();
-    store.create(&k2, &record(None, T0)).await.unwrap();
+    let k2 = fresh_key();
+    store.create(&k2, &record(now(0), b"data")).await.unwrap();
     assert!(matches!(
         store.save(&k2, &huge, now(0)).await,
         Err(Error::Conflict)
+    ));
+    huge.version = u64::MAX;
+    assert!(matches!(
+        store.save(&k2, &huge, now(0)).await,
+        Err(Error::InvalidInput("session version overflow"))
     ));
 }
 
@@ -363,12 +458,12 @@ async fn parallel_connections_race_exactly_as_the_contract_says() {
 
     for round in 0..ROUNDS {
         // Creates of one key.
-        let k = key();
+        let k = fresh_key();
         let barrier = Arc::new(Barrier::new(TASKS));
         let results = futures::future::join_all((0..TASKS).map(|i| {
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
-                let mut r = record(Some("racer"), T0);
+                let mut r = user_record(now(0), "racer", b"data");
                 r.data = format!("creator {i}").into_bytes();
                 barrier.wait().await;
                 store.create(&k, &r).await.map(|()| i)
@@ -419,7 +514,7 @@ async fn parallel_connections_race_exactly_as_the_contract_says() {
         // Rotations of one session to distinct successors (half with grace),
         // raced against touches and saves of the same session.
         let barrier = Arc::new(Barrier::new(TASKS));
-        let successors: Vec<StorageKey> = (0..TASKS).map(|_| key()).collect();
+        let successors: Vec<StorageKey> = (0..TASKS).map(|_| fresh_key()).collect();
         let results = futures::future::join_all((0..TASKS).map(|i| {
             let (store, barrier, r) = (store.clone(), barrier.clone(), saved.clone());
             let to = successors[i];
@@ -519,20 +614,20 @@ async fn concurrent_cleaners_share_the_work_exactly() {
     // Live sessions and live forwarders, through the store itself.
     let mut live = Vec::new();
     for i in 0..LIVE {
-        let k = key();
-        let mut r = record(Some("u"), T0);
+        let k = fresh_key();
+        let mut r = user_record(now(0), "u", b"data");
         r.idle_deadline = Timestamp::from_millis(clean_at.as_millis() + 1 + i as i64);
         store.create(&k, &r).await.unwrap();
         live.push(k);
     }
     let mut forwarded = Vec::new();
     for _ in 0..20 {
-        let (from, to) = (key(), key());
-        store.create(&from, &record(None, T0)).await.unwrap();
+        let (from, to) = (fresh_key(), fresh_key());
+        store.create(&from, &record(now(0), b"data")).await.unwrap();
         let rotation = Rotation {
             from,
             to,
-            record: record(None, T0),
+            record: record(now(0), b"data"),
             grace: Some(Grace {
                 sealed_token: b"s".to_vec(),
                 until: clean_at.saturating_add(Duration::from_millis(1)),
@@ -601,8 +696,10 @@ async fn one_connection_serves_many_concurrent_operations() {
     let tasks = (0..40).map(|i| {
         let store = store.clone();
         tokio::spawn(async move {
-            let k = key();
-            store.create(&k, &record(Some("many"), T0)).await?;
+            let k = fresh_key();
+            store
+                .create(&k, &user_record(now(0), "many", b"data"))
+                .await?;
             let found = store.load(&k, now(0)).await?;
             assert!(found.is_some(), "task {i}");
             store.touch(&k, now(90_000), now(1), now(1)).await
@@ -616,7 +713,7 @@ async fn one_connection_serves_many_concurrent_operations() {
     // Closing refuses further work with a retryable error.
     store.close().await;
     assert!(matches!(
-        store.load(&key(), now(0)).await,
+        store.load(&fresh_key(), now(0)).await,
         Err(Error::Backend {
             retryable: true,
             ..
@@ -632,13 +729,17 @@ async fn expired_warm_connections_are_replaced() {
         return;
     }
     for config in [
-        common::test_config(2).idle_timeout(Some(Duration::ZERO)),
-        common::test_config(2).max_lifetime(Some(Duration::ZERO)),
+        common::test_config()
+            .with_max_connections(2)
+            .with_idle_timeout(Some(Duration::ZERO)),
+        common::test_config()
+            .with_max_connections(2)
+            .with_max_lifetime(Some(Duration::ZERO)),
     ] {
         let (store, _guard) = common::connect_migrated(&config).await;
         for i in 0..20 {
-            let k = key();
-            store.create(&k, &record(None, T0)).await.unwrap();
+            let k = fresh_key();
+            store.create(&k, &record(now(0), b"data")).await.unwrap();
             assert!(store.load(&k, now(i)).await.unwrap().is_some());
         }
         assert!(store.pool().size() <= 2);
@@ -654,8 +755,8 @@ async fn close_with_operations_in_flight_finishes() {
         return;
     };
     let store = Arc::new(store);
-    let k = key();
-    store.create(&k, &record(None, T0)).await.unwrap();
+    let k = fresh_key();
+    store.create(&k, &record(now(0), b"data")).await.unwrap();
     let ops: Vec<_> = (0..30)
         .map(|_| {
             let store = store.clone();

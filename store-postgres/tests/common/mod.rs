@@ -1,5 +1,5 @@
-//! Shared helpers: the test server's URL, a fresh schema per test (dropped
-//! afterwards), and the skip switch.
+//! Shared helpers: the test server's configuration (`from_env`), a fresh
+//! schema per test (dropped afterwards), and the skip switch.
 #![allow(dead_code)]
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -7,19 +7,22 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use session_store_core::config::redact_url;
 use session_store_postgres::{PostgresConfig, PostgresStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection};
 
-/// Default test server (see `store-postgres/scripts/postgres-service.sh`).
-pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The test server's configuration, from the `SESSION_STORE_POSTGRES_*`
+/// variables (`.cargo/config.toml` sets the URL).
+pub fn server_config() -> PostgresConfig {
+    PostgresConfig::from_env().unwrap_or_else(|e| {
+        panic!("{e}: set it, or SESSION_STORE_SKIP_POSTGRES=1 to skip these tests")
+    })
+}
 
-/// The server's URL: `SESSION_STORE_POSTGRES_URL` or the default.
+/// The test server's URL (for raw connections of the tests).
 pub fn url() -> String {
-    std::env::var("SESSION_STORE_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+    server_config().url().to_owned()
 }
 
 /// Whether the user asked to skip PostgreSQL tests.
@@ -72,24 +75,20 @@ pub async fn raw_pool() -> sqlx::PgPool {
 }
 
 /// The configuration of a test store: the test server, a fresh random
-/// schema, a small pool and short timeouts.
-pub fn test_config(max_connections: u32) -> PostgresConfig {
-    PostgresConfig::new(url())
-        .schema(random_schema())
-        .table("sessions")
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
-        .statement_timeout(Some(Duration::from_secs(30)))
+/// schema, table `sessions`.
+pub fn test_config() -> PostgresConfig {
+    server_config()
+        .with_schema(random_schema())
+        .with_table("sessions")
 }
 
-/// Connects a store for `config` without migrating; panics with what to
+/// Builds a store for `config` without migrating; panics with what to
 /// start when the server cannot be reached.
 pub async fn connect(config: &PostgresConfig) -> PostgresStore {
     if let Err(e) = probe() {
         unreachable_server(&e);
     }
-    match PostgresStore::connect(config).await {
+    match config.clone().build().await {
         Ok(store) => store,
         Err(e) => unreachable_server(&e.to_string()),
     }
@@ -100,7 +99,7 @@ fn unreachable_server(why: &str) -> ! {
         "PostgreSQL is not reachable at {} ({why}). Start it with \
          store-postgres/scripts/postgres-service.sh, point SESSION_STORE_POSTGRES_URL \
          at a server, or set SESSION_STORE_SKIP_POSTGRES=1 to skip these tests.",
-        redacted(&url())
+        redact_url(&url())
     )
 }
 
@@ -135,24 +134,18 @@ pub async fn connect_migrated(config: &PostgresConfig) -> (PostgresStore, Schema
     let store = connect(config).await;
     let guard = SchemaGuard {
         url: url(),
-        schema: config.schema_name().to_owned(),
+        schema: config.schema().to_owned(),
     };
     store.migrate().await.expect("migrate a fresh schema");
     (store, guard)
 }
 
-/// A fresh migrated store in its own schema, or `None` when skipping.
+/// A fresh migrated store in its own schema with a pool of
+/// `max_connections`, or `None` when skipping.
 pub async fn fresh_store(max_connections: u32) -> Option<(PostgresStore, SchemaGuard)> {
     if skip_requested() {
         println!("SKIP: SESSION_STORE_SKIP_POSTGRES=1");
         return None;
     }
-    Some(connect_migrated(&test_config(max_connections)).await)
-}
-
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://<user>@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    Some(connect_migrated(&test_config().with_max_connections(max_connections)).await)
 }
