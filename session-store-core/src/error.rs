@@ -74,10 +74,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
 
-    /// Invalid configuration, found while building a store, a wrapper or a
-    /// manager (bad table name or key prefix, a timeout of zero, an
-    /// environment variable that does not parse). Never raised by an operation
-    /// on a built store.
+    /// Invalid configuration, found while setting up: building a store, a
+    /// wrapper, a manager or a background task, or migrating a schema (bad
+    /// table name or key prefix, a timeout of zero, an environment variable
+    /// that does not parse, a table of that name not created by this library).
+    /// Never raised by a [`SessionBackend`](crate::SessionBackend) operation.
     #[error("invalid configuration: {0}")]
     Config(String),
 
