@@ -197,12 +197,14 @@ impl Fixture {
                 Target::Postgres => {
                     let schema = format!("bench_{tag}");
                     crate::register_namespace("postgres", &schema);
-                    let config = PostgresConfig::new(postgres_url())
-                        .schema(&schema)
-                        .table("sessions")
-                        .operation_timeout(Duration::from_secs(120))
-                        .statement_timeout(Some(Duration::from_secs(120)));
-                    let store = PostgresStore::connect(&config).await.map_err(err)?;
+                    let store = PostgresConfig::new(postgres_url())
+                        .with_schema(&schema)
+                        .with_table("sessions")
+                        .with_operation_timeout(Duration::from_secs(120))
+                        .with_statement_timeout(Some(Duration::from_secs(120)))
+                        .build()
+                        .await
+                        .map_err(err)?;
                     store.migrate().await.map_err(err)?;
                     (
                         Arc::new(store.clone()),

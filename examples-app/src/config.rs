@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use session_store_core::{Encrypted, EncryptionKey, Error, Keyring, Result, SessionBackend};
-use session_store_postgres::{PostgresConfig, PostgresStore};
+use session_store_postgres::PostgresConfig;
 use session_store_redis::RedisConfig;
 use session_store_sqlite::SqliteConfig;
 
@@ -68,7 +68,7 @@ pub async fn backend_from_env() -> Result<Arc<dyn SessionBackend>> {
     let backend: Arc<dyn SessionBackend> = match BackendKind::from_env()? {
         BackendKind::Redis => Arc::new(RedisConfig::from_env()?.connect().await?),
         BackendKind::Postgres => {
-            let store = PostgresStore::connect(&PostgresConfig::from_env()?).await?;
+            let store = PostgresConfig::from_env()?.build().await?;
             store.migrate().await?;
             Arc::new(store)
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
-use session_store_postgres::{PostgresConfig, PostgresStore};
+use session_store_postgres::PostgresConfig;
 use session_store_redis::RedisConfig;
 use session_store_sqlite::SqliteConfig;
 
@@ -128,8 +128,8 @@ pub async fn redis(suite: &str) -> Option<TestBackend> {
     }
 }
 
-/// PostgreSQL (`SESSION_STORE_POSTGRES_URL`, default
-/// `postgres://postgres@127.0.0.1:5432/test`) in a fresh schema
+/// PostgreSQL (`PostgresConfig::from_env`: `SESSION_STORE_POSTGRES_URL`,
+/// set by the workspace's `.cargo/config.toml`) in a fresh schema
 /// `{suite}_test_<random>` (`-` in `suite` becomes `_`; dropped by
 /// [`TestBackend::finish`]), or `None` (with a visible `SKIP:` line naming
 /// the `suite`) when `SESSION_STORE_SKIP_POSTGRES=1`.
@@ -141,19 +141,16 @@ pub async fn postgres(suite: &str) -> Option<TestBackend> {
         println!("SKIP: PostgreSQL {suite} test (SESSION_STORE_SKIP_POSTGRES=1)");
         return None;
     }
-    let url = std::env::var("SESSION_STORE_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!(
         "{}_test_{}",
         suite.replace('-', "_"),
         SessionToken::generate().storage_key().short_hash()
     );
-    let config = PostgresConfig::new(url.clone())
-        .schema(schema.clone())
-        .max_connections(4);
-    let store = match PostgresStore::connect(&config).await {
+    let config = PostgresConfig::from_env()
+        .unwrap_or_else(|e| panic!("{e} (see .cargo/config.toml)"))
+        .with_schema(schema.clone());
+    let url = config.url().to_owned();
+    let store = match config.build().await {
         Ok(s) => s,
         Err(e) => panic!(
             "PostgreSQL is unreachable ({e}): run `store-postgres/scripts/postgres-service.sh`, \
