@@ -22,8 +22,6 @@ use crate::schema::{
     decode_entry as decode, encode_forward, encode_session, encode_time, entry_expires_at,
     expiry_key, parse_expiry_key, parse_user_key, user_key, user_prefix,
 };
-#[cfg(doc)]
-use crate::{Durability, SledConfig};
 
 /// The backend name in every [`Error::Backend`] of this crate.
 pub(crate) const BACKEND: &str = "sled";
@@ -50,9 +48,9 @@ fn abort<T>(e: Error) -> TxResult<T> {
 
 /// A session store in a sled database, under one tree prefix.
 ///
-/// Cheap to clone (an `Arc`). Build one with [`SledConfig::build`]; more
-/// namespaces in the same database with [`SledDb::store`] on
-/// [`SledStore::db`].
+/// Cheap to clone (an `Arc`). Build one with
+/// [`SledConfig::build`](crate::SledConfig::build); more namespaces in the
+/// same database with [`SledDb::store`] on [`SledStore::db`].
 ///
 /// Every [`Error::Backend`] it returns names the backend (`sled`), the
 /// operation (the method name) and the database directory (or `temporary`).
@@ -70,8 +68,9 @@ fn abort<T>(e: Error) -> TxResult<T> {
 ///   flushes (ours and the periodic flusher's) hold the read side of that
 ///   lock while they write and sync the log. A transaction can therefore wait
 ///   for a disk flush; on the blocking pool that wait never stalls a runtime
-///   worker. With [`Durability::EveryWrite`] the flush and `fdatasync` run in
-///   the same blocking task, after the transaction has released the lock.
+///   worker. With [`Durability::EveryWrite`](crate::Durability::EveryWrite)
+///   the flush and `fdatasync` run in the same blocking task, after the
+///   transaction has released the lock.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<StoreInner>,
@@ -216,7 +215,8 @@ impl SledStore {
     }
 
     /// Writes every pending change to stable storage, whatever the
-    /// [`Durability`] (see [`SledDb::flush_blocking`]); on the blocking pool.
+    /// [`Durability`](crate::Durability) (see [`SledDb::flush_blocking`]); on
+    /// the blocking pool.
     ///
     /// # Errors
     /// [`Error::Backend`] for I/O failures (operation `flush`).
