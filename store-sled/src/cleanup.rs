@@ -73,8 +73,8 @@ impl SledStore {
     /// not the store. Errors are logged and counted; the task keeps going.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a zero `every` or `batch`, or when called
-    /// outside a tokio runtime.
+    /// [`Error::Config`] when called outside a tokio runtime, or for a zero
+    /// `every` or `batch`.
     pub fn spawn_cleanup(
         &self,
         every: Duration,
@@ -82,12 +82,12 @@ impl SledStore {
         clock: Arc<dyn Clock>,
     ) -> Result<CleanupHandle> {
         if every.is_zero() || batch == 0 {
-            return Err(Error::InvalidInput(
-                "sled cleanup: interval and batch size must be positive",
+            return Err(Error::Config(
+                "sled cleanup: interval and batch size must be positive".into(),
             ));
         }
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::InvalidInput("sled cleanup: no tokio runtime"))?;
+            .map_err(|_| Error::Config("sled cleanup: no tokio runtime".into()))?;
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let (stats_tx, stats_rx) = watch::channel(CleanupStats::default());
         let store = self.clone();

@@ -488,7 +488,7 @@ async fn cleanup_task_removes_expired_entries_and_stops_when_dropped() {
 
     assert!(matches!(
         s.spawn_cleanup(Duration::ZERO, 4, clock.clone()),
-        Err(Error::InvalidInput(_))
+        Err(Error::Config(_))
     ));
 }
 
@@ -498,7 +498,7 @@ fn spawn_cleanup_outside_a_runtime_is_an_error() {
     let clock = Arc::new(ManualClock::new(t(0)));
     assert!(matches!(
         s.spawn_cleanup(Duration::from_secs(1), 10, clock),
-        Err(Error::InvalidInput(_))
+        Err(Error::Config(_))
     ));
 }
 
