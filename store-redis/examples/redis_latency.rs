@@ -5,6 +5,9 @@
 //! ```text
 //! cargo run -p session-store-redis --release --example redis_latency [redis://127.0.0.1:6379]
 //! ```
+//!
+//! Without an argument the server is `SESSION_STORE_REDIS_URL` (set for
+//! cargo runs by the workspace's `.cargo/config.toml`).
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -44,14 +47,17 @@ fn record(now: Timestamp, data: &[u8]) -> SessionRecord {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    // The server: the first argument, else SESSION_STORE_REDIS_URL.
+    let config = match std::env::args().nth(1) {
+        Some(url) => RedisConfig::new(url),
+        None => RedisConfig::from_env()?,
+    };
+    let url = config
+        .url()
+        .ok_or("a single server is needed (SESSION_STORE_REDIS_CLUSTER_NODES is set)")?
+        .to_owned();
     let prefix = format!("latency:{:08x}", rand::random::<u32>());
-    let store = RedisConfig::new(url.clone())
-        .with_prefix(prefix.clone())
-        .connect()
-        .await?;
+    let store = config.with_prefix(prefix.clone()).build().await?;
     let mut raw = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
     // Clean up the prefix whatever happens.
     let outcome = run(&store, &mut raw, &prefix).await;

@@ -3,9 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use session_store_core::config::{redact_url, Vars};
 use session_store_core::{Error, Result};
 
+use crate::core::Core;
+use crate::error::BACKEND;
 use crate::store::RedisStore;
+
+/// The smallest index guard, in milliseconds.
+const MIN_INDEX_GUARD_MS: u64 = 20;
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "session";
@@ -21,7 +27,7 @@ pub(crate) enum Target {
 
 /// How to reach Redis and how to name keys. Build it with
 /// [`RedisConfig::new`], [`RedisConfig::cluster`] or [`RedisConfig::from_env`],
-/// adjust it with the `with_*` methods, then [`connect`](RedisConfig::connect).
+/// adjust it with the `with_*` methods, then [`build`](RedisConfig::build) it.
 ///
 /// URLs follow the `redis` crate: `redis://[user:password@]host:port[/db]`,
 /// `rediss://...` for TLS (needs the `tls` feature). Credentials in URLs pass
@@ -40,13 +46,13 @@ pub(crate) enum Target {
 #[derive(Clone)]
 pub struct RedisConfig {
     pub(crate) target: Target,
-    pub(crate) prefix: String,
-    pub(crate) connection_timeout: Duration,
-    pub(crate) response_timeout: Duration,
-    pub(crate) operation_timeout: Duration,
-    pub(crate) reconnect_retries: usize,
-    pub(crate) ttl_slack: Duration,
-    pub(crate) index_guard: Duration,
+    prefix: String,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+    operation_timeout: Duration,
+    reconnect_retries: usize,
+    ttl_slack: Duration,
+    index_guard: Duration,
 }
 
 impl RedisConfig {
@@ -83,7 +89,7 @@ impl RedisConfig {
     ///
     /// | variable | meaning | default |
     /// | --- | --- | --- |
-    /// | `SESSION_STORE_REDIS_URL` | URL of a single server (`redis://` or `rediss://`, credentials allowed) | `redis://127.0.0.1:6379` |
+    /// | `SESSION_STORE_REDIS_URL` | URL of a single server (`redis://` or `rediss://`, credentials allowed); this or `SESSION_STORE_REDIS_CLUSTER_NODES` is required | none |
     /// | `SESSION_STORE_REDIS_CLUSTER_NODES` | comma-separated seed node URLs; when set, cluster mode is used and `SESSION_STORE_REDIS_URL` is ignored | unset |
     /// | `SESSION_STORE_REDIS_PREFIX` | key prefix, `[A-Za-z0-9_.:-]{1,64}` | `session` |
     /// | `SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS` | timeout of one connection attempt | `1000` |
@@ -91,64 +97,102 @@ impl RedisConfig {
     /// | `SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS` | cap on one store operation, reconnect waits included | `3000` |
     /// | `SESSION_STORE_REDIS_RECONNECT_RETRIES` | reconnect attempts per outage before commands fail | `2` |
     /// | `SESSION_STORE_REDIS_TTL_SLACK_MS` | added to every server-side expiry (clock-skew tolerance) | `5000` |
-    /// | `SESSION_STORE_REDIS_INDEX_GUARD_MS` | age before a user-index entry without a record may be pruned | `60000` |
+    /// | `SESSION_STORE_REDIS_INDEX_GUARD_MS` | age before a user-index entry without a record may be pruned (at least 20) | `60000` |
+    ///
+    /// Values follow the grammar of [`session_store_core::config`].
     ///
     /// # Errors
-    /// [`Error::Config`] for a value that does not parse or validate. Nothing
+    /// [`Error::Config`] naming the variable when neither location variable
+    /// is set, or for a value that does not parse or validate. Nothing
     /// connects yet.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(&Vars::from_env())
     }
 
-    /// [`RedisConfig::from_env`] over any variable source (for tests).
-    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mut config = match get("SESSION_STORE_REDIS_CLUSTER_NODES") {
-            Some(nodes) => RedisConfig::cluster(
-                nodes
+    /// [`RedisConfig::from_env`] over any variable source (a map in tests, a
+    /// secrets manager).
+    ///
+    /// ```
+    /// use session_store_core::config::Vars;
+    /// use session_store_redis::RedisConfig;
+    ///
+    /// let config = RedisConfig::from_vars(&Vars::from_pairs([
+    ///     ("SESSION_STORE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ///     ("SESSION_STORE_REDIS_PREFIX", "myapp:sess"),
+    /// ]))?;
+    /// assert_eq!(config.prefix(), "myapp:sess");
+    /// assert!(RedisConfig::from_vars(&Vars::from_pairs([("SESSION_STORE_REDIS_PREFIX", "p")])).is_err());
+    /// # Ok::<(), session_store_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`RedisConfig::from_env`].
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let nodes = vars.parse_with(
+            "SESSION_STORE_REDIS_CLUSTER_NODES",
+            "comma-separated Redis URLs",
+            |v| {
+                let nodes: Vec<String> = v
                     .split(',')
                     .map(str::trim)
                     .filter(|n| !n.is_empty())
-                    .map(str::to_owned),
-            ),
-            None => RedisConfig::new(
-                get("SESSION_STORE_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-            ),
+                    .map(str::to_owned)
+                    .collect();
+                (!nodes.is_empty()).then_some(nodes)
+            },
+        )?;
+        let mut config = match nodes {
+            Some(nodes) => RedisConfig::cluster(nodes),
+            None => match vars.string("SESSION_STORE_REDIS_URL") {
+                Some(url) => RedisConfig::new(url),
+                None => return Err(Error::Config(
+                    "SESSION_STORE_REDIS_URL is not set (nor SESSION_STORE_REDIS_CLUSTER_NODES \
+                         for a cluster)"
+                        .into(),
+                )),
+            },
         };
-        if let Some(prefix) = get("SESSION_STORE_REDIS_PREFIX") {
+        if let Some(prefix) = vars.parse_with(
+            "SESSION_STORE_REDIS_PREFIX",
+            "1 to 64 characters of [A-Za-z0-9_.:-]",
+            |v| validate_prefix(v).is_ok().then(|| v.to_owned()),
+        )? {
             config.prefix = prefix;
         }
-        let millis = |name: &str| -> Result<Option<Duration>> {
-            get(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .map(Duration::from_millis)
-                        .map_err(|_| {
-                            Error::Config(format!("{name} must be a whole number of milliseconds"))
-                        })
-                })
-                .transpose()
+        let positive_millis = |name: &str| {
+            vars.parse_with(name, "a whole number of milliseconds above zero", |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+            })
         };
-        if let Some(d) = millis("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS")? {
+        if let Some(d) = positive_millis("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS")? {
             config.connection_timeout = d;
         }
-        if let Some(d) = millis("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS")? {
+        if let Some(d) = positive_millis("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS")? {
             config.response_timeout = d;
         }
-        if let Some(d) = millis("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS")? {
+        if let Some(d) = positive_millis("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS")? {
             config.operation_timeout = d;
         }
-        if let Some(d) = millis("SESSION_STORE_REDIS_TTL_SLACK_MS")? {
+        if let Some(d) = vars.millis("SESSION_STORE_REDIS_TTL_SLACK_MS")? {
             config.ttl_slack = d;
         }
-        if let Some(d) = millis("SESSION_STORE_REDIS_INDEX_GUARD_MS")? {
+        if let Some(d) = vars.parse_with(
+            "SESSION_STORE_REDIS_INDEX_GUARD_MS",
+            "a whole number of milliseconds, at least 20",
+            |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms >= MIN_INDEX_GUARD_MS)
+                    .map(Duration::from_millis)
+            },
+        )? {
             config.index_guard = d;
         }
-        if let Some(v) = get("SESSION_STORE_REDIS_RECONNECT_RETRIES") {
-            config.reconnect_retries = v.trim().parse().map_err(|_| {
-                Error::Config("SESSION_STORE_REDIS_RECONNECT_RETRIES must be a whole number".into())
-            })?;
+        if let Some(n) = vars.number("SESSION_STORE_REDIS_RECONNECT_RETRIES")? {
+            config.reconnect_retries = n;
         }
         config.validate()?;
         Ok(config)
@@ -220,6 +264,67 @@ impl RedisConfig {
         matches!(self.target, Target::Cluster(_))
     }
 
+    /// The server URL as given (password included), or `None` for a cluster.
+    pub fn url(&self) -> Option<&str> {
+        match &self.target {
+            Target::Single(url) => Some(url),
+            Target::Cluster(_) => None,
+        }
+    }
+
+    /// The cluster seed node URLs as given (passwords included), or `None`
+    /// for a single server.
+    pub fn cluster_nodes(&self) -> Option<&[String]> {
+        match &self.target {
+            Target::Single(_) => None,
+            Target::Cluster(nodes) => Some(nodes),
+        }
+    }
+
+    /// Where the store connects, with any password redacted: the server URL,
+    /// or the cluster seed nodes joined by commas. Errors of the store name
+    /// it.
+    pub fn endpoint(&self) -> String {
+        match &self.target {
+            Target::Single(url) => redact_url(url),
+            Target::Cluster(nodes) => nodes
+                .iter()
+                .map(|n| redact_url(n))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Timeout of one connection attempt.
+    pub fn connection_timeout(&self) -> Duration {
+        self.connection_timeout
+    }
+
+    /// Timeout of one command's response.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Upper bound on one store operation.
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// Reconnect attempts per outage.
+    pub fn reconnect_retries(&self) -> usize {
+        self.reconnect_retries
+    }
+
+    /// Added to every key's server-side expiry.
+    pub fn ttl_slack(&self) -> Duration {
+        self.ttl_slack
+    }
+
+    /// Age before a user-index entry without a record may be pruned.
+    pub fn index_guard(&self) -> Duration {
+        self.index_guard
+    }
+
     /// Checks the prefix (`^[A-Za-z0-9_.:-]{1,64}$`: no hash-tag braces, no
     /// glob characters), the target (at least one URL), the timeouts (not
     /// zero) and the index guard (at least 20 ms).
@@ -238,7 +343,7 @@ impl RedisConfig {
             }
             _ => {}
         }
-        if self.index_guard < Duration::from_millis(20) {
+        if self.index_guard < Duration::from_millis(MIN_INDEX_GUARD_MS) {
             return Err(Error::Config(
                 "the index guard must be at least 20 ms (it bounds the time between writing \
                  a user-index entry and its session)"
@@ -257,15 +362,21 @@ impl RedisConfig {
         Ok(())
     }
 
-    /// Validates, connects and returns the store. Shorthand for
-    /// [`RedisStore::connect`].
+    /// Validates, connects (single server: an auto-reconnecting
+    /// `ConnectionManager`; cluster: the async cluster client), checks that
+    /// the server answers and returns the store.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid configuration or URL; a retryable
-    /// [`Error::Backend`] when the server cannot be reached within the
-    /// operation timeout.
-    pub async fn connect(self) -> Result<RedisStore> {
-        RedisStore::connect(self).await
+    /// [`Error::Config`] for an invalid configuration or URL (including
+    /// `rediss://` without the `tls` feature); a retryable [`Error::Backend`]
+    /// (operation `"connect"`, naming the endpoint) when Redis cannot be
+    /// reached within the operation timeout.
+    pub async fn build(self) -> Result<RedisStore> {
+        self.validate()?;
+        let core = Core::connect(&self)
+            .await
+            .map_err(|e| e.context(BACKEND, "connect", Some(&self.endpoint())))?;
+        Ok(RedisStore::new(core, &self))
     }
 }
 
@@ -281,22 +392,6 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
         Err(Error::Config(
             "the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9_.:-]".into(),
         ))
-    }
-}
-
-/// A URL with any password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-            } else {
-                format!("{}***{}", &url[..scheme_end + 3], &url[at..])
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -358,53 +453,111 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact_url("rediss://secret@h:1"), "rediss://***@h:1");
-        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
         let c = RedisConfig::cluster(["redis://:pw1@a:1", "redis://b:2"]);
         assert!(!format!("{c:?}").contains("pw1"));
+        assert_eq!(c.endpoint(), "redis://:***@a:1,redis://b:2");
+        let c = RedisConfig::new("rediss://u:secret@h:1/0");
+        assert!(!format!("{c:?}").contains("secret"));
+        assert_eq!(c.endpoint(), "rediss://u:***@h:1/0");
     }
 
+    const ALL: [(&str, &str); 9] = [
+        ("SESSION_STORE_REDIS_URL", "redis://ignored"),
+        (
+            "SESSION_STORE_REDIS_CLUSTER_NODES",
+            "redis://a:1, redis://b:2,",
+        ),
+        ("SESSION_STORE_REDIS_PREFIX", "p:x"),
+        ("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS", "111"),
+        ("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS", "250"),
+        ("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS", "4000"),
+        ("SESSION_STORE_REDIS_RECONNECT_RETRIES", "5"),
+        ("SESSION_STORE_REDIS_TTL_SLACK_MS", "0"),
+        ("SESSION_STORE_REDIS_INDEX_GUARD_MS", "30000"),
+    ];
+
     #[test]
-    fn env_parsing() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let c = RedisConfig::from_lookup(env(&[])).unwrap();
-        assert_eq!(c.target, Target::Single("redis://127.0.0.1:6379".into()));
-        assert_eq!(c.prefix, DEFAULT_PREFIX);
-        let c = RedisConfig::from_lookup(env(&[
-            ("SESSION_STORE_REDIS_URL", "redis://ignored"),
-            (
-                "SESSION_STORE_REDIS_CLUSTER_NODES",
-                "redis://a:1, redis://b:2,",
-            ),
-            ("SESSION_STORE_REDIS_PREFIX", "p:x"),
-            ("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS", "250"),
-            ("SESSION_STORE_REDIS_RECONNECT_RETRIES", "5"),
-        ]))
-        .unwrap();
+    fn from_vars_reads_every_variable() {
+        let c = RedisConfig::from_vars(&Vars::from_pairs(ALL)).unwrap();
         assert_eq!(
             c.target,
             Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
         );
-        assert_eq!(c.prefix, "p:x");
-        assert_eq!(c.response_timeout, Duration::from_millis(250));
-        assert_eq!(c.reconnect_retries, 5);
-        for bad in [
-            &[("SESSION_STORE_REDIS_PREFIX", "a{b}")][..],
-            &[("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS", "soon")][..],
-            &[("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS", "0")][..],
+        assert_eq!(c.prefix(), "p:x");
+        assert_eq!(c.connection_timeout(), Duration::from_millis(111));
+        assert_eq!(c.response_timeout(), Duration::from_millis(250));
+        assert_eq!(c.operation_timeout(), Duration::from_millis(4000));
+        assert_eq!(c.reconnect_retries(), 5);
+        assert_eq!(c.ttl_slack(), Duration::ZERO);
+        assert_eq!(c.index_guard(), Duration::from_secs(30));
+
+        // Without cluster nodes: the single server, and the defaults.
+        let c = RedisConfig::from_vars(&Vars::from_pairs([(
+            "SESSION_STORE_REDIS_URL",
+            " redis://127.0.0.1:6379 ",
+        )]))
+        .unwrap();
+        assert_eq!(c.url(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.cluster_nodes(), None);
+        assert_eq!(c.prefix(), DEFAULT_PREFIX);
+        assert_eq!(c.operation_timeout(), Duration::from_secs(3));
+        assert_eq!(c.index_guard(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_location_variable_is_required() {
+        let err = RedisConfig::from_vars(&Vars::from_pairs([("SESSION_STORE_REDIS_PREFIX", "p")]))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(
+            msg.contains("SESSION_STORE_REDIS_URL")
+                && msg.contains("SESSION_STORE_REDIS_CLUSTER_NODES"),
+            "{msg}"
+        );
+        // Blank is unset.
+        assert!(
+            RedisConfig::from_vars(&Vars::from_pairs([("SESSION_STORE_REDIS_URL", "  ")])).is_err()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, bad) in [
+            ("SESSION_STORE_REDIS_CLUSTER_NODES", ", ,"),
+            ("SESSION_STORE_REDIS_PREFIX", "a{b}"),
+            ("SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS", "0"),
+            ("SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS", "1s"),
+            ("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS", "soon"),
+            ("SESSION_STORE_REDIS_RECONNECT_RETRIES", "-1"),
+            ("SESSION_STORE_REDIS_TTL_SLACK_MS", "5.5"),
+            ("SESSION_STORE_REDIS_INDEX_GUARD_MS", "19"),
         ] {
-            assert!(matches!(
-                RedisConfig::from_lookup(env(bad)),
-                Err(Error::Config(_))
-            ));
+            let vars = Vars::from_pairs([("SESSION_STORE_REDIS_URL", "redis://h"), (name, bad)]);
+            match RedisConfig::from_vars(&vars) {
+                Err(Error::Config(msg)) => {
+                    assert!(msg.starts_with(name), "{name}: {msg}");
+                    assert!(msg.contains(bad), "{name}: {msg}");
+                }
+                other => panic!("{name}={bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let base = || RedisConfig::new("redis://h");
+        assert!(base().validate().is_ok());
+        for bad in [
+            RedisConfig::new(" "),
+            RedisConfig::cluster(Vec::<String>::new()),
+            base().with_connection_timeout(Duration::ZERO),
+            base().with_response_timeout(Duration::ZERO),
+            base().with_operation_timeout(Duration::ZERO),
+            base().with_index_guard(Duration::from_millis(19)),
+            base().with_prefix("a b"),
+        ] {
+            assert!(matches!(bad.validate(), Err(Error::Config(_))), "{bad:?}");
         }
     }
 }

@@ -12,8 +12,9 @@
 //!
 //! let store = RedisConfig::new("redis://127.0.0.1:6379")
 //!     .with_prefix("myapp:sess")
-//!     .connect()
+//!     .build()
 //!     .await?;
+//! let from_env = RedisConfig::from_env()?.build().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -24,7 +25,7 @@
 //!   forwarder share a hash tag (the first 8 bits of the storage key,
 //!   [`AFFINITY_BITS`], announced through `rotation_affinity_bits`), so a
 //!   rotation is one script in one slot. A successor that does not share the
-//!   bits is rejected with `Error::Config`. No command spans two slots (no
+//!   bits is rejected with `Error::InvalidInput`. No command spans two slots (no
 //!   `MGET`, `RENAME` or multi-key `DEL` across sessions); `KEYS` is never
 //!   used and `SCAN` only by [`delete_all`](session_store_core::SessionBackend::delete_all)
 //!   and [`RedisStore::dump_raw`] (per master node in cluster mode).
@@ -33,8 +34,8 @@
 //!   absolute deadline), plus a configurable slack, so nothing outlives its
 //!   session when no cleanup runs. Expiry is also checked at read time with
 //!   the caller's `now`, exactly as the contract says. `cleanup_expired`
-//!   returns 0 (capability `counted_cleanup = false`, see
-//!   [`RedisStore::capabilities`]).
+//!   returns 0 (capability `counted_cleanup = false`, reported by
+//!   [`capabilities`](session_store_core::SessionBackend::capabilities)).
 //! - One round trip per `load` (a plain `GET` of one compact value, see
 //!   the data layout below), `save`, `touch`, `delete` and anonymous
 //!   `create` (`SET NX PXAT`); `create` and `rotate` of a logged-in session
@@ -47,6 +48,11 @@
 //!   every operation is capped by an operation timeout, so a down server gives
 //!   a retryable `Error::Backend` in bounded time, never a hang and never
 //!   "no session". The single-server connection reconnects by itself.
+//! - Errors that say where: every `Error::Backend` names the backend
+//!   (`"redis"`), the operation (`"load"`, `"save"`, ..., `"connect"` while
+//!   building) and the endpoint ([`RedisStore::endpoint`]: the URL, or the
+//!   cluster seed nodes joined by commas, passwords redacted), and keeps the
+//!   client's error as its source.
 //! - TLS (`rediss://`, feature `tls`, rustls with the platform's roots) and
 //!   authentication (`redis://user:password@host`) pass through from the URL.
 //! - A validated key prefix (`[A-Za-z0-9_.:-]{1,64}`) per store;
@@ -116,8 +122,19 @@
 //! uses a random key prefix, so runs can share the servers.
 //! `SESSION_STORE_SKIP_REDIS=1` / `SESSION_STORE_SKIP_REDIS_CLUSTER=1` skip
 //! them visibly; otherwise an unreachable server fails the tests with a
-//! message naming the script. `SESSION_STORE_REDIS_URL` and
-//! `SESSION_STORE_REDIS_CLUSTER_NODES` point them elsewhere.
+//! message naming the script. The tests build their stores with
+//! [`RedisConfig::from_env`]; the workspace's `.cargo/config.toml` sets
+//! `SESSION_STORE_REDIS_URL` for them and
+//! `SESSION_STORE_TEST_REDIS_CLUSTER_NODES`, which the cluster tests read as
+//! `SESSION_STORE_REDIS_CLUSTER_NODES`; set either in the environment to
+//! point the tests elsewhere.
+//!
+//! ## Modules
+//! `config` (the configuration and `build`), `core` (the connection and the
+//! operation timeout), `error` (client errors into `Error`), `reply` (the
+//! scripts' reply codes and other reply shapes), `index` (user indexes and
+//! `SCAN`), `scripts` (the Lua scripts), `schema` (key names and the stored
+//! encoding), `store` (the `SessionBackend` impl).
 //!
 //! ```text
 //! cargo test -p session-store-redis                 # everything
@@ -129,6 +146,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod core;
+mod error;
+mod index;
+mod reply;
 mod schema;
 mod scripts;
 mod store;

@@ -17,7 +17,8 @@
 //! conflict, `-1` the target exists, `-2` stored value corrupt (a header
 //! that is not exactly the fixed-width layout, or a key of another type),
 //! `-3` the user-index entry is too old (retry), `-4` the user index must be
-//! written first (retry after writing it).
+//! written first (retry after writing it); `DELETE_OWNED` has its own. The
+//! client decodes them in one place, the table in the `reply` module.
 
 use std::sync::LazyLock;
 

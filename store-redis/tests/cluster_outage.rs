@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use session_store_core::{Error, Lookup, SessionBackend, SessionRecord, SessionToken, Timestamp};
+use session_store_conformance::fixtures::{self, fresh_key};
+use session_store_core::{Error, Lookup, SessionBackend, SessionRecord, Timestamp};
 use session_store_redis::RedisConfig;
 
 struct Node {
@@ -79,20 +80,6 @@ async fn cluster_ok(ports: &[u16]) -> bool {
     .await
 }
 
-fn record(now: Timestamp) -> SessionRecord {
-    SessionRecord {
-        version: 0,
-        user_id: None,
-        created_at: now,
-        last_seen_at: now,
-        auth_time: None,
-        idle_deadline: now.saturating_add(Duration::from_secs(600)),
-        absolute_deadline: now.saturating_add(Duration::from_secs(3600)),
-        meta: Vec::new(),
-        data: b"d".to_vec(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_master_is_an_error_and_the_cluster_store_recovers() {
     if common::skip(true).is_some() {
@@ -132,14 +119,12 @@ async fn a_crashed_master_is_an_error_and_the_cluster_store_recovers() {
         .with_response_timeout(Duration::from_millis(300))
         .with_operation_timeout(Duration::from_secs(1))
         .with_reconnect_retries(1)
-        .connect()
+        .build()
         .await
         .expect("store on the private cluster");
     let now = Timestamp::now_utc();
-    let r = record(now);
-    let keys: Vec<_> = (0..30)
-        .map(|_| SessionToken::generate().storage_key())
-        .collect();
+    let r = fixtures::record(now, b"d");
+    let keys: Vec<_> = (0..30).map(|_| fresh_key()).collect();
     for k in &keys {
         store.create(k, &r).await.unwrap();
     }
@@ -156,9 +141,21 @@ async fn a_crashed_master_is_an_error_and_the_cluster_store_recovers() {
             }
             // The crashed master's keys, and every key once the cluster
             // declares itself down.
-            Ok(Err(Error::Backend {
-                retryable: true, ..
-            })) => failed += 1,
+            Ok(Err(
+                err @ Error::Backend {
+                    backend: "redis",
+                    operation: "load",
+                    retryable: true,
+                    ..
+                },
+            )) => {
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("redis load ({})", store.endpoint())),
+                    "{err}"
+                );
+                failed += 1;
+            }
             Ok(other) => panic!("with a master down: {other:?}"),
             Err(_) => panic!("load hung with a master down"),
         }
@@ -200,7 +197,7 @@ async fn a_crashed_master_is_an_error_and_the_cluster_store_recovers() {
         }
     }
     for _ in 0..10 {
-        let k = SessionToken::generate().storage_key();
+        let k = fresh_key();
         let logged_in = SessionRecord {
             user_id: Some("judy".into()),
             ..r.clone()

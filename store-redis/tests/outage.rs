@@ -13,8 +13,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use session_store_conformance::fixtures::{self, fresh_key};
 use session_store_core::{
-    Error, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, StorageKey, Timestamp,
+    Error, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, Timestamp,
 };
 use session_store_redis::{RedisConfig, RedisStore, AFFINITY_BITS};
 
@@ -89,27 +90,13 @@ async fn store_on(port: u16) -> RedisStore {
         .with_response_timeout(Duration::from_millis(300))
         .with_operation_timeout(Duration::from_secs(1))
         .with_reconnect_retries(1)
-        .connect()
+        .build()
         .await
         .expect("store on the private server")
 }
 
 fn record(now: Timestamp) -> SessionRecord {
-    SessionRecord {
-        version: 0,
-        user_id: Some("ivan".into()),
-        created_at: now,
-        last_seen_at: now,
-        auth_time: Some(now),
-        idle_deadline: now.saturating_add(Duration::from_secs(600)),
-        absolute_deadline: now.saturating_add(Duration::from_secs(3600)),
-        meta: Vec::new(),
-        data: b"before the outage".to_vec(),
-    }
-}
-
-fn key() -> StorageKey {
-    SessionToken::generate().storage_key()
+    fixtures::user_record(now, "ivan", b"before the outage")
 }
 
 const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
@@ -122,16 +109,28 @@ const AOF_ALWAYS: &[&str] = &[
     "always",
 ];
 
-/// Asserts a retryable backend error, and that the answer came at all (the
-/// outer bound is far above the configured operation timeout of 1 s).
+/// Asserts a retryable backend error that names the backend, the operation
+/// `what` and the server `port`, and that the answer came at all (the outer
+/// bound is far above the configured operation timeout of 1 s).
 async fn assert_down<T: std::fmt::Debug>(
     what: &str,
+    port: u16,
     op: impl std::future::Future<Output = Result<T, Error>>,
 ) {
     match tokio::time::timeout(Duration::from_secs(20), op).await {
-        Ok(Err(Error::Backend {
-            retryable: true, ..
-        })) => {}
+        Ok(Err(
+            err @ Error::Backend {
+                backend: "redis",
+                retryable: true,
+                ..
+            },
+        )) => {
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with(&format!("redis {what} (redis://127.0.0.1:{port})")),
+                "{what}: {shown}"
+            );
+        }
         Ok(other) => {
             panic!("{what} with the server down: expected a retryable Backend error, got {other:?}")
         }
@@ -150,7 +149,7 @@ async fn outage_is_an_error_and_the_store_reconnects() {
     wait_until_up(port).await;
     let store = store_on(port).await;
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     let r = record(now);
     store.create(&k, &r).await.unwrap();
     assert!(store.load(&k, now).await.unwrap().is_some());
@@ -165,16 +164,17 @@ async fn outage_is_an_error_and_the_store_reconnects() {
     };
     // Twice: once on the broken connection, once while reconnecting.
     for _ in 0..2 {
-        assert_down("load", store.load(&k, now)).await;
-        assert_down("save", store.save(&k, &r, now)).await;
-        assert_down("touch", store.touch(&k, now, now, now)).await;
-        assert_down("create", store.create(&key(), &r)).await;
-        assert_down("rotate", store.rotate(&rot, now)).await;
-        assert_down("delete", store.delete(&k)).await;
-        assert_down("list_user", store.list_user("ivan", now)).await;
-        assert_down("delete_user", store.delete_user("ivan", None, now)).await;
-        assert_down("delete_all", store.delete_all()).await;
-        assert_down("ping", store.ping()).await;
+        assert_down("load", port, store.load(&k, now)).await;
+        assert_down("save", port, store.save(&k, &r, now)).await;
+        assert_down("touch", port, store.touch(&k, now, now, now)).await;
+        assert_down("create", port, store.create(&fresh_key(), &r)).await;
+        assert_down("rotate", port, store.rotate(&rot, now)).await;
+        assert_down("delete", port, store.delete(&k)).await;
+        assert_down("list_user", port, store.list_user("ivan", now)).await;
+        assert_down("delete_user", port, store.delete_user("ivan", None, now)).await;
+        assert_down("delete_all", port, store.delete_all()).await;
+        assert_down("ping", port, store.ping()).await;
+        assert_down("dump_raw", port, store.dump_raw()).await;
     }
 
     // Back on the same port: the same store object reconnects by itself.
@@ -188,7 +188,7 @@ async fn outage_is_an_error_and_the_store_reconnects() {
     // Without persistence the data written before the outage is gone: the
     // user is logged out (None, not an error: the server answered).
     assert_eq!(store.load(&k, now).await.unwrap(), None);
-    let k2 = key();
+    let k2 = fresh_key();
     store.create(&k2, &r).await.unwrap();
     assert!(matches!(
         store.load(&k2, now).await.unwrap(),
@@ -212,7 +212,7 @@ async fn append_only_always_keeps_sessions_across_a_crash() {
     wait_until_up(port).await;
     let store = store_on(port).await;
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     let r = record(now);
     store.create(&k, &r).await.unwrap();
     let v = store.save(&k, &r, now).await.unwrap();
@@ -260,34 +260,45 @@ async fn password_in_the_url_authenticates() {
     assert!(!format!("{config:?}").contains("s3cret-pw"));
     let store = common::eventually(Duration::from_secs(10), || {
         let c = config.clone();
-        async move { c.connect().await.is_ok() }
+        async move { c.build().await.is_ok() }
     })
     .await;
     assert!(store, "could not connect with the password");
-    let store = config.clone().connect().await.unwrap();
+    let store = config.clone().build().await.unwrap();
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     store.create(&k, &record(now)).await.unwrap();
     assert!(store.load(&k, now).await.unwrap().is_some());
     assert!(!format!("{store:?}").contains("s3cret-pw"));
 
-    let err = RedisConfig::new(format!("redis://:wrong@127.0.0.1:{port}"))
+    let err = RedisConfig::new(format!("redis://:wrong-pw@127.0.0.1:{port}"))
         .with_prefix(common::random_prefix())
         .with_reconnect_retries(0)
-        .connect()
+        .build()
         .await
         .expect_err("wrong password");
     assert!(
         matches!(
             err,
             Error::Backend {
+                backend: "redis",
+                operation: "connect",
                 retryable: false,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert!(!format!("{err:?} {err}").contains("s3cret-pw"));
+    let shown = format!("{err:?} {err}");
+    assert!(
+        !shown.contains("s3cret-pw") && !shown.contains("wrong-pw"),
+        "{shown}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("redis connect (redis://:***@127.0.0.1:{port})")),
+        "{err}"
+    );
     store.delete_all().await.unwrap();
     server.kill();
 }

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use redis::Value;
+use session_store_conformance::fixtures::{self, at, fresh_key};
 use session_store_core::{
     Error, Grace, Lookup, Rotation, SessionBackend, SessionRecord, SessionToken, StorageKey,
     Timestamp,
@@ -15,22 +16,19 @@ use session_store_redis::{RedisConfig, RedisStore, AFFINITY_BITS};
 
 use common::{config, connect, skip};
 
+/// A fixture record (of `user`, if any) with the given idle and absolute
+/// lifetimes from `now`.
 fn record(now: Timestamp, user: Option<&str>, idle: Duration, abs: Duration) -> SessionRecord {
+    let base = match user {
+        Some(user) => fixtures::user_record(now, user, b"data"),
+        None => fixtures::record(now, b"data"),
+    };
     SessionRecord {
-        version: 0,
-        user_id: user.map(str::to_owned),
-        created_at: now,
-        last_seen_at: now,
-        auth_time: user.map(|_| now),
-        idle_deadline: now.saturating_add(idle),
-        absolute_deadline: now.saturating_add(abs),
+        idle_deadline: at(now, idle),
+        absolute_deadline: at(now, abs),
         meta: b"meta".to_vec(),
-        data: b"data".to_vec(),
+        ..base
     }
-}
-
-fn key() -> StorageKey {
-    SessionToken::generate().storage_key()
 }
 
 const MIN: Duration = Duration::from_secs(60);
@@ -86,7 +84,7 @@ async fn native_ttl_on_every_key(cluster: bool) {
     let store = connect(config(cluster).with_ttl_slack(slack)).await;
     let mut raw = Raw::new(cluster).await;
     let now = Timestamp::now_utc();
-    let from = key();
+    let from = fresh_key();
     let r = record(now, Some("alice"), 10 * MIN, 60 * MIN);
     store.create(&from, &r).await.unwrap();
     let entry = store.entry_key_name(&from);
@@ -143,7 +141,7 @@ async fn native_ttl_on_every_key(cluster: bool) {
     );
 
     // Far-future deadlines are clamped, never rejected, and still expire.
-    let far = key();
+    let far = fresh_key();
     let mut forever = record(now, Some("alice"), MIN, MIN);
     forever.idle_deadline = Timestamp::MAX;
     forever.absolute_deadline = Timestamp::MAX;
@@ -205,7 +203,7 @@ async fn index_pruned_after_records_expired(cluster: bool) {
     let short = Duration::from_millis(200);
     for user in ["bob", "carol"] {
         let now = Timestamp::now_utc();
-        let long = key();
+        let long = fresh_key();
         store
             .create(&long, &record(now, Some(user), 60 * MIN, 60 * MIN))
             .await
@@ -213,7 +211,7 @@ async fn index_pruned_after_records_expired(cluster: bool) {
         let mut short_keys = Vec::new();
         // Idle-expired (absolute far away) and fully expired sessions.
         for abs in [60 * MIN, 60 * MIN, short] {
-            let k = key();
+            let k = fresh_key();
             store
                 .create(&k, &record(now, Some(user), short, abs))
                 .await
@@ -283,7 +281,7 @@ async fn young_index_entries_survive_and_stored_expired_sessions_are_deleted() {
     let store = connect(config(false)).await;
     let mut raw = Raw::new(false).await;
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     store
         .create(&k, &record(now, Some("dave"), MIN, MIN))
         .await
@@ -295,7 +293,7 @@ async fn young_index_entries_survive_and_stored_expired_sessions_are_deleted() {
 
     // Far past the deadlines by the caller's clock, but still stored: listing
     // shows nothing, delete_user still deletes it (counted as not live).
-    let e = key();
+    let e = fresh_key();
     store
         .create(&e, &record(now, Some("dave"), MIN, MIN))
         .await
@@ -319,7 +317,7 @@ async fn corrupt_values_are_codec_errors() {
     let store = connect(config(false)).await;
     let mut raw = Raw::new(false).await;
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     let r = record(now, Some("erin"), MIN, MIN);
     store.create(&k, &r).await.unwrap();
     let entry = store.entry_key_name(&k);
@@ -391,21 +389,19 @@ async fn prefixes_are_validated_and_isolated() {
         return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
     }
     for bad in ["", "a{b}", "a b", "x*", &"p".repeat(65)] {
-        let err = RedisConfig::new(common::standalone_url())
+        let err = common::env_config(false)
             .with_prefix(bad)
-            .connect()
+            .build()
             .await
             .expect_err("invalid prefix");
         assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
     }
     // A prefix and a longer prefix that starts with it stay apart.
     let outer = connect(config(false)).await;
-    let inner = connect(
-        RedisConfig::new(common::standalone_url()).with_prefix(format!("{}:u", outer.prefix())),
-    )
-    .await;
+    let inner =
+        connect(common::env_config(false).with_prefix(format!("{}:u", outer.prefix()))).await;
     let now = Timestamp::now_utc();
-    let (a, b) = (key(), key());
+    let (a, b) = (fresh_key(), fresh_key());
     outer
         .create(&a, &record(now, Some("frank"), MIN, MIN))
         .await
@@ -433,7 +429,7 @@ async fn rotation_needs_affinity() {
     let store = connect(config(false)).await;
     assert_eq!(store.rotation_affinity_bits(), AFFINITY_BITS);
     let now = Timestamp::now_utc();
-    let from = key();
+    let from = fresh_key();
     let r = record(now, None, MIN, MIN);
     store.create(&from, &r).await.unwrap();
     // A successor in another slot (first byte differs).
@@ -448,7 +444,7 @@ async fn rotation_needs_affinity() {
     };
     assert!(matches!(
         store.rotate(&rot, now).await,
-        Err(Error::Config(_))
+        Err(Error::InvalidInput(_))
     ));
     // A rotation that conflicts anyway says Conflict first.
     rot.record.version = 9;
@@ -465,28 +461,64 @@ async fn rotation_needs_affinity() {
 #[tokio::test]
 async fn unreachable_server_is_a_retryable_error() {
     // Port 1 on loopback: nothing listens there.
-    let err = RedisConfig::new("redis://127.0.0.1:1")
+    let err = RedisConfig::new("redis://:hunter2-secret@127.0.0.1:1/0")
         .with_prefix("unreachable")
         .with_operation_timeout(Duration::from_secs(2))
         .with_connection_timeout(Duration::from_millis(200))
         .with_reconnect_retries(0)
-        .connect()
+        .build()
         .await
         .expect_err("nothing listens on port 1");
     assert!(
         matches!(
             err,
             Error::Backend {
+                backend: "redis",
+                operation: "connect",
                 retryable: true,
                 ..
             }
         ),
         "{err:?}"
     );
+    // The message says where, and never the password.
+    let shown = err.to_string();
+    assert!(shown.starts_with("redis connect ("), "{shown}");
+    assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    // A cluster names its seed nodes (the client wants one password for all).
+    let err = RedisConfig::cluster([
+        "redis://:hunter2-secret@127.0.0.1:1",
+        "redis://:hunter2-secret@127.0.0.1:2",
+    ])
+    .with_operation_timeout(Duration::from_secs(2))
+    .with_connection_timeout(Duration::from_millis(200))
+    .with_reconnect_retries(0)
+    .build()
+    .await
+    .expect_err("nothing listens on ports 1 and 2");
+    let shown = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                backend: "redis",
+                operation: "connect",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        shown.contains("redis://:***@127.0.0.1:1,redis://:***@127.0.0.1:2"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
     #[cfg(not(feature = "tls"))]
     {
         let err = RedisConfig::new("rediss://127.0.0.1:1")
-            .connect()
+            .build()
             .await
             .expect_err("rediss without the tls feature");
         assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -505,7 +537,7 @@ async fn cluster_keys_share_slots() {
     let mut raw = Raw::new(true).await;
     let mut slots = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let from = key();
+        let from = fresh_key();
         let to = SessionToken::generate_with_affinity(&from, AFFINITY_BITS).storage_key();
         let a: i64 = raw
             .q(redis::cmd("CLUSTER")
@@ -530,7 +562,7 @@ async fn cluster_keys_share_slots() {
     let now = Timestamp::now_utc();
     for _ in 0..40 {
         store
-            .create(&key(), &record(now, Some("grace"), MIN, MIN))
+            .create(&fresh_key(), &record(now, Some("grace"), MIN, MIN))
             .await
             .unwrap();
     }
@@ -553,6 +585,57 @@ async fn store_from_env_connects() {
     )
     .await;
     store.ping().await.unwrap();
+    assert_eq!(
+        store.endpoint(),
+        session_store_core::config::redact_url(RedisConfig::from_env().unwrap().url().unwrap())
+    );
+}
+
+/// A record at version `u64::MAX` cannot be saved or rotated: the caller's
+/// argument is refused before anything is written.
+#[tokio::test]
+async fn version_overflow_is_invalid_input() {
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    let now = Timestamp::now_utc();
+    let k = fresh_key();
+    let mut r = record(now, Some("oscar"), MIN, MIN);
+    r.version = u64::MAX;
+    store.create(&k, &r).await.unwrap();
+    let err = store.save(&k, &r, now).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput("session version overflow")),
+        "{err:?}"
+    );
+    let rot = Rotation {
+        from: k,
+        to: fixtures::successor_key(&store, &k),
+        record: r.clone(),
+        grace: None,
+    };
+    let err = store.rotate(&rot, now).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput("session version overflow")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store.load(&k, now).await.unwrap(),
+        Some(Lookup::Session(s)) if s.version == u64::MAX
+    ));
+    store.delete_all().await.unwrap();
+}
+
+#[test]
+fn from_env_requires_a_location() {
+    let err = RedisConfig::from_vars(&session_store_core::config::Vars::from_pairs([(
+        "SESSION_STORE_REDIS_PREFIX",
+        "p",
+    )]))
+    .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("SESSION_STORE_REDIS_URL"), "{err}");
 }
 
 /// Ownership checks compare whole user ids, whatever their lengths, and the
@@ -564,7 +647,7 @@ async fn owner_changes_between_user_ids_of_different_lengths() {
     }
     let store = connect(config(false)).await;
     let now = Timestamp::now_utc();
-    let k = key();
+    let k = fresh_key();
     let long = "bobby-with-a-much-longer-user-id";
     let mut r = record(now, Some("bob"), MIN, MIN);
     store.create(&k, &r).await.unwrap();

@@ -1,27 +1,19 @@
 //! Shared test setup: servers, random prefixes, the conformance factory.
+//!
+//! Where the servers are comes from the environment through
+//! [`RedisConfig::from_env`] (the workspace's `.cargo/config.toml` sets
+//! `SESSION_STORE_REDIS_URL`); the cluster tests read their seed nodes from
+//! `SESSION_STORE_TEST_REDIS_CLUSTER_NODES` as `SESSION_STORE_REDIS_CLUSTER_NODES`.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use session_store_conformance::{Setup, TestStore};
+use session_store_core::config::Vars;
 use session_store_redis::{RedisConfig, RedisStore};
 
-/// The standalone server the tests use (`SESSION_STORE_REDIS_URL` overrides).
-pub fn standalone_url() -> String {
-    std::env::var("SESSION_STORE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The cluster seed nodes (`SESSION_STORE_REDIS_CLUSTER_NODES` overrides).
-pub fn cluster_nodes() -> Vec<String> {
-    std::env::var("SESSION_STORE_REDIS_CLUSTER_NODES")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
-        })
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
+/// The variable that names the cluster seed nodes for the tests.
+pub const TEST_CLUSTER_NODES: &str = "SESSION_STORE_TEST_REDIS_CLUSTER_NODES";
 
 /// A prefix no other test run uses.
 pub fn random_prefix() -> String {
@@ -38,29 +30,41 @@ pub fn skip(cluster: bool) -> Option<String> {
     (std::env::var(var).as_deref() == Ok("1")).then(|| format!("{var}=1 is set"))
 }
 
-/// The config for a fresh namespace on the standalone server or the cluster.
-pub fn config(cluster: bool) -> RedisConfig {
-    let base = if cluster {
-        RedisConfig::cluster(cluster_nodes())
+/// The environment's configuration for the standalone server or the cluster,
+/// with the default prefix.
+pub fn env_config(cluster: bool) -> RedisConfig {
+    let config = if cluster {
+        RedisConfig::from_vars(&Vars::from_fn(|name| match name {
+            "SESSION_STORE_REDIS_CLUSTER_NODES" => std::env::var(TEST_CLUSTER_NODES).ok(),
+            other => std::env::var(other).ok(),
+        }))
     } else {
-        RedisConfig::new(standalone_url())
-    };
-    base.with_prefix(random_prefix())
+        RedisConfig::from_env()
+    }
+    .unwrap_or_else(|e| panic!("Redis test configuration: {e}"));
+    assert_eq!(
+        config.is_cluster(),
+        cluster,
+        "{TEST_CLUSTER_NODES} must name the cluster seed nodes for the cluster tests, \
+         and SESSION_STORE_REDIS_CLUSTER_NODES must be unset for the standalone tests"
+    );
+    config
 }
 
-/// Connects or panics with what to start.
+/// The config for a fresh namespace on the standalone server or the cluster.
+pub fn config(cluster: bool) -> RedisConfig {
+    env_config(cluster).with_prefix(random_prefix())
+}
+
+/// Builds the store or panics with what to start.
 pub async fn connect(config: RedisConfig) -> RedisStore {
     let cluster = config.is_cluster();
-    match config.connect().await {
+    match config.build().await {
         Ok(store) => store,
         Err(e) => panic!(
             "cannot reach the Redis {} for the tests ({e}); start it with \
              `store-redis/scripts/redis-services.sh start`, or set {}=1 to skip",
-            if cluster {
-                "Cluster on 127.0.0.1:7001-7003"
-            } else {
-                "server on 127.0.0.1:6379"
-            },
+            if cluster { "Cluster" } else { "server" },
             if cluster {
                 "SESSION_STORE_SKIP_REDIS_CLUSTER"
             } else {
@@ -81,19 +85,16 @@ pub async fn factory(cluster: bool) -> Setup {
     }
     let store = connect(config(cluster)).await;
     let dumper = store.clone();
-    Setup::Run(
-        TestStore::new(store)
-            .with_capabilities(RedisStore::capabilities())
-            .with_dump(move || {
-                let s = dumper.clone();
-                async move { s.dump_raw().await }
-            }),
-    )
+    Setup::Run(TestStore::new(store).with_dump(move || {
+        let s = dumper.clone();
+        async move { s.dump_raw().await }
+    }))
 }
 
 /// A raw connection to the standalone server, for inspecting keys.
 pub async fn raw_standalone() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(standalone_url())
+    let config = env_config(false);
+    redis::Client::open(config.url().expect("a single server"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -102,7 +103,8 @@ pub async fn raw_standalone() -> redis::aio::MultiplexedConnection {
 
 /// A raw connection to the cluster.
 pub async fn raw_cluster() -> redis::cluster_async::ClusterConnection {
-    redis::cluster::ClusterClient::new(cluster_nodes())
+    let config = env_config(true);
+    redis::cluster::ClusterClient::new(config.cluster_nodes().expect("cluster nodes").to_vec())
         .unwrap()
         .get_async_connection()
         .await
