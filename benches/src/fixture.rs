@@ -222,7 +222,7 @@ impl Fixture {
                     .with_prefix(format!("bench:{tag}"));
                     // Store keys are `{<prefix>:..}:...` (hash tags).
                     crate::register_namespace("redis", &format!("{{bench:{tag}:*"));
-                    let store = config.connect().await.map_err(err)?;
+                    let store = config.build().await.map_err(err)?;
                     (Arc::new(store.clone()), Concrete::Redis(store), None)
                 }
                 #[allow(unreachable_patterns)]

@@ -66,7 +66,7 @@ impl BackendKind {
 /// cannot be opened or migrated.
 pub async fn backend_from_env() -> Result<Arc<dyn SessionBackend>> {
     let backend: Arc<dyn SessionBackend> = match BackendKind::from_env()? {
-        BackendKind::Redis => Arc::new(RedisConfig::from_env()?.connect().await?),
+        BackendKind::Redis => Arc::new(RedisConfig::from_env()?.build().await?),
         BackendKind::Postgres => {
             let store = PostgresConfig::from_env()?.build().await?;
             store.migrate().await?;

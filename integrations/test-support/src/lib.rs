@@ -95,7 +95,9 @@ pub async fn encrypted_sqlite() -> Option<TestBackend> {
     Some(t)
 }
 
-/// Redis on 127.0.0.1:6379 under the key prefix `{suite}-test:<random>`, or
+/// Redis from [`RedisConfig::from_env`] (`SESSION_STORE_REDIS_URL`, set by
+/// the workspace's `.cargo/config.toml`) under the key prefix
+/// `{suite}-test:<random>`, or
 /// `None` (with a visible `SKIP:` line naming the `suite`, e.g. `adapter`)
 /// when `SESSION_STORE_SKIP_REDIS=1`.
 ///
@@ -110,11 +112,10 @@ pub async fn redis(suite: &str) -> Option<TestBackend> {
         "{suite}-test:{}",
         SessionToken::generate().storage_key().short_hash()
     );
-    match RedisConfig::new("redis://127.0.0.1:6379")
-        .with_prefix(prefix)
-        .connect()
-        .await
-    {
+    let config = RedisConfig::from_env()
+        .unwrap_or_else(|e| panic!("Redis test configuration: {e}"))
+        .with_prefix(prefix);
+    match config.build().await {
         Ok(store) => Some(TestBackend {
             backend: Arc::new(store),
             name: "redis",
@@ -122,7 +123,7 @@ pub async fn redis(suite: &str) -> Option<TestBackend> {
             postgres: None,
         }),
         Err(e) => panic!(
-            "Redis at 127.0.0.1:6379 is unreachable ({e}): run `store-redis/scripts/redis-services.sh start`, \
+            "Redis (SESSION_STORE_REDIS_URL) is unreachable ({e}): run `store-redis/scripts/redis-services.sh start`, \
              or set SESSION_STORE_SKIP_REDIS=1 to skip the Redis tests"
         ),
     }
