@@ -60,7 +60,7 @@ impl RedisConfig {
     /// connection timeout 1 s, response timeout 1 s, operation timeout 3 s,
     /// 2 reconnect retries, TTL slack 5 s, index guard 60 s.
     pub fn new(url: impl Into<String>) -> Self {
-        Self::with_target(Target::Single(url.into()))
+        Self::from_target(Target::Single(url.into()))
     }
 
     /// A Redis Cluster reached through the seed nodes `nodes` (one URL each).
@@ -69,10 +69,10 @@ impl RedisConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::with_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
+        Self::from_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
     }
 
-    fn with_target(target: Target) -> Self {
+    fn from_target(target: Target) -> Self {
         RedisConfig {
             target,
             prefix: DEFAULT_PREFIX.to_owned(),
