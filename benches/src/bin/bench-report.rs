@@ -40,18 +40,21 @@ fn main() {
         .and_then(|s| s.to_str())
         .unwrap_or("benchmarks")
         .to_owned();
-    let (md, svgs) = render(
-        &Results::from_records(records),
-        &mode,
-        &facts,
-        &notes,
-        &stem,
-    );
+    let results = Results::from_records(records).unwrap_or_else(|e| {
+        eprintln!("bench-report: {e}");
+        std::process::exit(1);
+    });
+    let report = render(&results, &mode, &facts, &notes, &stem).unwrap_or_else(|e| {
+        eprintln!("bench-report: {e}");
+        std::process::exit(1);
+    });
     let parent = out.parent().map(PathBuf::from).unwrap_or_default();
-    for (name, svg) in svgs {
-        let path = parent.join(&name);
-        std::fs::write(&path, svg).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    for figure in report.figures {
+        let path = parent.join(&figure.file);
+        std::fs::write(&path, figure.svg)
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
-    std::fs::write(&out, md).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+    std::fs::write(&out, report.markdown)
+        .unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
     println!("wrote {}", out.display());
 }
