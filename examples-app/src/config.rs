@@ -3,52 +3,54 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use session_store_core::config::Vars;
 use session_store_core::{Encrypted, EncryptionKey, Error, Keyring, Result, SessionBackend};
 use session_store_postgres::PostgresConfig;
 use session_store_redis::RedisConfig;
 use session_store_sqlite::SqliteConfig;
 
-/// SQLite file used when no backend variable is set.
+/// SQLite file used when `SESSION_STORE_SQLITE_PATH` is unset.
 pub const DEFAULT_SQLITE_PATH: &str = "example-app-sessions.db";
 /// Listen address when `EXAMPLE_APP_BIND` is unset.
 pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
 
-/// Which backend the environment selects.
+/// Which backend the app runs on: `EXAMPLE_APP_BACKEND`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// SQLite (the default).
+    /// SQLite (`sqlite`, the default).
     Sqlite,
-    /// Redis (`SESSION_STORE_REDIS_URL` or `SESSION_STORE_REDIS_CLUSTER_NODES` is set).
+    /// Redis or Redis Cluster (`redis`).
     Redis,
-    /// PostgreSQL (`SESSION_STORE_POSTGRES_URL` is set).
+    /// PostgreSQL (`postgres`).
     Postgres,
 }
 
 impl BackendKind {
-    /// Reads the choice from the environment (see [`backend_from_env`]).
+    /// Reads `EXAMPLE_APP_BACKEND` from the environment (see [`backend_from_env`]).
     ///
     /// # Errors
-    /// [`Error::Config`] when both a Redis and a PostgreSQL URL are set.
+    /// [`Error::Config`] naming the variable for an unknown backend.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        Self::from_vars(&Vars::from_env())
     }
 
-    /// [`BackendKind::from_env`] with an explicit lookup (for tests).
+    /// [`BackendKind::from_env`] over any variable source.
     ///
     /// # Errors
     /// As [`BackendKind::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let redis = lookup("SESSION_STORE_REDIS_URL").is_some()
-            || lookup("SESSION_STORE_REDIS_CLUSTER_NODES").is_some();
-        let postgres = lookup("SESSION_STORE_POSTGRES_URL").is_some();
-        match (redis, postgres) {
-            (true, true) => Err(Error::Config(
-                "set either a Redis or a PostgreSQL URL, not both".into(),
-            )),
-            (true, false) => Ok(BackendKind::Redis),
-            (false, true) => Ok(BackendKind::Postgres),
-            (false, false) => Ok(BackendKind::Sqlite),
-        }
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        Ok(vars
+            .parse_with(
+                "EXAMPLE_APP_BACKEND",
+                "sqlite, redis or postgres",
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "sqlite" => Some(BackendKind::Sqlite),
+                    "redis" => Some(BackendKind::Redis),
+                    "postgres" | "postgresql" => Some(BackendKind::Postgres),
+                    _ => None,
+                },
+            )?
+            .unwrap_or(BackendKind::Sqlite))
     }
 }
 
@@ -56,38 +58,47 @@ impl BackendKind {
 ///
 /// | Variable | Meaning | Default |
 /// |---|---|---|
-/// | `SESSION_STORE_REDIS_URL` / `SESSION_STORE_REDIS_CLUSTER_NODES` | use Redis; every `SESSION_STORE_REDIS_*` variable applies (see `session_store_redis::RedisConfig::from_env`) | unset |
-/// | `SESSION_STORE_POSTGRES_URL` | use PostgreSQL; every `SESSION_STORE_POSTGRES_*` variable applies (see `session_store_postgres::PostgresConfig::from_env`) | unset |
-/// | `SESSION_STORE_SQLITE_PATH` | SQLite file when neither URL is set; every `SESSION_STORE_SQLITE_*` variable applies | `example-app-sessions.db` |
+/// | `EXAMPLE_APP_BACKEND` | `sqlite`, `redis` or `postgres` | `sqlite` |
+/// | `SESSION_STORE_SQLITE_*` | SQLite settings (see `session_store_sqlite::SqliteConfig::from_env`); `SESSION_STORE_SQLITE_PATH` defaults to [`DEFAULT_SQLITE_PATH`] here | |
+/// | `SESSION_STORE_REDIS_*` | Redis settings, `SESSION_STORE_REDIS_URL` or `SESSION_STORE_REDIS_CLUSTER_NODES` required (see `session_store_redis::RedisConfig::from_env`) | |
+/// | `SESSION_STORE_POSTGRES_*` | PostgreSQL settings, `SESSION_STORE_POSTGRES_URL` required (see `session_store_postgres::PostgresConfig::from_env`) | |
 /// | `EXAMPLE_APP_ENCRYPTION_KEY` | 64 hex characters: encrypt session data and metadata at rest (AES-256-GCM, key id 1) | unset (no encryption) |
 ///
 /// # Errors
 /// [`Error::Config`] for invalid values; backend errors when the store
 /// cannot be opened or migrated.
 pub async fn backend_from_env() -> Result<Arc<dyn SessionBackend>> {
-    let backend: Arc<dyn SessionBackend> = match BackendKind::from_env()? {
-        BackendKind::Redis => Arc::new(RedisConfig::from_env()?.build().await?),
+    backend_from_vars(&Vars::from_env()).await
+}
+
+/// [`backend_from_env`] over any variable source.
+///
+/// # Errors
+/// As [`backend_from_env`].
+pub async fn backend_from_vars(vars: &Vars) -> Result<Arc<dyn SessionBackend>> {
+    let backend: Arc<dyn SessionBackend> = match BackendKind::from_vars(vars)? {
+        BackendKind::Redis => Arc::new(RedisConfig::from_vars(vars)?.build().await?),
         BackendKind::Postgres => {
-            let store = PostgresConfig::from_env()?.build().await?;
+            let store = PostgresConfig::from_vars(vars)?.build().await?;
             store.migrate().await?;
             Arc::new(store)
         }
         BackendKind::Sqlite => {
-            let config = match std::env::var("SESSION_STORE_SQLITE_PATH") {
-                Ok(_) => SqliteConfig::from_env()?,
-                Err(_) => SqliteConfig::new(DEFAULT_SQLITE_PATH),
+            let config = match vars.string("SESSION_STORE_SQLITE_PATH") {
+                Some(_) => SqliteConfig::from_vars(vars)?,
+                None => SqliteConfig::new(DEFAULT_SQLITE_PATH),
             };
             let store = config.build().await?;
             store.migrate().await?;
             Arc::new(store)
         }
     };
-    match std::env::var("EXAMPLE_APP_ENCRYPTION_KEY") {
-        Ok(hex) => Ok(Arc::new(Encrypted::new(
+    match vars.string("EXAMPLE_APP_ENCRYPTION_KEY") {
+        Some(hex) => Ok(Arc::new(Encrypted::new(
             backend,
             Keyring::new(1, parse_key(&hex)?),
         ))),
-        Err(_) => Ok(backend),
+        None => Ok(backend),
     }
 }
 
@@ -138,36 +149,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backend_choice_follows_the_urls() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |n: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == n)
-                    .map(|(_, v)| v.to_string())
-            }
+    fn backend_choice_is_explicit() {
+        let kind = |pairs: &[(&str, &str)]| {
+            BackendKind::from_vars(&Vars::from_pairs(pairs.iter().copied()))
         };
+        // URLs alone choose nothing: every URL may be set at once.
         assert_eq!(
-            BackendKind::from_lookup(env(&[])).unwrap(),
+            kind(&[
+                ("SESSION_STORE_REDIS_URL", "redis://127.0.0.1"),
+                ("SESSION_STORE_POSTGRES_URL", "postgres://x"),
+            ])
+            .unwrap(),
             BackendKind::Sqlite
         );
         assert_eq!(
-            BackendKind::from_lookup(env(&[("SESSION_STORE_REDIS_URL", "redis://127.0.0.1")]))
-                .unwrap(),
+            kind(&[("EXAMPLE_APP_BACKEND", "Redis")]).unwrap(),
             BackendKind::Redis
         );
         assert_eq!(
-            BackendKind::from_lookup(env(&[("SESSION_STORE_POSTGRES_URL", "postgres://x")]))
-                .unwrap(),
+            kind(&[("EXAMPLE_APP_BACKEND", "postgres")]).unwrap(),
             BackendKind::Postgres
         );
-        assert!(matches!(
-            BackendKind::from_lookup(env(&[
-                ("SESSION_STORE_POSTGRES_URL", "postgres://x"),
-                ("SESSION_STORE_REDIS_URL", "redis://x"),
-            ])),
-            Err(Error::Config(_))
-        ));
+        assert_eq!(
+            kind(&[("EXAMPLE_APP_BACKEND", "sqlite")]).unwrap(),
+            BackendKind::Sqlite
+        );
+        let err = kind(&[("EXAMPLE_APP_BACKEND", "oracle")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.starts_with("EXAMPLE_APP_BACKEND: expected")),
+            "{err}"
+        );
     }
 
     #[test]

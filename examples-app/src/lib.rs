@@ -75,7 +75,8 @@ mod csrf;
 
 pub use app::{default_policy, router, router_with, AppOptions, CSRF_FIELD, CSRF_HEADER};
 pub use config::{
-    backend_from_env, bind_from_env, parse_key, BackendKind, DEFAULT_BIND, DEFAULT_SQLITE_PATH,
+    backend_from_env, backend_from_vars, bind_from_env, parse_key, BackendKind, DEFAULT_BIND,
+    DEFAULT_SQLITE_PATH,
 };
 pub use cookie::{
     expired_cookie, session_cookie, token_from_headers, COOKIE_NAME, MAX_COOKIE_BYTES,
