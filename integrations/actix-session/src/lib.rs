@@ -23,6 +23,30 @@
 //! # let _ = middleware;
 //! ```
 //!
+//! ## Configuration
+//! One [`AdapterConfig`](session_store_core::AdapterConfig), from
+//! `session-store-core` and shared with the tower-sessions adapter: the
+//! absolute timeout, the data size limit and the data field naming the user.
+//! [`ActixSessionStore::with_config`] takes it, built in code or from the
+//! `SESSION_STORE_ADAPTER_*` variables listed in
+//! [`AdapterConfig::from_env`](session_store_core::AdapterConfig::from_env):
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use session_store_core::MemoryStore;
+//! use session_store_actix::ActixSessionStore;
+//! use session_store_core::AdapterConfig;
+//!
+//! let store = ActixSessionStore::new(Arc::new(MemoryStore::new()))
+//!     .with_config(AdapterConfig::from_env()?.with_user_id_key("user"))?;
+//! # let _ = store;
+//! # Ok::<(), session_store_core::Error>(())
+//! ```
+//!
+//! With actix-session, the absolute timeout counts from the creation of the
+//! record under its current key: `Session::renew` saves the state under a
+//! new key, so it restarts the count.
+//!
 //! ## Capabilities: what holds
 //! - **Keys are our tokens, hashed at rest.** actix-session lets the store
 //!   generate session keys: `save` generates a 256-bit
@@ -32,7 +56,8 @@
 //!   A cookie value that is not a well-formed token is "no session" before
 //!   any I/O.
 //! - **Create never overwrites.** `save` inserts with the backend's
-//!   insert-if-absent `create` and draws a new token on `AlreadyExists`.
+//!   insert-if-absent `create` and draws a new token on `AlreadyExists`
+//!   (at most [`CREATE_ATTEMPTS`] times, then an error).
 //! - **Strict mode.** An unknown or expired key never becomes a session: the
 //!   middleware then calls `save`, which generates a new key.
 //! - **No resurrection.** `update` re-reads the stored version and writes
@@ -46,15 +71,17 @@
 //!   `update_ttl` (with `TtlExtensionPolicy::OnEveryRequest`) is the
 //!   backend's `touch`, which never moves a deadline backwards.
 //! - **An absolute timeout**, which actix-session itself does not have
-//!   ([`ActixStoreConfigBuilder::absolute_timeout`], default 12 h from
-//!   creation).
+//!   ([`with_absolute_timeout`](session_store_core::AdapterConfig::with_absolute_timeout),
+//!   default 12 h from creation).
 //! - **Cleanup**: [`ActixSessionStore::cleanup_expired`] (actix-session has
 //!   no hook for it; run it periodically).
 //! - **Errors fail closed**: backend, decryption and decode errors are
 //!   `LoadError::Other` (500), never "no session" and never an empty
 //!   session that a later update would write over the damaged one.
 //! - **Per-user revocation** when a state field names the user
-//!   ([`ActixStoreConfigBuilder::user_id_key`]).
+//!   ([`with_user_id_key`](session_store_core::AdapterConfig::with_user_id_key);
+//!   actix-session stores each value JSON-encoded, so the field holds a JSON
+//!   string).
 //!
 //! ## What does not hold (actix-session's own semantics)
 //! - **`Session::renew` is delete-then-create, not an atomic rotation.** The
@@ -80,11 +107,6 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod config;
 mod store;
 
-pub use config::{
-    ActixStoreConfig, ActixStoreConfigBuilder, CREATE_ATTEMPTS, DEFAULT_ABSOLUTE_TIMEOUT,
-    DEFAULT_MAX_DATA_BYTES, MAX_USER_ID_BYTES,
-};
-pub use store::{storage_key_for, ActixSessionStore};
+pub use store::{storage_key_for, ActixSessionStore, CREATE_ATTEMPTS};

@@ -8,11 +8,16 @@ use std::time::Duration;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use anyhow::anyhow;
 use session_store_core::{
-    Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, SessionToken, StorageKey,
-    SystemClock, Timestamp,
+    AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary,
+    SessionToken, StorageKey, SystemClock, Timestamp,
 };
 
-use crate::config::{ActixStoreConfig, CREATE_ATTEMPTS, MAX_USER_ID_BYTES};
+/// How many fresh keys `save` tries before giving up. A collision of
+/// 256-bit random tokens is practically impossible; more than one means the
+/// random source is broken, and failing is the safe answer.
+pub const CREATE_ATTEMPTS: usize = 8;
+/// Longest accepted user id, in bytes.
+const MAX_USER_ID_BYTES: usize = AdapterConfig::MAX_USER_ID_BYTES;
 
 /// Rows removed per `cleanup_expired` call in [`ActixSessionStore::cleanup_expired`].
 const CLEANUP_BATCH: usize = 1000;
@@ -31,7 +36,7 @@ type SessionState = HashMap<String, String>;
 pub struct ActixSessionStore {
     backend: Arc<dyn SessionBackend>,
     clock: Arc<dyn Clock>,
-    config: Arc<ActixStoreConfig>,
+    config: Arc<AdapterConfig>,
 }
 
 impl fmt::Debug for ActixSessionStore {
@@ -63,18 +68,23 @@ fn other(e: Error) -> anyhow::Error {
 }
 
 impl ActixSessionStore {
-    /// An adapter with the default [`ActixStoreConfig`] and the system clock.
+    /// An adapter with the default [`AdapterConfig`] and the system clock.
     pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
-        Self::with_config(backend, ActixStoreConfig::default())
-    }
-
-    /// An adapter with an explicit configuration.
-    pub fn with_config(backend: Arc<dyn SessionBackend>, config: ActixStoreConfig) -> Self {
         ActixSessionStore {
             backend,
             clock: Arc::new(SystemClock),
-            config: Arc::new(config),
+            config: Arc::new(AdapterConfig::default()),
         }
+    }
+
+    /// Replaces the configuration, after [`AdapterConfig::validate`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the invalid field.
+    pub fn with_config(mut self, config: AdapterConfig) -> session_store_core::Result<Self> {
+        config.validate()?;
+        self.config = Arc::new(config);
+        Ok(self)
     }
 
     /// Replaces the clock (inject a
@@ -90,12 +100,12 @@ impl ActixSessionStore {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &ActixStoreConfig {
+    pub fn config(&self) -> &AdapterConfig {
         &self.config
     }
 
     /// Deletes every session whose state names `user_id` under the configured
-    /// [`user_id_key`](crate::ActixStoreConfigBuilder::user_id_key) ("log out
+    /// [`user_id_key`](AdapterConfig::with_user_id_key) ("log out
     /// everywhere"); returns how many live sessions were removed.
     ///
     /// # Errors
@@ -138,14 +148,14 @@ impl ActixSessionStore {
 
     fn encode(&self, state: &SessionState) -> anyhow::Result<(Vec<u8>, Option<String>)> {
         let data = serde_json::to_vec(state)?;
-        if data.len() > self.config.max_data_bytes {
+        if data.len() > self.config.max_data_bytes() {
             return Err(anyhow!(
                 "session state is too large: {} bytes, limit {}",
                 data.len(),
-                self.config.max_data_bytes
+                self.config.max_data_bytes()
             ));
         }
-        let user = match &self.config.user_id_key {
+        let user = match self.config.user_id_key() {
             None => None,
             Some(field) => match state.get(field) {
                 None => None,
@@ -201,7 +211,7 @@ impl SessionStore for ActixSessionStore {
     ) -> Result<SessionKey, SaveError> {
         let (data, user_id) = self.encode(&state).map_err(SaveError::Serialization)?;
         let now = self.clock.now();
-        let absolute = now.saturating_add(self.config.absolute_timeout);
+        let absolute = now.saturating_add(self.config.absolute_timeout());
         let record = SessionRecord {
             version: 0,
             user_id,

@@ -11,8 +11,8 @@ use actix_session::{Session, SessionExt as _, SessionMiddleware};
 use actix_web::cookie::Key;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
-use session_store_actix::{ActixSessionStore, ActixStoreConfig};
-use session_store_core::{Clock as _, ManualClock, Timestamp};
+use session_store_actix::ActixSessionStore;
+use session_store_core::{AdapterConfig, Clock as _, ManualClock, Timestamp};
 use session_store_test_support::{per_backend, Browser, TestBackend};
 
 const IDLE_MINUTES: i64 = 10;
@@ -72,12 +72,13 @@ async fn logout(session: Session) -> HttpResponse {
 
 fn start(b: &TestBackend, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
-    let config = ActixStoreConfig::builder()
-        .absolute_timeout(absolute)
-        .user_id_key("user")
-        .build()
-        .unwrap();
-    let store = ActixSessionStore::with_config(b.backend.clone(), config).with_clock(clock.clone());
+    let config = AdapterConfig::new()
+        .with_absolute_timeout(absolute)
+        .with_user_id_key("user");
+    let store = ActixSessionStore::new(b.backend.clone())
+        .with_config(config)
+        .unwrap()
+        .with_clock(clock.clone());
     let key = Key::generate();
     let served = store.clone();
     let (tx, rx) = std::sync::mpsc::channel();

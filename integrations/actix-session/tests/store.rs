@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use actix_session::storage::{LoadError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as Ttl;
-use session_store_actix::{storage_key_for, ActixSessionStore, ActixStoreConfig};
+use session_store_actix::{storage_key_for, ActixSessionStore};
 use session_store_core::{
-    Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, MemoryStore, SessionBackend,
-    SessionToken,
+    AdapterConfig, Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, MemoryStore,
+    SessionBackend, SessionToken,
 };
 use session_store_test_support::{per_backend, TestBackend};
 
@@ -87,11 +87,9 @@ async fn expiry_on_read_and_ttl_extension(b: TestBackend) {
 }
 
 async fn oversized_state_is_refused(b: TestBackend) {
-    let config = ActixStoreConfig::builder()
-        .max_data_bytes(64)
-        .build()
+    let store = ActixSessionStore::new(b.backend.clone())
+        .with_config(AdapterConfig::new().with_max_data_bytes(64))
         .unwrap();
-    let store = ActixSessionStore::with_config(b.backend.clone(), config);
     assert!(store
         .save(state(&"x".repeat(100)), &Ttl::minutes(10))
         .await
@@ -106,6 +104,27 @@ per_backend!(
     expiry_on_read_and_ttl_extension,
     oversized_state_is_refused,
 );
+
+#[test]
+fn an_invalid_config_is_refused() {
+    let memory: Arc<dyn SessionBackend> = Arc::new(MemoryStore::new());
+    for config in [
+        AdapterConfig::new().with_absolute_timeout(Duration::ZERO),
+        AdapterConfig::new().with_max_data_bytes(0),
+        AdapterConfig::new().with_user_id_key(""),
+    ] {
+        let r = ActixSessionStore::new(memory.clone()).with_config(config.clone());
+        assert!(
+            matches!(r, Err(session_store_core::Error::Config(_))),
+            "{config:?}"
+        );
+    }
+    let config = AdapterConfig::new().with_user_id_key("user");
+    let store = ActixSessionStore::new(memory)
+        .with_config(config.clone())
+        .unwrap();
+    assert_eq!(store.config(), &config);
+}
 
 #[tokio::test]
 async fn undecryptable_state_fails_closed() {

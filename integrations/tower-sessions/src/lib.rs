@@ -21,6 +21,30 @@
 //! # let _ = layer;
 //! ```
 //!
+//! ## Configuration
+//! One [`AdapterConfig`](session_store_core::AdapterConfig), from
+//! `session-store-core` and shared with the actix-session adapter: the
+//! absolute timeout, the data size limit and the data field naming the user.
+//! [`TowerSessionStore::with_config`] takes it, built in code or from the
+//! `SESSION_STORE_ADAPTER_*` variables listed in
+//! [`AdapterConfig::from_env`](session_store_core::AdapterConfig::from_env):
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use session_store_core::MemoryStore;
+//! use session_store_core::AdapterConfig;
+//! use session_store_tower_sessions::TowerSessionStore;
+//!
+//! let store = TowerSessionStore::new(Arc::new(MemoryStore::new()))
+//!     .with_config(AdapterConfig::from_env()?.with_user_id_key("user"))?;
+//! # let _ = store;
+//! # Ok::<(), session_store_core::Error>(())
+//! ```
+//!
+//! With tower-sessions, the absolute timeout counts from the creation of the
+//! record under its current id: `cycle_id` creates a new record, so it
+//! restarts the count.
+//!
 //! ## Capabilities: what holds
 //! - **Hashed keys at rest.** The tower-sessions [`Id`](tower_sessions_core::session::Id)
 //!   is the secret (the cookie value). The backend only ever sees
@@ -30,7 +54,7 @@
 //!   `SessionToken` (22 characters, not 43), so the id's text is what is hashed.
 //! - **Create never overwrites.** `create` inserts with the backend's
 //!   insert-if-absent `create`; on `AlreadyExists` it draws a fresh `Id`
-//!   and tries again (at most 8 times, then an error).
+//!   and tries again (at most [`CREATE_ATTEMPTS`] times, then an error).
 //! - **Strict mode.** An unknown or expired id in a cookie never becomes a
 //!   session: tower-sessions then creates a record under a fresh id of its own.
 //! - **No resurrection.** `save` re-reads the stored version and writes with
@@ -42,14 +66,14 @@
 //!   cleanup ran: the idle deadline is the expiry date tower-sessions asks
 //!   for (`Expiry::OnInactivity` moves it on each save).
 //! - **An absolute timeout**, which tower-sessions itself does not have
-//!   ([`TowerStoreConfigBuilder::absolute_timeout`], default 12 h from
-//!   creation): no expiry date is stored past it.
+//!   ([`with_absolute_timeout`](session_store_core::AdapterConfig::with_absolute_timeout),
+//!   default 12 h from creation): no expiry date is stored past it.
 //! - **Cleanup**: [`ExpiredDeletion`](tower_sessions_core::ExpiredDeletion)
 //!   is implemented with the backend's bounded `cleanup_expired`.
 //! - **Errors fail closed**: an unreachable backend is an error, never "no
 //!   session"; undecodable or undecryptable data is a decode error.
 //! - **Per-user revocation** when a data field names the user
-//!   ([`TowerStoreConfigBuilder::user_id_key`]):
+//!   ([`with_user_id_key`](session_store_core::AdapterConfig::with_user_id_key)):
 //!   [`TowerSessionStore::logout_user`] and [`TowerSessionStore::list_user`].
 //!
 //! ## What does not hold (tower-sessions' own semantics)
@@ -77,11 +101,6 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod config;
 mod store;
 
-pub use config::{
-    TowerStoreConfig, TowerStoreConfigBuilder, CREATE_ATTEMPTS, DEFAULT_ABSOLUTE_TIMEOUT,
-    DEFAULT_MAX_DATA_BYTES, MAX_USER_ID_BYTES,
-};
-pub use store::{storage_key_for, TowerSessionStore};
+pub use store::{storage_key_for, TowerSessionStore, CREATE_ATTEMPTS};

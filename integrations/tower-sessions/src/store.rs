@@ -7,15 +7,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use session_store_core::{
-    Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey, SystemClock,
-    Timestamp,
+    AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey,
+    SystemClock, Timestamp,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::config::{TowerStoreConfig, CREATE_ATTEMPTS, MAX_USER_ID_BYTES};
+/// How many fresh ids `create` tries before giving up. A collision of
+/// 128-bit random ids is practically impossible; more than one means the
+/// random source is broken, and failing is the safe answer.
+pub const CREATE_ATTEMPTS: usize = 8;
+/// Longest accepted user id, in bytes.
+const MAX_USER_ID_BYTES: usize = AdapterConfig::MAX_USER_ID_BYTES;
 
 /// Rows removed per `cleanup_expired` call in [`ExpiredDeletion::delete_expired`].
 const CLEANUP_BATCH: usize = 1000;
@@ -42,7 +47,7 @@ pub fn storage_key_for(id: &Id) -> StorageKey {
 pub struct TowerSessionStore {
     backend: Arc<dyn SessionBackend>,
     clock: Arc<dyn Clock>,
-    config: Arc<TowerStoreConfig>,
+    config: Arc<AdapterConfig>,
 }
 
 impl fmt::Debug for TowerSessionStore {
@@ -55,18 +60,23 @@ impl fmt::Debug for TowerSessionStore {
 }
 
 impl TowerSessionStore {
-    /// An adapter with the default [`TowerStoreConfig`] and the system clock.
+    /// An adapter with the default [`AdapterConfig`] and the system clock.
     pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
-        Self::with_config(backend, TowerStoreConfig::default())
-    }
-
-    /// An adapter with an explicit configuration.
-    pub fn with_config(backend: Arc<dyn SessionBackend>, config: TowerStoreConfig) -> Self {
         TowerSessionStore {
             backend,
             clock: Arc::new(SystemClock),
-            config: Arc::new(config),
+            config: Arc::new(AdapterConfig::default()),
         }
+    }
+
+    /// Replaces the configuration, after [`AdapterConfig::validate`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the invalid field.
+    pub fn with_config(mut self, config: AdapterConfig) -> session_store_core::Result<Self> {
+        config.validate()?;
+        self.config = Arc::new(config);
+        Ok(self)
     }
 
     /// Replaces the clock that judges expiry (inject a
@@ -86,12 +96,12 @@ impl TowerSessionStore {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &TowerStoreConfig {
+    pub fn config(&self) -> &AdapterConfig {
         &self.config
     }
 
     /// Deletes every session whose data names `user_id` under the configured
-    /// [`user_id_key`](crate::TowerStoreConfigBuilder::user_id_key) ("log out
+    /// [`user_id_key`](AdapterConfig::with_user_id_key) ("log out
     /// everywhere"); returns how many live sessions were removed. Without a
     /// configured key no session has a user and this removes nothing.
     ///
@@ -117,14 +127,14 @@ impl TowerSessionStore {
     fn encode(&self, record: &Record) -> session_store::Result<(Vec<u8>, Option<String>)> {
         let data = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        if data.len() > self.config.max_data_bytes {
+        if data.len() > self.config.max_data_bytes() {
             return Err(session_store::Error::Encode(format!(
                 "session data is too large: {} bytes, limit {}",
                 data.len(),
-                self.config.max_data_bytes
+                self.config.max_data_bytes()
             )));
         }
-        let user = match &self.config.user_id_key {
+        let user = match self.config.user_id_key() {
             None => None,
             Some(field) => match record.data.get(field) {
                 Some(Value::String(u)) if !u.is_empty() && u.len() <= MAX_USER_ID_BYTES => {
@@ -176,7 +186,7 @@ impl SessionStore for TowerSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
         let now = self.clock.now();
-        let absolute = now.saturating_add(self.config.absolute_timeout);
+        let absolute = now.saturating_add(self.config.absolute_timeout());
         let stored = SessionRecord {
             version: 0,
             user_id,

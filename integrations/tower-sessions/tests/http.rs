@@ -8,9 +8,9 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
-use session_store_core::{Clock as _, ManualClock, Timestamp};
+use session_store_core::{AdapterConfig, Clock as _, ManualClock, Timestamp};
 use session_store_test_support::{per_backend, Browser, TestBackend};
-use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
+use session_store_tower_sessions::{storage_key_for, TowerSessionStore};
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
@@ -53,12 +53,13 @@ async fn logout(session: Session) -> &'static str {
 
 async fn start(b: &TestBackend, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
-    let config = TowerStoreConfig::builder()
-        .absolute_timeout(absolute)
-        .user_id_key("user")
-        .build()
-        .unwrap();
-    let store = TowerSessionStore::with_config(b.backend.clone(), config).with_clock(clock.clone());
+    let config = AdapterConfig::new()
+        .with_absolute_timeout(absolute)
+        .with_user_id_key("user");
+    let store = TowerSessionStore::new(b.backend.clone())
+        .with_config(config)
+        .unwrap()
+        .with_clock(clock.clone());
     let layer = SessionManagerLayer::new(store.clone())
         // Plain http on loopback: a real jar only sends Secure cookies over https.
         .with_secure(false)

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use session_store_core::{ManualClock, MemoryStore, SessionBackend};
+use session_store_core::{AdapterConfig, ManualClock, MemoryStore, SessionBackend};
 use session_store_test_support::{per_backend, TestBackend};
-use session_store_tower_sessions::{storage_key_for, TowerSessionStore, TowerStoreConfig};
+use session_store_tower_sessions::{storage_key_for, TowerSessionStore};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::Error as StoreError;
@@ -99,11 +99,10 @@ async fn save_updates_live_sessions_only(b: TestBackend) {
 
 async fn oversized_data_is_refused(b: TestBackend) {
     let clock = Arc::new(ManualClock::starting_now());
-    let config = TowerStoreConfig::builder()
-        .max_data_bytes(64)
-        .build()
-        .unwrap();
-    let store = TowerSessionStore::with_config(b.backend.clone(), config).with_clock(clock);
+    let store = TowerSessionStore::new(b.backend.clone())
+        .with_config(AdapterConfig::new().with_max_data_bytes(64))
+        .unwrap()
+        .with_clock(clock);
     let mut r = record(&"x".repeat(100), 10);
     assert!(matches!(
         store.create(&mut r).await,
@@ -120,6 +119,27 @@ per_backend!(
     save_updates_live_sessions_only,
     oversized_data_is_refused,
 );
+
+#[test]
+fn an_invalid_config_is_refused() {
+    let memory: Arc<dyn SessionBackend> = Arc::new(MemoryStore::new());
+    for config in [
+        AdapterConfig::new().with_absolute_timeout(Duration::ZERO),
+        AdapterConfig::new().with_max_data_bytes(0),
+        AdapterConfig::new().with_user_id_key(""),
+    ] {
+        let r = TowerSessionStore::new(memory.clone()).with_config(config.clone());
+        assert!(
+            matches!(r, Err(session_store_core::Error::Config(_))),
+            "{config:?}"
+        );
+    }
+    let config = AdapterConfig::new().with_user_id_key("user");
+    let store = TowerSessionStore::new(memory)
+        .with_config(config.clone())
+        .unwrap();
+    assert_eq!(store.config(), &config);
+}
 
 #[tokio::test]
 async fn delete_expired_removes_only_expired_sessions() {
