@@ -200,7 +200,7 @@ impl Chart<'_> {
 mod tests {
     use super::*;
 
-    fn ms(v: f64) -> String {
+    fn nanos(v: f64) -> String {
         format!("{v} ns")
     }
 
@@ -241,7 +241,7 @@ mod tests {
         let chart = Chart {
             title: "t",
             groups: &groups,
-            format: ms,
+            format: nanos,
             legend: &[],
         };
         assert_eq!(chart.svg(), Ok(None));
@@ -265,7 +265,7 @@ mod tests {
         let svg = Chart {
             title: "p50 <latency>",
             groups: &groups,
-            format: ms,
+            format: nanos,
             legend: &legend,
         }
         .svg()
