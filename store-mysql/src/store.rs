@@ -703,3 +703,259 @@ impl SessionBackend for MySqlStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    /// The test server's configuration, or `None` (after a SKIP line naming
+    /// `test`) when the user opted out with `SESSION_STORE_SKIP_MYSQL=1`.
+    fn server(test: &str) -> Option<MySqlConfig> {
+        if std::env::var("SESSION_STORE_SKIP_MYSQL").as_deref() == Ok("1") {
+            println!("SKIP: {test} (SESSION_STORE_SKIP_MYSQL=1)");
+            return None;
+        }
+        Some(MySqlConfig::from_env().expect("SESSION_STORE_MYSQL_URL (.cargo/config.toml sets it)"))
+    }
+
+    async fn raw(config: &MySqlConfig) -> MySqlConnection {
+        MySqlConnection::connect(config.url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MySQL unreachable at {} ({e}): run store-mysql/scripts/mysql-service.sh \
+                     or set SESSION_STORE_SKIP_MYSQL=1",
+                    config.endpoint()
+                )
+            })
+    }
+
+    fn retryable(e: &Error) -> Option<bool> {
+        match e {
+            Error::Backend { retryable, .. } => Some(*retryable),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn client_side_errors_map_by_kind() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::Io(io))), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::PoolTimedOut)), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::PoolClosed)), Some(true));
+        assert_eq!(retryable(&map_sqlx(sqlx::Error::RowNotFound)), Some(false));
+        assert_eq!(
+            retryable(&map_sqlx(sqlx::Error::ColumnNotFound("x".into()))),
+            Some(false)
+        );
+    }
+
+    /// Server errors by number and SQLSTATE, raised on a real server with
+    /// `SIGNAL`; the write answers for 1062 and 1406.
+    #[tokio::test]
+    async fn server_errors_map_by_number() {
+        let Some(config) = server("server_errors_map_by_number") else {
+            return;
+        };
+        let mut conn = raw(&config).await;
+        let mut raise = async |state: &str, number: u16| {
+            let sql = format!(
+                "SIGNAL SQLSTATE '{state}' SET MYSQL_ERRNO = {number}, MESSAGE_TEXT = 'raised'"
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap_err()
+        };
+        for (state, number, expected) in [
+            ("40001", 1213, true),
+            ("HY000", 1205, true),
+            ("08S01", 1040, true),
+            ("08S01", 1053, true),
+            ("70100", 1317, true),
+            ("70100", 1927, true),
+            ("70100", 1969, true),
+            ("HY000", 3024, true),
+            ("42000", 1064, false),
+            ("42S02", 1146, false),
+            ("23000", 1062, false),
+            ("22001", 1406, false),
+        ] {
+            let e = raise(state, number).await;
+            assert_eq!(server_error_number(&e), Some(number));
+            assert_eq!(is_deadlock(&e), number == 1213, "{number}");
+            assert_eq!(retryable(&map_sqlx(e)), Some(expected), "{number}");
+        }
+        let e = raise("23000", 1062).await;
+        assert!(matches!(
+            write_answer::<()>(Err(e)),
+            Ok(Err(Error::AlreadyExists))
+        ));
+        let e = raise("22001", 1406).await;
+        assert!(matches!(
+            write_answer::<()>(Err(e)),
+            Ok(Err(Error::InvalidInput(_)))
+        ));
+        let e = raise("40001", 1213).await;
+        assert!(
+            write_answer::<()>(Err(e)).is_err(),
+            "a deadlock stays a driver error"
+        );
+    }
+
+    /// The server's own `EXPLAIN` of each user and cleanup statement, with
+    /// the store's SQL and real parameters, on a table big enough that a
+    /// scan would be an option: delete-by-user and list-by-user stay on the
+    /// user index (list without a sort), the cleanup batch on the expiry
+    /// index, even with many expired sessions waiting for cleanup.
+    #[tokio::test]
+    async fn plans_use_the_indexes() {
+        let Some(config) = server("plans_use_the_indexes") else {
+            return;
+        };
+        let table = format!("plan_{:016x}", rand_u64());
+        let store = config
+            .clone()
+            .with_table(&table)
+            .with_max_connections(2)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{e}: run store-mysql/scripts/mysql-service.sh"));
+        store.migrate().await.unwrap();
+        let mut conn = raw(&config).await;
+        let t = schema::quoted(&table);
+        // 400 users with 10 sessions each, live until 9e15; 600 expired
+        // sessions of other users waiting for cleanup.
+        let mut values = Vec::new();
+        for n in 0..4600u32 {
+            let (user, expires) = if n < 4000 {
+                (format!("user{}", n / 10), 9_000_000_000_000_000_i64)
+            } else {
+                (format!("gone{}", n % 60), 1_000 + i64::from(n))
+            };
+            values.push(format!(
+                "(UNHEX(SHA2('k{n}', 256)), 1, '{user}', {n}, {n}, {expires}, {expires}, '', \
+                 'x', {expires})"
+            ));
+        }
+        for chunk in values.chunks(500) {
+            let sql = format!(
+                "INSERT INTO {t} (`key`, version, user_id, created_at, last_seen_at, \
+                 idle_deadline, absolute_deadline, meta, data, expires_at) VALUES {}",
+                chunk.join(", ")
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query(AssertSqlSafe(format!("ANALYZE TABLE {t}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let now = 2_000_000_i64;
+        let except: Option<&[u8]> = None;
+        let sql = &store.sql;
+        let plans = [
+            (
+                "list_user",
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.list_user)))
+                    .bind("user7")
+                    .bind(now),
+                schema::USER_INDEX,
+            ),
+            (
+                "delete_user_live",
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.delete_user_live)))
+                    .bind("gone7")
+                    .bind(except)
+                    .bind(now),
+                schema::USER_INDEX,
+            ),
+            (
+                "delete_user_rest",
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.delete_user_rest)))
+                    .bind("gone7")
+                    .bind(except),
+                schema::USER_INDEX,
+            ),
+            (
+                "cleanup_select",
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.cleanup_select)))
+                    .bind(now)
+                    .bind(1000_i64),
+                schema::EXPIRES_INDEX,
+            ),
+        ];
+        for (name, explain, index) in plans {
+            let rows = explain.fetch_all(&mut conn).await.unwrap();
+            assert_eq!(rows.len(), 1, "{name}: one table, one plan row");
+            let text = |column: &str| -> String { row_text(&rows[0], column).unwrap_or_default() };
+            let plan = format!(
+                "type={} key={} rows={} extra={}",
+                text("type"),
+                text("key"),
+                text("rows"),
+                text("Extra")
+            );
+            assert_eq!(text("key"), index, "{name}: {plan}");
+            assert_ne!(text("type"), "ALL", "{name}: {plan}");
+            if name == "list_user" {
+                assert!(!text("Extra").contains("filesort"), "{name}: {plan}");
+            }
+            println!("{name}: {plan}");
+        }
+        // The statements themselves, on that data.
+        let listed = store
+            .list_user("user7", Timestamp::from_millis(now))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 10);
+        assert!(listed
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at));
+        assert_eq!(
+            store
+                .cleanup_expired(Timestamp::from_millis(now), 1000)
+                .await
+                .unwrap(),
+            600
+        );
+        for sql in [
+            format!("DROP TABLE {t}"),
+            format!(
+                "DELETE FROM {} WHERE table_name = '{table}'",
+                schema::META_TABLE
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A column of an `EXPLAIN` row as text, whatever type the server sent.
+    fn row_text(row: &MySqlRow, column: &str) -> Option<String> {
+        if let Ok(v) = row.try_get::<Option<String>, _>(column) {
+            return v;
+        }
+        if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(column) {
+            return v.map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+        if let Ok(v) = row.try_get::<Option<i64>, _>(column) {
+            return v.map(|n| n.to_string());
+        }
+        row.try_get::<Option<u64>, _>(column)
+            .ok()
+            .flatten()
+            .map(|n| n.to_string())
+    }
+
+    fn rand_u64() -> u64 {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    }
+}
