@@ -19,16 +19,9 @@ use session_store_sqlite::SqliteConfig;
 use sqlx::AssertSqlSafe;
 use tempfile::TempDir;
 
-/// Default standalone Redis (`SESSION_STORE_REDIS_URL` overrides).
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// Default Redis Cluster seeds (`SESSION_STORE_REDIS_CLUSTER_NODES`, comma-separated, overrides).
-pub const REDIS_CLUSTER_NODES: &str =
-    "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003";
 /// sled's page cache in the benchmarks: 1 GiB holds the 10^6-session scale
 /// level (the crate default, 64 MiB, would measure page-ins instead).
 pub const SLED_CACHE_BYTES: u64 = 1 << 30;
-/// Default PostgreSQL (`SESSION_STORE_POSTGRES_URL` overrides).
-pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The payload sizes: (label, bytes).
 pub const PAYLOADS: [(&str, usize); 2] = [("200B", 200), ("4KiB", 4096)];
@@ -46,30 +39,34 @@ pub fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
+/// A server location from the environment. Cargo sets the workspace's
+/// loopback servers from `.cargo/config.toml` (an exported value wins), the
+/// same variables every test factory reads through the backends' `from_env`.
+fn required(name: &str) -> String {
+    session_store_core::config::Vars::from_env()
+        .required(name)
+        .unwrap_or_else(|e| panic!("{e} (cargo sets it from .cargo/config.toml)"))
 }
 
-/// The Redis URL in use.
+/// The Redis URL in use: `SESSION_STORE_REDIS_URL`.
 pub(crate) fn redis_url() -> String {
-    env_or("SESSION_STORE_REDIS_URL", REDIS_URL)
+    required("SESSION_STORE_REDIS_URL")
 }
 
-/// The Redis Cluster seeds in use.
+/// The Redis Cluster seeds in use: `SESSION_STORE_TEST_REDIS_CLUSTER_NODES`
+/// (not `SESSION_STORE_REDIS_CLUSTER_NODES`, which would switch every Redis
+/// configuration read from the environment to cluster mode).
 pub(crate) fn cluster_nodes() -> Vec<String> {
-    env_or("SESSION_STORE_REDIS_CLUSTER_NODES", REDIS_CLUSTER_NODES)
+    required("SESSION_STORE_TEST_REDIS_CLUSTER_NODES")
         .split(',')
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect()
 }
 
-/// The PostgreSQL URL in use.
+/// The PostgreSQL URL in use: `SESSION_STORE_POSTGRES_URL`.
 pub(crate) fn postgres_url() -> String {
-    env_or("SESSION_STORE_POSTGRES_URL", POSTGRES_URL)
+    required("SESSION_STORE_POSTGRES_URL")
 }
 
 /// A backend under test.
@@ -197,7 +194,8 @@ impl Fixture {
                 Target::Postgres => {
                     let schema = format!("bench_{tag}");
                     crate::register_namespace("postgres", &schema);
-                    let store = PostgresConfig::new(postgres_url())
+                    let store = PostgresConfig::from_env()
+                        .map_err(err)?
                         .with_schema(&schema)
                         .with_table("sessions")
                         .with_operation_timeout(Duration::from_secs(120))
@@ -215,7 +213,7 @@ impl Fixture {
                 #[cfg(feature = "store-redis")]
                 Target::Redis | Target::RedisCluster => {
                     let config = if target == Target::Redis {
-                        RedisConfig::new(redis_url())
+                        RedisConfig::from_env().map_err(err)?
                     } else {
                         RedisConfig::cluster(cluster_nodes())
                     }

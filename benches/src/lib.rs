@@ -36,9 +36,7 @@ pub mod raw;
 pub mod report;
 pub mod stats;
 
-pub use fixture::{
-    payload, Fixture, Target, PAYLOADS, POSTGRES_URL, REDIS_CLUSTER_NODES, REDIS_URL,
-};
+pub use fixture::{payload, Fixture, Target, PAYLOADS};
 pub use mode::Mode;
 
 /// A random lowercase hex tag for namespaces (key prefixes, schema names).
