@@ -10,6 +10,7 @@
 #   SESSION_STORE_SKIP_REDIS=1          no standalone Redis tests
 #   SESSION_STORE_SKIP_REDIS_CLUSTER=1  no Redis Cluster tests
 #   SESSION_STORE_SKIP_POSTGRES=1       no PostgreSQL tests
+#   SESSION_STORE_SKIP_MYSQL=1          no MySQL/MariaDB tests
 # Extra arguments are passed to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,12 @@ if [[ "${SESSION_STORE_SKIP_POSTGRES:-}" != 1 ]]; then
     store-postgres/scripts/postgres-service.sh
 else
     echo "SKIP: PostgreSQL service (SESSION_STORE_SKIP_POSTGRES=1)"
+fi
+
+if [[ "${SESSION_STORE_SKIP_MYSQL:-}" != 1 ]]; then
+    store-mysql/scripts/mysql-service.sh
+else
+    echo "SKIP: MySQL service (SESSION_STORE_SKIP_MYSQL=1)"
 fi
 
 if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 || "${SESSION_STORE_SKIP_REDIS_CLUSTER:-}" != 1 ]]; then
