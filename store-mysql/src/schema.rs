@@ -26,7 +26,7 @@
 //! case, accents or Unicode normalisation are different users; *no-pad*,
 //! because the older `utf8mb4_bin` ignores trailing spaces (`'bob' =
 //! 'bob '` is true there). Up to 512 characters; a longer id is refused with
-//! [`Error::InvalidInput`](session_store_core::Error::InvalidInput).
+//! [`Error::InvalidInput`].
 //!
 //! Indexes: `user_idx (user_id, created_at)` for deleting and listing a
 //! user's sessions (InnoDB appends the primary key, so the index order is
