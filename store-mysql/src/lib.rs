@@ -117,9 +117,10 @@
 //! server rolls back any open transaction.
 //!
 //! ## MySQL and MariaDB
-//! The SQL is written for both: no `RETURNING`, no `DELETE ... ORDER BY`
-//! in transactions, `NOT (a <=> b)` for null-safe inequality, `?`
-//! parameters. Requirements: InnoDB, `SKIP LOCKED` (MariaDB 10.6+, MySQL
+//! The SQL is written for both: no `RETURNING` (MariaDB only), no
+//! `DELETE ... LIMIT` (cleanup locks its batch with a `SELECT` first),
+//! `NOT (a <=> b)` for null-safe inequality, `GREATEST`/`LEAST`, `?`
+//! parameters, `GET_LOCK`. Requirements: InnoDB, `SKIP LOCKED` (MariaDB 10.6+, MySQL
 //! 8.0+), enforced `CHECK` constraints (MariaDB 10.2+, MySQL 8.0.16+), a
 //! binary no-pad `utf8mb4` collation (`utf8mb4_nopad_bin` on MariaDB,
 //! `utf8mb4_0900_bin` on MySQL 8.0.17+; [`MySqlStore::migrate`] picks the
@@ -127,9 +128,11 @@
 //!
 //! **Tested only on MariaDB** (10.11, the Debian package; MySQL 8 is not
 //! installable on the machines the tests run on): everything in this crate's
-//! test suite. The MySQL 8 specific parts, untested so far, are the choice
-//! of `utf8mb4_0900_bin`, MySQL's `EXPLAIN` output format, and the error
-//! numbers only MySQL raises (3024).
+//! test suite, including the conformance suite, the `EXPLAIN` plan test,
+//! the deadlock test and the outage test (which runs a private `mariadbd`).
+//! The MySQL 8 specific parts, untested so far: the choice of
+//! `utf8mb4_0900_bin`, MySQL's optimizer and `EXPLAIN` output, MySQL's
+//! deadlock victim choice, and the error numbers only MySQL raises (3024).
 //!
 //! ## Deployment notes
 //! - Run [`cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
