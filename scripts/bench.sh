@@ -10,12 +10,13 @@
 #                            Fails if any benchmark fails. Speed is not judged.
 #
 # Servers: starts (or reuses) Redis on 127.0.0.1:6379, a Redis Cluster on
-# 127.0.0.1:7001-7003 (torn down afterwards if this script started it) and
-# PostgreSQL on 127.0.0.1:5432 with the scripts the backend crates provide.
+# 127.0.0.1:7001-7003 (torn down afterwards if this script started it),
+# PostgreSQL on 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306 with the scripts
+# the backend crates provide.
 #
 # Environment:
 #   BENCH_TARGETS   comma-separated subset of memory,sled,sled-periodic,sqlite,postgres,
-#                   redis,redis-cluster (default: all)
+#                   mysql,redis,redis-cluster (default: all)
 #   BENCH_FEATURES  cargo features of session-store-benches (default: every backend);
 #                   e.g. "store-sqlite,store-sled" to leave out a backend that does not build
 #   BENCH_PARTS     subset of concurrency,scale,cleanup for the load bench (default: all)
@@ -63,7 +64,8 @@ else
 fi
 
 # --- servers -----------------------------------------------------------------
-# Every namespace a run creates (Redis key patterns, PostgreSQL schemas) is
+# Every namespace a run creates (Redis key patterns, PostgreSQL schemas, MySQL
+# tables) is
 # listed in $out/namespaces.txt as it is created; the run removes its own, and
 # this removes whatever an interrupted run of *this* invocation left behind.
 # Other runs (a concurrent CI run, say) are never touched.
@@ -83,8 +85,19 @@ cleanup_namespaces() {
                     psql -X -q -h 127.0.0.1 -U postgres -d test \
                         -c "DROP SCHEMA IF EXISTS \"$name\" CASCADE" >/dev/null 2>&1 || true
                 ;;
+            mysql)
+                [[ "$name" =~ ^bench_[a-z0-9_]+$ ]] &&
+                    mysql_sql -e "DROP TABLE IF EXISTS \`$name\`;
+                        DELETE FROM session_store_meta WHERE table_name = '$name'" >/dev/null 2>&1 || true
+                ;;
         esac
     done <"$out/namespaces.txt"
+}
+# SQL on the benchmarks' MariaDB (the client is `mariadb` or `mysql`).
+mysql_sql() {
+    local c=mariadb
+    command -v mariadb >/dev/null 2>&1 || c=mysql
+    "$c" --protocol=tcp -h 127.0.0.1 -P 3306 -u root -N -B test "$@"
 }
 stop_cluster=false
 finish() {
@@ -99,6 +112,7 @@ cluster_ok() {
 cluster_ok || stop_cluster=true
 store-redis/scripts/redis-services.sh start
 store-postgres/scripts/postgres-service.sh
+store-mysql/scripts/mysql-service.sh
 
 # --- the machine -------------------------------------------------------------
 {
@@ -112,6 +126,7 @@ store-postgres/scripts/postgres-service.sh
     echo "filesystem of target/: $(df -T target 2>/dev/null | awk 'NR==2 {print $2}')"
     echo "Redis: $(redis-cli -h 127.0.0.1 -p 6379 info server 2>/dev/null | tr -d '\r' | awk -F: '/^redis_version/ {print $2}') (standalone, no persistence); cluster: $(redis-cli -h 127.0.0.1 -p 7001 info server 2>/dev/null | tr -d '\r' | awk -F: '/^redis_version/ {print $2}') (3 masters)"
     echo "PostgreSQL: $(psql -X -tA -h 127.0.0.1 -U postgres -d test -c 'SHOW server_version' 2>/dev/null) (fsync $(psql -X -tA -h 127.0.0.1 -U postgres -d test -c 'SHOW fsync' 2>/dev/null), synchronous_commit $(psql -X -tA -h 127.0.0.1 -U postgres -d test -c 'SHOW synchronous_commit' 2>/dev/null))"
+    echo "MariaDB: $(mysql_sql -e 'SELECT VERSION()' 2>/dev/null) (innodb_flush_log_at_trx_commit $(mysql_sql -e 'SELECT @@innodb_flush_log_at_trx_commit' 2>/dev/null))"
     echo "rustc: $(rustc --version)"
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/machine.txt"

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt as _};
 use session_store_benches::populate::{self, key_of};
-use session_store_benches::raw::{RawPostgres, RawRedis, RawSled, RawSqlite};
+use session_store_benches::raw::{RawMySql, RawPostgres, RawRedis, RawSled, RawSqlite};
 use session_store_benches::stats::{self, Record, Summary};
 use session_store_benches::{payload, Fixture, Mode, Target};
 use session_store_core::{ClientMeta, Lookup, SessionBackend, SessionToken, StorageKey, Timestamp};
@@ -333,6 +333,51 @@ struct RawPg {
     upsert: Arc<str>,
 }
 
+/// The MySQL primary-key baselines through a pool like the store's
+/// (10 connections) at each concurrency level.
+async fn mysql_concurrency(mode: Mode, out: &Path) {
+    let m = match RawMySql::new().await {
+        Ok(m) => m,
+        Err(e) if mode != Mode::Ci => {
+            eprintln!("skipping the MySQL baseline: {e}");
+            return;
+        }
+        Err(e) => panic!("raw mysql: {e}"),
+    };
+    let pool = m.pool().clone();
+    let select: Arc<str> = m.select_sql().into();
+    let upsert: Arc<str> = m.upsert_sql().into();
+    let data: Arc<Vec<u8>> = Arc::new(payload(200));
+    let max = *mode.concurrency().iter().max().expect("levels");
+    let keys: Arc<Vec<[u8; 32]>> = Arc::new((0..max).map(|_| rand::random()).collect());
+    for k in keys.iter() {
+        RawMySql::upsert_pool(&pool, &upsert, k, &data).await;
+    }
+    for &tasks in mode.concurrency() {
+        let s = drive(tasks, mode.point_duration(), |i| {
+            let (pool, sql, keys) = (pool.clone(), select.clone(), keys.clone());
+            move || {
+                let (pool, sql, keys) = (pool.clone(), sql.clone(), keys.clone());
+                async move {
+                    std::hint::black_box(RawMySql::select_pool(&pool, &sql, &keys[i]).await);
+                }
+            }
+        })
+        .await;
+        record_conc(out, "load", "raw-mysql-pool-SELECT", tasks, s);
+        let s = drive(tasks, mode.point_duration(), |i| {
+            let (pool, sql, keys, d) = (pool.clone(), upsert.clone(), keys.clone(), data.clone());
+            move || {
+                let (pool, sql, keys, d) = (pool.clone(), sql.clone(), keys.clone(), d.clone());
+                async move { RawMySql::upsert_pool(&pool, &sql, &keys[i], &d).await }
+            }
+        })
+        .await;
+        record_conc(out, "save", "raw-mysql-pool-upsert", tasks, s);
+    }
+    m.close().await;
+}
+
 /// Times `f` over random bulk sessions until `ops` operations or 1.5 s.
 async fn scale_point<F, Fut>(mode: Mode, live: usize, mut f: F) -> Summary
 where
@@ -625,6 +670,9 @@ fn main() {
             }
             if targets.contains(&Target::Postgres) {
                 pg_concurrency(mode, &out).await;
+            }
+            if targets.contains(&Target::Mysql) {
+                mysql_concurrency(mode, &out).await;
             }
             if let Err(reason) = guarded(raw_concurrency(mode, &out, &targets)).await {
                 fail("concurrency", "raw", reason);

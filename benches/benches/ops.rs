@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use futures::stream::{self, StreamExt as _};
-use session_store_benches::raw::{RawAes, RawPostgres, RawRedis, RawSled, RawSqlite};
+use session_store_benches::raw::{RawAes, RawMySql, RawPostgres, RawRedis, RawSled, RawSqlite};
 use session_store_benches::stats::{self, Record, Summary};
 use session_store_benches::{payload, populate, Fixture, Mode, Target, PAYLOADS};
 use session_store_core::{
@@ -265,6 +265,7 @@ struct Raw {
     redis: Option<RawRedis>,
     cluster: Option<RawRedis>,
     postgres: Option<tokio::sync::Mutex<RawPostgres>>,
+    mysql: Option<tokio::sync::Mutex<RawMySql>>,
     sqlite: RawSqlite,
     sled: RawSled,
 }
@@ -366,6 +367,50 @@ fn raw_routines<'a>(
                                         RawPostgres::upsert_pool(&pool, &ups, &key, data).await
                                     }
                                     (false, true) => p.upsert_conn(&key, data).await,
+                                }
+                                lat.push(ns(t.elapsed()));
+                            }
+                            start.elapsed()
+                        })
+                    })
+                }),
+            ));
+        }
+    }
+    if let Some(my) = &raw.mysql {
+        for dedicated in [false, true] {
+            let id = match (read, dedicated) {
+                (true, false) => "raw-mysql-pool-SELECT",
+                (true, true) => "raw-mysql-conn-SELECT",
+                (false, false) => "raw-mysql-pool-upsert",
+                (false, true) => "raw-mysql-conn-upsert",
+            };
+            out.push((
+                id,
+                Box::new(move || {
+                    block_on(rt, async {
+                        let mut m = my.lock().await;
+                        m.upsert_conn(&key, data).await;
+                    });
+                    Box::new(move |iters, lat| {
+                        block_on(rt, async {
+                            let mut m = my.lock().await;
+                            let pool = m.pool().clone();
+                            let (sel, ups) = (m.select_sql().to_owned(), m.upsert_sql().to_owned());
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let t = Instant::now();
+                                match (read, dedicated) {
+                                    (true, false) => {
+                                        black_box(RawMySql::select_pool(&pool, &sel, &key).await);
+                                    }
+                                    (true, true) => {
+                                        black_box(m.select_conn(&key).await);
+                                    }
+                                    (false, false) => {
+                                        RawMySql::upsert_pool(&pool, &ups, &key, data).await
+                                    }
+                                    (false, true) => m.upsert_conn(&key, data).await,
                                 }
                                 lat.push(ns(t.elapsed()));
                             }
@@ -543,6 +588,21 @@ fn postgres_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawPostgr
     }
 }
 
+/// The MySQL baseline (absent if the server is unreachable, outside CI).
+fn mysql_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawMySql>> {
+    if !selected_targets().contains(&Target::Mysql) {
+        return None;
+    }
+    match block_on(rt, RawMySql::new()) {
+        Ok(m) => Some(tokio::sync::Mutex::new(m)),
+        Err(e) if mode != Mode::Ci => {
+            eprintln!("skipping the MySQL baselines: {e}");
+            None
+        }
+        Err(e) => panic!("raw mysql: {e}"),
+    }
+}
+
 fn selected_targets() -> Vec<Target> {
     match std::env::var("BENCH_TARGETS") {
         Ok(list) if !list.trim().is_empty() => Target::ALL
@@ -597,6 +657,7 @@ fn main() {
             .then(|| block_on(&rt, RawRedis::cluster()).ok())
             .flatten(),
         postgres: postgres_raw(&rt, mode),
+        mysql: mysql_raw(&rt, mode),
         sqlite: RawSqlite::new(1).expect("raw sqlite"),
         sled: RawSled::new().expect("raw sled"),
     };
@@ -645,6 +706,9 @@ fn main() {
         }
         if let Some(p) = raw.postgres {
             p.into_inner().close().await;
+        }
+        if let Some(m) = raw.mysql {
+            m.into_inner().close().await;
         }
         for f in fixtures {
             f.teardown().await;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use session_store_core::{
     Encrypted, EncryptionKey, Keyring, MemoryStore, Policy, SessionBackend, SessionManager,
 };
+#[cfg(feature = "store-mysql")]
+use session_store_mysql::{MySqlConfig, MySqlStore};
 #[cfg(feature = "store-postgres")]
 use session_store_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "store-redis")]
@@ -15,7 +17,7 @@ use session_store_redis::{RedisConfig, RedisStore};
 use session_store_sled::{Durability, SledConfig, SledStore};
 #[cfg(feature = "store-sqlite")]
 use session_store_sqlite::SqliteConfig;
-#[cfg(feature = "store-postgres")]
+#[cfg(any(feature = "store-postgres", feature = "store-mysql"))]
 use sqlx::AssertSqlSafe;
 use tempfile::TempDir;
 
@@ -69,6 +71,20 @@ pub(crate) fn postgres_url() -> String {
     required("SESSION_STORE_POSTGRES_URL")
 }
 
+/// The MySQL/MariaDB server in use (`SESSION_STORE_MYSQL_URL`), connected to
+/// as the store connects: `utf8mb4`, no TLS (the store is built without a
+/// TLS stack).
+///
+/// # Panics
+/// When the URL does not parse.
+pub(crate) fn mysql_options() -> sqlx::mysql::MySqlConnectOptions {
+    use std::str::FromStr as _;
+    sqlx::mysql::MySqlConnectOptions::from_str(&required("SESSION_STORE_MYSQL_URL"))
+        .unwrap_or_else(|e| panic!("SESSION_STORE_MYSQL_URL: {e}"))
+        .charset("utf8mb4")
+        .ssl_mode(sqlx::mysql::MySqlSslMode::Disabled)
+}
+
 /// A backend under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -83,6 +99,8 @@ pub enum Target {
     Sqlite,
     /// PostgreSQL (default pool of 10 connections, logged table).
     Postgres,
+    /// MySQL/MariaDB (default pool of 10 connections, InnoDB table).
+    Mysql,
     /// Redis, one server, `ConnectionManager`.
     Redis,
     /// Redis Cluster, three masters.
@@ -91,12 +109,13 @@ pub enum Target {
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::Memory,
         Target::Sled,
         Target::SledPeriodic,
         Target::Sqlite,
         Target::Postgres,
+        Target::Mysql,
         Target::Redis,
         Target::RedisCluster,
     ];
@@ -109,6 +128,7 @@ impl Target {
             Target::SledPeriodic => "sled-periodic",
             Target::Sqlite => "sqlite",
             Target::Postgres => "postgres",
+            Target::Mysql => "mysql",
             Target::Redis => "redis",
             Target::RedisCluster => "redis-cluster",
         }
@@ -137,6 +157,11 @@ enum Concrete {
         store: PostgresStore,
         schema: String,
     },
+    #[cfg(feature = "store-mysql")]
+    Mysql {
+        store: MySqlStore,
+        table: String,
+    },
     #[cfg(feature = "store-redis")]
     Redis(RedisStore),
 }
@@ -154,7 +179,7 @@ pub struct Fixture {
 
 impl Fixture {
     /// Opens `target` in a new namespace (temporary directory, random Redis
-    /// prefix, random PostgreSQL schema).
+    /// prefix, random PostgreSQL schema, random MySQL table).
     ///
     /// # Errors
     /// A description of what could not be reached or opened.
@@ -207,6 +232,26 @@ impl Fixture {
                     (
                         Arc::new(store.clone()),
                         Concrete::Postgres { store, schema },
+                        None,
+                    )
+                }
+                #[cfg(feature = "store-mysql")]
+                Target::Mysql => {
+                    // A table of its own in the configured database (MySQL
+                    // has no schemas inside a database).
+                    let table = format!("bench_{tag}");
+                    crate::register_namespace("mysql", &table);
+                    let store = MySqlConfig::from_env()
+                        .map_err(err)?
+                        .with_table(&table)
+                        .with_operation_timeout(Duration::from_secs(120))
+                        .build()
+                        .await
+                        .map_err(err)?;
+                    store.migrate().await.map_err(err)?;
+                    (
+                        Arc::new(store.clone()),
+                        Concrete::Mysql { store, table },
                         None,
                     )
                 }
@@ -301,6 +346,15 @@ impl Fixture {
         }
     }
 
+    /// The MySQL store and its table, for the MySQL target.
+    #[cfg(feature = "store-mysql")]
+    pub fn mysql(&self) -> Option<(&MySqlStore, &str)> {
+        match &self.concrete {
+            Concrete::Mysql { store, table } => Some((store, table)),
+            _ => None,
+        }
+    }
+
     /// The Redis store, for Redis targets.
     #[cfg(feature = "store-redis")]
     pub fn redis(&self) -> Option<&RedisStore> {
@@ -316,7 +370,7 @@ impl Fixture {
     }
 
     /// Removes the namespace: Redis keys of the prefix, the PostgreSQL schema,
-    /// the temporary directory.
+    /// the MySQL table (and its schema-version row), the temporary directory.
     pub async fn teardown(self) {
         match &self.concrete {
             #[cfg(feature = "store-redis")]
@@ -344,6 +398,15 @@ impl Fixture {
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
             }
+            #[cfg(feature = "store-mysql")]
+            Concrete::Mysql { store, table } => {
+                // The store's own connections go first: a DROP TABLE waits
+                // for the metadata lock of any connection that used it.
+                let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
+                if let Err(e) = drop_mysql_table(table).await {
+                    eprintln!("warning: could not drop table {table}: {e}");
+                }
+            }
             _ => {}
         }
         drop(self.encrypted);
@@ -351,4 +414,23 @@ impl Fixture {
         drop(self.concrete);
         drop(self.dir);
     }
+}
+
+/// Drops a MySQL table of this run and its row in the store's schema-version
+/// table, on a connection of its own.
+#[cfg(feature = "store-mysql")]
+async fn drop_mysql_table(table: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::MySqlConnection::connect_with(&mysql_options()).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`")))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE table_name = ?",
+        session_store_mysql::META_TABLE
+    )))
+    .bind(table)
+    .execute(&mut conn)
+    .await?;
+    conn.close().await
 }

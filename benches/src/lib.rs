@@ -17,10 +17,12 @@
 //! Capabilities:
 //! - [`Mode`]: `ci` (smoke run, tiny samples), `quick` (minutes), `full`.
 //! - [`Target`] / [`Fixture`]: each backend in a fresh random namespace
-//!   (temporary directory, Redis key prefix or PostgreSQL schema), removed
+//!   (temporary directory, Redis key prefix, PostgreSQL schema or MySQL
+//!   table), removed
 //!   afterwards.
 //! - [`raw`]: the baselines (Redis `GET`/`SET PX`, PostgreSQL primary-key
 //!   `SELECT`/upsert through the store's pool and on a dedicated connection,
+//!   the same for MySQL/MariaDB,
 //!   rusqlite on the calling thread, sled `get`/`insert`, AES-256-GCM).
 //! - [`populate`]: bulk loading for the scale runs.
 //! - [`stats`]: percentiles and the JSON-lines result files.
@@ -44,8 +46,8 @@ pub fn random_tag() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
-/// Records a namespace this run creates (`redis <key pattern>` or
-/// `postgres <schema>`) in `$BENCH_OUT/namespaces.txt`, so that
+/// Records a namespace this run creates (`redis <key pattern>`,
+/// `postgres <schema>` or `mysql <table>`) in `$BENCH_OUT/namespaces.txt`, so that
 /// `scripts/bench.sh` removes it even when the run is interrupted, and removes
 /// nothing else: other runs on the same servers are left alone.
 pub fn register_namespace(kind: &str, name: &str) {

@@ -6,7 +6,8 @@
 //! created through the store, and copies of its stored form are written under
 //! new keys with each engine's bulk path: a SQLite transaction of
 //! `INSERT ... SELECT`, one PostgreSQL `INSERT ... SELECT` over
-//! `generate_series` per batch, pipelined Redis `RESTORE` of the template's
+//! `generate_series` per batch, one MySQL `INSERT ... SELECT` over a recursive
+//! row generator per batch, pipelined Redis `RESTORE` of the template's
 //! `DUMP`, sled batches over the record and expiry trees. The copies are
 //! byte-for-byte what the store writes, so they load like any other session;
 //! [`populate`] checks a few of them through the store.
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::fixture::{Fixture, Target};
 
 /// The storage key of bulk session `i` of run `tag`: SHA-256 of `tag ‖ i` (the
-/// same function is computed in SQL for PostgreSQL).
+/// same function is computed in SQL for PostgreSQL and MySQL).
 pub fn key_of(tag: &str, i: usize) -> StorageKey {
     let digest: [u8; 32] = Sha256::digest(format!("{tag}{i}").as_bytes()).into();
     StorageKey::try_from_slice(&digest).expect("32 bytes")
@@ -102,6 +103,11 @@ pub async fn populate(
         Target::Postgres => {
             let (_, schema) = fixture.postgres().expect("postgres fixture");
             postgres_copy(schema, tag, &tkey, from, to).await?;
+        }
+        #[cfg(feature = "store-mysql")]
+        Target::Mysql => {
+            let (_, table) = fixture.mysql().expect("mysql fixture");
+            mysql_copy(table, tag, &tkey, from, to).await?;
         }
         #[cfg(feature = "store-redis")]
         Target::Redis | Target::RedisCluster => {
@@ -313,6 +319,75 @@ async fn postgres_copy(
     .execute(pool)
     .await
     .map_err(e)?;
+    conn.close().await.map_err(e)?;
+    Ok(())
+}
+
+/// Rows per MySQL bulk statement: MySQL 8 stops a recursive CTE after
+/// `cte_max_recursion_depth` (default 1000) rows.
+#[cfg(feature = "store-mysql")]
+const MYSQL_BATCH: usize = 1000;
+
+#[cfg(feature = "store-mysql")]
+async fn mysql_copy(
+    table: &str,
+    tag: &str,
+    tkey: &StorageKey,
+    from: usize,
+    to: usize,
+) -> Result<(), String> {
+    use sqlx::Connection as _;
+    let e = |e: sqlx::Error| e.to_string();
+    // A connection of its own: the store keeps its pool's connections warm.
+    let mut conn = sqlx::MySqlConnection::connect_with(&crate::fixture::mysql_options())
+        .await
+        .map_err(e)?;
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(e)?;
+    if !cols.iter().any(|c| c == "key") {
+        return Err(format!("mysql table {table} has no key column"));
+    }
+    let list = cols
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select = cols
+        .iter()
+        .map(|c| {
+            if c == "key" {
+                "UNHEX(SHA2(CONCAT(?, g.n), 256))".to_owned()
+            } else {
+                format!("t.`{c}`")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO `{table}` ({list}) SELECT {select} FROM `{table}` t, \
+         (WITH RECURSIVE s (n) AS (SELECT CAST(? AS SIGNED) UNION ALL \
+          SELECT n + 1 FROM s WHERE n < ?) SELECT n FROM s) g \
+         WHERE t.`key` = ?"
+    );
+    let mut i = from;
+    while i < to {
+        let end = (i + MYSQL_BATCH).min(to);
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(tag)
+            .bind(i as i64)
+            .bind((end - 1) as i64)
+            .bind(&tkey.as_bytes()[..])
+            .execute(&mut conn)
+            .await
+            .map_err(e)?;
+        i = end;
+    }
     conn.close().await.map_err(e)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
@@ -270,6 +271,157 @@ impl RawPostgres {
                 eprintln!("warning: could not drop schema {schema}: {e}");
             }
         }
+    }
+}
+
+/// Every MySQL baseline upsert writes new bytes: a counter stamped over the
+/// payload's first 8 bytes. InnoDB leaves a row whose new values equal the
+/// old ones untouched (no redo to flush at commit), so repeating one value
+/// would time a commit that writes nothing; every session save changes the
+/// row (its version at least).
+static MYSQL_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn mysql_stamped(data: &[u8]) -> Vec<u8> {
+    let stamp = MYSQL_STAMP
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_le_bytes();
+    let mut value = data.to_vec();
+    let n = value.len().min(stamp.len());
+    value[..n].copy_from_slice(&stamp[..n]);
+    value
+}
+
+/// MySQL/MariaDB primary-key `SELECT` and single-statement upsert
+/// (`INSERT ... ON DUPLICATE KEY UPDATE`) on a plain
+/// `(k BINARY(32) PRIMARY KEY, data LONGBLOB)` InnoDB table of its own in the
+/// configured database, through a pool or on one dedicated connection.
+#[derive(Debug)]
+pub struct RawMySql {
+    pool: MySqlPool,
+    table: String,
+    conn: MySqlConnection,
+    select: String,
+    upsert: String,
+}
+
+impl RawMySql {
+    /// Opens a pool configured like the store's default (10 connections, no
+    /// ping before acquire) and one dedicated connection, both without TLS
+    /// and in `utf8mb4` like the store's, and creates the table
+    /// `bench_raw_<tag>`; [`RawMySql::close`] drops it. The pool is separate
+    /// from the store's, which keeps the connections it uses checked out.
+    ///
+    /// # Errors
+    /// On database errors.
+    pub async fn new() -> Result<Self, String> {
+        let options = crate::fixture::mysql_options();
+        let pool = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(10)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| format!("raw mysql: {e}"))?;
+        let table = format!("bench_raw_{}", crate::random_tag());
+        crate::register_namespace("mysql", &table);
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE `{table}` (k BINARY(32) NOT NULL PRIMARY KEY, data LONGBLOB NOT NULL) \
+             ENGINE=InnoDB"
+        )))
+        .execute(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        let conn = MySqlConnection::connect_with(&options)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(RawMySql {
+            pool,
+            select: format!("SELECT data FROM `{table}` WHERE k = ?"),
+            // `VALUES(col)`: accepted by MariaDB and MySQL 8 (which also has
+            // a row alias MariaDB lacks).
+            upsert: format!(
+                "INSERT INTO `{table}` (k, data) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE data = VALUES(data)"
+            ),
+            table,
+            conn,
+        })
+    }
+
+    /// The baseline's pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// The upsert statement text.
+    pub fn upsert_sql(&self) -> &str {
+        &self.upsert
+    }
+
+    /// The select statement text.
+    pub fn select_sql(&self) -> &str {
+        &self.select
+    }
+
+    /// Upsert through the pool (new bytes each call).
+    ///
+    /// # Panics
+    /// On database errors.
+    pub async fn upsert_pool(pool: &MySqlPool, sql: &str, key: &[u8], data: &[u8]) {
+        sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .bind(key)
+            .bind(mysql_stamped(data))
+            .execute(pool)
+            .await
+            .expect("raw mysql upsert");
+    }
+
+    /// Primary-key select through the pool; returns the value's length.
+    ///
+    /// # Panics
+    /// On database errors or a missing row.
+    pub async fn select_pool(pool: &MySqlPool, sql: &str, key: &[u8]) -> usize {
+        let row = sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .bind(key)
+            .fetch_one(pool)
+            .await
+            .expect("raw mysql select");
+        row.get::<Vec<u8>, _>(0).len()
+    }
+
+    /// Upsert on the dedicated connection (new bytes each call).
+    ///
+    /// # Panics
+    /// On database errors.
+    pub async fn upsert_conn(&mut self, key: &[u8], data: &[u8]) {
+        sqlx::query(AssertSqlSafe(self.upsert.clone()))
+            .bind(key)
+            .bind(mysql_stamped(data))
+            .execute(&mut self.conn)
+            .await
+            .expect("raw mysql upsert (connection)");
+    }
+
+    /// Primary-key select on the dedicated connection.
+    ///
+    /// # Panics
+    /// On database errors or a missing row.
+    pub async fn select_conn(&mut self, key: &[u8]) -> usize {
+        let row = sqlx::query(AssertSqlSafe(self.select.clone()))
+            .bind(key)
+            .fetch_one(&mut self.conn)
+            .await
+            .expect("raw mysql select (connection)");
+        row.get::<Vec<u8>, _>(0).len()
+    }
+
+    /// Closes the dedicated connection and drops the table.
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+        let sql = format!("DROP TABLE IF EXISTS `{}`", self.table);
+        if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&self.pool).await {
+            eprintln!("warning: could not drop table {}: {e}", self.table);
+        }
+        self.pool.close().await;
     }
 }
 

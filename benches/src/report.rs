@@ -151,12 +151,12 @@ mod tests {
 
     #[test]
     fn an_unknown_id_is_a_report_error_naming_it() {
-        let e: ReportError = Results::from_records([op("load", "200B", "mysql", 1.0)])
+        let e: ReportError = Results::from_records([op("load", "200B", "mongodb", 1.0)])
             .unwrap_err()
             .into();
         assert!(
             e.to_string()
-                .starts_with("unknown result id \"mysql\": expected"),
+                .starts_with("unknown result id \"mongodb\": expected"),
             "{e}"
         );
     }

@@ -138,6 +138,20 @@ pub const BUDGETS: &[Budget] = &[
         Op::Save,
     ),
     latency(
+        "MySQL load",
+        1.5,
+        "raw PK SELECT, dedicated connection",
+        Target::Mysql,
+        Op::Load,
+    ),
+    latency(
+        "MySQL save",
+        1.2,
+        "raw upsert, dedicated connection",
+        Target::Mysql,
+        Op::Save,
+    ),
+    latency(
         "SQLite load",
         3.0,
         "raw rusqlite SELECT on the calling thread",
@@ -340,9 +354,17 @@ mod tests {
         assert_eq!(texts[1], "Redis save ≤ 1.15× raw SET PX");
         assert_eq!(
             texts[4],
+            "MySQL load ≤ 1.5× raw PK SELECT, dedicated connection"
+        );
+        assert_eq!(
+            texts[5],
+            "MySQL save ≤ 1.2× raw upsert, dedicated connection"
+        );
+        assert_eq!(
+            texts[6],
             "SQLite load ≤ 3× raw rusqlite SELECT on the calling thread"
         );
-        assert_eq!(texts[9], "Redis load throughput ≥ 0.9× raw GET throughput");
+        assert_eq!(texts[11], "Redis load throughput ≥ 0.9× raw GET throughput");
         for b in BUDGETS {
             assert!(b.limit > 0.0 && !b.subject.is_empty() && !b.how.is_empty());
         }
@@ -378,7 +400,7 @@ mod tests {
         assert_eq!(at_most.verdict(Some(1.1)), Verdict::Met);
         assert_eq!(at_most.verdict(Some(1.11)), Verdict::Missed);
         assert_eq!(at_most.verdict(None), Verdict::Unknown);
-        let at_least = BUDGETS[9];
+        let at_least = BUDGETS[11];
         assert_eq!(at_least.verdict(Some(0.9)), Verdict::Met);
         assert_eq!(at_least.verdict(Some(0.89)), Verdict::Missed);
         assert_eq!(Verdict::Missed.to_string(), "**missed**");
@@ -398,9 +420,35 @@ mod tests {
         assert_eq!((c.backend, c.manager), (Some(1.05), Some(1.5)));
         assert_eq!(c.budget.verdict(c.backend), Verdict::Met);
         assert_eq!(c.budget.verdict(c.manager), Verdict::Missed);
-        let c = BUDGETS[7].check_payload(&r, "200B").unwrap();
+        let c = BUDGETS[9].check_payload(&r, "200B").unwrap();
         assert_eq!((c.backend, c.manager), (Some(2.0), None));
-        assert_eq!(BUDGETS[9].check_payload(&r, "200B"), None);
+        assert_eq!(BUDGETS[11].check_payload(&r, "200B"), None);
+    }
+
+    #[test]
+    fn mysql_budgets_judge_against_the_dedicated_connection() {
+        let r = results(vec![
+            op("backend_load", "200B", "raw-mysql-conn-SELECT", 100.0),
+            op("backend_load", "200B", "raw-mysql-pool-SELECT", 200.0),
+            op("backend_load", "200B", "mysql", 120.0),
+            op("load", "200B", "mysql", 160.0),
+            op("backend_save", "200B", "raw-mysql-conn-upsert", 400.0),
+            op("backend_save", "200B", "raw-mysql-pool-upsert", 300.0),
+            op("backend_save", "200B", "mysql", 440.0),
+            op("save", "200B", "mysql", 520.0),
+        ]);
+        let load = BUDGETS[4].check_payload(&r, "200B").unwrap();
+        assert_eq!(
+            load.what,
+            "MySQL load ≤ 1.5× raw PK SELECT, dedicated connection (200B)"
+        );
+        assert_eq!((load.backend, load.manager), (Some(1.2), Some(1.6)));
+        assert_eq!(load.budget.verdict(load.backend), Verdict::Met);
+        assert_eq!(load.budget.verdict(load.manager), Verdict::Missed);
+        let save = BUDGETS[5].check_payload(&r, "200B").unwrap();
+        assert_eq!((save.backend, save.manager), (Some(1.1), Some(1.3)));
+        assert_eq!(save.budget.verdict(save.backend), Verdict::Met);
+        assert_eq!(save.budget.verdict(save.manager), Verdict::Missed);
     }
 
     #[test]
@@ -418,21 +466,24 @@ mod tests {
         ]);
         let rows = checks(BUDGETS, &r);
         let what: Vec<&str> = rows.iter().map(|c| c.what.as_str()).collect();
-        assert_eq!(what.len(), 9 + 1 + 2, "{what:#?}");
+        assert_eq!(what.len(), 11 + 1 + 2, "{what:#?}");
         assert_eq!(what[0], "Redis load ≤ 1.1× raw GET (200B)");
         assert_eq!(
-            what[9],
+            what[11],
             "Redis load throughput at 64 tasks ≥ 0.9× raw GET throughput (200B)"
         );
         assert_eq!(
-            what[10],
+            what[12],
             "memory: load latency at 1000000 sessions ≤ 1.5× that at 1000"
         );
         assert_eq!(
-            what[11],
+            what[13],
             "sled: load latency at 1000000 sessions ≤ 1.5× that at 1000"
         );
-        assert_eq!((rows[9].backend, rows[9].manager), (Some(0.8), Some(0.95)));
-        assert_eq!((rows[11].backend, rows[11].manager), (Some(5.0), None));
+        assert_eq!(
+            (rows[11].backend, rows[11].manager),
+            (Some(0.8), Some(0.95))
+        );
+        assert_eq!((rows[13].backend, rows[13].manager), (Some(5.0), None));
     }
 }

@@ -59,7 +59,7 @@ pub enum Access {
     Write,
 }
 
-/// How the baseline reaches PostgreSQL (the other clients have one way).
+/// How the baseline reaches PostgreSQL or MySQL (the other clients have one way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connection {
     /// One dedicated connection: the physical limit (single-task runs).
@@ -206,6 +206,14 @@ pub enum Baseline {
     PgPoolSelect,
     /// PostgreSQL upsert through a pool.
     PgPoolUpsert,
+    /// MySQL primary-key `SELECT` on a dedicated connection.
+    MySqlConnSelect,
+    /// MySQL upsert (`ON DUPLICATE KEY UPDATE`) on a dedicated connection.
+    MySqlConnUpsert,
+    /// MySQL primary-key `SELECT` through a pool.
+    MySqlPoolSelect,
+    /// MySQL upsert through a pool.
+    MySqlPoolUpsert,
     /// rusqlite primary-key `SELECT` on the calling thread.
     RusqliteSelect,
     /// rusqlite two-column upsert on the calling thread.
@@ -222,7 +230,7 @@ pub enum Baseline {
 
 impl Baseline {
     /// Every baseline.
-    pub const ALL: [Baseline; 14] = [
+    pub const ALL: [Baseline; 18] = [
         Baseline::RedisGet,
         Baseline::RedisSetPx,
         Baseline::RedisClusterGet,
@@ -231,6 +239,10 @@ impl Baseline {
         Baseline::PgConnUpsert,
         Baseline::PgPoolSelect,
         Baseline::PgPoolUpsert,
+        Baseline::MySqlConnSelect,
+        Baseline::MySqlConnUpsert,
+        Baseline::MySqlPoolSelect,
+        Baseline::MySqlPoolUpsert,
         Baseline::RusqliteSelect,
         Baseline::RusqliteUpsert,
         Baseline::RusqliteStoreUpdate,
@@ -250,6 +262,10 @@ impl Baseline {
             Baseline::PgConnUpsert => "raw-pg-conn-upsert",
             Baseline::PgPoolSelect => "raw-pg-pool-SELECT",
             Baseline::PgPoolUpsert => "raw-pg-pool-upsert",
+            Baseline::MySqlConnSelect => "raw-mysql-conn-SELECT",
+            Baseline::MySqlConnUpsert => "raw-mysql-conn-upsert",
+            Baseline::MySqlPoolSelect => "raw-mysql-pool-SELECT",
+            Baseline::MySqlPoolUpsert => "raw-mysql-pool-upsert",
             Baseline::RusqliteSelect => "raw-rusqlite-SELECT",
             Baseline::RusqliteUpsert => "raw-rusqlite-upsert",
             Baseline::RusqliteStoreUpdate => "raw-rusqlite-store-UPDATE",
@@ -273,6 +289,10 @@ impl Baseline {
             (Target::Postgres, Write, Connection::Dedicated) => Baseline::PgConnUpsert,
             (Target::Postgres, Read, Connection::Pool) => Baseline::PgPoolSelect,
             (Target::Postgres, Write, Connection::Pool) => Baseline::PgPoolUpsert,
+            (Target::Mysql, Read, Connection::Dedicated) => Baseline::MySqlConnSelect,
+            (Target::Mysql, Write, Connection::Dedicated) => Baseline::MySqlConnUpsert,
+            (Target::Mysql, Read, Connection::Pool) => Baseline::MySqlPoolSelect,
+            (Target::Mysql, Write, Connection::Pool) => Baseline::MySqlPoolUpsert,
             (Target::Redis, Read, _) => Baseline::RedisGet,
             (Target::Redis, Write, _) => Baseline::RedisSetPx,
             (Target::RedisCluster, Read, _) => Baseline::RedisClusterGet,
@@ -495,11 +515,12 @@ mod tests {
     fn unknown_shapes_are_errors_that_list_the_known_ones() {
         for bad in [
             "",
-            "mysql",
+            "mongodb",
             "redis+gzip",
             "redis/manager",
             "raw-redis-INCR",
             "raw-redis",
+            "raw-mysql-SELECT",
             "/backend",
             "redis/backend+enc",
         ] {
@@ -564,6 +585,9 @@ mod tests {
             "memory",
             "sled",
             "raw-pg-conn-SELECT",
+            "mysql+enc",
+            "postgres",
+            "raw-mysql-pool-upsert",
         ]
         .iter()
         .map(|s| ResultId::parse(s).unwrap())
@@ -576,9 +600,12 @@ mod tests {
                 "memory",
                 "sled",
                 "sled+enc",
+                "postgres",
+                "mysql+enc",
                 "redis",
                 "redis/backend",
                 "raw-aes-gcm-enc+dec",
+                "raw-mysql-pool-upsert",
                 "raw-pg-conn-SELECT",
                 "raw-sled-get",
             ]
@@ -605,6 +632,22 @@ mod tests {
         assert_eq!(
             Baseline::of(Target::Redis, Write, Pool),
             Some(Baseline::RedisSetPx)
+        );
+        assert_eq!(
+            Baseline::of(Target::Mysql, Read, Dedicated),
+            Some(Baseline::MySqlConnSelect)
+        );
+        assert_eq!(
+            Baseline::of(Target::Mysql, Write, Dedicated),
+            Some(Baseline::MySqlConnUpsert)
+        );
+        assert_eq!(
+            Baseline::of(Target::Mysql, Read, Pool),
+            Some(Baseline::MySqlPoolSelect)
+        );
+        assert_eq!(
+            Baseline::of(Target::Mysql, Write, Pool),
+            Some(Baseline::MySqlPoolUpsert)
         );
     }
 }

@@ -129,7 +129,7 @@ impl Results {
     }
 
     /// p50 of `op` on `store` over the p50 of its raw baseline (the client's
-    /// read or write, PostgreSQL on a dedicated connection); `None` for the
+    /// read or write, PostgreSQL and MySQL on a dedicated connection); `None` for the
     /// in-memory store or when either is missing.
     pub fn ratio(&self, op: Op, payload: &str, store: Store) -> Option<f64> {
         let base = Baseline::of(store.target, op.access(), Connection::Dedicated)?;
@@ -209,7 +209,7 @@ impl Results {
     }
 
     /// Throughput of `store` at `tasks` over that of its raw baseline (the
-    /// client's read or write, PostgreSQL through a pool like the store's).
+    /// client's read or write, PostgreSQL and MySQL through a pool like the store's).
     pub fn throughput_ratio(&self, op: Op, store: Store, tasks: usize) -> Option<f64> {
         let base = Baseline::of(store.target, op.access(), Connection::Pool)?;
         let s = self.at_concurrency(op, store, tasks)?;

@@ -55,7 +55,9 @@ pub fn header(mode: &str) -> String {
          operations against the raw write. Baselines: `raw-redis-GET`/`SET-PX` on a \
          `ConnectionManager` set up like the store's, `raw-redis-cluster-*` on the \
          cluster client, `raw-pg-conn-*` on one dedicated `PgConnection` (the physical \
-         limit; `raw-pg-pool-*` through a sqlx pool configured like the store's), `raw-rusqlite-*` on the \
+         limit; `raw-pg-pool-*` through a sqlx pool configured like the store's), `raw-mysql-conn-*` and \
+         `raw-mysql-pool-*` the same for MySQL/MariaDB (`INSERT ... ON DUPLICATE KEY UPDATE` writing new \
+         bytes each time, as every save does), `raw-rusqlite-*` on the \
          calling thread (`raw-rusqlite-upsert` a two-column key-value upsert; \
          `raw-rusqlite-store-UPDATE` the store's own compare-and-swap `UPDATE` on a table \
          with the store's schema and indexes), `raw-sled-*` plain tree `get`/`insert` (no flush), \
@@ -330,7 +332,7 @@ pub fn concurrency(r: &Results, svg_prefix: &str) -> Result<Section, String> {
              loop for a fixed time; throughput over wall time, latency per operation \
              (queueing included). `x/backend` rows call the backend directly (no manager). \
              The ratio compares throughput with the raw baseline at the \
-             same concurrency (PostgreSQL: through a sqlx pool of the store's default size, 10).\n\n"
+             same concurrency (PostgreSQL and MySQL: through a sqlx pool of the store's default size, 10).\n\n"
             .into(),
         figures: Vec::new(),
     };
@@ -487,21 +489,24 @@ mod tests {
     fn targets_table_has_a_row_per_budget_and_payload() {
         let md = targets(&loads(), BUDGETS);
         let rows = rows(&md);
-        // 9 per-payload budgets × 2 payloads, the throughput one; no scale rows.
-        assert_eq!(rows.len(), 19, "{md}");
+        // 11 per-payload budgets × 2 payloads, the throughput one; no scale rows.
+        assert_eq!(rows.len(), 23, "{md}");
         assert_eq!(
             rows[0],
             "| Redis load ≤ 1.1× raw GET (200B) | 1.05× | met | 1.50× | **missed** \
              | p50 / p50 of the raw baseline (limit ≤ 1.10×) |"
         );
+        assert!(rows[4].starts_with(
+            "| MySQL load ≤ 1.5× raw PK SELECT, dedicated connection (200B) | — | — | — | — |"
+        ));
         assert_eq!(
-            rows[8],
+            rows[10],
             "| Encryption wrapper ≤ 1.3× raw AES-256-GCM encrypt+decrypt (200B) | 1.50× \
              | **missed** | — | — | (Δload + Δsave of memory+enc over memory) / p50(raw \
              AES-GCM enc+dec) (limit ≤ 1.30×) |"
         );
-        assert!(rows[9].starts_with("| Redis load ≤ 1.1× raw GET (4KiB) | — | — | — | — |"));
-        assert!(rows[18].ends_with("| ops/s / ops/s (limit ≥ 0.90×) |"));
+        assert!(rows[11].starts_with("| Redis load ≤ 1.1× raw GET (4KiB) | — | — | — | — |"));
+        assert!(rows[22].ends_with("| ops/s / ops/s (limit ≥ 0.90×) |"));
         assert!(md.ends_with("its cost is in the create table below.\n"));
     }
 
