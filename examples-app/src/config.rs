@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use session_store_core::config::Vars;
 use session_store_core::{Encrypted, EncryptionKey, Error, Keyring, Result, SessionBackend};
+use session_store_mysql::MySqlConfig;
 use session_store_postgres::PostgresConfig;
 use session_store_redis::RedisConfig;
 use session_store_sqlite::SqliteConfig;
@@ -23,6 +24,8 @@ pub enum BackendKind {
     Redis,
     /// PostgreSQL (`postgres`).
     Postgres,
+    /// MySQL or MariaDB (`mysql`).
+    Mysql,
 }
 
 impl BackendKind {
@@ -42,11 +45,12 @@ impl BackendKind {
         Ok(vars
             .parse_with(
                 "EXAMPLE_APP_BACKEND",
-                "sqlite, redis or postgres",
+                "sqlite, redis, postgres or mysql",
                 |v| match v.to_ascii_lowercase().as_str() {
                     "sqlite" => Some(BackendKind::Sqlite),
                     "redis" => Some(BackendKind::Redis),
                     "postgres" | "postgresql" => Some(BackendKind::Postgres),
+                    "mysql" | "mariadb" => Some(BackendKind::Mysql),
                     _ => None,
                 },
             )?
@@ -58,10 +62,11 @@ impl BackendKind {
 ///
 /// | Variable | Meaning | Default |
 /// |---|---|---|
-/// | `EXAMPLE_APP_BACKEND` | `sqlite`, `redis` or `postgres` | `sqlite` |
+/// | `EXAMPLE_APP_BACKEND` | `sqlite`, `redis`, `postgres` or `mysql` | `sqlite` |
 /// | `SESSION_STORE_SQLITE_*` | SQLite settings (see `session_store_sqlite::SqliteConfig::from_env`); `SESSION_STORE_SQLITE_PATH` defaults to [`DEFAULT_SQLITE_PATH`] here | |
 /// | `SESSION_STORE_REDIS_*` | Redis settings, `SESSION_STORE_REDIS_URL` or `SESSION_STORE_REDIS_CLUSTER_NODES` required (see `session_store_redis::RedisConfig::from_env`) | |
 /// | `SESSION_STORE_POSTGRES_*` | PostgreSQL settings, `SESSION_STORE_POSTGRES_URL` required (see `session_store_postgres::PostgresConfig::from_env`) | |
+/// | `SESSION_STORE_MYSQL_*` | MySQL/MariaDB settings, `SESSION_STORE_MYSQL_URL` required (see `session_store_mysql::MySqlConfig::from_env`) | |
 /// | `EXAMPLE_APP_ENCRYPTION_KEY` | 64 hex characters: encrypt session data and metadata at rest (AES-256-GCM, key id 1) | unset (no encryption) |
 ///
 /// # Errors
@@ -80,6 +85,11 @@ pub async fn backend_from_vars(vars: &Vars) -> Result<Arc<dyn SessionBackend>> {
         BackendKind::Redis => Arc::new(RedisConfig::from_vars(vars)?.build().await?),
         BackendKind::Postgres => {
             let store = PostgresConfig::from_vars(vars)?.build().await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        BackendKind::Mysql => {
+            let store = MySqlConfig::from_vars(vars)?.build().await?;
             store.migrate().await?;
             Arc::new(store)
         }
@@ -158,6 +168,7 @@ mod tests {
             kind(&[
                 ("SESSION_STORE_REDIS_URL", "redis://127.0.0.1"),
                 ("SESSION_STORE_POSTGRES_URL", "postgres://x"),
+                ("SESSION_STORE_MYSQL_URL", "mysql://x/db"),
             ])
             .unwrap(),
             BackendKind::Sqlite
@@ -173,6 +184,14 @@ mod tests {
         assert_eq!(
             kind(&[("EXAMPLE_APP_BACKEND", "sqlite")]).unwrap(),
             BackendKind::Sqlite
+        );
+        assert_eq!(
+            kind(&[("EXAMPLE_APP_BACKEND", "mysql")]).unwrap(),
+            BackendKind::Mysql
+        );
+        assert_eq!(
+            kind(&[("EXAMPLE_APP_BACKEND", "MariaDB")]).unwrap(),
+            BackendKind::Mysql
         );
         let err = kind(&[("EXAMPLE_APP_BACKEND", "oracle")]).unwrap_err();
         assert!(

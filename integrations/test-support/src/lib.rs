@@ -1,15 +1,17 @@
 //! Backends for the tests of the framework adapters and the example app:
 //! SQLite on a temp file (plain and encrypted), Redis on 127.0.0.1:6379
-//! under a random key prefix, and PostgreSQL on 127.0.0.1:5432 in a random
-//! schema (dropped afterwards).
+//! under a random key prefix, PostgreSQL on 127.0.0.1:5432 in a random
+//! schema and MySQL/MariaDB on 127.0.0.1:3306 in a random table (both
+//! dropped afterwards).
 //!
 //! Capabilities:
-//! - [`sqlite`], [`encrypted_sqlite`], [`redis`] and [`postgres`] each give a
-//!   fresh, isolated [`TestBackend`]; [`TestBackend::finish`] removes what the
-//!   test stored.
-//! - Redis and PostgreSQL can be skipped (with a visible `SKIP:` line) with
-//!   `SESSION_STORE_SKIP_REDIS=1` / `SESSION_STORE_SKIP_POSTGRES=1`; an
-//!   unreachable server otherwise fails the test.
+//! - [`sqlite`], [`encrypted_sqlite`], [`redis`], [`postgres`] and [`mysql`]
+//!   each give a fresh, isolated [`TestBackend`]; [`TestBackend::finish`]
+//!   removes what the test stored.
+//! - Redis, PostgreSQL and MySQL can be skipped (with a visible `SKIP:` line)
+//!   with `SESSION_STORE_SKIP_REDIS=1` / `SESSION_STORE_SKIP_POSTGRES=1` /
+//!   `SESSION_STORE_SKIP_MYSQL=1`; an unreachable server otherwise fails the
+//!   test.
 //! - [`per_backend!`] turns scenario functions into one `#[tokio::test]` per
 //!   scenario and backend.
 //! - [`Browser`]: an HTTP client with a cookie jar, for the adapters' tests
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore as _, Jar};
 use session_store_core::{Encrypted, EncryptionKey, Keyring, SessionBackend, SessionToken};
+use session_store_mysql::{MySqlConfig, META_TABLE};
 use session_store_postgres::PostgresConfig;
 use session_store_redis::RedisConfig;
 use session_store_sqlite::SqliteConfig;
@@ -37,13 +40,15 @@ pub struct TestBackend {
     _dir: Option<tempfile::TempDir>,
     /// PostgreSQL URL and schema to drop afterwards.
     postgres: Option<(String, String)>,
+    /// MySQL URL and table to drop afterwards.
+    mysql: Option<(String, String)>,
 }
 
 impl TestBackend {
     /// Removes what the test stored (Redis keys live on the shared server).
     ///
     /// # Panics
-    /// When the backend or the PostgreSQL server fails (a test helper).
+    /// When the backend or the PostgreSQL or MySQL server fails (a test helper).
     pub async fn finish(self) {
         self.backend.delete_all().await.expect("delete_all");
         if let Some((url, schema)) = self.postgres {
@@ -56,6 +61,25 @@ impl TestBackend {
                 .execute(&mut conn)
                 .await
                 .expect("drop the test schema");
+        }
+        if let Some((url, table)) = self.mysql {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::MySqlConnection::connect(&url)
+                .await
+                .expect("connect to drop the test table");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{table}`"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop the test table");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {META_TABLE} WHERE table_name = ?"
+            )))
+            .bind(&table)
+            .execute(&mut conn)
+            .await
+            .expect("forget the test table's schema version");
         }
     }
 }
@@ -78,6 +102,7 @@ pub async fn sqlite() -> Option<TestBackend> {
         name: "sqlite",
         _dir: Some(dir),
         postgres: None,
+        mysql: None,
     })
 }
 
@@ -121,6 +146,7 @@ pub async fn redis(suite: &str) -> Option<TestBackend> {
             name: "redis",
             _dir: None,
             postgres: None,
+            mysql: None,
         }),
         Err(e) => panic!(
             "Redis (SESSION_STORE_REDIS_URL) is unreachable ({e}): run `store-redis/scripts/redis-services.sh start`, \
@@ -164,6 +190,46 @@ pub async fn postgres(suite: &str) -> Option<TestBackend> {
         name: "postgres",
         _dir: None,
         postgres: Some((url, schema)),
+        mysql: None,
+    })
+}
+
+/// MySQL or MariaDB (`MySqlConfig::from_env`: `SESSION_STORE_MYSQL_URL`,
+/// set by the workspace's `.cargo/config.toml`) in a fresh table
+/// `{suite}_test_<random>` of the configured database (`-` in `suite`
+/// becomes `_`; dropped by [`TestBackend::finish`]), or `None` (with a
+/// visible `SKIP:` line naming the `suite`) when `SESSION_STORE_SKIP_MYSQL=1`.
+///
+/// # Panics
+/// When the server is unreachable or the migration fails.
+pub async fn mysql(suite: &str) -> Option<TestBackend> {
+    if std::env::var("SESSION_STORE_SKIP_MYSQL").as_deref() == Ok("1") {
+        println!("SKIP: MySQL {suite} test (SESSION_STORE_SKIP_MYSQL=1)");
+        return None;
+    }
+    let table = format!(
+        "{}_test_{}",
+        suite.replace('-', "_"),
+        SessionToken::generate().storage_key().short_hash()
+    );
+    let config = MySqlConfig::from_env()
+        .unwrap_or_else(|e| panic!("{e} (see .cargo/config.toml)"))
+        .with_table(table.clone());
+    let url = config.url().to_owned();
+    let store = match config.build().await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "MySQL/MariaDB is unreachable ({e}): run `store-mysql/scripts/mysql-service.sh`, \
+             or set SESSION_STORE_SKIP_MYSQL=1 to skip the MySQL tests"
+        ),
+    };
+    store.migrate().await.expect("migrate");
+    Some(TestBackend {
+        backend: Arc::new(store),
+        name: "mysql",
+        _dir: None,
+        postgres: None,
+        mysql: Some((url, table)),
     })
 }
 
@@ -267,9 +333,9 @@ impl Browser {
 /// One `#[tokio::test]` per scenario and backend: `per_backend!("adapter";
 /// a, b)` expects `async fn a(b: TestBackend)` (and `b`) next to it and
 /// generates `sqlite_backend::a`, `encrypted_sqlite_backend::a`,
-/// `postgres_backend::a`, `redis_backend::a`, and the same for `b`. The
-/// string names the suite in `SKIP:` lines, Redis key prefixes and
-/// PostgreSQL schemas. The calling crate needs `tokio` with `macros` and
+/// `postgres_backend::a`, `mysql_backend::a`, `redis_backend::a`, and the
+/// same for `b`. The string names the suite in `SKIP:` lines, Redis key
+/// prefixes, PostgreSQL schemas and MySQL tables. The calling crate needs `tokio` with `macros` and
 /// `rt-multi-thread`.
 #[macro_export]
 macro_rules! per_backend {
@@ -299,6 +365,16 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     if let Some(b) = $crate::postgres($suite).await {
+                        super::$scenario(b).await;
+                    }
+                }
+            )*
+        }
+        mod mysql_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(b) = $crate::mysql($suite).await {
                         super::$scenario(b).await;
                     }
                 }
