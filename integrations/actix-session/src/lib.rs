@@ -60,12 +60,18 @@
 //!   (at most [`CREATE_ATTEMPTS`] times, then an error).
 //! - **Strict mode.** An unknown or expired key never becomes a session: the
 //!   middleware then calls `save`, which generates a new key.
-//! - **No resurrection.** `update` re-reads the stored version and writes
-//!   with the backend's compare-and-swap on it. A session that was deleted
-//!   (purge, renew, [`ActixSessionStore::logout_user`]), revoked or expired
-//!   is never written again, and is not re-created under a new key either
+//! - **One round trip per update, and no lost update.** `load` leaves the
+//!   stored version in the state (under [`LOADED_FIELD`], never written to
+//!   the backend) and `update` is one compare-and-swap on it. A session
+//!   saved by a concurrent request since this one loaded it, or deleted
+//!   (purge, renew, [`ActixSessionStore::logout_user`]), revoked or expired,
+//!   is not written, and is not re-created under a new key either
 //!   (actix-session's own Redis store does that, which would carry a login
-//!   into a revoked session): `update` fails and the middleware answers 500.
+//!   into a revoked session): `update` fails with
+//!   [`Error::Conflict`](session_store_core::Error::Conflict) as the error's
+//!   source and the middleware answers 500. After `Session::clear` the state
+//!   carries no version and `update` reads the stored one first (two round
+//!   trips, and the last writer wins).
 //! - **Expiry enforced on read** by the adapter's clock, whether or not
 //!   cleanup ran: the idle deadline is now + the TTL actix-session passes;
 //!   `update_ttl` (with `TtlExtensionPolicy::OnEveryRequest`) is the
@@ -90,8 +96,10 @@
 //!   never with two. The new key is a new session for the backend: its
 //!   absolute deadline restarts (right after a login, also after a privilege
 //!   change). There is no renewal grace window.
-//! - **Concurrent requests: last writer wins**; actix-session's state has no
-//!   version, so one of two concurrent updates may be lost (never resurrected).
+//! - **The carried version is in the session state**: `Session::entries`
+//!   lists [`LOADED_FIELD`]. actix-session has no way for a handler to save
+//!   and retry, so a request that lost a race answers 500 and the client
+//!   retries.
 //! - The cookie normally carries the key encrypted or signed by
 //!   actix-session (`CookieContentSecurity`); this adapter only sees the key.
 //! - actix-web runs each worker on its own single-threaded runtime. A
@@ -107,6 +115,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod carried;
 mod store;
 
+pub use carried::LOADED_FIELD;
 pub use store::{storage_key_for, ActixSessionStore, CREATE_ATTEMPTS};

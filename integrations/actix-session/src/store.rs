@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use anyhow::anyhow;
+use serde::{Serialize, Serializer};
 use session_store_core::{
     AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary,
     SessionToken, StorageKey, SystemClock, Timestamp,
 };
+
+use crate::carried::{Loaded, LOADED_FIELD};
 
 /// How many fresh keys `save` tries before giving up. A collision of
 /// 256-bit random tokens is practically impossible; more than one means the
@@ -21,8 +24,8 @@ const MAX_USER_ID_BYTES: usize = AdapterConfig::MAX_USER_ID_BYTES;
 
 /// Rows removed per `cleanup_expired` call in [`ActixSessionStore::cleanup_expired`].
 const CLEANUP_BATCH: usize = 1000;
-/// Re-reads an `update` makes when a concurrent writer bumped the version
-/// between its read and its compare-and-swap.
+/// Re-reads an `update` without a carried version makes when a concurrent
+/// writer bumped the version between its read and its compare-and-swap.
 const UPDATE_ATTEMPTS: usize = 4;
 
 type SessionState = HashMap<String, String>;
@@ -146,8 +149,10 @@ impl ActixSessionStore {
         }
     }
 
+    /// The session state as stored (JSON, without [`LOADED_FIELD`]) and the
+    /// user it names.
     fn encode(&self, state: &SessionState) -> anyhow::Result<(Vec<u8>, Option<String>)> {
-        let data = serde_json::to_vec(state)?;
+        let data = serde_json::to_vec(&WithoutLoaded(state))?;
         if data.len() > self.config.max_data_bytes() {
             return Err(anyhow!(
                 "session state is too large: {} bytes, limit {}",
@@ -177,6 +182,57 @@ impl ActixSessionStore {
     fn idle_deadline(&self, now: Timestamp, ttl: &actix_web::cookie::time::Duration) -> Timestamp {
         now.saturating_add(ttl_to_std(ttl))
     }
+
+    /// An update without a carried version: re-reads the stored version and
+    /// writes with compare-and-swap on it.
+    async fn update_reloading(
+        &self,
+        key: &StorageKey,
+        data: Vec<u8>,
+        user_id: Option<String>,
+        ttl: &actix_web::cookie::time::Duration,
+    ) -> Result<(), UpdateError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let now = self.clock.now();
+            let current = match self
+                .backend
+                .load(key, now)
+                .await
+                .map_err(|e| UpdateError::Other(other(e)))?
+            {
+                Some(Lookup::Session(r)) => r,
+                Some(Lookup::Forwarded(_)) | None => {
+                    return Err(UpdateError::Other(anyhow!(
+                        "session no longer exists (deleted, renewed or expired); not re-created"
+                    )))
+                }
+            };
+            let next = SessionRecord {
+                user_id: user_id.clone(),
+                last_seen_at: current.last_seen_at.max(now),
+                idle_deadline: self.idle_deadline(now, ttl).min(current.absolute_deadline),
+                data: data.clone(),
+                ..current
+            };
+            match self.backend.save(key, &next, now).await {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(UpdateError::Other(other(e))),
+            }
+        }
+        Err(UpdateError::Other(anyhow!(
+            "session kept changing concurrently; not saved"
+        )))
+    }
+}
+
+/// Session state minus the carried [`LOADED_FIELD`], serialized without a copy.
+struct WithoutLoaded<'a>(&'a SessionState);
+
+impl Serialize for WithoutLoaded<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != LOADED_FIELD))
+    }
 }
 
 impl SessionStore for ActixSessionStore {
@@ -193,11 +249,16 @@ impl SessionStore for ActixSessionStore {
             .await
             .map_err(|e| LoadError::Other(other(e)))?
         {
-            Some(Lookup::Session(r)) if r.is_live(now) => serde_json::from_slice(&r.data)
-                .map(Some)
+            Some(Lookup::Session(r)) if r.is_live(now) => {
                 // Fail closed: undecodable stored data is an error (500), not
                 // an empty session that a later update would overwrite.
-                .map_err(|e| LoadError::Other(e.into())),
+                let mut state: SessionState =
+                    serde_json::from_slice(&r.data).map_err(|e| LoadError::Other(e.into()))?;
+                if let Some(loaded) = Loaded::of(&r) {
+                    state.insert(LOADED_FIELD.to_owned(), loaded.encode());
+                }
+                Ok(Some(state))
+            }
             _ => Ok(None),
         }
     }
@@ -239,10 +300,14 @@ impl SessionStore for ActixSessionStore {
         )))
     }
 
-    /// Replaces the state of an existing, live session, with compare-and-swap
-    /// on the version it re-reads. A session that was deleted, renewed or
-    /// expired is never written again, and (unlike actix-session's Redis
-    /// store) not re-created under a new key either: an error instead.
+    /// Replaces the state of an existing, live session: one compare-and-swap
+    /// on the version `load` carried in the state under [`LOADED_FIELD`]. A
+    /// session saved by a concurrent request since this one loaded it, or
+    /// deleted, renewed or expired, is not written (and, unlike
+    /// actix-session's Redis store, not re-created under a new key either):
+    /// an error whose source is [`Error::Conflict`], which the middleware
+    /// answers with 500. Without a carried version (after `Session::clear`)
+    /// it reads the stored version first.
     async fn update(
         &self,
         session_key: SessionKey,
@@ -252,37 +317,26 @@ impl SessionStore for ActixSessionStore {
         let (data, user_id) = self.encode(&state).map_err(UpdateError::Serialization)?;
         let key = storage_key_for(&session_key)
             .ok_or_else(|| UpdateError::Other(anyhow!("malformed session key")))?;
-        for _ in 0..UPDATE_ATTEMPTS {
-            let now = self.clock.now();
-            let current = match self
-                .backend
-                .load(&key, now)
-                .await
-                .map_err(|e| UpdateError::Other(other(e)))?
-            {
-                Some(Lookup::Session(r)) => r,
-                Some(Lookup::Forwarded(_)) | None => {
-                    return Err(UpdateError::Other(anyhow!(
-                        "session no longer exists (deleted, renewed or expired); not re-created"
-                    )))
-                }
-            };
-            let next = SessionRecord {
-                user_id: user_id.clone(),
-                last_seen_at: current.last_seen_at.max(now),
-                idle_deadline: self.idle_deadline(now, ttl).min(current.absolute_deadline),
-                data: data.clone(),
-                ..current
-            };
-            match self.backend.save(&key, &next, now).await {
-                Ok(_) => return Ok(session_key),
-                Err(Error::Conflict) => continue,
-                Err(e) => return Err(UpdateError::Other(other(e))),
-            }
+        let Some(loaded) = state.get(LOADED_FIELD).and_then(|v| Loaded::decode(v)) else {
+            self.update_reloading(&key, data, user_id, ttl).await?;
+            return Ok(session_key);
+        };
+        let now = self.clock.now();
+        let next = SessionRecord {
+            version: loaded.version,
+            user_id,
+            created_at: loaded.created_at,
+            last_seen_at: loaded.last_seen_at.max(now),
+            auth_time: loaded.auth_time,
+            idle_deadline: self.idle_deadline(now, ttl).min(loaded.absolute_deadline),
+            absolute_deadline: loaded.absolute_deadline,
+            meta: Vec::new(),
+            data,
+        };
+        match self.backend.save(&key, &next, now).await {
+            Ok(_) => Ok(session_key),
+            Err(e) => Err(UpdateError::Other(other(e))),
         }
-        Err(UpdateError::Other(anyhow!(
-            "session kept changing concurrently; not saved"
-        )))
     }
 
     /// Activity: moves the idle deadline to now + `ttl`, never past the

@@ -70,6 +70,17 @@ async fn logout(session: Session) -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
+async fn incr(session: Session) -> HttpResponse {
+    let n: u64 = session.get("n").unwrap().unwrap_or(0);
+    session.insert("n", n + 1).unwrap();
+    HttpResponse::Ok().body("ok")
+}
+
+async fn count(session: Session) -> HttpResponse {
+    let n: u64 = session.get("n").unwrap().unwrap_or(0);
+    HttpResponse::Ok().body(n.to_string())
+}
+
 fn start(b: &TestBackend, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
     let config = AdapterConfig::new()
@@ -101,6 +112,8 @@ fn start(b: &TestBackend, absolute: Duration) -> App {
                     .route("/login/{user}", web::post().to(login))
                     .route("/renew", web::post().to(renew))
                     .route("/logout", web::post().to(logout))
+                    .route("/incr", web::post().to(incr))
+                    .route("/count", web::get().to(count))
             })
             .workers(1)
             .disable_signals()
@@ -246,8 +259,53 @@ async fn concurrent_clients_never_see_each_other(b: TestBackend) {
     app.stop(b).await;
 }
 
+/// 64 concurrent increments of one session: every increment that answered
+/// 200 is in the counter, every other one answered 500 (the stale update was
+/// refused); none vanishes silently.
+async fn concurrent_increments_are_never_lost_silently(b: TestBackend) {
+    const CLIENTS: usize = 64;
+    let app = start(&b, Duration::from_secs(3600));
+    let browser = Browser::new(&app.base);
+    browser.post("/incr").await;
+    let cookie = browser.cookie_header().expect("session cookie");
+    let client = reqwest::Client::new();
+    let start = Arc::new(tokio::sync::Barrier::new(CLIENTS));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (client, cookie, start) = (client.clone(), cookie.clone(), start.clone());
+            let url = format!("{}/incr", app.base);
+            tokio::spawn(async move {
+                start.wait().await;
+                let res = client
+                    .post(url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                res.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let n = browser.get("/count").await.parse::<u64>().unwrap() - 1;
+    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
+    let refused = statuses.iter().filter(|s| **s == 500).count() as u64;
+    println!(
+        "{}: {ok} of {CLIENTS} increments survived, {refused} answered 500 (conflict)",
+        b.name
+    );
+    assert!(ok >= 1, "{statuses:?}");
+    assert_eq!(ok + refused, CLIENTS as u64, "{statuses:?}");
+    assert_eq!(n, ok, "every acknowledged increment is stored, no other");
+    app.stop(b).await;
+}
+
 per_backend!(
     "adapter";
+    concurrent_increments_are_never_lost_silently,
     session_survives_requests,
     renew_gives_new_cookie_and_kills_old,
     purge_removes_server_side,

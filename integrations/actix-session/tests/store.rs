@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_session::storage::{LoadError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as Ttl;
-use session_store_actix::{storage_key_for, ActixSessionStore};
+use session_store_actix::{storage_key_for, ActixSessionStore, LOADED_FIELD};
 use session_store_core::{
     AdapterConfig, Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, MemoryStore,
     SessionBackend, SessionToken,
@@ -16,6 +16,18 @@ use session_store_test_support::{per_backend, TestBackend};
 
 fn state(v: &str) -> HashMap<String, String> {
     HashMap::from([("v".to_owned(), format!("{v:?}"))])
+}
+
+/// What the application sees of a loaded state: without the version the
+/// adapter carries for `update`.
+fn app(loaded: Option<HashMap<String, String>>) -> Option<HashMap<String, String>> {
+    loaded.map(|mut s| {
+        assert!(
+            s.remove(LOADED_FIELD).is_some(),
+            "a loaded state carries its version"
+        );
+        s
+    })
 }
 
 fn key(text: &str) -> SessionKey {
@@ -40,7 +52,7 @@ async fn keys_are_tokens_hashed_at_rest(b: TestBackend) {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(store.load(&k).await.unwrap(), Some(state("x")));
+    assert_eq!(app(store.load(&k).await.unwrap()), Some(state("x")));
     for bad in ["", "short", &"A".repeat(4000), &hashed.to_hex()] {
         assert_eq!(store.load(&key(bad)).await.unwrap(), None, "{bad:.10}");
     }
@@ -71,7 +83,10 @@ async fn expiry_on_read_and_ttl_extension(b: TestBackend) {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(8 * 60));
-    assert_eq!(store.load(&key(&text)).await.unwrap(), Some(state("x")));
+    assert_eq!(
+        app(store.load(&key(&text)).await.unwrap()),
+        Some(state("x"))
+    );
     let k = store
         .update(key(&text), state("y"), &Ttl::minutes(10))
         .await
@@ -97,8 +112,40 @@ async fn oversized_state_is_refused(b: TestBackend) {
     b.finish().await;
 }
 
+/// Two requests load one session; the first update wins, the second is a
+/// conflict (not a silent overwrite) and writes nothing.
+async fn a_stale_update_is_a_conflict(b: TestBackend) {
+    let (store, _) = store(&b);
+    let k = store.save(state("0"), &Ttl::minutes(10)).await.unwrap();
+    let text = k.as_ref().to_owned();
+    let mut first = store.load(&key(&text)).await.unwrap().unwrap();
+    let mut second = store.load(&key(&text)).await.unwrap().unwrap();
+    first.insert("v".into(), "\"first\"".into());
+    second.insert("v".into(), "\"second\"".into());
+    store
+        .update(key(&text), first, &Ttl::minutes(10))
+        .await
+        .unwrap();
+    match store.update(key(&text), second, &Ttl::minutes(10)).await {
+        Err(UpdateError::Other(e)) => assert!(
+            matches!(
+                e.downcast_ref::<session_store_core::Error>(),
+                Some(session_store_core::Error::Conflict)
+            ),
+            "{e:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        app(store.load(&key(&text)).await.unwrap()),
+        Some(state("first"))
+    );
+    b.finish().await;
+}
+
 per_backend!(
     "adapter";
+    a_stale_update_is_a_conflict,
     keys_are_tokens_hashed_at_rest,
     no_resurrection_after_delete,
     expiry_on_read_and_ttl_extension,
@@ -152,7 +199,7 @@ async fn cleanup_removes_only_expired_sessions() {
     clock.advance(Duration::from_secs(5 * 60));
     assert_eq!(store.cleanup_expired().await.unwrap(), 1);
     assert_eq!(memory.len(), 1);
-    assert_eq!(store.load(&long).await.unwrap(), Some(state("long")));
+    assert_eq!(app(store.load(&long).await.unwrap()), Some(state("long")));
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -57,11 +57,17 @@
 //!   and tries again (at most [`CREATE_ATTEMPTS`] times, then an error).
 //! - **Strict mode.** An unknown or expired id in a cookie never becomes a
 //!   session: tower-sessions then creates a record under a fresh id of its own.
-//! - **No resurrection.** `save` re-reads the stored version and writes with
-//!   the backend's compare-and-swap on it. A session that was deleted
+//! - **One round trip per save, and no lost update.** `load` leaves the
+//!   stored version in the record (under [`LOADED_FIELD`], never written to
+//!   the backend) and `save` is one compare-and-swap on it. A session that
+//!   was saved by a concurrent request since this one loaded it, or deleted
 //!   (logout, `flush`, `cycle_id`, [`TowerSessionStore::logout_user`]),
-//!   revoked or expired is never written again: `save` fails and the
-//!   middleware answers 500 without setting a cookie.
+//!   revoked or expired, is not written: `save` fails with an error that
+//!   [`is_conflict`] recognizes, and the middleware answers 500 without
+//!   setting a cookie. A handler that calls `Session::save` itself sees the
+//!   conflict and may reload (`Session::load`) and apply its change again.
+//!   After `Session::clear` the record carries no version and `save` reads
+//!   the stored one first (two round trips, and the last writer wins).
 //! - **Expiry enforced on read**, by the adapter's clock, whether or not
 //!   cleanup ran: the idle deadline is the expiry date tower-sessions asks
 //!   for (`Expiry::OnInactivity` moves it on each save).
@@ -88,9 +94,9 @@
 //!   session for the backend: its absolute deadline restarts, which is right
 //!   after a login but also happens after a privilege change. There is no
 //!   renewal grace window.
-//! - **Concurrent requests: last writer wins.** tower-sessions records carry no
-//!   version, so two requests that both modify a session may lose one update
-//!   (never resurrect it).
+//! - **The carried version is in the session data**: `Session::get_value`
+//!   of [`LOADED_FIELD`] returns it, and `Session::is_empty` is false for a
+//!   loaded session whose application data is empty.
 //! - No client metadata (IP, user agent) and no auth time are recorded; use
 //!   `session_store_core::SessionManager` directly (see the example app) for
 //!   "your devices" pages, CSRF tokens and login rotation with `auth_time`.
@@ -101,6 +107,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod carried;
 mod store;
 
-pub use store::{storage_key_for, TowerSessionStore, CREATE_ATTEMPTS};
+pub use carried::LOADED_FIELD;
+pub use store::{is_conflict, storage_key_for, TowerSessionStore, CREATE_ATTEMPTS};

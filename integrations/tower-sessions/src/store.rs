@@ -1,10 +1,13 @@
 //! The `tower_sessions::SessionStore` implementation.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use session_store_core::{
     AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey,
@@ -15,6 +18,8 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
+use crate::carried::{Loaded, SaveLog, Saved, LOADED_FIELD};
+
 /// How many fresh ids `create` tries before giving up. A collision of
 /// 128-bit random ids is practically impossible; more than one means the
 /// random source is broken, and failing is the safe answer.
@@ -24,9 +29,36 @@ const MAX_USER_ID_BYTES: usize = AdapterConfig::MAX_USER_ID_BYTES;
 
 /// Rows removed per `cleanup_expired` call in [`ExpiredDeletion::delete_expired`].
 const CLEANUP_BATCH: usize = 1000;
-/// Re-reads a `save` makes when a concurrent writer bumped the version
-/// between its read and its compare-and-swap.
+/// Re-reads a `save` without a carried version makes when a concurrent
+/// writer bumped the version between its read and its compare-and-swap.
 const SAVE_ATTEMPTS: usize = 4;
+
+/// The message of the [`session_store::Error::Backend`] a `save` returns when
+/// the session changed since it was loaded (see [`is_conflict`]).
+const CONFLICT: &str = "session changed since it was loaded (a concurrent request saved it, \
+or it was deleted, cycled or expired); not saved";
+
+/// Whether a store error is a lost race: the session was saved by a
+/// concurrent request (or deleted, cycled or expired) after this request
+/// loaded it, and this request's changes were not written. The request may
+/// reload (`Session::load`), apply its change again and save again.
+///
+/// ```
+/// use session_store_tower_sessions::is_conflict;
+/// use tower_sessions::session;
+///
+/// fn status(result: Result<(), session::Error>) -> u16 {
+///     match result {
+///         Ok(()) => 200,
+///         Err(session::Error::Store(e)) if is_conflict(&e) => 409,
+///         Err(_) => 500,
+///     }
+/// }
+/// # assert_eq!(status(Ok(())), 200);
+/// ```
+pub fn is_conflict(error: &session_store::Error) -> bool {
+    matches!(error, session_store::Error::Backend(m) if m == CONFLICT)
+}
 
 /// The storage key of a tower-sessions id: SHA-256 of the id's canonical text
 /// form (the cookie value, 22 characters of base64url), computed exactly as
@@ -48,6 +80,8 @@ pub struct TowerSessionStore {
     backend: Arc<dyn SessionBackend>,
     clock: Arc<dyn Clock>,
     config: Arc<AdapterConfig>,
+    saves: Arc<SaveLog>,
+    fingerprints: RandomState,
 }
 
 impl fmt::Debug for TowerSessionStore {
@@ -66,6 +100,8 @@ impl TowerSessionStore {
             backend,
             clock: Arc::new(SystemClock),
             config: Arc::new(AdapterConfig::default()),
+            saves: Arc::new(SaveLog::default()),
+            fingerprints: RandomState::new(),
         }
     }
 
@@ -124,8 +160,10 @@ impl TowerSessionStore {
         self.backend.list_user(user_id, self.clock.now()).await
     }
 
+    /// The session data as stored (JSON, without [`LOADED_FIELD`]) and the
+    /// user it names.
     fn encode(&self, record: &Record) -> session_store::Result<(Vec<u8>, Option<String>)> {
-        let data = serde_json::to_vec(&record.data)
+        let data = serde_json::to_vec(&WithoutLoaded(&record.data))
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         if data.len() > self.config.max_data_bytes() {
             return Err(session_store::Error::Encode(format!(
@@ -150,6 +188,65 @@ impl TowerSessionStore {
         };
         Ok((data, user))
     }
+
+    /// A save without a carried version: re-reads the stored version and
+    /// writes with compare-and-swap on it, so a session that was deleted,
+    /// cycled or expired is never written again (an error instead).
+    async fn save_reloading(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        data: Vec<u8>,
+        user_id: Option<String>,
+    ) -> session_store::Result<()> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let now = self.clock.now();
+            let current = match self.backend.load(key, now).await.map_err(backend_error)? {
+                Some(Lookup::Session(r)) => r,
+                Some(Lookup::Forwarded(_)) | None => {
+                    return Err(session_store::Error::Backend(
+                        "session no longer exists (deleted, cycled or expired); not re-created"
+                            .into(),
+                    ))
+                }
+            };
+            let next = SessionRecord {
+                user_id: user_id.clone(),
+                last_seen_at: current.last_seen_at.max(now),
+                idle_deadline: deadline_of(record.expiry_date, now).min(current.absolute_deadline),
+                data: data.clone(),
+                ..current
+            };
+            match self.backend.save(key, &next, now).await {
+                Ok(_) => return Ok(()),
+                // A concurrent save bumped the version: read again. If the
+                // session is gone, the next read says so.
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(backend_error(e)),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "session kept changing concurrently; not saved".into(),
+        ))
+    }
+}
+
+/// Session data minus the carried [`LOADED_FIELD`], serialized without a copy.
+struct WithoutLoaded<'a>(&'a HashMap<String, Value>);
+
+impl Serialize for WithoutLoaded<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != LOADED_FIELD))
+    }
+}
+
+/// What `load` or `create` left in the record for this `save`, if anything.
+fn carried(record: &Record) -> Option<Loaded> {
+    record
+        .data
+        .get(LOADED_FIELD)
+        .and_then(Value::as_str)
+        .and_then(Loaded::decode)
 }
 
 /// The deadline, on the adapter's clock, of an expiry date tower-sessions
@@ -204,7 +301,14 @@ impl SessionStore for TowerSessionStore {
                 .create(&storage_key_for(&record.id), &stored)
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Some(loaded) = Loaded::of(&stored) {
+                        record
+                            .data
+                            .insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
+                    }
+                    return Ok(());
+                }
                 Err(Error::AlreadyExists) => record.id = Id::default(),
                 Err(e) => return Err(backend_error(e)),
             }
@@ -214,45 +318,68 @@ impl SessionStore for TowerSessionStore {
         ))
     }
 
-    /// Writes the data of an existing, live session. Re-reads the stored
-    /// version and writes with compare-and-swap on it, so a session that was
-    /// deleted, cycled or expired is never written again (an error instead).
+    /// Writes the data of an existing, live session: one compare-and-swap
+    /// on the version `load` (or `create`) carried in the record under
+    /// [`LOADED_FIELD`], so a session that was saved by a concurrent request,
+    /// deleted, cycled or expired since it was loaded is not written (an
+    /// error that [`is_conflict`] recognizes). A second save of the same
+    /// loaded record (a handler's `Session::save`, then the middleware's)
+    /// continues from the version the first one stored, and only moves the
+    /// expiry (the backend's `touch`) if the data did not change in between. Without a carried version
+    /// (after `Session::clear`, or for a record built by hand) it reads the
+    /// stored version first.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
         let key = storage_key_for(&record.id);
-        for _ in 0..SAVE_ATTEMPTS {
-            let now = self.clock.now();
-            let current = match self.backend.load(&key, now).await.map_err(backend_error)? {
-                Some(Lookup::Session(r)) => r,
-                Some(Lookup::Forwarded(_)) | None => {
-                    return Err(session_store::Error::Backend(
-                        "session no longer exists (deleted, cycled or expired); not re-created"
-                            .into(),
-                    ))
-                }
-            };
-            let next = SessionRecord {
-                user_id: user_id.clone(),
-                last_seen_at: current.last_seen_at.max(now),
-                idle_deadline: deadline_of(record.expiry_date, now).min(current.absolute_deadline),
-                data: data.clone(),
-                ..current
-            };
-            match self.backend.save(&key, &next, now).await {
-                Ok(_) => return Ok(()),
-                // A concurrent save bumped the version: read again. If the
-                // session is gone, the next read says so.
-                Err(Error::Conflict) => continue,
-                Err(e) => return Err(backend_error(e)),
+        let Some(loaded) = carried(record) else {
+            return self.save_reloading(&key, record, data, user_id).await;
+        };
+        let fingerprint = self.fingerprints.hash_one((&data, &user_id));
+        let now = self.clock.now();
+        let idle_deadline = deadline_of(record.expiry_date, now).min(loaded.absolute_deadline);
+        let mut version = loaded.version;
+        if let Some(previous) = self.saves.get(loaded.load) {
+            if previous.fingerprint == fingerprint {
+                // This request already stored exactly this data: only the
+                // expiry moves, whatever other requests saved since.
+                return match self.backend.touch(&key, idle_deadline, now, now).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(session_store::Error::Backend(CONFLICT.into())),
+                    Err(e) => Err(backend_error(e)),
+                };
             }
+            version = previous.version;
         }
-        Err(session_store::Error::Backend(
-            "session kept changing concurrently; not saved".into(),
-        ))
+        let next = SessionRecord {
+            version,
+            user_id,
+            created_at: loaded.created_at,
+            last_seen_at: loaded.last_seen_at.max(now),
+            auth_time: loaded.auth_time,
+            idle_deadline,
+            absolute_deadline: loaded.absolute_deadline,
+            meta: Vec::new(),
+            data,
+        };
+        match self.backend.save(&key, &next, now).await {
+            Ok(version) => {
+                self.saves.put(
+                    loaded.load,
+                    Saved {
+                        version,
+                        fingerprint,
+                    },
+                );
+                Ok(())
+            }
+            Err(Error::Conflict) => Err(session_store::Error::Backend(CONFLICT.into())),
+            Err(e) => Err(backend_error(e)),
+        }
     }
 
     /// Reads a live session; `None` when unknown, deleted or expired at the
-    /// adapter clock's now (whether or not cleanup ran).
+    /// adapter clock's now (whether or not cleanup ran). The record carries
+    /// its stored version under [`LOADED_FIELD`] for `save`.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
         match self
@@ -262,8 +389,11 @@ impl SessionStore for TowerSessionStore {
             .map_err(backend_error)?
         {
             Some(Lookup::Session(r)) if r.is_live(now) => {
-                let data: HashMap<String, Value> = serde_json::from_slice(&r.data)
+                let mut data: HashMap<String, Value> = serde_json::from_slice(&r.data)
                     .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+                if let Some(loaded) = Loaded::of(&r) {
+                    data.insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
+                }
                 Ok(Some(Record {
                     id: *id,
                     data,

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use session_store_core::{AdapterConfig, Clock as _, ManualClock, Timestamp};
 use session_store_test_support::{per_backend, Browser, TestBackend};
-use session_store_tower_sessions::{storage_key_for, TowerSessionStore};
-use tower_sessions::session::Id;
+use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore};
+use tower_sessions::session::{self, Id};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 const IDLE_MINUTES: i64 = 10;
@@ -51,6 +51,36 @@ async fn logout(session: Session) -> &'static str {
     "ok"
 }
 
+/// Adds one to the counter; the middleware saves (and answers 500 when the
+/// save loses a race).
+async fn incr(session: Session) -> &'static str {
+    let n: u64 = session.get("n").await.expect("get").unwrap_or(0);
+    session.insert("n", n + 1).await.expect("insert");
+    "ok"
+}
+
+/// Adds one to the counter and saves in the handler; on a conflict reloads
+/// and tries again.
+async fn incr_retrying(session: Session) -> (axum::http::StatusCode, String) {
+    for attempt in 1..=1000u32 {
+        let n: u64 = session.get("n").await.expect("get").unwrap_or(0);
+        session.insert("n", n + 1).await.expect("insert");
+        match session.save().await {
+            Ok(()) => return (axum::http::StatusCode::OK, attempt.to_string()),
+            Err(session::Error::Store(e)) if is_conflict(&e) => {
+                session.load().await.expect("reload")
+            }
+            Err(e) => return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    (axum::http::StatusCode::CONFLICT, "gave up".into())
+}
+
+async fn count(session: Session) -> String {
+    let n: u64 = session.get("n").await.expect("get").unwrap_or(0);
+    n.to_string()
+}
+
 async fn start(b: &TestBackend, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
     let config = AdapterConfig::new()
@@ -70,6 +100,9 @@ async fn start(b: &TestBackend, absolute: Duration) -> App {
         .route("/login/{user}", post(login))
         .route("/cycle", post(cycle))
         .route("/logout", post(logout))
+        .route("/incr", post(incr))
+        .route("/incr-retrying", post(incr_retrying))
+        .route("/count", get(count))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -216,8 +249,72 @@ async fn concurrent_clients_never_see_each_other(b: TestBackend) {
     b.finish().await;
 }
 
+/// `CLIENTS` requests at once on one session, each adding one; the
+/// statuses they got, and the counter afterwards.
+async fn race_on_one_session(app: &App, path: &str) -> (Vec<u16>, u64) {
+    const CLIENTS: usize = 64;
+    let browser = Browser::new(&app.base);
+    browser.post("/incr").await;
+    let cookie = browser.cookie_header().expect("session cookie");
+    let client = reqwest::Client::new();
+    let start = Arc::new(tokio::sync::Barrier::new(CLIENTS));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (client, cookie, start) = (client.clone(), cookie.clone(), start.clone());
+            let url = format!("{}{path}", app.base);
+            tokio::spawn(async move {
+                start.wait().await;
+                let res = client
+                    .post(url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                res.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let n = browser.get("/count").await.parse::<u64>().unwrap() - 1;
+    (statuses, n)
+}
+
+/// 64 concurrent increments of one session through the middleware's own
+/// save: every increment that answered 200 is in the counter, every other
+/// one answered 500 (the stale save was refused); none vanishes silently.
+async fn concurrent_increments_are_never_lost_silently(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let (statuses, n) = race_on_one_session(&app, "/incr").await;
+    let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
+    let refused = statuses.iter().filter(|s| **s == 500).count() as u64;
+    println!(
+        "{}: {ok} of {} increments survived, {refused} answered 500 (conflict)",
+        b.name,
+        statuses.len()
+    );
+    assert!(ok >= 1, "{statuses:?}");
+    assert_eq!(ok + refused, statuses.len() as u64, "{statuses:?}");
+    assert_eq!(n, ok, "every acknowledged increment is stored, no other");
+    b.finish().await;
+}
+
+/// The same race with a handler that saves itself and retries on a
+/// conflict: all 64 increments are stored.
+async fn concurrent_increments_with_retry_all_survive(b: TestBackend) {
+    let app = start(&b, Duration::from_secs(3600)).await;
+    let (statuses, n) = race_on_one_session(&app, "/incr-retrying").await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(n, statuses.len() as u64, "{}", b.name);
+    b.finish().await;
+}
+
 per_backend!(
     "adapter";
+    concurrent_increments_are_never_lost_silently,
+    concurrent_increments_with_retry_all_survive,
     session_survives_requests,
     cycle_gives_new_cookie_and_kills_old,
     logout_removes_server_side,

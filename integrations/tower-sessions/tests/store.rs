@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use session_store_core::{AdapterConfig, ManualClock, MemoryStore, SessionBackend};
 use session_store_test_support::{per_backend, TestBackend};
-use session_store_tower_sessions::{storage_key_for, TowerSessionStore};
+use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore, LOADED_FIELD};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::Error as StoreError;
@@ -112,8 +112,90 @@ async fn oversized_data_is_refused(b: TestBackend) {
     b.finish().await;
 }
 
+/// Two requests load one session; the first save wins, the second is a
+/// conflict (not a silent overwrite) and writes nothing; a reload saves.
+async fn a_stale_save_is_a_conflict(b: TestBackend) {
+    let (store, _) = store(&b);
+    let mut r = record("0", 10);
+    store.create(&mut r).await.unwrap();
+    let mut first = store.load(&r.id).await.unwrap().unwrap();
+    let mut second = store.load(&r.id).await.unwrap().unwrap();
+    first.data.insert("v".into(), json!("first"));
+    second.data.insert("v".into(), json!("second"));
+    store.save(&first).await.unwrap();
+    let lost = store.save(&second).await.unwrap_err();
+    assert!(is_conflict(&lost), "{lost:?}");
+    let mut reloaded = store.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(reloaded.data["v"], json!("first"));
+    reloaded.data.insert("v".into(), json!("second"));
+    store.save(&reloaded).await.unwrap();
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!("second")
+    );
+    b.finish().await;
+}
+
+/// One loaded record saved several times (a handler's `Session::save`,
+/// then the middleware's): each save continues from the previous one.
+async fn one_load_saves_twice(b: TestBackend) {
+    let (store, _) = store(&b);
+    let mut r = record("0", 10);
+    store.create(&mut r).await.unwrap();
+    // The record create filled in saves as well (no load in between).
+    r.data.insert("v".into(), json!("1"));
+    store.save(&r).await.unwrap();
+    store.save(&r).await.unwrap();
+    r.data.insert("v".into(), json!("2"));
+    store.save(&r).await.unwrap();
+    let mut loaded = store.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(loaded.data["v"], json!("2"));
+    loaded.data.insert("v".into(), json!("3"));
+    store.save(&loaded).await.unwrap();
+    store.save(&loaded).await.unwrap();
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!("3")
+    );
+    b.finish().await;
+}
+
+/// The carried version is never stored; a record without it (after
+/// `Session::clear`, or built by hand) still saves, reading the version.
+async fn the_carried_version_stays_in_memory(b: TestBackend) {
+    let (store, _) = store(&b);
+    let mut r = record("x", 10);
+    store.create(&mut r).await.unwrap();
+    assert!(r.data.contains_key(LOADED_FIELD));
+    let mut loaded = store.load(&r.id).await.unwrap().unwrap();
+    assert!(loaded.data.contains_key(LOADED_FIELD));
+    let stored = b
+        .backend
+        .load(
+            &storage_key_for(&r.id),
+            session_store_core::Timestamp::now_utc(),
+        )
+        .await
+        .unwrap();
+    match stored {
+        Some(session_store_core::Lookup::Session(s)) => {
+            let data: HashMap<String, serde_json::Value> = serde_json::from_slice(&s.data).unwrap();
+            assert_eq!(data, HashMap::from([("v".to_owned(), json!("x"))]));
+        }
+        other => panic!("{other:?}"),
+    }
+    loaded.data.clear();
+    store.save(&loaded).await.unwrap();
+    let cleared = store.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(cleared.data.len(), 1, "only the carried version");
+    b.finish().await;
+}
+
 per_backend!(
     "adapter";
+    a_stale_save_is_a_conflict,
+    one_load_saves_twice,
+    the_carried_version_stays_in_memory,
     create_never_overwrites,
     no_resurrection_after_delete,
     save_updates_live_sessions_only,
