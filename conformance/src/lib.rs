@@ -87,6 +87,11 @@
 //! `list_user_metadata`, `list_user_excludes_expired`,
 //! `delete_all_empties_namespace`, `cleanup_removes_only_expired_in_batches`.
 //!
+//! **scan** (skipped when the store reports no
+//! [`Capabilities::scan`](session_store_core::Capabilities::scan)) —
+//! `scan_pages_cover_every_entry`, `scan_limit_and_cursor_resume`,
+//! `scan_during_concurrent_writes_keeps_stable_entries`.
+//!
 //! **concurrency** — `concurrent_saves_all_land` (16 tasks × 20 increments
 //! with load-modify-save), `concurrent_rotations_one_winner`,
 //! `concurrent_creates_one_winner`, `concurrent_touch_never_loses_writes`,

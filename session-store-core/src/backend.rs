@@ -4,8 +4,8 @@
 //!
 //! ```
 //! use session_store_core::{
-//!     async_trait, Lookup, MemoryStore, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
-//!     StorageKey, Timestamp,
+//!     async_trait, Lookup, MemoryStore, Result, Rotation, ScanCursor, ScanPage, SessionBackend,
+//!     SessionRecord, SessionSummary, StorageKey, Timestamp,
 //! };
 //!
 //! /// A backend that delegates to the in-memory store (yours talks to a database).
@@ -24,6 +24,7 @@
 //!     async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> { self.0.list_user(user, now).await }
 //!     async fn delete_all(&self) -> Result<()> { self.0.delete_all().await }
 //!     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> { self.0.cleanup_expired(now, limit).await }
+//!     async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> { self.0.scan(cursor, limit).await }
 //! }
 //! ```
 //!
@@ -49,6 +50,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
@@ -62,12 +64,16 @@ pub struct Capabilities {
     /// and reports how many. False for stores whose server expires keys on its
     /// own (Redis): there `cleanup_expired` may report 0.
     pub counted_cleanup: bool,
+    /// [`SessionBackend::scan`] is implemented. False for a store that keeps
+    /// the trait's default (which answers [`Error::Unsupported`](crate::Error::Unsupported)).
+    pub scan: bool,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             counted_cleanup: true,
+            scan: true,
         }
     }
 }
@@ -81,6 +87,12 @@ impl Capabilities {
     /// Sets [`Capabilities::counted_cleanup`].
     pub fn with_counted_cleanup(mut self, v: bool) -> Self {
         self.counted_cleanup = v;
+        self
+    }
+
+    /// Sets [`Capabilities::scan`].
+    pub fn with_scan(mut self, v: bool) -> Self {
+        self.scan = v;
         self
     }
 }
@@ -223,6 +235,48 @@ pub trait SessionBackend: Send + Sync + Debug {
     /// Call again while it returns `limit`. Stores whose server expires keys on
     /// its own may return 0 (see [`Capabilities::counted_cleanup`]).
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64>;
+
+    /// One page of a walk over every entry of this store's namespace
+    /// (sessions and forwarders, live or not), for operators' tools: copying
+    /// a store, re-encrypting it, counting it.
+    ///
+    /// Start with `cursor = None`; pass each page's [`ScanPage::next`] to the
+    /// next call until it is `None`.
+    ///
+    /// # Contract
+    /// - **Limit.** A page holds at most `limit` entries and each key at most
+    ///   once; it may hold fewer, even none, while `next` is `Some` (a Redis
+    ///   page whose keys all belonged to other shapes). `limit == 0` is
+    ///   [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// - **Bounded memory.** One call holds about one page (plus, on Redis,
+    ///   one server `SCAN` batch carried in the cursor), never the namespace;
+    ///   it takes no lock that blocks other operations between calls, so a
+    ///   store can be scanned while it serves traffic.
+    /// - **Entries as stored.** Each entry is what [`load`](SessionBackend::load)
+    ///   would return at an instant during the call, except that entries past
+    ///   their deadline are included until cleanup (or a server-side TTL)
+    ///   removes them; the caller judges liveness with
+    ///   [`ScanEntry::is_live`](crate::ScanEntry::is_live).
+    /// - **Under concurrent writes.** Every entry that exists under an
+    ///   unchanged key from the first call to the last is returned at least
+    ///   once (in some state it held during the scan). Entries created or
+    ///   deleted meanwhile may or may not appear. Ordered stores (SQL, sled,
+    ///   memory) return each key at most once; **Redis may return a key on
+    ///   more than one page** (its `SCAN` guarantee), and the backend does
+    ///   not remove such duplicates across pages: callers that count or
+    ///   act must tolerate or remove them (copy and re-encryption are
+    ///   idempotent per key; counting with a set, or accepting a small
+    ///   overcount, is the caller's choice).
+    /// - **Cursor.** Opaque; valid for the store that issued it, across
+    ///   processes (a resumable walk); a cursor the store cannot read is
+    ///   [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// - **Default.** Stores that do not implement it keep this default,
+    ///   which answers [`Error::Unsupported`](crate::Error::Unsupported), and
+    ///   report [`Capabilities::scan`] `false`.
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let _ = (cursor, limit);
+        Err(crate::Error::Unsupported("scan"))
+    }
 }
 
 macro_rules! forward_backend {
@@ -265,6 +319,9 @@ macro_rules! forward_backend {
             }
             async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
                 (**self).cleanup_expired(now, limit).await
+            }
+            async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+                (**self).scan(cursor, limit).await
             }
         }
     )*};

@@ -82,6 +82,12 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The store does not implement this optional operation (named here,
+    /// e.g. `"scan"`); see [`Capabilities`](crate::Capabilities). Nothing was
+    /// read or written.
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
+
     /// The stored schema is newer than this library understands; nothing was modified.
     #[error("schema version {found} is newer than the supported version {supported}")]
     SchemaTooNew {

@@ -1,6 +1,7 @@
 //! The in-memory reference store.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use crate::backend::SessionBackend;
 use crate::error::{Error, Result};
 use crate::record::{Forward, Lookup, Rotation, SessionRecord, SessionSummary};
+use crate::scan::{self, ScanCursor, ScanEntry, ScanPage};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
@@ -27,7 +29,8 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<StorageKey, Lookup>,
+    /// Ordered by key, so that a scan resumes after the last key it returned.
+    entries: BTreeMap<StorageKey, Lookup>,
     users: HashMap<String, BTreeSet<StorageKey>>,
     expiry: BTreeSet<(Timestamp, StorageKey)>,
 }
@@ -270,5 +273,22 @@ impl SessionBackend for MemoryStore {
             state.remove(key);
         }
         Ok(doomed.len() as u64)
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        scan::check_limit(limit)?;
+        let after = scan::key_cursor(cursor)?;
+        let state = self.lock();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let entries = state
+            .entries
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(key, entry)| ScanEntry {
+                key: *key,
+                entry: entry.clone(),
+            })
+            .collect();
+        Ok(scan::key_page(entries, limit))
     }
 }

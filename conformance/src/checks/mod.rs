@@ -15,6 +15,7 @@ mod manager;
 pub mod model;
 mod rotate;
 mod save;
+mod scan;
 mod scenarios;
 mod spy;
 mod tamper;
@@ -99,6 +100,10 @@ registry! {
     users::delete_all_empties_namespace,
     // cleanup
     cleanup::cleanup_removes_only_expired_in_batches,
+    // scan
+    scan::scan_pages_cover_every_entry,
+    scan::scan_limit_and_cursor_resume,
+    scan::scan_during_concurrent_writes_keeps_stable_entries,
     // concurrency
     concurrency::concurrent_saves_all_land,
     concurrency::concurrent_rotations_one_winner,

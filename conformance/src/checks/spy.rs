@@ -31,7 +31,7 @@ impl Spy {
         self.reads.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
     }
 
-    /// Writing calls so far (everything but `load` and `list_user`).
+    /// Writing calls so far (everything but `load`, `list_user` and `scan`).
     pub(crate) fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
@@ -104,5 +104,13 @@ impl SessionBackend for Spy {
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         self.write();
         self.inner.cleanup_expired(now, limit).await
+    }
+    async fn scan(
+        &self,
+        cursor: Option<&session_store_core::ScanCursor>,
+        limit: usize,
+    ) -> Result<session_store_core::ScanPage> {
+        self.read();
+        self.inner.scan(cursor, limit).await
     }
 }
