@@ -2,7 +2,10 @@
 
 use std::fmt::Debug;
 
+use std::net::IpAddr;
+
 use crate::manager::RotateReason;
+use crate::record::Damage;
 
 /// Something that happened to a session. Keys are
 /// [`StorageKey::short_hash`](crate::StorageKey::short_hash) tags, never tokens.
@@ -54,7 +57,25 @@ pub enum Event {
     /// away or expired. (A backend folds "expired" into "absent" by contract:
     /// once cleanup ran the two are indistinguishable anyway.) Count these per
     /// client IP to detect guessing.
-    LookupMiss,
+    LookupMiss {
+        /// Short hash of the key the presented token names.
+        key: String,
+        /// The client's address, when the caller supplied it
+        /// ([`SessionManager::load_from`](crate::SessionManager::load_from)).
+        ip: Option<IpAddr>,
+    },
+    /// A stored entry could not be decoded or decrypted. The request that
+    /// met it was answered as if the session had ended (fail closed), or with
+    /// the error under [`OnCorrupt::Fail`](crate::OnCorrupt::Fail); listings
+    /// skipped it.
+    Corrupted {
+        /// Short hash of the key.
+        key: String,
+        /// What is wrong with it.
+        damage: Damage,
+        /// Whether the entry was deleted ([`OnCorrupt::Remove`](crate::OnCorrupt::Remove)).
+        removed: bool,
+    },
     /// A malformed token was presented (rejected before any I/O).
     InvalidToken,
     /// Stored ciphertext failed to decrypt: tampering or a missing key.

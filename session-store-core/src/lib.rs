@@ -24,26 +24,31 @@ pub mod config;
 mod crypto;
 mod error;
 mod events;
+mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 mod manager;
 mod memory;
 mod record;
-pub mod scan;
 mod time;
 mod token;
 
 pub use adapter::AdapterConfig;
 pub use backend::{Capabilities, SessionBackend};
 pub use crypto::{
-    Encrypted, EncryptionKey, Keyring, Resealed, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
+    Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
 };
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventSink, NoEvents};
+pub use fault::{Fault, Faulty, Op};
 pub use manager::{
-    CapPolicy, Device, Policy, RotateReason, Session, SessionManager, SessionManagerBuilder,
+    CapPolicy, Device, OnCorrupt, Policy, RotateReason, Session, SessionManager,
+    SessionManagerBuilder,
 };
 pub use memory::MemoryStore;
-pub use record::{ClientMeta, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
-pub use scan::{ScanCursor, ScanEntry, ScanPage};
+pub use record::{
+    ClientMeta, Damage, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SessionHandle, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_LEN};
 

@@ -1,6 +1,7 @@
 //! The session manager: tokens, policy and the life of a session, over any backend.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::backend::SessionBackend;
 use crate::crypto::forward::{seal_successor, unseal_successor};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, NoEvents};
-use crate::record::{ClientMeta, Grace, Lookup, Rotation, SessionRecord};
+use crate::record::{ClientMeta, Damage, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionHandle, SessionToken, StorageKey};
 
@@ -21,6 +22,33 @@ pub enum CapPolicy {
     EvictOldest,
     /// Refuse the login with [`Error::TooManySessions`].
     Refuse,
+}
+
+/// What the manager does with a stored entry that cannot be decoded or
+/// decrypted ([`Damage`]): a flipped byte on disk, foreign bytes or a wrong
+/// type under a key, metadata that no longer parses, ciphertext under a key
+/// missing from the keyring.
+///
+/// In every case the request that meets it gets no access to it (fail
+/// closed), an [`Event::Corrupted`] is raised with the key's short hash
+/// (plus [`Event::DecryptFailed`] for ciphertext), and listings
+/// ([`SessionManager::list_devices`], the per-user cap at login) skip it. The
+/// variants differ in what the load answers and what happens to the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCorrupt {
+    /// The entry is deleted and the load answers `None`, as for an ended
+    /// session: the caller clears the cookie or starts a new session. The
+    /// default.
+    #[default]
+    Remove,
+    /// The entry stays where it is, for inspection, and the load answers
+    /// `None`: it can never be used again and goes with its deadlines
+    /// (server TTL, cleanup) or an administrator.
+    Quarantine,
+    /// The entry stays and the load answers the error ([`Error::Decrypt`] or
+    /// [`Error::Codec`]), for applications that prefer a hard failure.
+    /// Listings still skip it.
+    Fail,
 }
 
 /// Timeouts, throttling and limits. Every default is finite.
@@ -49,6 +77,9 @@ pub struct Policy {
     /// concurrent logins of one user: `Refuse` may let both through, while
     /// `EvictOldest` converges to the cap.
     pub max_sessions_per_user: Option<(usize, CapPolicy)>,
+    /// What to do with a stored entry that cannot be decoded or decrypted.
+    /// Default [`OnCorrupt::Remove`].
+    pub on_corrupt: OnCorrupt,
 }
 
 impl Default for Policy {
@@ -62,6 +93,7 @@ impl Default for Policy {
             max_user_id_bytes: 256,
             max_meta_bytes: 2048,
             max_sessions_per_user: None,
+            on_corrupt: OnCorrupt::Remove,
         }
     }
 }
@@ -298,6 +330,16 @@ impl fmt::Debug for SessionManager {
     }
 }
 
+/// What following a token's forwarders found.
+enum Resolved {
+    /// A live session: the token that reaches it, its key and record.
+    Live(SessionToken, StorageKey, SessionRecord),
+    /// Nothing live.
+    Missing,
+    /// The entry under this key cannot be decoded or decrypted.
+    Damaged(StorageKey, Error),
+}
+
 /// Most forwarders a load follows (a renewal of a renewal inside the grace window).
 const MAX_FORWARD_HOPS: usize = 4;
 
@@ -377,12 +419,73 @@ impl SessionManager {
         Ok(())
     }
 
-    fn decrypt_event(&self, key: &StorageKey, err: &Error) {
-        if matches!(err, Error::Decrypt { .. }) {
+    /// Applies [`Policy::on_corrupt`] to the entry under `key`, damaged as
+    /// `damage`: raises the events, deletes the entry under
+    /// [`OnCorrupt::Remove`]. Returns whether it was deleted.
+    ///
+    /// # Errors
+    /// Backend errors of the delete.
+    async fn contain(&self, key: &StorageKey, damage: Damage) -> Result<bool> {
+        if damage == Damage::Undecryptable {
             self.emit(Event::DecryptFailed {
                 key: key.short_hash(),
             });
         }
+        let removed = match self.policy.on_corrupt {
+            OnCorrupt::Remove => {
+                self.backend.delete(key).await?;
+                true
+            }
+            OnCorrupt::Quarantine | OnCorrupt::Fail => false,
+        };
+        tracing::warn!(
+            key = %key.short_hash(),
+            damage = damage.label(),
+            removed,
+            "stored session entry is damaged"
+        );
+        self.emit(Event::Corrupted {
+            key: key.short_hash(),
+            damage,
+            removed,
+        });
+        Ok(removed)
+    }
+
+    /// A load met `err` at `key`: a damaged entry is contained (no access,
+    /// `None` unless [`OnCorrupt::Fail`]); any other error is returned.
+    async fn contain_load<T>(&self, key: &StorageKey, err: Error) -> Result<Option<T>> {
+        let Some(damage) = Damage::of(&err) else {
+            return Err(err);
+        };
+        self.contain(key, damage).await?;
+        match self.policy.on_corrupt {
+            OnCorrupt::Fail => Err(err),
+            OnCorrupt::Remove | OnCorrupt::Quarantine => Ok(None),
+        }
+    }
+
+    /// Keeps the readable entries of a listing; contains the damaged ones
+    /// (see [`OnCorrupt`]), metadata that does not parse included.
+    async fn readable(
+        &self,
+        list: Vec<SessionSummary>,
+    ) -> Result<Vec<(SessionSummary, ClientMeta)>> {
+        let mut out = Vec::with_capacity(list.len());
+        for s in list {
+            let damage = match s.damage {
+                Some(d) => d,
+                None => match ClientMeta::decode(&s.meta) {
+                    Ok(meta) => {
+                        out.push((s, meta));
+                        continue;
+                    }
+                    Err(e) => Damage::of(&e).unwrap_or(Damage::Undecodable),
+                },
+            };
+            self.contain(&s.key, damage).await?;
+        }
+        Ok(out)
     }
 
     /// Creates an anonymous session.
@@ -435,10 +538,30 @@ impl SessionManager {
     /// renewal grace window, the old token yields the successor with
     /// [`Session::token_changed`] set.
     ///
+    /// A stored entry that cannot be decoded or decrypted is handled as
+    /// [`Policy::on_corrupt`] says: by default it is deleted and the load
+    /// answers `None` (no access; the caller starts over), with an
+    /// [`Event::Corrupted`].
+    ///
     /// # Errors
     /// [`Error::InvalidId`] for a malformed token, before any I/O;
-    /// [`Error::Decrypt`] for tampered data; backend errors (never `None`).
+    /// [`Error::Decrypt`]/[`Error::Codec`] for a damaged entry only under
+    /// [`OnCorrupt::Fail`]; backend errors (never `None`).
     pub async fn load(&self, token: &str) -> Result<Option<Session>> {
+        self.load_from(token, None).await
+    }
+
+    /// [`SessionManager::load`] for a request from `client_ip`: the address
+    /// is carried by [`Event::LookupMiss`], so that misses (guessing) can be
+    /// counted per client.
+    ///
+    /// # Errors
+    /// As [`SessionManager::load`].
+    pub async fn load_from(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Session>> {
         let token = match SessionToken::parse(token) {
             Ok(t) => t,
             Err(e) => {
@@ -446,7 +569,7 @@ impl SessionManager {
                 return Err(e);
             }
         };
-        self.load_token(token).await
+        self.load_parsed(token, client_ip).await
     }
 
     /// [`SessionManager::load`] for an already parsed token.
@@ -454,15 +577,34 @@ impl SessionManager {
     /// # Errors
     /// As [`SessionManager::load`].
     pub async fn load_token(&self, token: SessionToken) -> Result<Option<Session>> {
+        self.load_parsed(token, None).await
+    }
+
+    async fn load_parsed(
+        &self,
+        token: SessionToken,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Session>> {
         let now = self.now();
         let presented = token.storage_key();
         let span = info_span!("session.load", key = %presented.short_hash());
         async move {
-            let Some((token, key, record)) = self.resolve(token, now).await? else {
-                self.emit(Event::LookupMiss);
-                return Ok(None);
+            let miss = || Event::LookupMiss {
+                key: presented.short_hash(),
+                ip: client_ip,
             };
-            let meta = ClientMeta::decode(&record.meta)?;
+            let (token, key, record) = match self.resolve(token, now).await? {
+                Resolved::Live(token, key, record) => (token, key, record),
+                Resolved::Missing => {
+                    self.emit(miss());
+                    return Ok(None);
+                }
+                Resolved::Damaged(key, err) => return self.contain_load(&key, err).await,
+            };
+            let meta = match ClientMeta::decode(&record.meta) {
+                Ok(meta) => meta,
+                Err(e) => return self.contain_load(&key, e).await,
+            };
             let mut session = Session {
                 token_changed: key != presented,
                 token,
@@ -475,7 +617,7 @@ impl SessionManager {
             {
                 let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
                 if !self.backend.touch(&key, idle, now, now).await? {
-                    self.emit(Event::LookupMiss);
+                    self.emit(miss());
                     return Ok(None);
                 }
                 session.record.idle_deadline = session.record.idle_deadline.max(idle);
@@ -487,23 +629,24 @@ impl SessionManager {
         .await
     }
 
-    /// Follows forwarders; returns the live session's token, key and record.
-    async fn resolve(
-        &self,
-        mut token: SessionToken,
-        now: Timestamp,
-    ) -> Result<Option<(SessionToken, StorageKey, SessionRecord)>> {
+    /// Follows forwarders to the live session, if any.
+    async fn resolve(&self, mut token: SessionToken, now: Timestamp) -> Result<Resolved> {
         let mut key = token.storage_key();
         for _ in 0..=MAX_FORWARD_HOPS {
-            let found = self.backend.load(&key, now).await;
-            if let Err(e) = &found {
-                self.decrypt_event(&key, e);
-            }
-            match found? {
-                None => return Ok(None),
-                Some(Lookup::Session(record)) => return Ok(Some((token, key, record))),
+            let found = match self.backend.load(&key, now).await {
+                Ok(found) => found,
+                Err(e) if Damage::of(&e).is_some() => return Ok(Resolved::Damaged(key, e)),
+                Err(e) => return Err(e),
+            };
+            match found {
+                None => return Ok(Resolved::Missing),
+                Some(Lookup::Session(record)) => return Ok(Resolved::Live(token, key, record)),
                 Some(Lookup::Forwarded(fwd)) => {
-                    let next = unseal_successor(&token, &fwd.successor, &fwd.sealed_token)?;
+                    let next = match unseal_successor(&token, &fwd.successor, &fwd.sealed_token) {
+                        Ok(next) => next,
+                        Err(e) if Damage::of(&e).is_some() => return Ok(Resolved::Damaged(key, e)),
+                        Err(e) => return Err(e),
+                    };
                     self.emit(Event::ForwardFollowed {
                         from: key.short_hash(),
                         to: fwd.successor.short_hash(),
@@ -513,7 +656,7 @@ impl SessionManager {
                 }
             }
         }
-        Ok(None)
+        Ok(Resolved::Missing)
     }
 
     /// Writes the session's data and metadata (compare-and-swap on its
@@ -631,13 +774,17 @@ impl SessionManager {
                 // Someone else renewed this token first: join their successor
                 // if the grace window lets the old token reach it.
                 match self.resolve(session.token.clone(), now).await? {
-                    Some((token, key, record)) if key != session.key => {
+                    Resolved::Live(token, key, record) if key != session.key => {
                         session.meta = ClientMeta::decode(&record.meta)?;
                         session.token = token;
                         session.key = key;
                         session.record = record;
                         session.token_changed = true;
                         Ok(())
+                    }
+                    Resolved::Damaged(key, err) => {
+                        self.contain_load::<()>(&key, err).await?;
+                        Err(Error::Conflict)
                     }
                     _ => Err(Error::Conflict),
                 }
@@ -652,10 +799,15 @@ impl SessionManager {
         user_id: &str,
         current: &StorageKey,
         now: Timestamp,
-    ) -> Result<Vec<crate::record::SessionSummary>> {
+    ) -> Result<Vec<SessionSummary>> {
         let mut list = self.backend.list_user(user_id, now).await?;
         list.retain(|s| s.key != *current);
-        Ok(list)
+        Ok(self
+            .readable(list)
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
     }
 
     /// After a login committed: deletes the user's oldest sessions so that at
@@ -727,9 +879,11 @@ impl SessionManager {
     }
 
     /// Lists the live sessions of `user_id`, oldest first, marking `current`.
+    /// An entry that cannot be decoded or decrypted is left out and handled as
+    /// [`Policy::on_corrupt`] says (an [`Event::Corrupted`] each).
     ///
     /// # Errors
-    /// [`Error::Decrypt`]/[`Error::Codec`] for damaged metadata; backend errors.
+    /// Backend errors.
     pub async fn list_devices(
         &self,
         user_id: &str,
@@ -741,20 +895,21 @@ impl SessionManager {
             .list_user(user_id, self.now())
             .instrument(span)
             .await?;
-        list.into_iter()
-            .map(|s| {
-                Ok(Device {
-                    handle: SessionHandle::new(s.key),
-                    created_at: s.created_at,
-                    last_seen_at: s.last_seen_at,
-                    auth_time: s.auth_time,
-                    idle_deadline: s.idle_deadline,
-                    absolute_deadline: s.absolute_deadline,
-                    meta: ClientMeta::decode(&s.meta)?,
-                    current: current.is_some_and(|c| c.key == s.key),
-                })
+        Ok(self
+            .readable(list)
+            .await?
+            .into_iter()
+            .map(|(s, meta)| Device {
+                handle: SessionHandle::new(s.key),
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                auth_time: s.auth_time,
+                idle_deadline: s.idle_deadline,
+                absolute_deadline: s.absolute_deadline,
+                meta,
+                current: current.is_some_and(|c| c.key == s.key),
             })
-            .collect()
+            .collect())
     }
 
     /// Revokes one session of `user_id` by its handle. Returns `false` if no
@@ -1050,5 +1205,390 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(second.user_id(), None);
+    }
+
+    /// Records every event.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+    impl EventSink for Recorder {
+        fn event(&self, event: &Event) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn manager_over(
+        backend: Arc<dyn SessionBackend>,
+        policy: Policy,
+    ) -> (SessionManager, Arc<Recorder>) {
+        let events = Arc::new(Recorder::default());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let m = SessionManager::builder(backend)
+            .clock(clock)
+            .policy(policy)
+            .events(events.clone())
+            .build()
+            .expect("valid policy");
+        (m, events)
+    }
+
+    fn login(user: &str) -> RotateReason {
+        RotateReason::Login {
+            user_id: user.into(),
+        }
+    }
+
+    /// Overwrites the stored metadata of `key` with bytes that do not parse.
+    async fn garble_meta(store: &dyn SessionBackend, key: &StorageKey, now: Timestamp) {
+        let Some(Lookup::Session(mut r)) = store.load(key, now).await.unwrap() else {
+            panic!("expected a session");
+        };
+        r.meta = b"\xff not json".to_vec();
+        store.save(key, &r, now).await.unwrap();
+    }
+
+    fn corrupted(events: &[Event]) -> Vec<(Damage, bool)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Corrupted {
+                    damage, removed, ..
+                } => Some((*damage, *removed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn undecodable_metadata_is_contained_removed_and_the_caller_starts_over() {
+        let store = Arc::new(MemoryStore::new());
+        let (m, events) = manager_over(store.clone(), Policy::default());
+        let s = m.create(vec![1], ClientMeta::default()).await.unwrap();
+        garble_meta(&*store, &s.storage_key(), m.now()).await;
+        events.take();
+        // Fail closed: no session, an event with the key's short hash, entry gone.
+        assert!(m.load(s.token().expose_secret()).await.unwrap().is_none());
+        let ev = events.take();
+        assert!(
+            ev.contains(&Event::Corrupted {
+                key: s.storage_key().short_hash(),
+                damage: Damage::Undecodable,
+                removed: true,
+            }),
+            "{ev:?}"
+        );
+        assert_eq!(store.len(), 0);
+        // The same cookie is now an ordinary miss; a new session works.
+        assert!(m.load(s.token().expose_secret()).await.unwrap().is_none());
+        assert!(matches!(events.take()[..], [Event::LookupMiss { .. }]));
+        m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn quarantine_keeps_the_entry_and_fail_returns_the_error() {
+        let store = Arc::new(MemoryStore::new());
+        for (on_corrupt, expect_err) in [(OnCorrupt::Quarantine, false), (OnCorrupt::Fail, true)] {
+            let (m, events) = manager_over(
+                store.clone(),
+                Policy {
+                    on_corrupt,
+                    ..Policy::default()
+                },
+            );
+            let s = m.create(vec![1], ClientMeta::default()).await.unwrap();
+            garble_meta(&*store, &s.storage_key(), m.now()).await;
+            events.take();
+            for _ in 0..2 {
+                let res = m.load(s.token().expose_secret()).await;
+                if expect_err {
+                    assert!(matches!(res, Err(Error::Codec { .. })), "{res:?}");
+                } else {
+                    assert!(res.unwrap().is_none());
+                }
+                assert_eq!(
+                    corrupted(&events.take()),
+                    [(Damage::Undecodable, false)],
+                    "{on_corrupt:?}"
+                );
+            }
+            assert!(store
+                .load(&s.storage_key(), m.now())
+                .await
+                .unwrap()
+                .is_some());
+            store.delete(&s.storage_key()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn undecryptable_data_is_contained_with_both_events() {
+        let store = Arc::new(MemoryStore::new());
+        let enc = Arc::new(crate::Encrypted::new(
+            store.clone(),
+            crate::Keyring::new(1, crate::EncryptionKey::generate()),
+        ));
+        let (m, events) = manager_over(enc, Policy::default());
+        let s = m
+            .create(b"secret".to_vec(), ClientMeta::default())
+            .await
+            .unwrap();
+        let key = s.storage_key();
+        let Some(Lookup::Session(mut raw)) = store.load(&key, m.now()).await.unwrap() else {
+            panic!("expected a session");
+        };
+        let last = raw.data.len() - 1;
+        raw.data[last] ^= 1;
+        store.save(&key, &raw, m.now()).await.unwrap();
+        events.take();
+        assert!(m.load(s.token().expose_secret()).await.unwrap().is_none());
+        let ev = events.take();
+        assert!(ev.contains(&Event::DecryptFailed {
+            key: key.short_hash()
+        }));
+        assert_eq!(corrupted(&ev), [(Damage::Undecryptable, true)]);
+        assert_eq!(store.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn tampered_forwarder_is_contained() {
+        let store = Arc::new(MemoryStore::new());
+        let (m, events) = manager_over(store.clone(), Policy::default());
+        let s = m.create(vec![1], ClientMeta::default()).await.unwrap();
+        let old_key = s.storage_key();
+        let next = SessionToken::generate();
+        // A forwarder whose successor token is sealed under another token.
+        let bad = seal_successor(&SessionToken::generate(), &next.storage_key(), &next).unwrap();
+        let record = store_record(&*store, &old_key, m.now()).await;
+        let until = m.now().saturating_add(MIN);
+        store
+            .rotate(
+                &Rotation {
+                    from: old_key,
+                    to: next.storage_key(),
+                    record,
+                    grace: Some(Grace {
+                        sealed_token: bad,
+                        until,
+                    }),
+                },
+                m.now(),
+            )
+            .await
+            .unwrap();
+        events.take();
+        assert!(m.load(s.token().expose_secret()).await.unwrap().is_none());
+        assert_eq!(corrupted(&events.take()), [(Damage::Undecryptable, true)]);
+        // The successor itself is untouched.
+        assert!(m.load(next.expose_secret()).await.unwrap().is_some());
+    }
+
+    async fn store_record(
+        store: &dyn SessionBackend,
+        key: &StorageKey,
+        now: Timestamp,
+    ) -> SessionRecord {
+        match store.load(key, now).await.unwrap() {
+            Some(Lookup::Session(r)) => r,
+            other => panic!("expected a session, found {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_and_logins_skip_and_report_damaged_entries() {
+        let store = Arc::new(MemoryStore::new());
+        let (m, events) = manager_over(
+            store.clone(),
+            Policy {
+                max_sessions_per_user: Some((2, CapPolicy::Refuse)),
+                on_corrupt: OnCorrupt::Quarantine,
+                ..Policy::default()
+            },
+        );
+        let mut a = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+        m.rotate(&mut a, login("alice")).await.unwrap();
+        garble_meta(&*store, &a.storage_key(), m.now()).await;
+        events.take();
+        // The devices list leaves the damaged entry out and reports it.
+        assert!(m.list_devices("alice", None).await.unwrap().is_empty());
+        assert_eq!(corrupted(&events.take()), [(Damage::Undecodable, false)]);
+        // Two more logins fit under the cap of 2: the damaged entry is not counted.
+        for _ in 0..2 {
+            let mut b = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(&mut b, login("alice")).await.unwrap();
+        }
+        assert_eq!(m.list_devices("alice", None).await.unwrap().len(), 2);
+        // Logout everywhere removes every entry, the damaged one too.
+        m.logout_everywhere("alice").await.unwrap();
+        assert_eq!(store.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn lookup_miss_carries_the_key_hash_and_the_client_ip() {
+        let (m, events) = manager_over(Arc::new(MemoryStore::new()), Policy::default());
+        let token = SessionToken::generate();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(m
+            .load_from(token.expose_secret(), Some(ip))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            events.take(),
+            [Event::LookupMiss {
+                key: token.storage_key().short_hash(),
+                ip: Some(ip),
+            }]
+        );
+        assert!(m.load(token.expose_secret()).await.unwrap().is_none());
+        assert_eq!(
+            events.take(),
+            [Event::LookupMiss {
+                key: token.storage_key().short_hash(),
+                ip: None,
+            }]
+        );
+        assert!(m.load("not a token").await.is_err());
+        assert_eq!(events.take(), [Event::InvalidToken]);
+    }
+
+    #[test]
+    fn default_grace_is_zero_and_never_exceeds_idle() {
+        let p = Policy::default();
+        assert_eq!(
+            p.renewal_grace,
+            Duration::ZERO,
+            "the default grace must stay 0"
+        );
+        assert!(p.renewal_grace <= p.idle_timeout);
+        assert_eq!(p.on_corrupt, OnCorrupt::Remove);
+        // A grace one millisecond over the idle timeout never builds.
+        let over = Policy {
+            renewal_grace: p.idle_timeout + Duration::from_millis(1),
+            ..Policy::default()
+        };
+        assert!(matches!(over.validate(), Err(Error::Config(_))));
+    }
+
+    mod revocation_failures {
+        use super::*;
+        use crate::{Fault, Faulty, Op};
+
+        async fn setup() -> (
+            SessionManager,
+            Arc<Faulty<MemoryStore>>,
+            Arc<Recorder>,
+            Session,
+            Session,
+        ) {
+            let store = Arc::new(Faulty::new(MemoryStore::new()));
+            let (m, events) = manager_over(store.clone(), Policy::default());
+            let mut a = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(&mut a, login("alice")).await.unwrap();
+            let mut b = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(&mut b, login("alice")).await.unwrap();
+            events.take();
+            (m, store, events, a, b)
+        }
+
+        fn is_injected(e: &Error) -> bool {
+            matches!(
+                e,
+                Error::Backend {
+                    backend: "faulty",
+                    ..
+                }
+            )
+        }
+
+        #[tokio::test]
+        async fn logout_reports_a_failed_delete() {
+            for fault in [Fault::Fail, Fault::FailAfter] {
+                let (m, store, events, a, _) = setup().await;
+                store.inject(Op::Delete, fault);
+                let err = m.logout(&a).await.unwrap_err();
+                assert!(is_injected(&err), "{err:?}");
+                assert!(
+                    events.take().is_empty(),
+                    "no Deleted event for a failed delete"
+                );
+                store.clear_all();
+                // Retrying finishes the job.
+                m.logout(&a).await.unwrap();
+                assert!(m.load(a.token().expose_secret()).await.unwrap().is_none());
+            }
+        }
+
+        #[tokio::test]
+        async fn logout_everywhere_and_other_devices_report_failure() {
+            let (m, store, events, a, b) = setup().await;
+            store.inject(Op::DeleteUser, Fault::Fail);
+            assert!(is_injected(
+                &m.logout_everywhere("alice").await.unwrap_err()
+            ));
+            assert!(is_injected(&m.logout_other_devices(&a).await.unwrap_err()));
+            assert!(events.take().is_empty());
+            // Nothing was revoked, and nothing claimed it was.
+            assert!(m.load(b.token().expose_secret()).await.unwrap().is_some());
+            store.clear_all();
+            assert_eq!(m.logout_everywhere("alice").await.unwrap(), 2);
+        }
+
+        #[tokio::test]
+        async fn revoke_reports_a_failed_lookup_or_delete() {
+            let (m, store, events, a, b) = setup().await;
+            let handle = b.handle();
+            for op in [Op::Load, Op::Delete] {
+                store.inject(op, Fault::Fail);
+                assert!(is_injected(&m.revoke("alice", &handle).await.unwrap_err()));
+                store.clear_all();
+            }
+            assert!(events.take().is_empty());
+            assert!(m.revoke("alice", &handle).await.unwrap());
+            let _ = a;
+        }
+
+        #[tokio::test]
+        async fn delete_all_and_cleanup_report_failure() {
+            let (m, store, _events, _a, _b) = setup().await;
+            store.inject(Op::DeleteAll, Fault::Fail);
+            assert!(is_injected(&store.delete_all().await.unwrap_err()));
+            store.inject(Op::CleanupExpired, Fault::FailTimes(1));
+            assert!(is_injected(&m.cleanup_expired(10).await.unwrap_err()));
+            assert_eq!(m.cleanup_expired(10).await.unwrap(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_failed_eviction_fails_the_login_it_belongs_to() {
+            let store = Arc::new(Faulty::new(MemoryStore::new()));
+            let (m, _events) = manager_over(
+                store.clone(),
+                Policy {
+                    max_sessions_per_user: Some((1, CapPolicy::EvictOldest)),
+                    ..Policy::default()
+                },
+            );
+            let mut a = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(&mut a, login("alice")).await.unwrap();
+            let mut b = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            store.inject(Op::Delete, Fault::Fail);
+            assert!(is_injected(
+                &m.rotate(&mut b, login("alice")).await.unwrap_err()
+            ));
+        }
+
+        #[tokio::test]
+        async fn a_delayed_operation_still_completes() {
+            let (m, store, _events, a, _b) = setup().await;
+            store.inject(Op::Load, Fault::Delay(Duration::from_millis(30)));
+            let started = std::time::Instant::now();
+            assert!(m.load(a.token().expose_secret()).await.unwrap().is_some());
+            assert!(started.elapsed() >= Duration::from_millis(30));
+        }
     }
 }

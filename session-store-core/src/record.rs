@@ -150,7 +150,49 @@ pub struct SessionSummary {
     /// Absolute deadline.
     pub absolute_deadline: Timestamp,
     /// Encoded client metadata (ciphertext under encryption), opaque to backends.
+    /// Empty when `damage` is set.
     pub meta: Vec<u8>,
+    /// Set when the stored entry under `key` could not be decoded or
+    /// decrypted: listings report such an entry instead of failing, with
+    /// whatever fields could be read (the others are zero) and no metadata.
+    /// [`SessionManager`](crate::SessionManager) skips it and applies
+    /// [`Policy::on_corrupt`](crate::Policy::on_corrupt).
+    pub damage: Option<Damage>,
+}
+
+/// How a stored entry is damaged (see [`SessionSummary::damage`] and
+/// [`Event::Corrupted`](crate::Event::Corrupted)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Damage {
+    /// The stored bytes do not decode: a corrupt record, metadata that does
+    /// not parse, a wrong type or foreign bytes under the key
+    /// ([`Error::Codec`](crate::Error::Codec)).
+    Undecodable,
+    /// Stored ciphertext failed to decrypt or authenticate: tampering, a
+    /// blob moved between rows, or a key missing from the keyring
+    /// ([`Error::Decrypt`](crate::Error::Decrypt)).
+    Undecryptable,
+}
+
+impl Damage {
+    /// The damage an error reports, if it reports one: [`Error::Codec`](crate::Error::Codec)
+    /// is [`Damage::Undecodable`], [`Error::Decrypt`](crate::Error::Decrypt) is
+    /// [`Damage::Undecryptable`]; every other error is not about stored bytes.
+    pub fn of(err: &crate::Error) -> Option<Damage> {
+        match err {
+            crate::Error::Codec { .. } => Some(Damage::Undecodable),
+            crate::Error::Decrypt { .. } => Some(Damage::Undecryptable),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs: `"undecodable"` or `"undecryptable"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Damage::Undecodable => "undecodable",
+            Damage::Undecryptable => "undecryptable",
+        }
+    }
 }
 
 impl fmt::Debug for SessionSummary {
@@ -163,6 +205,7 @@ impl fmt::Debug for SessionSummary {
             .field("last_seen_at", &self.last_seen_at)
             .field("idle_deadline", &self.idle_deadline)
             .field("absolute_deadline", &self.absolute_deadline)
+            .field("damage", &self.damage)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +223,24 @@ impl SessionSummary {
             idle_deadline: r.idle_deadline,
             absolute_deadline: r.absolute_deadline,
             meta: r.meta.clone(),
+            damage: None,
+        }
+    }
+
+    /// The summary of an entry of `user_id` under `key` whose stored bytes
+    /// could not be read: every time stamp zero, no metadata, `damage` set.
+    pub fn damaged(key: StorageKey, user_id: String, damage: Damage) -> Self {
+        SessionSummary {
+            key,
+            user_id,
+            version: 0,
+            created_at: Timestamp::from_millis(0),
+            last_seen_at: Timestamp::from_millis(0),
+            auth_time: None,
+            idle_deadline: Timestamp::from_millis(0),
+            absolute_deadline: Timestamp::from_millis(0),
+            meta: Vec::new(),
+            damage: Some(damage),
         }
     }
 }

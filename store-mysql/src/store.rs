@@ -402,6 +402,7 @@ fn decode_summary(row: &MySqlRow, user_id: &str) -> Result<SessionSummary> {
         idle_deadline: ts("idle_deadline")?,
         absolute_deadline: ts("absolute_deadline")?,
         meta: get(row, "meta")?,
+        damage: None,
     })
 }
 

@@ -355,6 +355,7 @@ fn decode_summary(row: &PgRow, user_id: &str) -> Result<SessionSummary> {
         absolute_deadline: ts("absolute_deadline")?,
         meta: get(row, "meta")?,
     })
+        damage: None,
 }
 
 /// Binds the record columns shared by create, save and rotate, in the order

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use redis::Value;
 
-use session_store_core::{Error, Lookup, Result, SessionSummary, StorageKey, Timestamp};
+use session_store_core::{Damage, Error, Lookup, Result, SessionSummary, StorageKey, Timestamp};
 
 use crate::core::{duration_ms, eval, evalsha, Conn, Core};
 use crate::reply::{self, Coded, Reply};
@@ -73,17 +73,23 @@ impl UserIndex {
         let results = self
             .for_members(valid, |conn, entry| async move {
                 let mut conn = conn;
-                redis::cmd("GET")
+                // A key of another type (`WRONGTYPE`, an `Error::Codec`) is
+                // that entry's damage, not the listing's failure.
+                match redis::cmd("GET")
                     .arg(&entry)
                     .query_async::<Option<Vec<u8>>>(&mut conn)
                     .await
                     .map_err(crate::error::map_err)
+                {
+                    Ok(bytes) => Ok(Ok(bytes)),
+                    Err(e @ Error::Codec { .. }) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
             })
             .await?;
         let mut out = Vec::new();
-        let mut corrupt = None;
         for (m, key, bytes) in results {
-            match bytes.map(|b| schema::decode(&b)).transpose() {
+            match bytes.and_then(|b| b.map(|b| schema::decode(&b)).transpose()) {
                 Ok(None) => missing.push(m),
                 Ok(Some(Lookup::Forwarded(_))) => dead.push(m),
                 Ok(Some(Lookup::Session(r))) => {
@@ -91,13 +97,17 @@ impl UserIndex {
                         out.push(s);
                     }
                 }
-                Err(e) => corrupt = Some(e),
+                // Reported, not fatal: the manager skips the entry and
+                // removes or quarantines it (one damaged key never blocks
+                // the user's listings or logins).
+                Err(_) => out.push(SessionSummary::damaged(
+                    key,
+                    user_id.to_owned(),
+                    Damage::Undecodable,
+                )),
             }
         }
         self.prune(user_id, &dead, &missing).await?;
-        if let Some(e) = corrupt {
-            return Err(e);
-        }
         out.sort_by_key(|s| (s.created_at, s.key));
         Ok(out)
     }
@@ -135,8 +145,8 @@ impl UserIndex {
             })
             .await?;
         let mut live = 0u64;
-        let mut corrupt = false;
-        for (m, _, reply) in results {
+        let mut corrupt = Vec::new();
+        for (m, key, reply) in results {
             match reply {
                 Reply::DeletedLive => {
                     live += 1;
@@ -145,14 +155,23 @@ impl UserIndex {
                 Reply::DeletedExpired | Reply::Forwarder => dead.push(m),
                 Reply::Missing => missing.push(m),
                 Reply::OtherOwner => {}
-                Reply::Corrupt => corrupt = true,
+                Reply::Corrupt => corrupt.push((m, key)),
                 other => return Err(reply::out_of_place(Coded::DeleteOwned, other)),
             }
         }
-        self.prune(user_id, &dead, &missing).await?;
-        if corrupt {
-            return Err(Error::codec("a session of the user is stored corrupt"));
+        // Revocation errs on the side of removal: a damaged entry indexed
+        // under this user (undecodable, or a key of another type) can never
+        // load, so it goes, and the revocation of the others succeeds.
+        for (m, key) in corrupt {
+            let mut conn = self.core.conn();
+            redis::cmd("DEL")
+                .arg(self.keys.entry(&key))
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(crate::error::map_err)?;
+            dead.push(m);
         }
+        self.prune(user_id, &dead, &missing).await?;
         Ok(live)
     }
 

@@ -148,6 +148,8 @@
 mod config;
 mod core;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod reply;
 mod schema;

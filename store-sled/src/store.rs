@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_store_core::{
-    Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
-    StorageKey, Timestamp,
+    Damage, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
+    SessionSummary, StorageKey, Timestamp,
 };
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
@@ -469,9 +469,11 @@ impl StoreInner {
             let Some(bytes) = self.records.get(key.as_bytes()).map_err(sled_error)? else {
                 continue;
             };
-            if let Lookup::Session(r) = decode(&bytes)? {
-                if r.is_live(now) && r.user_id.as_deref() == Some(user) {
-                    out.push(SessionSummary::of(key, user.to_owned(), &r));
+            match decode(&bytes) {
+                Ok(Lookup::Session(r)) => {
+                    if r.is_live(now) && r.user_id.as_deref() == Some(user) {
+                        out.push(SessionSummary::of(key, user.to_owned(), &r));
+                    }
                 }
             }
         }
@@ -491,6 +493,14 @@ impl StoreInner {
                 let mut keys = Vec::with_capacity(CLEAR_BATCH);
                 for k in tree.iter().keys().take(CLEAR_BATCH) {
                     keys.push(k.map_err(sled_error)?);
+                Ok(Lookup::Forwarded(_)) => {}
+                // Reported, not fatal for the listing: the manager skips it
+                // and removes or quarantines it.
+                Err(_) => out.push(SessionSummary::damaged(
+                    key,
+                    user.to_owned(),
+                    Damage::Undecodable,
+                )),
                 }
                 if keys.is_empty() {
                     break;

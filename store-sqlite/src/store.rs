@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, Row};
 use session_store_core::{
-    Clock, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord, SessionSummary,
-    StorageKey, SystemClock, Timestamp,
+    Clock, Damage, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
+    SessionSummary, StorageKey, SystemClock, Timestamp,
 };
 
 use crate::checkpoint;
@@ -553,18 +553,35 @@ impl SessionBackend for SqliteStore {
                     .map_err(sqlite_error)?;
                 let mut out = Vec::new();
                 while let Some(row) = rows.next().map_err(sqlite_error)? {
-                    let key: Vec<u8> = row.get(0).map_err(codec)?;
-                    out.push(SessionSummary {
-                        key: StorageKey::try_from_slice(&key)?,
-                        user_id: user.clone(),
-                        version: version_from_sql(row.get(1).map_err(codec)?),
-                        created_at: ts(row.get(2).map_err(codec)?),
-                        last_seen_at: ts(row.get(3).map_err(codec)?),
-                        auth_time: row.get::<_, Option<i64>>(4).map_err(codec)?.map(ts),
-                        idle_deadline: ts(row.get(5).map_err(codec)?),
-                        absolute_deadline: ts(row.get(6).map_err(codec)?),
-                        meta: row.get(7).map_err(codec)?,
-                    });
+                    // SQLite keeps any type in any column: a row whose
+                    // columns do not read is listed as damaged, not fatal
+                    // for the listing (a key that does not read cannot be
+                    // named, so that row is left out).
+                    let Ok(key) = row
+                        .get::<_, Vec<u8>>(0)
+                        .map_err(codec)
+                        .and_then(|k| StorageKey::try_from_slice(&k))
+                    else {
+                        tracing::warn!("sqlite: a user-index row with an unreadable key");
+                        continue;
+                    };
+                    let summary = (|| -> Result<SessionSummary> {
+                        Ok(SessionSummary {
+                            key,
+                            user_id: user.clone(),
+                            version: version_from_sql(row.get(1).map_err(codec)?),
+                            created_at: ts(row.get(2).map_err(codec)?),
+                            last_seen_at: ts(row.get(3).map_err(codec)?),
+                            auth_time: row.get::<_, Option<i64>>(4).map_err(codec)?.map(ts),
+                            idle_deadline: ts(row.get(5).map_err(codec)?),
+                            absolute_deadline: ts(row.get(6).map_err(codec)?),
+                            meta: row.get(7).map_err(codec)?,
+                            damage: None,
+                        })
+                    })();
+                    out.push(summary.unwrap_or_else(|_| {
+                        SessionSummary::damaged(key, user.clone(), Damage::Undecodable)
+                    }));
                 }
                 Ok(out)
             })

@@ -31,6 +31,25 @@ async fn overwrite_raw(
         .expect("raw save underneath the wrapper");
 }
 
+/// A listing reports the row under `key` as undecryptable, without metadata,
+/// instead of failing (see `SessionSummary::damage`).
+fn expect_damaged(
+    what: &str,
+    key: &StorageKey,
+    res: session_store_core::Result<Vec<session_store_core::SessionSummary>>,
+) {
+    let list = res.unwrap_or_else(|e| panic!("{what}: the listing must not fail, got {e:?}"));
+    let Some(row) = list.iter().find(|s| s.key == *key) else {
+        panic!("{what}: the damaged row is missing from the listing: {list:?}");
+    };
+    assert_eq!(
+        row.damage,
+        Some(session_store_core::Damage::Undecryptable),
+        "{what}"
+    );
+    assert!(row.meta.is_empty(), "{what}: no metadata from a damaged row");
+}
+
 fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Result<T>) {
     match res {
         Err(Error::Decrypt { .. }) => {}
@@ -39,8 +58,8 @@ fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Resul
 }
 
 /// A flipped bit anywhere in the stored data or metadata ciphertext is
-/// `Error::Decrypt` on load (and on listing, for metadata): never partial
-/// data, never a panic. The plaintext is stored nowhere in clear.
+/// `Error::Decrypt` on load (and a row marked `Damage::Undecryptable` on
+/// listing, for metadata): never partial data, never a panic. The plaintext is stored nowhere in clear.
 pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
     if skip_unless_encrypted(&ctx, "tampered_ciphertext_fails_closed") {
         return;
@@ -81,8 +100,9 @@ pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
                 ctx.backend.load(&key, t).await,
             );
             if field == "meta" {
-                expect_decrypt(
+                expect_damaged(
                     "listing a tampered row",
+                    &key,
                     ctx.backend.list_user("alice", t).await,
                 );
             }
@@ -108,7 +128,7 @@ pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
 
 /// Ciphertext is bound to its row: a blob copied to another session, or a
 /// row whose user id or absolute deadline was edited underneath, fails with
-/// `Error::Decrypt`.
+/// `Error::Decrypt` (listed as `Damage::Undecryptable`).
 pub async fn ciphertext_bound_to_row(ctx: Ctx) {
     if skip_unless_encrypted(&ctx, "ciphertext_bound_to_row") {
         return;
@@ -138,8 +158,9 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
         raw.meta = stolen.meta.clone();
     })
     .await;
-    expect_decrypt(
+    expect_damaged(
         "metadata copied to another row",
+        &attacker,
         ctx.backend.list_user("alice", t).await,
     );
 
@@ -163,8 +184,9 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
     })
     .await;
     expect_decrypt("user id edited", ctx.backend.load(&moved_user, t).await);
-    expect_decrypt(
+    expect_damaged(
         "user id edited (listing)",
+        &moved_user,
         ctx.backend.list_user("mallory", t).await,
     );
 
@@ -188,14 +210,21 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
     }
 }
 
-/// Through the manager, a tampered session is an error (`Error::Decrypt`),
-/// never "no session" and never partial data; damaged metadata fails the
-/// device listing the same way.
+/// Through a manager configured with `OnCorrupt::Fail`, a tampered session is
+/// an error (`Error::Decrypt`), never "no session" and never partial data,
+/// and the entry stays; the device listing leaves a row with damaged
+/// metadata out instead of failing.
 pub async fn manager_tampered_session_is_an_error(ctx: Ctx) {
     if skip_unless_encrypted(&ctx, "manager_tampered_session_is_an_error") {
         return;
     }
-    let (m, _clock) = super::manager::manager(&ctx, session_store_core::Policy::default());
+    let (m, _clock) = super::manager::manager(
+        &ctx,
+        session_store_core::Policy {
+            on_corrupt: session_store_core::OnCorrupt::Fail,
+            ..session_store_core::Policy::default()
+        },
+    );
     let mut s = m
         .create(
             b"secret".to_vec(),
@@ -223,5 +252,12 @@ pub async fn manager_tampered_session_is_an_error(ctx: Ctx) {
     .await;
     expect_decrypt("manager load", m.load(s.token().expose_secret()).await);
     overwrite_raw(&ctx, &key, t, |raw| raw.meta[20] ^= 0x01).await;
-    expect_decrypt("device listing", m.list_devices("alice", None).await);
+    let devices = m
+        .list_devices("alice", None)
+        .await
+        .expect("the device listing skips a damaged row");
+    assert!(
+        devices.iter().all(|d| d.handle != s.handle()),
+        "a damaged row is not listed"
+    );
 }

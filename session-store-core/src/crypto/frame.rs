@@ -24,7 +24,7 @@ pub const ENCRYPTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// Which field a blob belongs to (part of the associated data).
 #[derive(Clone, Copy)]
-pub(super) enum Field {
+pub(crate) enum Field {
     /// Session data; `meta_empty` says whether the row's metadata is empty
     /// (and so stored without a frame), which binds that fact to the data.
     Data { meta_empty: bool },
@@ -76,7 +76,7 @@ pub(super) fn with_ad<R>(
 }
 
 /// One frame: `plain` sealed under the current subkey, in place.
-pub(super) fn seal(
+pub(crate) fn seal(
     keyring: &Keyring,
     field: Field,
     key: &StorageKey,
@@ -107,18 +107,9 @@ pub(super) fn seal(
     Ok(out)
 }
 
-/// The key id a frame names, without opening it; `None` for bytes that are
-/// not a frame of this version.
-pub(super) fn key_id(blob: &[u8]) -> Option<u32> {
-    if blob.len() < ENCRYPTION_OVERHEAD || blob[0] != FRAME_VERSION {
-        return None;
-    }
-    Some(u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
-}
-
 /// Opens a frame in place: on success `blob` holds the plaintext; on
 /// failure it is left as it was.
-pub(super) fn open_in_place(
+pub(crate) fn open_in_place(
     keyring: &Keyring,
     field: Field,
     key: &StorageKey,

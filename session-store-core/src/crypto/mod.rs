@@ -13,10 +13,10 @@
 //! the `token` module.
 
 pub(crate) mod forward;
-mod frame;
+pub(crate) mod frame;
 mod keyring;
 mod wrapper;
 
 pub use frame::ENCRYPTION_OVERHEAD;
 pub use keyring::{EncryptionKey, Keyring, MAX_ENCRYPTIONS_PER_SUBKEY};
-pub use wrapper::{Encrypted, Resealed};
+pub use wrapper::Encrypted;
