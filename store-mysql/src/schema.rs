@@ -101,6 +101,17 @@ pub(crate) struct Statements {
     pub cleanup_delete: Arc<str>,
 }
 
+/// A scan page (see `SessionBackend::scan`): the key and the entry columns
+/// in key order (the primary key), after the key bound first when `after`,
+/// then at most the bound number of rows.
+pub(crate) fn scan_statement(table: &str, after: bool) -> Arc<str> {
+    let t = quoted(table);
+    let from = if after { "WHERE `key` > ? " } else { "" };
+    Arc::from(format!(
+        "SELECT `key`, {ENTRY_COLUMNS} FROM {t} {from}ORDER BY `key` LIMIT ?"
+    ))
+}
+
 /// `` `name` ``; names were validated against `^[a-z_][a-z0-9_]{0,52}$`, so
 /// quoting cannot be escaped.
 pub(crate) fn quoted(name: &str) -> String {

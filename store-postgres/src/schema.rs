@@ -56,6 +56,11 @@ pub(crate) struct Statements {
     pub list_user: Arc<str>,
     pub delete_all: Arc<str>,
     pub cleanup: Arc<str>,
+    /// A scan page from the start: the entry columns and the key, in key
+    /// order (the primary-key index), `$1` rows.
+    pub scan_first: Arc<str>,
+    /// A scan page after the key `$1`, `$2` rows.
+    pub scan_after: Arc<str>,
 }
 
 /// `"schema"."name"`; both were validated against `^[a-z_][a-z0-9_]{0,62}$`,
@@ -126,6 +131,12 @@ impl Statements {
                  ) \
                  SELECT EXISTS (SELECT 1 FROM old) AS matched, \
                    (SELECT version FROM ins) AS new_version"
+            )),
+            scan_first: s(format!(
+                "SELECT key, {ENTRY_COLUMNS} FROM {t} ORDER BY key LIMIT $1"
+            )),
+            scan_after: s(format!(
+                "SELECT key, {ENTRY_COLUMNS} FROM {t} WHERE key > $1 ORDER BY key LIMIT $2"
             )),
             delete: s(format!("DELETE FROM {t} WHERE key = $1")),
             delete_user: s(format!(

@@ -89,6 +89,26 @@ impl Keys {
         format!("{{{}:*", self.prefix)
     }
 
+    /// A SCAN pattern that covers the entry keys (`{P:HH}:s:H`) of this
+    /// prefix, and possibly keys of longer prefixes, which
+    /// [`Keys::parse_entry`] filters out.
+    pub(crate) fn entry_scan_pattern(&self) -> String {
+        format!("{{{}:??}}:s:*", self.prefix)
+    }
+
+    /// The storage key of an entry key name of this prefix; `None` for any
+    /// other name (user indexes, other prefixes).
+    pub(crate) fn parse_entry(&self, name: &[u8]) -> Option<StorageKey> {
+        let hex = name
+            .strip_prefix(b"{")?
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_prefix(b":")?;
+        if hex.len() != 2 + 4 + 64 || &hex[2..6] != b"}:s:" || hex[..2] != hex[6..8] {
+            return None;
+        }
+        parse_member(&hex[6..]).ok()
+    }
+
     /// Whether `key` is exactly one of this prefix's key shapes.
     pub(crate) fn owns(&self, key: &[u8]) -> bool {
         let Some(rest) = key

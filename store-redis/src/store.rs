@@ -5,8 +5,8 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use session_store_core::{
-    async_trait, Capabilities, Error, Lookup, Result, Rotation, SessionBackend, SessionRecord,
-    SessionSummary, StorageKey, Timestamp,
+    async_trait, Capabilities, Error, Lookup, Result, Rotation, ScanCursor, ScanPage,
+    SessionBackend, SessionRecord, SessionSummary, StorageKey, Timestamp,
 };
 
 use crate::core::{duration_ms, evalsha, Core};
@@ -443,5 +443,15 @@ impl SessionBackend for RedisStore {
     /// indexes are pruned when they are read. Nothing is scanned.
     async fn cleanup_expired(&self, _now: Timestamp, _limit: usize) -> Result<u64> {
         Ok(0)
+    }
+
+    /// `SCAN` on the server, or on each cluster master in turn (see the
+    /// `scan` module): a key can appear on more than one page (the backend
+    /// does not remove such duplicates across pages), never twice on one.
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        session_store_core::scan::check_limit(limit)?;
+        crate::scan::page(&self.core, &self.keys, cursor, limit)
+            .await
+            .map_err(|e| self.context(e, "scan"))
     }
 }

@@ -38,6 +38,10 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// The table recording each session table's schema version.
 pub const SCHEMA_TABLE: &str = "session_store_schema";
 
+/// The columns of a scan page: those of `load`, then the key (column 13).
+const SCAN_COLUMNS: &str = "SELECT kind, version, user_id, created_at, last_seen_at, auth_time, \
+     idle_deadline, absolute_deadline, meta, data, successor, sealed_token, expires_at, key";
+
 /// Prepared-statement cache size per connection (we use about a dozen).
 const STATEMENT_CACHE: usize = 32;
 
@@ -58,6 +62,11 @@ pub(crate) struct Sql {
     pub delete_all: String,
     pub cleanup: String,
     pub dump: String,
+    /// One scan page: the `load` columns then the key, after `?1` in key
+    /// order (the primary key), `?2` rows.
+    pub scan_first: String,
+    /// [`Sql::scan_first`] continuing after the key `?1`.
+    pub scan_after: String,
 }
 
 impl Sql {
@@ -124,6 +133,8 @@ impl Sql {
             dump: format!(
                 "SELECT key, user_id, meta, data, successor, sealed_token FROM {t}"
             ),
+            scan_first: format!("{SCAN_COLUMNS} FROM {t} ORDER BY key LIMIT ?1"),
+            scan_after: format!("{SCAN_COLUMNS} FROM {t} WHERE key > ?1 ORDER BY key LIMIT ?2"),
         }
     }
 }
