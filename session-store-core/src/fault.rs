@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use crate::backend::{Capabilities, SessionBackend};
 use crate::error::{Error, Result};
 use crate::record::{Lookup, Rotation, SessionRecord, SessionSummary};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
@@ -56,6 +57,8 @@ pub enum Op {
     DeleteAll,
     /// [`SessionBackend::cleanup_expired`].
     CleanupExpired,
+    /// [`SessionBackend::scan`].
+    Scan,
 }
 
 impl Op {
@@ -72,6 +75,7 @@ impl Op {
             Op::ListUser => "list_user",
             Op::DeleteAll => "delete_all",
             Op::CleanupExpired => "cleanup_expired",
+            Op::Scan => "scan",
         }
     }
 }
@@ -293,5 +297,8 @@ impl<B: SessionBackend> SessionBackend for Faulty<B> {
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         self.run(Op::CleanupExpired, self.inner.cleanup_expired(now, limit))
             .await
+    }
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        self.run(Op::Scan, self.inner.scan(cursor, limit)).await
     }
 }

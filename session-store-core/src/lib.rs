@@ -30,13 +30,14 @@ pub mod fuzzing;
 mod manager;
 mod memory;
 mod record;
+pub mod scan;
 mod time;
 mod token;
 
 pub use adapter::AdapterConfig;
 pub use backend::{Capabilities, SessionBackend};
 pub use crypto::{
-    Encrypted, EncryptionKey, Keyring, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
+    Encrypted, EncryptionKey, Keyring, Resealed, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
 };
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventSink, NoEvents};
@@ -49,6 +50,7 @@ pub use memory::MemoryStore;
 pub use record::{
     ClientMeta, Damage, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary,
 };
+pub use scan::{ScanCursor, ScanEntry, ScanPage};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SessionHandle, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_LEN};
 

@@ -107,6 +107,15 @@ pub(crate) fn seal(
     Ok(out)
 }
 
+/// The key id a frame names, without opening it; `None` for bytes that are
+/// not a frame of this version.
+pub(super) fn key_id(blob: &[u8]) -> Option<u32> {
+    if blob.len() < ENCRYPTION_OVERHEAD || blob[0] != FRAME_VERSION {
+        return None;
+    }
+    Some(u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+}
+
 /// Opens a frame in place: on success `blob` holds the plaintext; on
 /// failure it is left as it was.
 pub(crate) fn open_in_place(

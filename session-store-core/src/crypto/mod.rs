@@ -19,4 +19,4 @@ mod wrapper;
 
 pub use frame::ENCRYPTION_OVERHEAD;
 pub use keyring::{EncryptionKey, Keyring, MAX_ENCRYPTIONS_PER_SUBKEY};
-pub use wrapper::Encrypted;
+pub use wrapper::{Encrypted, Resealed};

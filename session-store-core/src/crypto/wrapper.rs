@@ -9,6 +9,7 @@ use super::keyring::Keyring;
 use crate::backend::{Capabilities, SessionBackend};
 use crate::error::Result;
 use crate::record::{Damage, Lookup, Rotation, SessionRecord, SessionSummary};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::time::Timestamp;
 use crate::token::StorageKey;
 
@@ -63,7 +64,11 @@ use crate::token::StorageKey;
 /// version, so a frame of any other version is [`Error::Decrypt`](crate::Error::Decrypt).
 ///
 /// Keys never reach the backend. `touch`, `delete` and the user operations
-/// pass through unchanged.
+/// pass through unchanged. `scan` opens every session it returns, like
+/// `load`: a page holding a session that does not open is
+/// [`Error::Decrypt`](crate::Error::Decrypt); tools that must walk past such
+/// rows (re-encryption) scan [`Encrypted::inner`] and call
+/// [`Encrypted::reseal`] per key.
 pub struct Encrypted<B> {
     inner: B,
     keyring: Keyring,
@@ -78,6 +83,23 @@ impl<B> Encrypted<B> {
     /// The wrapped backend.
     pub fn inner(&self) -> &B {
         &self.inner
+    }
+
+    /// Whether a stored (sealed) record has a frame under a key other than
+    /// the keyring's primary, or a frame that does not parse: what
+    /// [`Encrypted::reseal`] would rewrite.
+    pub fn needs_reseal(&self, sealed: &SessionRecord) -> bool {
+        let primary = Some(self.keyring.primary_id());
+        frame::key_id(&sealed.data) != primary
+            || (!sealed.meta.is_empty() && frame::key_id(&sealed.meta) != primary)
+    }
+
+    /// Opens a stored (sealed) record in place, as `load` does.
+    ///
+    /// # Errors
+    /// [`Error::Decrypt`](crate::Error::Decrypt) when a frame does not open.
+    pub fn open_record(&self, key: &StorageKey, sealed: &mut SessionRecord) -> Result<()> {
+        self.decrypt_record(key, sealed)
     }
     /// One frame: `plain` sealed under the current subkey.
     fn seal(
@@ -137,6 +159,53 @@ impl<B> Encrypted<B> {
             self.open_in_place(Field::Meta, key, user, abs, &mut r.meta)?;
         }
         Ok(())
+    }
+}
+
+/// What [`Encrypted::reseal`] did with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resealed {
+    /// Every frame was already sealed under the primary key; nothing written.
+    AlreadyPrimary,
+    /// Re-encrypted under the primary key; the session now has this version.
+    Resealed {
+        /// The version stored by the rewrite (a compare-and-swap `save`).
+        version: u64,
+    },
+    /// No live session under the key (gone, expired, or a forwarder, which
+    /// holds nothing sealed under the keyring); nothing written.
+    NoSession,
+}
+
+impl<B: SessionBackend> Encrypted<B> {
+    /// Re-encrypts the session under `key` under the keyring's primary key
+    /// if any of its frames is sealed under another key, so that an old key
+    /// can be retired. Idempotent: a session already under the primary is
+    /// not written again, so a walk that stopped half-way is simply re-run.
+    ///
+    /// The rewrite is a compare-and-swap [`save`](SessionBackend::save) of the
+    /// decrypted record (version `+ 1`): a concurrent save makes it
+    /// [`Error::Conflict`](crate::Error::Conflict) (run it again), and a concurrent `touch` landing
+    /// between the read and the write can be lost (the idle deadline keeps
+    /// the value read, at most one touch interval earlier).
+    ///
+    /// # Errors
+    /// [`Error::Decrypt`](crate::Error::Decrypt) when the session does not
+    /// open under any key of the keyring (nothing is written or deleted);
+    /// [`Error::Conflict`](crate::Error::Conflict) as above;
+    /// backend errors.
+    pub async fn reseal(&self, key: &StorageKey, now: Timestamp) -> Result<Resealed> {
+        let Some(Lookup::Session(mut record)) = self.inner.load(key, now).await? else {
+            return Ok(Resealed::NoSession);
+        };
+        if !self.needs_reseal(&record) {
+            return Ok(Resealed::AlreadyPrimary);
+        }
+        self.decrypt_record(key, &mut record)?;
+        let sealed = self.encrypt_record(key, &record)?;
+        let version = self.inner.save(key, &sealed, now).await?;
+        Ok(Resealed::Resealed { version })
     }
 }
 
@@ -242,6 +311,16 @@ impl<B: SessionBackend> SessionBackend for Encrypted<B> {
 
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         self.inner.cleanup_expired(now, limit).await
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let mut page = self.inner.scan(cursor, limit).await?;
+        for e in &mut page.entries {
+            if let Lookup::Session(r) = &mut e.entry {
+                self.decrypt_record(&e.key, r)?;
+            }
+        }
+        Ok(page)
     }
 }
 
@@ -474,6 +553,9 @@ mod tests {
         async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
             self.0.cleanup_expired(now, limit).await
         }
+        async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+            self.0.scan(cursor, limit).await
+        }
     }
 
     #[test]
@@ -522,6 +604,65 @@ mod tests {
         };
         assert_eq!(u32::from_be_bytes(raw.data[1..5].try_into().unwrap()), 2);
         assert!(only_new.load(&k, now).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn reseal_moves_old_frames_to_the_primary_and_reports_strangers() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let old = EncryptionKey::from_bytes([1; 32]);
+        let new = EncryptionKey::from_bytes([2; 32]);
+        let now = Timestamp::from_millis(2_000);
+        let v1 = Encrypted::new(store.clone(), Keyring::new(1, old.clone()));
+        let k = SessionToken::generate().storage_key();
+        let mut with_meta = record(Some("alice"));
+        with_meta.meta = b"{\"label\":\"x\"}".to_vec();
+        v1.create(&k, &with_meta).await.unwrap();
+        let stranger = SessionToken::generate().storage_key();
+        Encrypted::new(store.clone(), Keyring::new(9, EncryptionKey::generate()))
+            .create(&stranger, &record(None))
+            .await
+            .unwrap();
+
+        let v2 = Encrypted::new(
+            store.clone(),
+            Keyring::new(2, new.clone()).with_decrypt_key(1, old),
+        );
+        let Some(Lookup::Session(raw)) = store.load(&k, now).await.unwrap() else {
+            panic!("missing")
+        };
+        assert!(v2.needs_reseal(&raw));
+        assert_eq!(
+            v2.reseal(&k, now).await.unwrap(),
+            Resealed::Resealed { version: 1 }
+        );
+        assert_eq!(v2.reseal(&k, now).await.unwrap(), Resealed::AlreadyPrimary);
+        assert!(matches!(
+            v2.reseal(&stranger, now).await,
+            Err(Error::Decrypt { key_id: Some(9) })
+        ));
+        assert!(
+            store.load(&stranger, now).await.unwrap().is_some(),
+            "never deleted"
+        );
+        let gone = SessionToken::generate().storage_key();
+        assert_eq!(v2.reseal(&gone, now).await.unwrap(), Resealed::NoSession);
+
+        // The old key retired: everything resealed still opens, metadata too.
+        let only_new = Encrypted::new(store.clone(), Keyring::new(2, new));
+        let Some(Lookup::Session(r)) = only_new.load(&k, now).await.unwrap() else {
+            panic!("missing")
+        };
+        assert_eq!(r.meta, with_meta.meta);
+        assert_eq!(r.data, b"secret-marker");
+
+        // Scanning through the wrapper opens what it returns; a stranger fails the page.
+        let mut page = v2.scan(None, 10).await;
+        assert!(matches!(page, Err(Error::Decrypt { .. })));
+        store.delete(&stranger).await.unwrap();
+        page = v2.scan(None, 10).await;
+        let page = page.unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert!(matches!(&page.entries[0].entry, Lookup::Session(r) if r.data == b"secret-marker"));
     }
 
     #[tokio::test]
