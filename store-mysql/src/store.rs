@@ -703,6 +703,38 @@ impl SessionBackend for MySqlStore {
         on_conn!(self, "cleanup_expired", conn => cleanup_attempt(&self.sql, conn, now, limit))
             .await
     }
+
+    async fn scan(
+        &self,
+        cursor: Option<&session_store_core::ScanCursor>,
+        limit: usize,
+    ) -> Result<session_store_core::ScanPage> {
+        use session_store_core::scan;
+        scan::check_limit(limit)?;
+        let after = scan::key_cursor(cursor)?;
+        let sql = schema::scan_statement(&self.table, after.is_some());
+        let rows = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found = on_conn!(self, "scan", conn => async {
+            let mut q = query(&sql);
+            if let Some(k) = &after {
+                q = q.bind(k.as_bytes().to_vec());
+            }
+            Ok(Ok(q.bind(rows).fetch_all(conn).await?))
+        })
+        .await?;
+        let entries = found
+            .iter()
+            .map(|row| {
+                let key: Vec<u8> = get(row, "key")?;
+                Ok(session_store_core::ScanEntry {
+                    key: StorageKey::try_from_slice(&key)?,
+                    entry: decode_entry(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| self.context(e, "scan"))?;
+        Ok(scan::key_page(entries, limit))
+    }
 }
 
 #[cfg(test)]

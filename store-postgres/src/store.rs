@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use session_store_core::scan::{self, ScanCursor, ScanEntry, ScanPage};
 use session_store_core::{
     async_trait, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
     SessionSummary, StorageKey, Timestamp,
@@ -354,8 +355,8 @@ fn decode_summary(row: &PgRow, user_id: &str) -> Result<SessionSummary> {
         idle_deadline: ts("idle_deadline")?,
         absolute_deadline: ts("absolute_deadline")?,
         meta: get(row, "meta")?,
-    })
         damage: None,
+    })
 }
 
 /// Binds the record columns shared by create, save and rotate, in the order
@@ -499,6 +500,30 @@ impl SessionBackend for PostgresStore {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let done = on_conn!(self, "cleanup_expired", map_sqlx, conn => q.execute(conn)).await?;
         Ok(done.rows_affected())
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        scan::check_limit(limit)?;
+        let rows = i64::try_from(limit).unwrap_or(i64::MAX);
+        let q = match scan::key_cursor(cursor)? {
+            None => sqlx::query(AssertSqlSafe(self.sql.scan_first.clone())).bind(rows),
+            Some(after) => sqlx::query(AssertSqlSafe(self.sql.scan_after.clone()))
+                .bind(after.as_bytes().to_vec())
+                .bind(rows),
+        };
+        let found = on_conn!(self, "scan", map_sqlx, conn => q.fetch_all(conn)).await?;
+        let entries = found
+            .iter()
+            .map(|row| {
+                let key: Vec<u8> = get(row, "key")?;
+                Ok(ScanEntry {
+                    key: StorageKey::try_from_slice(&key)?,
+                    entry: decode_entry(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| self.context(e, "scan"))?;
+        Ok(scan::key_page(entries, limit))
     }
 }
 

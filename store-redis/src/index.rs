@@ -286,8 +286,8 @@ async fn scan_node(
     }
 }
 
-/// The master nodes of the cluster, from `CLUSTER SLOTS`.
-async fn masters(
+/// The master nodes of the cluster, from `CLUSTER SLOTS`, sorted.
+pub(crate) async fn masters(
     core: &Core,
     mut cluster: redis::cluster_async::ClusterConnection,
 ) -> Result<Vec<(String, u16)>> {

@@ -152,6 +152,7 @@ mod error;
 pub mod fuzzing;
 mod index;
 mod reply;
+mod scan;
 mod schema;
 mod scripts;
 mod store;

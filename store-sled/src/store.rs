@@ -7,6 +7,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use session_store_core::scan::{self, ScanCursor, ScanEntry, ScanPage};
 use session_store_core::{
     Damage, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
     SessionSummary, StorageKey, Timestamp,
@@ -411,6 +412,23 @@ impl StoreInner {
         Ok((now < entry_expires_at(&entry)).then_some(entry))
     }
 
+    /// Up to `limit` records after `after`, in key order (sled iterates a
+    /// consistent snapshot of each key, without blocking writers).
+    fn scan(&self, after: Option<StorageKey>, limit: usize) -> Result<Vec<ScanEntry>> {
+        let start = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.as_bytes().to_vec()));
+        self.records
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_error)?;
+                Ok(ScanEntry {
+                    key: StorageKey::try_from_slice(&k)?,
+                    entry: decode(&v)?,
+                })
+            })
+            .collect()
+    }
+
     fn user_keys(&self, user: &str) -> Result<Vec<StorageKey>> {
         let prefix = user_prefix(user)?;
         let mut keys = Vec::new();
@@ -475,6 +493,14 @@ impl StoreInner {
                         out.push(SessionSummary::of(key, user.to_owned(), &r));
                     }
                 }
+                Ok(Lookup::Forwarded(_)) => {}
+                // Reported, not fatal for the listing: the manager skips it
+                // and removes or quarantines it.
+                Err(_) => out.push(SessionSummary::damaged(
+                    key,
+                    user.to_owned(),
+                    Damage::Undecodable,
+                )),
             }
         }
         out.sort_by_key(|a| (a.created_at, a.key));
@@ -493,14 +519,6 @@ impl StoreInner {
                 let mut keys = Vec::with_capacity(CLEAR_BATCH);
                 for k in tree.iter().keys().take(CLEAR_BATCH) {
                     keys.push(k.map_err(sled_error)?);
-                Ok(Lookup::Forwarded(_)) => {}
-                // Reported, not fatal for the listing: the manager skips it
-                // and removes or quarantines it.
-                Err(_) => out.push(SessionSummary::damaged(
-                    key,
-                    user.to_owned(),
-                    Damage::Undecodable,
-                )),
                 }
                 if keys.is_empty() {
                     break;
@@ -655,5 +673,14 @@ impl SessionBackend for SledStore {
         self.write(0, move |s| s.cleanup_expired(now, limit))
             .await
             .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        scan::check_limit(limit)?;
+        let after = scan::key_cursor(cursor)?;
+        self.inner
+            .scan(after, limit)
+            .map(|entries| scan::key_page(entries, limit))
+            .map_err(|e| e.context(BACKEND, "scan", Some(self.endpoint())))
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, Row};
+use session_store_core::scan::{self, ScanCursor, ScanEntry, ScanPage};
 use session_store_core::{
     Clock, Damage, Error, Forward, Lookup, Result, Rotation, SessionBackend, SessionRecord,
     SessionSummary, StorageKey, SystemClock, Timestamp,
@@ -620,5 +621,52 @@ impl SessionBackend for SqliteStore {
             })
             .await
             .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        scan::check_limit(limit)?;
+        let after = scan::key_cursor(cursor)?;
+        let rows = i64::try_from(limit).unwrap_or(i64::MAX);
+        let entries = self
+            .inner
+            .readers
+            .run(move |db| {
+                let decode = |row: &Row<'_>| -> Result<ScanEntry> {
+                    let key: Vec<u8> = row.get(13).map_err(codec)?;
+                    Ok(ScanEntry {
+                        key: StorageKey::try_from_slice(&key)?,
+                        entry: decode_entry(row)?,
+                    })
+                };
+                let mut out = Vec::new();
+                match after {
+                    None => {
+                        let mut stmt = db
+                            .conn
+                            .prepare_cached(&db.sql.scan_first)
+                            .map_err(sqlite_error)?;
+                        let mut r = stmt.query(params![rows]).map_err(sqlite_error)?;
+                        while let Some(row) = r.next().map_err(sqlite_error)? {
+                            out.push(decode(row)?);
+                        }
+                    }
+                    Some(k) => {
+                        let mut stmt = db
+                            .conn
+                            .prepare_cached(&db.sql.scan_after)
+                            .map_err(sqlite_error)?;
+                        let mut r = stmt
+                            .query(params![&k.as_bytes()[..], rows])
+                            .map_err(sqlite_error)?;
+                        while let Some(row) = r.next().map_err(sqlite_error)? {
+                            out.push(decode(row)?);
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| e.context(BACKEND, "scan", Some(self.endpoint())))?;
+        Ok(scan::key_page(entries, limit))
     }
 }
