@@ -1,0 +1,279 @@
+//! The `tower::Layer` and its service: the request flow around a handler.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{LengthLimitError, Limited};
+use session_store_core::{Result, SessionManager};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::{SameSite, SessionConfig, TOKEN_RESPONSE_HEADER};
+use crate::csrf;
+use crate::error::{ErrorMarker, SessionError};
+use crate::session::{RequestState, Session, Shared};
+
+/// Adds sessions to every route it wraps: `Router::new().route(..).layer(layer)`.
+///
+/// Per request, in this order:
+/// 1. a `Content-Length` over [`SessionConfig::with_body_limit`] is `413`
+///    (and a body that grows past it fails with `413` when read);
+/// 2. the token is taken from the session cookie (or, in header mode, the
+///    header) and parsed, without I/O;
+/// 3. a state-changing method (not `GET`, `HEAD`, `OPTIONS`, `TRACE`) is
+///    checked for CSRF unless its token came from the header: the
+///    `Origin` / `Sec-Fetch-Site` check, then exactly one token in the
+///    header or the form field (a form that does not parse is `400`, two
+///    tokens `403`), compared in constant time with the session's token or,
+///    without a session, with the signed double-submit cookie (`403`);
+/// 4. the handler runs with a [`Session`] in the request extensions (the
+///    session is loaded only when the handler first uses it);
+/// 5. the response gets the `Set-Cookie` the handler's calls require (a new
+///    token after creation or rotation, a clearing cookie after logout) and
+///    then `Cache-Control: no-store`; a response without session changes is
+///    left untouched.
+///
+/// The layer's own refusals, and every [`SessionError`] a handler returns,
+/// go through [`SessionConfig::with_error_handler`] when one is configured.
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("manager", &self.shared.manager)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayer {
+    /// A layer over `manager` (any backend, encrypted or not) with `config`.
+    ///
+    /// # Errors
+    /// [`Error::Config`](session_store_core::Error::Config) from
+    /// [`SessionConfig::validate`].
+    pub fn new(manager: SessionManager, config: SessionConfig) -> Result<Self> {
+        config.validate()?;
+        let csrf_key = config.csrf.secret().unwrap_or_else(csrf::random_key);
+        Ok(SessionLayer {
+            shared: Arc::new(Shared {
+                manager,
+                config,
+                csrf_key,
+            }),
+        })
+    }
+
+    /// The manager (for work outside a request: cleanup, admin revocation).
+    pub fn manager(&self) -> &SessionManager {
+        &self.shared.manager
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around a handler or router.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+impl<S> Service<Request<Body>> for SessionService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(handle(shared, inner, req).await) })
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+async fn handle<S>(shared: Arc<Shared>, mut inner: S, req: Request<Body>) -> Response
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let (mut parts, body) = req.into_parts();
+    let limit = shared.config.body_limit;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error_response(&shared, SessionError::BodyTooLarge);
+    }
+    let state = Arc::new(RequestState::new(shared.clone(), &parts));
+    let mut body = Body::new(Limited::new(body, limit));
+
+    if shared.config.csrf.enabled() && !is_safe(&parts.method) && !state.token_via_header() {
+        match check_csrf(&shared, &state, &parts, body).await {
+            Ok(b) => body = b,
+            Err(e) => {
+                let res = error_response(&shared, e);
+                return finish(&shared, &state, res).await;
+            }
+        }
+    }
+
+    parts.extensions.insert(Session::new(state.clone()));
+    let res = match inner.call(Request::from_parts(parts, body)).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    finish(&shared, &state, res).await
+}
+
+async fn check_csrf(
+    shared: &Shared,
+    state: &RequestState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<Body, SessionError> {
+    let csrf = &shared.config.csrf;
+    if !csrf::origin_allowed(&parts.headers, csrf.origin_check()) {
+        return Err(state.reject_csrf(csrf::Reject::CrossOrigin).await);
+    }
+    let in_header: Vec<&HeaderValue> = parts.headers.get_all(csrf.header()).iter().collect();
+    let (presented, body) = match in_header.as_slice() {
+        [one] => (one.to_str().ok().map(str::to_owned), body),
+        [] if is_form(parts) => {
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(b) => b,
+                Err(e) if is_length_limit(&e) => return Err(SessionError::BodyTooLarge),
+                Err(_) => return Err(SessionError::BadForm),
+            };
+            let values = csrf::form_values(&bytes, csrf.field()).ok_or(SessionError::BadForm)?;
+            if values.len() > 1 {
+                return Err(state.reject_csrf(csrf::Reject::Duplicate).await);
+            }
+            (values.into_iter().next(), Body::from(bytes))
+        }
+        [] => (None, body),
+        _ => return Err(state.reject_csrf(csrf::Reject::Duplicate).await),
+    };
+    let Some(presented) = presented else {
+        return Err(state.reject_csrf(csrf::Reject::Missing).await);
+    };
+    state.check_csrf(&presented).await?;
+    Ok(body)
+}
+
+fn is_form(parts: &axum::http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn error_response(shared: &Shared, e: SessionError) -> Response {
+    let res = e.into_response();
+    apply_error_handler(shared, res)
+}
+
+fn apply_error_handler(shared: &Shared, res: Response) -> Response {
+    match (
+        res.extensions().get::<ErrorMarker>(),
+        &shared.config.error_handler,
+    ) {
+        (Some(ErrorMarker(kind)), Some(handler)) => handler(*kind),
+        _ => res,
+    }
+}
+
+async fn finish(shared: &Shared, state: &RequestState, res: Response) -> Response {
+    let mut res = apply_error_handler(shared, res);
+    let out = state.outcome().await;
+    let cookie = &shared.config.cookie;
+    let mut values: Vec<String> = Vec::new();
+    let mut token_header = None;
+    if let Some((token, max_age)) = &out.set_token {
+        if out.via_header {
+            token_header = Some(token.clone());
+        } else {
+            values.push(cookie.set_cookie(token, *max_age));
+        }
+    } else if out.clear && !out.via_header {
+        values.push(cookie.clear_cookie());
+    }
+    let csrf_name = shared.config.csrf.cookie_name();
+    if let Some(t) = &out.new_anon_csrf {
+        values.push(cookie.render(csrf_name, t, SameSite::Strict, None));
+    } else if out.clear_anon_csrf {
+        values.push(cookie.render(csrf_name, "", SameSite::Strict, Some(0)));
+    }
+    let touched = !values.is_empty() || token_header.is_some();
+    let headers = res.headers_mut();
+    for v in values {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.append(SET_COOKIE, v);
+        }
+    }
+    if let Some(t) = token_header.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(HeaderName::from_static(TOKEN_RESPONSE_HEADER), t);
+    }
+    if touched {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
