@@ -48,15 +48,36 @@ impl SessionToken {
     /// 16) with `predecessor`: what a clustered backend needs for a rotation
     /// successor (see
     /// [`SessionBackend::rotation_affinity_bits`](crate::SessionBackend::rotation_affinity_bits)).
-    /// Tries fresh random tokens until one matches (2^bits tries on average);
-    /// the token stays uniformly random among those that match.
+    ///
+    /// One draw from the OS CSPRNG and one hash, whatever `bits`: the token's
+    /// last 30 bytes are fresh random bytes, its first two are fresh random
+    /// bytes except for the `bits` leading bits, which are set so that the
+    /// masked head of the storage key (see [`SessionToken::storage_key`])
+    /// equals the predecessor's. The result is uniformly distributed over
+    /// every token whose storage key shares those bits: `256 - bits` bits of
+    /// entropy, the same as drawing tokens until one matches, which costs
+    /// 2^bits draws and hashes.
+    ///
+    /// # Panics
+    /// As [`SessionToken::generate`].
     pub fn generate_with_affinity(predecessor: &StorageKey, bits: u8) -> Self {
-        let bits = bits.min(16);
-        loop {
-            let token = Self::generate();
-            if token.storage_key().shares_prefix_bits(predecessor, bits) {
-                return token;
-            }
+        let bits = u32::from(bits.min(16));
+        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
+        OsRng
+            .try_fill_bytes(&mut bytes[..])
+            .expect("the OS random number generator failed");
+        let pad = head_pad(&bytes);
+        let fixed: u16 = if bits == 0 {
+            0
+        } else {
+            u16::MAX << (16 - bits)
+        };
+        let wanted = u16::from_be_bytes([predecessor.0[0], predecessor.0[1]]);
+        let drawn = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let head = ((wanted ^ pad) & fixed) | (drawn & !fixed);
+        bytes[..HEAD_BYTES].copy_from_slice(&head.to_be_bytes());
+        SessionToken {
+            text: URL_SAFE_NO_PAD.encode(&bytes[..]),
         }
     }
 
@@ -101,11 +122,48 @@ impl SessionToken {
         )
     }
 
-    /// The key under which a backend stores this session: SHA-256 of the
-    /// token's text form.
+    /// The key under which a backend stores this session, a SHA-256 hash of
+    /// the token: with `b` the 32 token bytes and
+    /// `h = SHA-256("session-store key\0" ‖ b[2..32])`, the key is
+    /// `h[0..2] XOR b[0..2]` followed by `h[2..32]`.
+    ///
+    /// Every byte of the key depends on a hash of 240 secret bits, and no
+    /// token bit is stored: the first two token bytes are masked by the two
+    /// hash bytes that are not stored. Inverting a key means finding 240
+    /// bits that hash to its last 30 bytes. The masked head is what lets
+    /// [`SessionToken::generate_with_affinity`] choose a successor whose key
+    /// starts like its predecessor's (same Redis Cluster slot) with one draw
+    /// and one hash.
     pub fn storage_key(&self) -> StorageKey {
-        StorageKey(Sha256::digest(self.text.as_bytes()).into())
+        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(&self.text, &mut bytes[..])
+            .expect("a SessionToken always holds 32 bytes of valid base64url");
+        debug_assert_eq!(n, TOKEN_BYTES);
+        let mut key = tail_hash(&bytes);
+        key[0] ^= bytes[0];
+        key[1] ^= bytes[1];
+        StorageKey(key)
     }
+}
+
+/// Token bytes masked (not hashed) into the head of the storage key.
+const HEAD_BYTES: usize = 2;
+/// Domain separation of the storage-key hash.
+const KEY_DOMAIN: &[u8] = b"session-store key\0";
+
+/// SHA-256 of the domain and the token bytes after the head.
+fn tail_hash(bytes: &[u8; TOKEN_BYTES]) -> [u8; 32] {
+    let mut input = zeroize::Zeroizing::new([0u8; KEY_DOMAIN.len() + TOKEN_BYTES - HEAD_BYTES]);
+    input[..KEY_DOMAIN.len()].copy_from_slice(KEY_DOMAIN);
+    input[KEY_DOMAIN.len()..].copy_from_slice(&bytes[HEAD_BYTES..]);
+    Sha256::digest(&input[..]).into()
+}
+
+/// The two hash bytes that mask the token's head in its storage key.
+fn head_pad(bytes: &[u8; TOKEN_BYTES]) -> u16 {
+    let h = tail_hash(bytes);
+    u16::from_be_bytes([h[0], h[1]])
 }
 
 impl fmt::Debug for SessionToken {
@@ -122,7 +180,8 @@ impl PartialEq for SessionToken {
 }
 impl Eq for SessionToken {}
 
-/// What a backend stores a session under: SHA-256 of the token.
+/// What a backend stores a session under: a SHA-256 hash of the token (see
+/// [`SessionToken::storage_key`]).
 ///
 /// A plain (unkeyed) hash is enough because the token is 256 uniformly random
 /// bits: nothing can be guessed from the hash, and a leaked table gives no
@@ -257,6 +316,47 @@ mod tests {
         let zero = StorageKey::from_bytes([0; 32]);
         assert!(!other.shares_prefix_bits(&zero, 1));
         assert!(other.shares_prefix_bits(&zero, 0));
+    }
+
+    #[test]
+    fn storage_key_is_the_masked_tail_hash() {
+        let t = SessionToken::generate();
+        let b: [u8; 32] = t.secret_bytes().as_slice().try_into().unwrap();
+        let mut input = b"session-store key\0".to_vec();
+        input.extend_from_slice(&b[2..]);
+        let h: [u8; 32] = Sha256::digest(&input).into();
+        let k = t.storage_key();
+        assert_eq!(k.as_bytes()[2..], h[2..]);
+        assert_eq!(k.as_bytes()[0], h[0] ^ b[0]);
+        assert_eq!(k.as_bytes()[1], h[1] ^ b[1]);
+        assert_eq!(
+            SessionToken::parse(t.expose_secret())
+                .unwrap()
+                .storage_key(),
+            k
+        );
+    }
+
+    /// Successors keep the fixed bits, and every other bit of the key head
+    /// still varies (they are not a constant or a copy of the predecessor).
+    #[test]
+    fn affinity_leaves_the_free_bits_random() {
+        let old = SessionToken::generate().storage_key();
+        for bits in [1u8, 8, 15, 16] {
+            let mut seen_or = 0u16;
+            let mut seen_and = u16::MAX;
+            for _ in 0..256 {
+                let t = SessionToken::generate_with_affinity(&old, bits);
+                let k = t.storage_key();
+                assert!(k.shares_prefix_bits(&old, bits), "{bits}");
+                let head = u16::from_be_bytes([k.as_bytes()[0], k.as_bytes()[1]]);
+                seen_or |= head;
+                seen_and &= head;
+                assert_eq!(t.expose_secret().len(), TOKEN_LEN);
+            }
+            let free = if bits == 16 { 0 } else { u16::MAX >> bits };
+            assert_eq!((seen_or ^ seen_and) & free, free, "{bits}: free bits vary");
+        }
     }
 
     #[test]
