@@ -1,0 +1,96 @@
+//! Encryption keys, read from a file or an environment variable, never from
+//! a command-line argument (which any user of the machine can read in `ps`).
+//!
+//! Format: one key per line, `ID=HEX` where `ID` is the key id (a `u32`)
+//! and `HEX` the 32-byte key as 64 hex characters. The **first** key is the
+//! primary (it encrypts); the others only decrypt. Blank lines and lines
+//! starting with `#` are ignored.
+//!
+//! ```text
+//! # new primary first, the old key kept for reading until rekey is done
+//! 2=4f1c…(64 hex)
+//! 1=9a0b…(64 hex)
+//! ```
+
+use session_store_core::{EncryptionKey, Error, Keyring, Result};
+
+/// Parses the key list (see the module docs). Errors name the line, never
+/// the key.
+///
+/// # Errors
+/// [`Error::Config`] for a malformed line, a repeated id or no key at all.
+pub fn parse_keyring(text: &str, source: &str) -> Result<Keyring> {
+    let mut keyring: Option<Keyring> = None;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |what: &str| Error::Config(format!("{source}, line {}: {what}", n + 1));
+        let (id, hex_key) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=HEX (key id, 64 hex characters)"))?;
+        let id: u32 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad("the key id is not a number (0 to 4294967295)"))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_key.trim(), &mut bytes)
+            .map_err(|_| bad("the key is not 64 hex characters"))?;
+        if ids.contains(&id) {
+            return Err(bad("this key id appears twice"));
+        }
+        ids.push(id);
+        let key = EncryptionKey::from_bytes(bytes);
+        keyring = Some(match keyring {
+            None => Keyring::new(id, key),
+            Some(k) => k.with_decrypt_key(id, key),
+        });
+    }
+    keyring.ok_or_else(|| Error::Config(format!("{source}: no key (expected lines ID=HEX)")))
+}
+
+/// The keyring from `--keys-file PATH`, else from the variable named by
+/// `--keys-env` (default `SESSION_STORE_KEYS`); `None` when neither is set.
+///
+/// # Errors
+/// [`Error::Config`] for an unreadable file or a malformed list.
+pub fn load_keyring(file: Option<&std::path::Path>, env: &str) -> Result<Option<Keyring>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("keys file {}: {e}", path.display())))?;
+        return parse_keyring(&text, &format!("keys file {}", path.display())).map(Some);
+    }
+    match std::env::var(env) {
+        Ok(text) => parse_keyring(&text, &format!("variable {env}")).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::Config(format!("variable {env}: not UTF-8")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_key_is_primary_and_errors_name_the_line_not_the_key() {
+        let a = "11".repeat(32);
+        let b = "22".repeat(32);
+        let k = parse_keyring(&format!("# c\n\n2={a}\n1={b}\n"), "t").unwrap();
+        assert_eq!(k.primary_id(), 2);
+        assert_eq!(k.key_ids().len(), 2);
+        let e = parse_keyring(&format!("2={a}\nx{b}"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && !e.contains(&b), "{e}");
+        let e = parse_keyring(&format!("2={}", &a[..10]), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64 hex") && !e.contains(&a[..10]), "{e}");
+        assert!(parse_keyring(&format!("2={a}\n2={b}"), "t").is_err());
+        assert!(parse_keyring("# nothing", "t").is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! # session-store-cli
+//!
+//! The `session-store` command for operators, and the library behind it:
+//! [`url`] turns one URL into any backend (the one place that does so, for
+//! the command, applications and tests), [`keys`] reads encryption keys from
+//! a file or a variable, [`ops`] holds the namespace walks (statistics,
+//! copy, verify, re-encryption) built on
+//! [`SessionBackend::scan`](session_store_core::SessionBackend::scan).
+//!
+//! ## Commands
+//!
+//! ```text
+//! session-store --url URL migrate
+//! session-store --url URL stats
+//! session-store --url URL list --user U
+//! session-store --url URL revoke --user U [--except HANDLE | --handle HANDLE]
+//! session-store --url URL cleanup [--batch N] [--every 30s]
+//! session-store --url URL purge --all [--yes]
+//! session-store --url URL [--keys-file F] rekey [--cursor C]
+//! session-store copy --from URL --to URL [--verify]
+//! ```
+//!
+//! Every command takes `--json` (one JSON object on stdout). Progress goes
+//! to stderr: a progress bar on a terminal, plain lines otherwise. Sessions
+//! are named by handles (64 hex characters, a hash of a hash: never usable
+//! as a token); no token is ever printed.
+//!
+//! ## Exit codes
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | done |
+//! | 1 | the store failed (unreachable, an error from the server or disk) |
+//! | 2 | usage or configuration: bad arguments, a bad URL, bad keys |
+//! | 3 | done, with findings: sessions that do not decrypt (`rekey`), differences (`copy --verify`), sessions that kept changing (`rekey`) |
+//! | 4 | not confirmed (`purge` without `--yes` and without a "yes" on stdin) |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod keys;
+pub mod ops;
+pub mod url;
+
+pub use url::{BackendUrl, Store};
