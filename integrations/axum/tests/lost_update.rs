@@ -111,26 +111,44 @@ where
     race(&base, &b, None).await
 }
 
-fn report(setup: &str, f: &Figure) {
+/// Rounds per setup (each a fresh server and session).
+const ROUNDS: usize = 5;
+
+fn report(setup: &str, rounds: &[Figure]) {
+    let kept: Vec<u64> = rounds.iter().map(|f| f.final_value).collect();
+    let failed: Vec<usize> = rounds.iter().map(|f| f.failed_requests).collect();
     println!(
-        "lost-update check: {setup}: {} of {REQUESTS} increments survive ({} requests failed)",
-        f.final_value, f.failed_requests
+        "lost-update check: {setup}: {}..={} of {REQUESTS} increments survive (rounds {kept:?}; failed requests {failed:?})",
+        kept.iter().min().unwrap(),
+        kept.iter().max().unwrap(),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_updates_compared() {
-    let mine = ours().await;
-    report("session-store-axum over MemoryStore", &mine);
+    let mut mine = Vec::new();
+    for _ in 0..ROUNDS {
+        mine.push(ours().await);
+    }
+    report(
+        "session-store-axum (Session::update) over MemoryStore",
+        &mine,
+    );
 
-    let memory = tower_sessions_over(tower_sessions::MemoryStore::default()).await;
+    let mut memory = Vec::new();
+    for _ in 0..ROUNDS {
+        memory.push(tower_sessions_over(tower_sessions::MemoryStore::default()).await);
+    }
     report(
         "axum + tower-sessions over tower-sessions' MemoryStore",
         &memory,
     );
 
     let sqlite = session_store_test_support::sqlite().await.unwrap();
-    let adapter = tower_sessions_over(TowerSessionStore::new(sqlite.backend.clone())).await;
+    let mut adapter = Vec::new();
+    for _ in 0..ROUNDS {
+        adapter.push(tower_sessions_over(TowerSessionStore::new(sqlite.backend.clone())).await);
+    }
     report(
         "axum + tower-sessions over session-store-tower-sessions (SQLite)",
         &adapter,
@@ -138,7 +156,10 @@ async fn lost_updates_compared() {
     sqlite.finish().await;
 
     if let Some(redis) = session_store_test_support::redis("axum-lost-update").await {
-        let adapter = tower_sessions_over(TowerSessionStore::new(redis.backend.clone())).await;
+        let mut adapter = Vec::new();
+        for _ in 0..ROUNDS {
+            adapter.push(tower_sessions_over(TowerSessionStore::new(redis.backend.clone())).await);
+        }
         report(
             "axum + tower-sessions over session-store-tower-sessions (Redis)",
             &adapter,
@@ -146,6 +167,8 @@ async fn lost_updates_compared() {
         redis.finish().await;
     }
 
-    assert_eq!(mine.final_value, REQUESTS as u64, "ours keeps every update");
-    assert_eq!(mine.failed_requests, 0);
+    for f in &mine {
+        assert_eq!(f.final_value, REQUESTS as u64, "ours keeps every update");
+        assert_eq!(f.failed_requests, 0);
+    }
 }
