@@ -122,6 +122,15 @@
 //! **at rest** — `tampered_ciphertext_fails_closed`, `ciphertext_bound_to_row`,
 //! `manager_tampered_session_is_an_error` (encrypted mode; they write raw
 //! records through [`Ctx::inner`]) and
+//! **corrupted or foreign data** (through the manager: no access, an
+//! `Event::Corrupted` with the key's short hash, the entry removed; devices
+//! list, logins under a cap and log out everywhere keep working) —
+//! `corrupt_undecodable_record_is_contained` and
+//! `corrupt_foreign_value_is_contained` (need the raw-write hook,
+//! [`TestStore::with_raw_damage`]; `SKIP:` without one),
+//! `corrupt_undecodable_metadata_is_contained`,
+//! `corrupt_undecryptable_ciphertext_is_contained`.
+//!
 //! `at_rest_no_token_or_plaintext` (needs the dump hook; prints `SKIP:`
 //! without one): no token in any spelling, and under encryption no session
 //! data or client metadata, in any stored byte string.
@@ -154,6 +163,30 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type DumpFn =
     Arc<dyn Fn() -> BoxFuture<'static, session_store_core::Result<Vec<Vec<u8>>>> + Send + Sync>;
 
+/// Damage a store's raw-write hook writes under a key, underneath its
+/// encoding (see [`TestStore::with_raw_damage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RawDamage {
+    /// The stored record made undecodable by the store's own decoder: a
+    /// flipped kind byte, a column out of range or of the wrong type.
+    Undecodable,
+    /// Something the store never writes under a key: a value of another
+    /// type (a Redis hash), bytes of another format, a user id that is not
+    /// UTF-8.
+    Foreign,
+}
+
+/// Writes [`RawDamage`] under a key; `Ok(false)` when nothing is stored there.
+pub type RawDamageFn = Arc<
+    dyn Fn(
+            session_store_core::StorageKey,
+            RawDamage,
+        ) -> BoxFuture<'static, session_store_core::Result<bool>>
+        + Send
+        + Sync,
+>;
+
 /// A backend under test, as a factory returns it: a fresh, empty store in a
 /// namespace (key prefix, table, temp dir) that no other test uses.
 #[derive(Clone)]
@@ -162,6 +195,8 @@ pub struct TestStore {
     pub backend: Arc<dyn SessionBackend>,
     /// Optional at-rest hook.
     pub dump: Option<DumpFn>,
+    /// Optional raw-write hook, for the corruption checks.
+    pub raw_damage: Option<RawDamageFn>,
 }
 
 impl TestStore {
@@ -171,7 +206,22 @@ impl TestStore {
         TestStore {
             backend: Arc::new(backend),
             dump: None,
+            raw_damage: None,
         }
+    }
+
+    /// Adds the raw-write hook: `damage(key, how)` writes [`RawDamage`] under
+    /// `key` in this test's namespace, underneath the store's encoding (and
+    /// keeps any server-side TTL). The `corrupt_undecodable_record_is_contained`
+    /// and `corrupt_foreign_value_is_contained` checks need it and print
+    /// `SKIP:` without it.
+    pub fn with_raw_damage<F, Fut>(mut self, damage: F) -> Self
+    where
+        F: Fn(session_store_core::StorageKey, RawDamage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = session_store_core::Result<bool>> + Send + 'static,
+    {
+        self.raw_damage = Some(Arc::new(move |k, how| Box::pin(damage(k, how))));
+        self
     }
 
     /// Adds the at-rest hook: `dump` returns every raw byte string stored in
@@ -192,6 +242,7 @@ impl std::fmt::Debug for TestStore {
             .field("backend", &self.backend)
             .field("capabilities", &self.backend.capabilities())
             .field("dump", &self.dump.is_some())
+            .field("raw_damage", &self.raw_damage.is_some())
             .finish()
     }
 }

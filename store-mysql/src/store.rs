@@ -149,6 +149,37 @@ impl MySqlStore {
         .map_err(|e| self.context(e, "schema_version"))
     }
 
+    /// Test support for the conformance suite's corruption checks: writes
+    /// under `key` a value this store never writes, so that reading the row is
+    /// [`Error::Codec`]: a negative version (with `foreign` the most negative
+    /// one: MySQL's typed columns refuse foreign bytes). Returns whether an entry changed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on storage failures.
+    #[doc(hidden)]
+    pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
+        // The typed columns (and the user id's character set) refuse
+        // foreign bytes, so the foreign case is an out-of-range version too.
+        let set = if foreign {
+            "version = -9223372036854775808"
+        } else {
+            "version = -1"
+        };
+        let sql = format!(
+            "UPDATE {} SET {set} WHERE `key` = ?",
+            schema::quoted(&self.table)
+        );
+        let changed = on_conn!(self, "damage_raw", conn => async {
+            Ok(Ok(sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(key.as_bytes().as_slice())
+                .execute(conn)
+                .await?
+                .rows_affected()))
+        })
+        .await?;
+        Ok(changed > 0)
+    }
+
     /// Every column of every row of the session table as raw bytes (binary
     /// and text columns as stored, `BIGINT` as 8 big-endian bytes, NULL as
     /// nothing): what a dump of the table would show, for at-rest checks.
@@ -681,10 +712,21 @@ impl SessionBackend for MySqlStore {
                 .await?))
         })
         .await?;
-        rows.iter()
-            .map(|r| decode_summary(r, user_id))
-            .collect::<Result<_>>()
-            .map_err(|e| self.context(e, "list_user"))
+        // A row whose columns do not decode is reported as damaged, not
+        // fatal for the listing; one whose key does not is left out.
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                decode_summary(r, user_id).ok().or_else(|| {
+                    let key: Vec<u8> = get(r, "key").ok()?;
+                    Some(SessionSummary::damaged(
+                        StorageKey::try_from_slice(&key).ok()?,
+                        user_id.to_owned(),
+                        session_store_core::Damage::Undecodable,
+                    ))
+                })
+            })
+            .collect())
     }
 
     async fn delete_all(&self) -> Result<()> {

@@ -136,6 +136,26 @@ impl PostgresStore {
         .map_err(|e| self.context(e, "schema_version"))
     }
 
+    /// Test support for the conformance suite's corruption checks: writes
+    /// into the row under `key` a value this store never writes, so that
+    /// reading the row is [`Error::Codec`]: a negative version, or with
+    /// `foreign` a user id that is not UTF-8. Returns whether a row changed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on database failures.
+    #[doc(hidden)]
+    pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
+        let set = if foreign {
+            "user_id = '\\xfffe'::bytea"
+        } else {
+            "version = -1"
+        };
+        let sql = format!("UPDATE {} SET {set} WHERE key = $1", self.qualified_table());
+        let q = sqlx::query(AssertSqlSafe(sql)).bind(key.as_bytes().as_slice());
+        let done = on_conn!(self, "damage_raw", map_sqlx, conn => q.execute(conn)).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Every column of every row of the session table as raw bytes (`bytea`
     /// as stored, `bigint` as 8 big-endian bytes, NULL as nothing): what a
     /// dump of the table would show, for at-rest checks. Loads the whole
@@ -342,6 +362,20 @@ fn decode_entry(row: &PgRow) -> Result<Lookup> {
     }))
 }
 
+/// A listed row as a summary; a row whose columns do not decode is reported
+/// as damaged (not fatal for the listing), one whose key does not is left out.
+fn summary_or_damage(row: &PgRow, user_id: &str) -> Option<SessionSummary> {
+    decode_summary(row, user_id).ok().or_else(|| {
+        let key: Vec<u8> = get(row, "key").ok()?;
+        let key = StorageKey::try_from_slice(&key).ok()?;
+        Some(SessionSummary::damaged(
+            key,
+            user_id.to_owned(),
+            session_store_core::Damage::Undecodable,
+        ))
+    })
+}
+
 fn decode_summary(row: &PgRow, user_id: &str) -> Result<SessionSummary> {
     let key: Vec<u8> = get(row, "key")?;
     let ts = |column: &str| get::<i64>(row, column).map(Timestamp::from_millis);
@@ -482,7 +516,10 @@ impl SessionBackend for PostgresStore {
             .bind(user_id.as_bytes())
             .bind(now.as_millis());
         let rows = on_conn!(self, "list_user", map_sqlx, conn => q.fetch_all(conn)).await?;
-        rows.iter().map(|r| decode_summary(r, user_id)).collect()
+        Ok(rows
+            .iter()
+            .filter_map(|r| summary_or_damage(r, user_id))
+            .collect())
     }
 
     async fn delete_all(&self) -> Result<()> {

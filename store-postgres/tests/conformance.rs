@@ -20,11 +20,25 @@ async fn postgres() -> Setup {
     // drops the test store.
     let guard = Arc::new(guard);
     let dump_store = store.clone();
-    Setup::Run(TestStore::new(store).with_dump(move || {
-        let store = dump_store.clone();
-        let _keep = guard.clone();
-        async move { store.dump_raw().await }
-    }))
+    let damager = store.clone();
+    Setup::Run(
+        TestStore::new(store)
+            .with_raw_damage({
+                let s = damager.clone();
+                move |key, how| {
+                    let s = s.clone();
+                    async move {
+                        s.damage_raw(&key, how == session_store_conformance::RawDamage::Foreign)
+                            .await
+                    }
+                }
+            })
+            .with_dump(move || {
+                let store = dump_store.clone();
+                let _keep = guard.clone();
+                async move { store.dump_raw().await }
+            }),
+    )
 }
 
 conformance_tests!(postgres);

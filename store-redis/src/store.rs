@@ -116,6 +116,40 @@ impl RedisStore {
             .map_err(|e| self.context(e, "dump_raw"))
     }
 
+    /// Test support for the conformance suite's corruption checks: writes
+    /// under `key` a value this store never writes, keeping the key's TTL: a
+    /// string that is not an entry, or with `foreign` a hash (a key of
+    /// another Redis type). Returns whether an entry changed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on a Redis failure.
+    #[doc(hidden)]
+    pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
+        const DAMAGE: &str = r#"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+if ARGV[1] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'foreign', 'bytes')
+else
+  redis.call('SET', KEYS[1], 'Snot an entry')
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+"#;
+        let mut conn = self.core.conn();
+        let changed: i64 = redis::cmd("EVAL")
+            .arg(DAMAGE)
+            .arg(1)
+            .arg(self.keys.entry(key))
+            .arg(if foreign { "1" } else { "0" })
+            .query_async(&mut conn)
+            .await
+            .map_err(crate::error::map_err)
+            .map_err(|e| self.context(e, "damage_raw"))?;
+        Ok(changed == 1)
+    }
+
     /// Names this backend, `operation` and the endpoint in a backend error.
     fn context(&self, e: Error, operation: &'static str) -> Error {
         e.context(BACKEND, operation, Some(&self.endpoint))

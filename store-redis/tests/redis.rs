@@ -377,7 +377,10 @@ async fn corrupt_values_are_codec_errors() {
     let listed = store.list_user("erin", now).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].key, k);
-    assert_eq!(listed[0].damage, Some(session_store_core::Damage::Undecodable));
+    assert_eq!(
+        listed[0].damage,
+        Some(session_store_core::Damage::Undecodable)
+    );
     assert_eq!(store.delete_user("erin", None, now).await.unwrap(), 0);
     assert!(!raw.exists(&entry).await, "the damaged key is revoked too");
     // Corrupt data never stops a delete.

@@ -251,6 +251,36 @@ impl SledStore {
         .map_err(|e| e.context(BACKEND, "dump_raw", Some(self.endpoint())))
     }
 
+    /// Test support for the conformance suite's corruption checks: writes
+    /// under `key` bytes this store never writes as a record: the stored record with
+    /// an unknown kind byte, or with `foreign` bytes of another format
+    /// altogether. Returns whether an entry changed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on storage failures.
+    #[doc(hidden)]
+    pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
+        let key = *key;
+        self.write(0, move |s| {
+            let Some(old) = s.records.get(key.as_bytes()).map_err(sled_error)? else {
+                return Ok(false);
+            };
+            let bytes = if foreign {
+                b"GIF89a\x01\x00\x01\x00 foreign bytes".to_vec()
+            } else {
+                let mut v = old.to_vec();
+                v[0] = 0xEE;
+                v
+            };
+            s.records
+                .insert(key.as_bytes(), bytes)
+                .map_err(sled_error)?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| e.context(BACKEND, "damage_raw", Some(self.endpoint())))
+    }
+
     /// Runs `op` on the blocking pool, then applies the durability policy;
     /// `bytes` estimates the values it writes (see `SledDb::after_write`).
     async fn write<T, F>(&self, bytes: usize, op: F) -> Result<T>

@@ -37,11 +37,23 @@ async fn store_with(configure: fn(SledConfig) -> SledConfig) -> TestStore {
         .await
         .expect("open sled store");
     let dump_store = store.clone();
-    TestStore::new(store).with_dump(move || {
-        let store = dump_store.clone();
-        let dir = dir.clone(); // keeps the directory alive as long as the hook
-        async move { dump(&store, &dir.path().join("db")).await }
-    })
+    let damager = store.clone();
+    TestStore::new(store)
+        .with_raw_damage({
+            let s = damager.clone();
+            move |key, how| {
+                let s = s.clone();
+                async move {
+                    s.damage_raw(&key, how == session_store_conformance::RawDamage::Foreign)
+                        .await
+                }
+            }
+        })
+        .with_dump(move || {
+            let store = dump_store.clone();
+            let dir = dir.clone(); // keeps the directory alive as long as the hook
+            async move { dump(&store, &dir.path().join("db")).await }
+        })
 }
 
 async fn store() -> TestStore {

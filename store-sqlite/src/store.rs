@@ -277,6 +277,36 @@ impl SqliteStore {
         spawn_cleanup(self.clone(), every, batch, clock)
     }
 
+    /// Test support for the conformance suite's corruption checks: writes
+    /// under `key` a value of a type this store never writes in that column
+    /// (SQLite keeps any type in any column), so that reading the row is
+    /// [`Error::Codec`]: text as the creation time, or with `foreign` a blob
+    /// as the version. Returns whether an entry changed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on storage failures.
+    #[doc(hidden)]
+    pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
+        let key = *key;
+        self.inner
+            .writer
+            .run(move |db| {
+                let set = if foreign {
+                    "version = X'DEADBEEF'"
+                } else {
+                    "created_at = 'not a time'"
+                };
+                let sql = format!("UPDATE {} SET {set} WHERE key = ?1", db.sql.table);
+                let n = db
+                    .conn
+                    .execute(&sql, [&key.as_bytes()[..]])
+                    .map_err(sqlite_error)?;
+                Ok(n > 0)
+            })
+            .await
+            .map_err(|e| e.context(BACKEND, "damage_raw", Some(self.endpoint())))
+    }
+
     /// Every byte string stored in the table: keys, user ids, metadata,
     /// data, successors and sealed tokens. For at-rest checks and audits.
     ///

@@ -17,12 +17,24 @@ async fn store() -> TestStore {
         .expect("open");
     store.migrate().await.expect("migrate");
     let dump_store = store.clone();
-    TestStore::new(store).with_dump(move || {
-        // The closure owns the directory: it lives as long as the test store.
-        let _dir = dir.clone();
-        let store = dump_store.clone();
-        async move { store.dump_files().await }
-    })
+    let damager = store.clone();
+    TestStore::new(store)
+        .with_raw_damage({
+            let s = damager.clone();
+            move |key, how| {
+                let s = s.clone();
+                async move {
+                    s.damage_raw(&key, how == session_store_conformance::RawDamage::Foreign)
+                        .await
+                }
+            }
+        })
+        .with_dump(move || {
+            // The closure owns the directory: it lives as long as the test store.
+            let _dir = dir.clone();
+            let store = dump_store.clone();
+            async move { store.dump_files().await }
+        })
 }
 
 conformance_tests!(store);

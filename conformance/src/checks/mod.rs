@@ -11,6 +11,7 @@ mod at_rest;
 mod bad_input;
 mod cleanup;
 mod concurrency;
+mod corrupt;
 mod manager;
 pub mod model;
 mod rotate;
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub mode: Mode,
     /// At-rest hook.
     pub dump: Option<DumpFn>,
+    /// Raw-write hook, for the corruption checks.
+    pub raw_damage: Option<crate::RawDamageFn>,
 }
 
 /// A check: takes the context, panics on failure.
@@ -138,6 +141,11 @@ registry! {
     // model-based
     model::model_based_sequences,
     // encryption at rest (Mode::Encrypted)
+    // corrupted or foreign data
+    corrupt::corrupt_undecodable_record_is_contained,
+    corrupt::corrupt_foreign_value_is_contained,
+    corrupt::corrupt_undecodable_metadata_is_contained,
+    corrupt::corrupt_undecryptable_ciphertext_is_contained,
     tamper::tampered_ciphertext_fails_closed,
     tamper::ciphertext_bound_to_row,
     tamper::manager_tampered_session_is_an_error,
@@ -181,6 +189,7 @@ where
             capabilities: backend.capabilities(),
             mode,
             dump: store.dump.clone(),
+            raw_damage: store.raw_damage.clone(),
         };
         let outcome = tokio::spawn(check(ctx)).await;
         // Clean up the namespace whatever happened, then report.

@@ -85,10 +85,24 @@ pub async fn factory(cluster: bool) -> Setup {
     }
     let store = connect(config(cluster)).await;
     let dumper = store.clone();
-    Setup::Run(TestStore::new(store).with_dump(move || {
-        let s = dumper.clone();
-        async move { s.dump_raw().await }
-    }))
+    let damager = store.clone();
+    Setup::Run(
+        TestStore::new(store)
+            .with_dump(move || {
+                let s = dumper.clone();
+                async move { s.dump_raw().await }
+            })
+            .with_raw_damage({
+                let s = damager.clone();
+                move |key, how| {
+                    let s = s.clone();
+                    async move {
+                        s.damage_raw(&key, how == session_store_conformance::RawDamage::Foreign)
+                            .await
+                    }
+                }
+            }),
+    )
 }
 
 /// A raw connection to the standalone server, for inspecting keys.
