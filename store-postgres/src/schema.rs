@@ -93,13 +93,18 @@ impl Statements {
                  RETURNING version"
             )),
             // SET expressions see the old row, so the new idle deadline is
-            // spelled out again for expires_at.
+            // spelled out again for expires_at. The activity class of
+            // durability: `set_config(.., true)` is `SET LOCAL` for the
+            // statement's own transaction, so this commit does not wait for
+            // the WAL flush (a crash may lose the touch, which only shortens
+            // an idle timer); every other statement commits durably.
             touch: s(format!(
                 "UPDATE {t} SET \
                  idle_deadline = GREATEST(idle_deadline, LEAST($2, absolute_deadline)), \
                  last_seen_at = GREATEST(last_seen_at, $3), \
                  expires_at = LEAST(GREATEST(idle_deadline, LEAST($2, absolute_deadline)), \
                  absolute_deadline) \
+                 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS activity \
                  WHERE key = $1 AND successor IS NULL AND expires_at > $4"
             )),
             // One statement: lock the old session if it is live with the

@@ -291,6 +291,17 @@ impl SledDb {
         Ok(())
     }
 
+    /// After an activity write (`touch`): back-pressure with
+    /// [`Durability::Periodic`]; no flush and no `fdatasync` with
+    /// [`Durability::EveryWrite`]. The touch reaches the disk with the next
+    /// durable write's sync (which covers everything committed before it)
+    /// or when the store is flushed or dropped; a crash before then loses
+    /// only the touch, which shortens an idle timer. Create, save, rotate and
+    /// every delete keep [`SledDb::after_write`].
+    pub(crate) fn after_activity(&self, bytes: u64) -> Result<()> {
+        self.between_batches(bytes)
+    }
+
     /// Between the batches of one large write (`delete_all`, cleanup):
     /// back-pressure with [`Durability::Periodic`]; nothing with
     /// [`Durability::EveryWrite`], whose flush follows the whole write.

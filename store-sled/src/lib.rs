@@ -33,7 +33,10 @@
 //!   [`SledStore::spawn_cleanup`] runs it periodically and stops when its
 //!   [`CleanupHandle`] is dropped.
 //! - **Durability** is a setting ([`Durability`]): flushed and `fdatasync`ed
-//!   before every acknowledgement (default), or periodically by sled, with
+//!   before every acknowledgement (default; an activity `touch` is the
+//!   exception: it is not synced on its own and reaches the disk with the
+//!   next durable write, so a crash may lose it and only shorten an idle
+//!   timer), or periodically by sled, with
 //!   back-pressure that avoids a sled 0.34.7 deadlock (see
 //!   [`Durability::Periodic`]). A crash test kills a writer with `SIGKILL`
 //!   and checks every acknowledged write.

@@ -652,9 +652,16 @@ impl SessionBackend for SledStore {
         now: Timestamp,
     ) -> Result<bool> {
         let key = *key;
-        self.write(0, move |s| s.touch(&key, idle_deadline, last_seen_at, now))
-            .await
-            .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
+        let inner = self.inner.clone();
+        // The activity class of durability: no sync of its own (see
+        // `SledDb::after_activity`).
+        blocking(move || {
+            let touched = inner.touch(&key, idle_deadline, last_seen_at, now)?;
+            inner.db.after_activity(WRITE_OVERHEAD_BYTES)?;
+            Ok(touched)
+        })
+        .await
+        .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {

@@ -74,8 +74,10 @@ pub enum Synchronous {
     #[default]
     Normal,
     /// `synchronous=FULL`: the WAL is synced at every commit. Every
-    /// acknowledged write survives a power loss, at the price of one `fsync`
-    /// per write.
+    /// acknowledged create, save, rotate and delete survives a power loss,
+    /// at the price of one `fsync` per write. An activity `touch` commits
+    /// with `NORMAL` (no `fsync` of its own): losing one only shortens an
+    /// idle timer.
     Full,
 }
 

@@ -14,7 +14,7 @@ use session_store_core::{
 
 use crate::checkpoint;
 use crate::cleanup::{spawn_cleanup, CleanupHandle};
-use crate::config::{Location, SqliteConfig};
+use crate::config::{Location, SqliteConfig, Synchronous};
 use crate::schema::{self, Sql};
 use crate::worker::{self, Queue};
 
@@ -451,9 +451,19 @@ impl SessionBackend for SqliteStore {
         now: Timestamp,
     ) -> Result<bool> {
         let key = *key;
+        // The activity class of durability: under `synchronous=FULL` the
+        // touch commits with `NORMAL` (no `fsync` of its own; it reaches the
+        // disk with the next synced commit or checkpoint, and a power loss
+        // may lose it, which only shortens an idle timer).
+        let relaxed = self.inner.config.synchronous() == Synchronous::Full;
         self.inner
             .writer
             .run(move |db| {
+                if relaxed {
+                    db.conn
+                        .execute_batch("PRAGMA synchronous = NORMAL")
+                        .map_err(sqlite_error)?;
+                }
                 let changed = db
                     .conn
                     .prepare_cached(&db.sql.touch)
@@ -465,8 +475,13 @@ impl SessionBackend for SqliteStore {
                             now.as_millis(),
                         ])
                     })
-                    .map_err(sqlite_error)?;
-                Ok(changed == 1)
+                    .map_err(sqlite_error);
+                if relaxed {
+                    db.conn
+                        .execute_batch("PRAGMA synchronous = FULL")
+                        .map_err(sqlite_error)?;
+                }
+                Ok(changed? == 1)
             })
             .await
             .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
