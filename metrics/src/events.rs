@@ -1,0 +1,48 @@
+//! [`MetricsEvents`]: the manager's lifecycle events as counters.
+
+use metrics::counter;
+use session_store_core::{Event, EventSink, RotateReason};
+
+/// An [`EventSink`] that counts every event in
+/// `session_store_events_total{event=…}`; rotations also carry
+/// `reason` (`login`, `privilege_change`, `renewal`), corrupted entries
+/// `damage` (`undecodable`, `undecryptable`). Keys, client addresses and
+/// user ids are never labels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MetricsEvents;
+
+impl EventSink for MetricsEvents {
+    fn event(&self, event: &Event) {
+        let name = "session_store_events_total";
+        match event {
+            Event::Created { .. } => counter!(name, "event" => "created").increment(1),
+            Event::Rotated { reason, .. } => {
+                let reason = match reason {
+                    RotateReason::Login { .. } => "login",
+                    RotateReason::PrivilegeChange => "privilege_change",
+                    RotateReason::Renewal => "renewal",
+                };
+                counter!(name, "event" => "rotated", "reason" => reason).increment(1)
+            }
+            Event::ForwardFollowed { .. } => {
+                counter!(name, "event" => "forward_followed").increment(1)
+            }
+            Event::Deleted { .. } => counter!(name, "event" => "deleted").increment(1),
+            Event::Revoked { .. } => counter!(name, "event" => "revoked").increment(1),
+            Event::UserSessionsRevoked { count } => {
+                counter!(name, "event" => "user_sessions_revoked").increment(*count)
+            }
+            Event::Evicted { .. } => counter!(name, "event" => "evicted").increment(1),
+            Event::LookupMiss { .. } => counter!(name, "event" => "lookup_miss").increment(1),
+            Event::Corrupted { damage, .. } => {
+                counter!(name, "event" => "corrupted", "damage" => damage.label()).increment(1)
+            }
+            Event::InvalidToken => counter!(name, "event" => "invalid_token").increment(1),
+            Event::DecryptFailed { .. } => counter!(name, "event" => "decrypt_failed").increment(1),
+            Event::CleanedUp { removed } => {
+                counter!(name, "event" => "cleaned_up").increment(*removed)
+            }
+            _ => counter!(name, "event" => "other").increment(1),
+        }
+    }
+}
