@@ -9,7 +9,8 @@
 //!
 //! ## How to test your own backend
 //!
-//! Add `session-store-conformance` and `tokio` as dev-dependencies, then write
+//! Add `session-store-conformance` as a dev-dependency (the suite brings its
+//! own tokio runtime; `session-store-core` you already have), then write
 //! `tests/conformance.rs` with a factory that returns a fresh, empty store in
 //! a namespace (key prefix, table, temporary directory) no other test uses:
 //!
@@ -45,8 +46,23 @@
 //!   accept a count of 0 and the model accepts that an expired entry may
 //!   already be gone.
 //! - **Skipping visibly.** A factory may return [`Setup`] instead of
-//!   [`TestStore`]: `Setup::Skip(reason)` prints a `SKIP:` line (for example
-//!   when the user opted out of a server), never a silent pass.
+//!   [`TestStore`]: `Setup::Skip(reason)` skips every check (for example
+//!   when the user opted out of a server), never a silent pass. A skipped
+//!   check still shows as `ok` in the test list (libtest has no run-time
+//!   skip), so the runner writes a line straight to standard error, where
+//!   `cargo test` does not capture it, right before the test's own line:
+//!
+//!   ```text
+//!   SKIP: conformance check at_rest_no_token_or_plaintext (Plain): no dump hook (TestStore::with_dump)
+//!   test conformance_plain::at_rest_no_token_or_plaintext ... ok
+//!   ```
+//!
+//!   The same reason comes back as [`Outcome::Skipped`] from [`check_outcome`].
+//! - **Wrappers.** A backend that encrypts at rest by itself (a third-party
+//!   encryption wrapper) is declared with [`TestStore::encrypting_over`]
+//!   and the raw store beneath it: the tamper, row-binding, nonce and at-rest
+//!   checks then run against it in plain mode. A caching or metrics wrapper
+//!   needs nothing: test it like any store.
 //! - **Clusters.** Checks create every rotation successor with
 //!   [`fixtures::successor_token`], which honours
 //!   [`SessionBackend::rotation_affinity_bits`].
@@ -64,82 +80,156 @@
 //!
 //! ## The checks
 //!
-//! **create and load** — `create_collision`,
-//! `create_collision_with_expired_entry`, `create_collision_with_forwarder`,
-//! `create_then_load_roundtrip`, `create_indexes_user`, `load_missing_is_none`,
-//! `load_expired_idle_is_none`, `load_expired_absolute_is_none`.
+//! Each check below is one `#[test]` per mode, named `conformance_plain::<check>`
+//! and `conformance_encrypted::<check>`. The line after a name says which
+//! clause it proves and how; a failure message names the clause too.
 //!
-//! **save** (compare-and-swap) — `save_cas_bumps_version`,
-//! `save_stale_version_conflict`, `save_after_delete_no_resurrection`,
-//! `save_after_rotate_conflict`, `save_expired_conflict`,
-//! `save_on_forwarder_conflict`, `save_moves_user_index`.
+//! **create and load**
 //!
-//! **touch** — `touch_extends_idle_only`, `touch_capped_by_absolute`,
-//! `touch_never_moves_backwards`, `touch_keeps_version_and_data`,
-//! `touch_missing_false`.
+//! - `create_collision` — `create` inserts only into an absent key: a second create is `AlreadyExists` and the first record stays.
+//! - `create_collision_with_expired_entry` — an entry past its deadlines but not yet cleaned up still blocks `create` (`AlreadyExists`).
+//! - `create_collision_with_forwarder` — a renewal forwarder blocks `create` under its key.
+//! - `create_then_load_roundtrip` — `load` returns every field exactly as created: version, binary data and metadata included.
+//! - `create_indexes_user` — a created session of a user is listed once, under its key, and only what `load` finds is listed.
+//! - `load_missing_is_none` — `load` of nothing is `Ok(None)`, not an error.
+//! - `load_expired_idle_is_none` — read-time expiry on the idle deadline: live strictly before it, `None` from it on, cleanup or not.
+//! - `load_expired_absolute_is_none` — read-time expiry on the absolute deadline, even with the idle deadline further ahead.
 //!
-//! **rotate** — `rotate_moves_record`, `rotate_stale_conflict`,
-//! `rotate_forwarder_conflict`, `rotate_into_existing_already_exists`,
-//! `rotate_with_grace_leaves_forwarder`.
+//! **save** (compare-and-swap)
 //!
-//! **delete, users, namespace, cleanup** — `delete_idempotent`,
-//! `delete_user_all`, `delete_user_except_one`, `delete_user_counts_live_only`,
-//! `list_user_metadata`, `list_user_excludes_expired`,
-//! `delete_all_empties_namespace`, `cleanup_removes_only_expired_in_batches`.
+//! - `save_cas_bumps_version` — `save` writes every field, stores and returns `version + 1`; the next save must present it.
+//! - `save_stale_version_conflict` — a stale or future version is `Conflict` and nothing is written.
+//! - `save_after_delete_no_resurrection` — saving a deleted session's copy is `Conflict`; it does not come back, in the user index either.
+//! - `save_after_rotate_conflict` — saving the old key's copy after a rotation is `Conflict`; the successor is untouched.
+//! - `save_expired_conflict` — a session expired at `now` cannot be saved, even at the right version.
+//! - `save_on_forwarder_conflict` — `save` on a renewal forwarder is `Conflict` and the forwarder stays.
+//! - `save_moves_user_index` — the user index follows a changed `user_id` (anonymous → alice → bob → anonymous).
+//!
+//! **touch**
+//!
+//! - `touch_extends_idle_only` — `touch` moves `idle_deadline` and `last_seen_at` and nothing else.
+//! - `touch_capped_by_absolute` — `touch` never moves the idle deadline past the absolute one.
+//! - `touch_never_moves_backwards` — an earlier idle deadline or last-seen time never moves the stored ones back.
+//! - `touch_keeps_version_and_data` — `touch` keeps version and data, so a save based on the pre-touch copy still succeeds.
+//! - `touch_missing_false` — `touch` of a missing, expired or forwarded key is `false` and writes nothing.
+//!
+//! **rotate**
+//!
+//! - `rotate_moves_record` — the successor holds the rotated record at `version + 1` (metadata set; empty and non-empty data), the old key loads nothing, the index follows.
+//! - `rotate_stale_conflict` — a stale version or a missing, expired or forwarded source is `Conflict`; the successor is not created.
+//! - `rotate_forwarder_conflict` — a forwarder cannot be rotated again (`Conflict`).
+//! - `rotate_into_existing_already_exists` — an occupied successor is `AlreadyExists` and nothing changes; a stale source is reported first.
+//! - `rotate_with_grace_leaves_forwarder` — with grace the old key is a forwarder (successor, sealed token, `until`) live strictly before `until`; the successor is listed with its metadata.
+//!
+//! **delete, users, namespace, cleanup** (each revocation loads afterwards, so a store or wrapper that keeps serving a revoked session fails)
+//!
+//! - `delete_idempotent` — `delete` removes at once (live, expired or forwarder) and reports whether something was there; again is `false`.
+//! - `delete_user_all` — `delete_user` removes every session of the user and only theirs (`alice2` is another user).
+//! - `delete_user_except_one` — `delete_user` with `except` keeps exactly that session; `except` naming another user's session protects nothing.
+//! - `delete_user_counts_live_only` — `delete_user` removes expired sessions too but counts only those live at `now`.
+//! - `list_user_metadata` — every summary field exact, ordered by `created_at` then key over fixed keys inserted in both orders, empty and non-empty data.
+//! - `list_user_excludes_expired` — expired sessions and renewal forwarders are not listed.
+//! - `delete_all_empties_namespace` — after `delete_all` nothing loads, every list is empty and every key is free.
+//! - `user_ids_compare_exactly` — user ids compare byte for byte: ids differing only in case, by a prefix, by surrounding spaces, by Unicode normalisation or as `LIKE` patterns never share sessions.
+//! - `cleanup_removes_only_expired_in_batches` — `cleanup_expired` removes only entries not live at `now`, at most `limit` per call, and counts them (only the safety half without `counted_cleanup`).
 //!
 //! **scan** (skipped when the store reports no
-//! [`Capabilities::scan`](session_store_core::Capabilities::scan)) —
-//! `scan_pages_cover_every_entry`, `scan_limit_and_cursor_resume`,
-//! `scan_during_concurrent_writes_keeps_stable_entries`.
+//! [`Capabilities::scan`](session_store_core::Capabilities::scan))
 //!
-//! **concurrency** — `concurrent_saves_all_land` (16 tasks × 20 increments
-//! with load-modify-save), `concurrent_rotations_one_winner`,
-//! `concurrent_creates_one_winner`, `concurrent_touch_never_loses_writes`,
-//! `concurrent_save_and_delete_no_resurrection`,
-//! `manager_concurrent_renewals_same_successor`.
+//! - `scan_pages_cover_every_entry` — walking page by page returns every entry of the namespace exactly as `load` returns it.
+//! - `scan_limit_and_cursor_resume` — `limit` bounds every page, a cursor resumes the walk, `limit == 0` and a foreign cursor are `InvalidInput`.
+//! - `scan_during_concurrent_writes_keeps_stable_entries` — under concurrent writes every entry that exists for the whole scan is returned at least once.
 //!
-//! **manager policy** (over the store, with a manual clock) —
-//! `manager_idle_timeout`, `manager_absolute_timeout_not_extended_by_activity`,
-//! `manager_touch_throttled`, `manager_login_rotation_resets_timers_and_binds_user`,
-//! `manager_privilege_rotation_keeps_absolute`, `manager_renewal_grace_window`,
-//! `manager_login_never_has_grace`, `manager_logout`, `manager_logout_everywhere`,
-//! `manager_logout_other_devices`, `manager_list_devices_metadata`,
-//! `manager_revoke_by_handle`, `manager_stored_hash_is_not_a_token`,
-//! `manager_limits_too_large_writes_nothing`, `manager_per_user_cap_evict_oldest`,
-//! `manager_per_user_cap_refuse`, `manager_unknown_token_never_creates`,
-//! `manager_save_is_compare_and_swap`, `manager_cleanup_expired`,
-//! `manager_events_never_carry_tokens`.
+//! **concurrency** (forced interleavings: barriers release all tasks at once, several rounds; the reasoning is on each check)
 //!
-//! **bad input** — `manager_malformed_tokens_invalid_id` (empty, too long,
-//! wrong alphabet, NUL, non-UTF-8, glob, SQL, `%`, 1 MiB, handle text...),
-//! `manager_invalid_id_before_io`.
+//! - `concurrent_saves_all_land` — lockstep rounds where 16 tasks save one loaded version (exactly one wins), then 16 × 20 free-running increments, none lost.
+//! - `concurrent_rotations_one_winner` — 16 rotations of one session released together, 8 rounds: exactly one wins, one successor exists.
+//! - `concurrent_creates_one_winner` — 16 creates of one key released together, 8 rounds: exactly one wins, its record intact.
+//! - `concurrent_touch_never_loses_writes` — 48 rounds of a save and a touch released together: the save succeeds and is never overwritten.
+//! - `concurrent_save_and_delete_no_resurrection` — savers racing a delete never bring the session back.
 //!
-//! **model-based** — `model_based_sequences`: random sequences of every
-//! operation (including clock jumps past deadlines) over a small pool of keys
-//! and users, each answer compared with an independent reference model
-//! (`proptest-state-machine`; failures shrink to a minimal sequence).
+//! **manager policy** (the [`SessionManager`](session_store_core::SessionManager) over the store, with a manual clock)
 //!
-//! **at rest** — `tampered_ciphertext_fails_closed`, `ciphertext_bound_to_row`,
-//! `manager_tampered_session_is_an_error` (encrypted mode; they write raw
-//! records through [`Ctx::inner`]) and
+//! - `manager_idle_timeout` — a session unused for `idle_timeout` is gone; each use past the touch interval moves the deadline.
+//! - `manager_absolute_timeout_not_extended_by_activity` — loads and saves never extend the absolute timeout.
+//! - `manager_touch_throttled` — a load within `touch_interval` writes nothing; the first one after it touches.
+//! - `manager_login_rotation_resets_timers_and_binds_user` — login: new token, old token dead at once, user bound, `auth_time` now, deadlines reset, data kept.
+//! - `manager_privilege_rotation_keeps_absolute` — privilege change: new token, old dead at once, absolute deadline kept.
+//! - `manager_renewal_grace_window` — renewal: within the grace window the old token reaches the successor, after it nothing.
+//! - `manager_concurrent_renewals_same_successor` — concurrent renewals of one token in the grace window end on one successor.
+//! - `manager_login_never_has_grace` — login and privilege rotations never leave a forwarder.
+//! - `manager_logout` — logout: loaded right before, gone right after, idempotent, a stale copy cannot be saved back.
+//! - `manager_logout_everywhere` — every session of the user (loaded right before) is gone, no one else's.
+//! - `manager_logout_other_devices` — every session of the user but the current one is gone (each loaded right before).
+//! - `manager_list_devices_metadata` — devices show IP, user agent, label, times and the current flag, oldest first, own live sessions only.
+//! - `manager_revoke_by_handle` — revoking by handle removes only the user's own session (loaded right before); a handle is never a token.
+//! - `manager_stored_hash_is_not_a_token` — a storage key spelled as a token is not accepted as that session's token.
+//! - `manager_limits_too_large_writes_nothing` — data, user id and metadata over the limit are `TooLarge` and write nothing.
+//! - `manager_per_user_cap_evict_oldest` — a login over the per-user cap evicts that user's oldest sessions.
+//! - `manager_per_user_cap_refuse` — a login over the cap is `TooManySessions` and changes nothing.
+//! - `manager_unknown_token_never_creates` — an unknown well-formed token finds nothing and creates nothing.
+//! - `manager_save_is_compare_and_swap` — of two copies of one session the second save is `Conflict`; the first one's data stays.
+//! - `manager_cleanup_expired` — manager cleanup loops over batches until every expired entry is gone; live ones survive.
+//! - `manager_events_never_carry_tokens` — every lifecycle event carries short key hashes, never a token's text.
+//!
+//! **bad input**
+//!
+//! - `manager_malformed_tokens_invalid_id` — empty, too long, wrong alphabet, NUL, non-UTF-8, glob, SQL, `%`, 1 MiB and handle text are `InvalidId`; the store is unchanged.
+//! - `manager_invalid_id_before_io` — malformed tokens and oversized creates are rejected without a single backend call.
+//!
+//! **model-based**
+//!
+//! - `model_based_sequences` — random sequences of every operation, compared answer by answer with an independent reference model (below).
+//!
 //! **corrupted or foreign data** (through the manager: no access, an
 //! `Event::Corrupted` with the key's short hash, the entry removed; devices
-//! list, logins under a cap and log out everywhere keep working) —
-//! `corrupt_undecodable_record_is_contained` and
-//! `corrupt_foreign_value_is_contained` (need the raw-write hook,
-//! [`TestStore::with_raw_damage`]; `SKIP:` without one),
-//! `corrupt_undecodable_metadata_is_contained`,
-//! `corrupt_undecryptable_ciphertext_is_contained`.
+//! list, logins under a cap and log out everywhere keep working)
 //!
-//! `at_rest_no_token_or_plaintext` (needs the dump hook; prints `SKIP:`
-//! without one): no token in any spelling, and under encryption no session
-//! data or client metadata, in any stored byte string.
+//! - `corrupt_undecodable_record_is_contained` — a record the store's own decoder rejects is contained (needs [`TestStore::with_raw_damage`]; skipped without it).
+//! - `corrupt_foreign_value_is_contained` — foreign bytes or a value of another type under a session's key are contained (needs the raw-damage hook).
+//! - `corrupt_undecodable_metadata_is_contained` — client metadata that no longer parses (or opens) is contained.
+//! - `corrupt_undecryptable_ciphertext_is_contained` — ciphertext under a key the reader's keyring lacks is contained.
+//!
+//! **at rest** (the first four only for a backend that encrypts: [`Mode::Encrypted`], or a store declared with [`TestStore::encrypting_over`]; they write raw records through [`Ctx::inner`])
+//!
+//! - `tampered_ciphertext_fails_closed` — a flipped bit, truncation or extension of stored ciphertext is `Error::Decrypt` (a damaged row in listings), never partial data.
+//! - `ciphertext_bound_to_row` — a blob copied to another row, swapped with metadata, or under an edited user id or absolute deadline fails with `Error::Decrypt`.
+//! - `manager_tampered_session_is_an_error` — through the manager a tampered session is an error, never "no session" and never partial data.
+//! - `encryption_never_reuses_a_nonce` — two seals of one record differ (two rows, or twice in one row) and no two seals share a keystream.
+//! - `at_rest_no_token_or_plaintext` — no token in any spelling, and under encryption no session data or client metadata, in any stored byte string (needs [`TestStore::with_dump`]; skipped without it).
+//!
+//! ### The model-based check
+//!
+//! The reference model is a `BTreeMap` from a pool of four keys to entries,
+//! in model time (milliseconds from the case's base instant). The user pool
+//! holds ids that only look alike (`u`, `U`, `u `, `u_`, and `café` in NFC and
+//! NFD), so a store that does not compare user ids byte for byte mixes their
+//! sessions up. Records have every shape the contract allows, including an idle
+//! deadline past the absolute one (the session then ends at the absolute one).
+//! After every step whatever the step removed (delete, delete_user, rotation,
+//! cleanup) is loaded again and must be gone.
+//!
+//! A failure prints the first step whose answer differed (`step N (...) at
+//! model time Tms: the store answered X, the model expected Y`) and the
+//! shrunk sequence. The answers are:
+//!
+//! - `Created(Ok | Err(AlreadyExists))`, `Loaded(entry)`, `Written(Ok(version) | Err(Conflict))`, `Flag(bool)` (touch, delete), `Count(n)` (delete_user: live sessions removed), `Listed(summaries)` (list_user, keys and users as pool indices), `Advanced` (the clock moved).
+//! - `Cleaned { removed, swept }`: `removed` is what `cleanup_expired` returned; `swept` is how many entries the model still knew to be expired that the suite then found and deleted itself, one `delete` per key, after the cleanup call. With counted cleanup, `removed` is `min(expired, limit)` and `swept` the rest; a store whose cleanup removed a live entry, or reported a wrong count, shows here.
 //!
 //! ## Writing extra checks
 //!
-//! A check is a `pub async fn name(ctx: Ctx)` that panics on failure and
-//! works through `ctx.backend` only; [`fixtures`] has the helpers the
-//! built-in checks use. [`run_check`] runs a registered check by name.
+//! A check is a `pub async fn name(ctx: Ctx)` that panics on failure, calls
+//! [`Ctx::skip`] and returns when it does not apply, and works through
+//! `ctx.backend` (and `ctx.inner` for raw records) only; [`fixtures`] has the
+//! helpers the built-in checks use.
+//!
+//! ## Running checks from code
+//!
+//! [`check_outcome`] runs a registered check against a factory and returns an
+//! [`Outcome`] (passed, skipped with a reason, failed with a message) instead
+//! of panicking; [`run_check_in`] does the same with a [`Ctx`] you built
+//! yourself (your own wrapper stack, your own raw store); [`run_check`] is
+//! what the macro's tests call.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -153,13 +243,22 @@ use session_store_core::SessionBackend;
 mod checks;
 pub mod fixtures;
 
-pub use checks::{CheckFn, Ctx, CHECKS};
+pub use checks::{CheckFn, Ctx, Outcome, CHECKS};
 
 /// A boxed future, as stored in the suite's hooks.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Dumps every raw byte string a backend holds in the test namespace (keys,
-/// values, columns), for the at-rest checks.
+/// Dumps every raw byte string a backend holds in the test namespace, for
+/// the at-rest checks, which look for a token, session data or client
+/// metadata as a substring of any one of them.
+///
+/// "Every raw byte string" means what a thief of the storage would read:
+/// for a store that serialises, each stored key and value as bytes (each
+/// Redis key and value, each SQL column of each row, each sled key and
+/// value); for a store that keeps Rust values (in memory), each field that
+/// holds bytes or text, as its own string: storage keys, user ids, data,
+/// metadata, forwarders' successor keys and sealed tokens. Numbers and time
+/// stamps may be left out.
 pub type DumpFn =
     Arc<dyn Fn() -> BoxFuture<'static, session_store_core::Result<Vec<Vec<u8>>>> + Send + Sync>;
 
@@ -195,6 +294,9 @@ pub struct TestStore {
     pub backend: Arc<dyn SessionBackend>,
     /// Optional at-rest hook.
     pub dump: Option<DumpFn>,
+    /// The raw store beneath `backend`, when `backend` encrypts at rest
+    /// (set by [`TestStore::encrypting_over`]).
+    pub raw: Option<Arc<dyn SessionBackend>>,
     /// Optional raw-write hook, for the corruption checks.
     pub raw_damage: Option<RawDamageFn>,
 }
@@ -206,8 +308,34 @@ impl TestStore {
         TestStore {
             backend: Arc::new(backend),
             dump: None,
+            raw: None,
             raw_damage: None,
         }
+    }
+
+    /// Declares that the backend under test encrypts at rest on top of
+    /// `raw` (a third-party encryption wrapper, say): the tamper, row-binding
+    /// and nonce checks then run in [`Mode::Plain`] against the backend
+    /// itself, writing raw records through `raw`, and the at-rest check looks
+    /// for session data and client metadata too. The runner cleans up
+    /// through `raw`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use session_store_conformance::TestStore;
+    /// use session_store_core::{Encrypted, EncryptionKey, Keyring, MemoryStore};
+    ///
+    /// let raw = Arc::new(MemoryStore::new());
+    /// let keyring = Keyring::new(1, EncryptionKey::generate());
+    /// // Your wrapper here; ours stands in for it.
+    /// let wrapper = Encrypted::new(raw.clone(), keyring);
+    /// let store = TestStore::new(wrapper).encrypting_over(raw);
+    /// # let _ = store;
+    /// ```
+    pub fn encrypting_over(mut self, raw: Arc<dyn SessionBackend>) -> Self {
+        self.raw = Some(raw);
+        self
     }
 
     /// Adds the raw-write hook: `damage(key, how)` writes [`RawDamage`] under
@@ -225,7 +353,8 @@ impl TestStore {
     }
 
     /// Adds the at-rest hook: `dump` returns every raw byte string stored in
-    /// this test's namespace.
+    /// this test's namespace (see [`DumpFn`] for what that means for a store
+    /// that does not serialise).
     pub fn with_dump<F, Fut>(mut self, dump: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -243,6 +372,7 @@ impl std::fmt::Debug for TestStore {
             .field("capabilities", &self.backend.capabilities())
             .field("dump", &self.dump.is_some())
             .field("raw_damage", &self.raw_damage.is_some())
+            .field("encrypting_over", &self.raw)
             .finish()
     }
 }
@@ -273,18 +403,66 @@ pub enum Mode {
 }
 
 /// Runs one named check against a fresh store from `factory`, in its own
-/// multi-threaded tokio runtime. Used by [`conformance_tests!`]; call it
-/// directly to run a single check.
+/// multi-threaded tokio runtime, and returns its [`Outcome`]; the namespace
+/// is cleaned up (`delete_all`) afterwards whatever happened. Never panics.
 ///
-/// # Panics
-/// When the check fails (that is how a test fails) or `name` is unknown.
-pub fn run_check<F, Fut>(name: &str, mode: Mode, factory: F)
+/// ```
+/// use session_store_conformance::{check_outcome, Mode, Outcome, TestStore};
+/// use session_store_core::MemoryStore;
+///
+/// let outcome = check_outcome("at_rest_no_token_or_plaintext", Mode::Plain, || async {
+///     TestStore::new(MemoryStore::new()) // no dump hook: the check skips
+/// });
+/// assert!(matches!(outcome, Outcome::Skipped(_)));
+/// ```
+pub fn check_outcome<F, Fut>(name: &str, mode: Mode, factory: F) -> Outcome
 where
     F: FnOnce() -> Fut,
     Fut: Future,
     Fut::Output: Into<Setup>,
 {
     checks::run(name, mode, factory)
+}
+
+/// Runs one named check with a context you built yourself ([`Ctx::new`],
+/// [`Ctx::encrypting_over`], [`Ctx::with_dump`]), on the current tokio
+/// runtime, and returns its [`Outcome`]. Nothing is cleaned up: the caller
+/// owns the namespace. Never panics.
+pub async fn run_check_in(name: &str, ctx: Ctx) -> Outcome {
+    checks::run_in(name, ctx).await
+}
+
+/// Runs one named check as a test: like [`check_outcome`], and then
+///
+/// - **passed**: returns;
+/// - **skipped**: writes `SKIP: <name>: <reason>` straight to the process's
+///   standard error (not through `eprintln!`, which the test harness
+///   captures), so the line shows in plain `cargo test` output, and returns;
+/// - **failed**: panics with the check's message (that is how a test fails).
+///
+/// Used by [`conformance_tests!`].
+///
+/// # Panics
+/// When the check fails or `name` is unknown.
+pub fn run_check<F, Fut>(name: &str, mode: Mode, factory: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+    Fut::Output: Into<Setup>,
+{
+    match check_outcome(name, mode, factory) {
+        Outcome::Passed => {}
+        Outcome::Skipped(reason) => report_skip(name, mode, &reason),
+        Outcome::Failed(msg) => panic!("conformance check {name} ({mode:?}) failed: {msg}"),
+    }
+}
+
+/// Writes a `SKIP:` line to file descriptor 2 directly: libtest captures
+/// only the `print!`/`eprint!` family, so this line stays visible.
+fn report_skip(name: &str, mode: Mode, reason: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIP: conformance check {name} ({mode:?}): {reason}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Generates one `#[test]` per conformance check, in two modules:
@@ -344,16 +522,58 @@ pub fn test_keyring() -> session_store_core::Keyring {
 
 #[cfg(test)]
 mod tests {
-    /// The crate docs name every registered check (and nothing else is
-    /// registered without being documented).
+    /// The README's "Testing your own backend" snippet is `tests/readme.rs`
+    /// word for word, so what readers copy is compiled and run.
+    #[test]
+    fn readme_snippet_is_the_compiled_test() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Testing your own backend")
+            .nth(1)
+            .expect("the README's 'Testing your own backend' section");
+        let snippet = section
+            .split("```rust\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a rust code block in the section");
+        assert_eq!(snippet, include_str!("../tests/readme.rs"));
+    }
+
+    /// The crate docs list every registered check once, as a bullet with a
+    /// one-line description (`- `name` — what it proves`), and list nothing
+    /// that is not registered.
     #[test]
     fn docs_list_every_check() {
         let docs = include_str!("lib.rs");
-        for (name, _) in super::CHECKS {
+        let section = docs
+            .split("//! ## The checks")
+            .nth(1)
+            .and_then(|rest| rest.split("//! ### ").next())
+            .expect("a '## The checks' section");
+        let mut listed = Vec::new();
+        for line in section.lines() {
+            let Some(item) = line.strip_prefix("//! - `") else {
+                continue;
+            };
+            let (name, rest) = item.split_once('`').expect("a closing backtick");
+            let description = rest.strip_prefix(" — ").unwrap_or("");
             assert!(
-                docs.contains(&format!("`{name}`")),
-                "check {name} is missing from the crate docs"
+                description.len() > 20,
+                "check {name}: its bullet needs a one-line description after ` — `"
             );
+            listed.push(name);
         }
+        let mut registered: Vec<&str> = super::CHECKS.iter().map(|c| c.0).collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        registered.sort_unstable();
+        let dupes: Vec<&&str> = sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+        assert!(dupes.is_empty(), "listed twice in the docs: {dupes:?}");
+        let missing: Vec<&&str> = registered.iter().filter(|n| !sorted.contains(n)).collect();
+        let extra: Vec<&&str> = sorted.iter().filter(|n| !registered.contains(n)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "registered but not documented: {missing:?}; documented but not registered: {extra:?}"
+        );
     }
 }

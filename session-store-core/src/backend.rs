@@ -109,7 +109,19 @@ impl Capabilities {
 /// An entry under a key is either a session ([`SessionRecord`]) or a
 /// forwarder ([`Forward`](crate::Forward)) left by a renewal in its grace
 /// window. An entry is *live* at `now` when `now < expires_at()` (sessions) or
-/// `now < until` (forwarders).
+/// `now < until` (forwarders). An entry may hold any deadlines, an idle
+/// deadline past the absolute one included: a session's `expires_at()` is
+/// the earlier of the two.
+///
+/// **User ids** compare exactly, byte for byte, everywhere (the user index,
+/// `list_user`, `delete_user`): ids that differ only in case, by a prefix,
+/// by trailing spaces or by Unicode normalisation are different users, and
+/// no character is a wildcard. A SQL store needs a binary collation and
+/// `=`, never `LIKE` or a case- or pad-insensitive column.
+///
+/// **Versions.** A record at version `u64::MAX` has no next version: `save`
+/// and `rotate` of it return [`Error::InvalidInput`](crate::Error::InvalidInput)
+/// and write nothing.
 ///
 /// Errors: an unreachable or failing backend returns [`Error::Backend`](crate::Error::Backend),
 /// never `Ok(None)`.
@@ -144,7 +156,8 @@ pub trait SessionBackend: Send + Sync + Debug {
     /// # Contract
     /// - Insert only if no entry (live, expired, session or forwarder) exists
     ///   under `key`; otherwise [`Error::AlreadyExists`](crate::Error::AlreadyExists)
-    ///   and nothing changes. Never an overwrite.
+    ///   and nothing changes. Never an overwrite, also when creates of one key
+    ///   race: exactly one wins.
     /// - If `record.user_id` is set, the session appears in that user's index.
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()>;
 
@@ -169,7 +182,9 @@ pub trait SessionBackend: Send + Sync + Debug {
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64>;
 
     /// Activity: moves the idle deadline forward without rewriting data or
-    /// changing the version.
+    /// changing the version. A touch racing a save never undoes the save:
+    /// it updates the two fields in place, never by writing back a record it
+    /// read.
     ///
     /// # Contract
     /// - If a session live at `now` exists under `key`: sets
@@ -193,6 +208,12 @@ pub trait SessionBackend: Send + Sync + Debug {
     /// - Else, in one atomic step: `to` holds `rotation.record` with version
     ///   `+ 1` (returned), and `from` is deleted, or becomes a forwarder to
     ///   `to` if `rotation.grace` is set. Afterwards `from` never loads a session.
+    /// - The user index follows in the same step: `from` leaves the index of
+    ///   the stored record's user, and `to` joins the index of
+    ///   `rotation.record.user_id` (which may differ: a login rotation binds a
+    ///   user to an anonymous session). A forwarder is never listed.
+    /// - Every field of `rotation.record` is stored as given, client metadata
+    ///   and empty data included.
     /// - Concurrent rotations of one key: exactly one succeeds.
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64>;
 
@@ -207,7 +228,9 @@ pub trait SessionBackend: Send + Sync + Debug {
     ///
     /// # Contract
     /// Removes all of the user's sessions (expired ones too) but `except`;
-    /// returns how many of the removed ones were live at `now`.
+    /// returns how many of the removed ones were live at `now`. Takes effect
+    /// at once: none of them loads afterwards. `except` naming a session of
+    /// another user protects nothing and deletes nothing of theirs.
     async fn delete_user(
         &self,
         user_id: &str,
@@ -218,8 +241,11 @@ pub trait SessionBackend: Send + Sync + Debug {
     /// Lists the sessions of `user_id` live at `now`.
     ///
     /// # Contract
-    /// Only live sessions, ordered by `created_at` then key; cost proportional
-    /// to the user's sessions, not to the store.
+    /// Only live sessions whose user id equals `user_id` byte for byte,
+    /// ordered by `created_at` ascending and, among equal `created_at`, by
+    /// storage key ascending (the byte order of [`StorageKey`]'s `Ord`, the
+    /// same as the order of its lowercase hex); never by insertion order.
+    /// Cost proportional to the user's sessions, not to the store.
     async fn list_user(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionSummary>>;
 
     /// Deletes every entry of this store's namespace (admin).

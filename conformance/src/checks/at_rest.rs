@@ -7,7 +7,6 @@ use session_store_core::{ClientMeta, Policy, RotateReason, SessionToken};
 
 use super::Ctx;
 use crate::fixtures::hex;
-use crate::Mode;
 
 /// The sorted raw dump of the namespace, or `None` without a dump hook.
 pub(crate) async fn snapshot(ctx: &Ctx) -> Option<Vec<Vec<u8>>> {
@@ -58,10 +57,10 @@ fn token_needles(token: &SessionToken) -> Vec<(String, Vec<u8>)> {
 /// Neither tokens (in any spelling) nor, under encryption, session data and
 /// client metadata appear in any stored byte string. Covers plain sessions,
 /// logged-in sessions and renewal forwarders (which seal the successor's
-/// token). Needs the dump hook; without one it prints a SKIP line.
+/// token). Needs the dump hook; without one it is skipped.
 pub async fn at_rest_no_token_or_plaintext(ctx: Ctx) {
     if ctx.dump.is_none() {
-        println!("SKIP: at_rest_no_token_or_plaintext: no dump hook (TestStore::with_dump)");
+        ctx.skip("no dump hook (TestStore::with_dump)");
         return;
     }
     let policy = Policy {
@@ -117,7 +116,7 @@ pub async fn at_rest_no_token_or_plaintext(ctx: Ctx) {
         ("client IP".to_owned(), ip.into_bytes()),
         ("user agent".to_owned(), agent.into_bytes()),
     ];
-    if ctx.mode == Mode::Encrypted {
+    if ctx.encrypts {
         needles.extend(secrets.iter().cloned());
     } else {
         // Sanity of the hook itself: in plain mode the data is stored as

@@ -20,15 +20,69 @@ fn counter(data: &[u8]) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// save: 16 tasks each add 1 twenty times to a counter in one session with
-/// load-modify-save, retrying on `Conflict`. Every increment lands exactly
-/// once: the final counter is the total and the version moved by the total.
+/// Lockstep rounds of [`concurrent_saves_all_land`] and
+/// [`concurrent_touch_never_loses_writes`]: enough that a race the store
+/// loses half the time is lost in some round in all but 2^-48 of runs.
+const LOCKSTEP_ROUNDS: u64 = 48;
+/// Rounds of the one-winner races (16 tasks released at once per round).
+const RACE_ROUNDS: usize = 8;
+
+/// save: two phases on one counter session.
+///
+/// 1. **Lockstep** (deterministic): in each of 4 rounds all 16 tasks load
+///    the same version, meet at a barrier, then save it: exactly one save
+///    per round wins, the others get `Conflict`. A save that ignores the
+///    version lets several win in the first round whatever the scheduler
+///    does, because the barrier forces every load before any save.
+/// 2. **Free-running**: 16 tasks each add 1 twenty times with
+///    load-modify-save, retrying on `Conflict`.
+///
+/// Every increment lands exactly once: the final counter is the number of
+/// successful saves and the version moved by the same number.
 pub async fn concurrent_saves_all_land(ctx: Ctx) {
+    const LOCKSTEP: u64 = 4;
     let t = now();
     let key = crate::fixtures::fresh_key();
     let mut r = record(t, &0u64.to_le_bytes());
     r.version = 100;
     ctx.backend.create(&key, &r).await.expect("create");
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let backend = ctx.backend.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for _ in 0..LOCKSTEP {
+                let mut current = load_session(&*backend, &key, t).await;
+                current.data = (counter(&current.data) + 1).to_le_bytes().to_vec();
+                barrier.wait().await;
+                won.push(match backend.save(&key, &current, t).await {
+                    Ok(v) => {
+                        assert_eq!(v, current.version + 1);
+                        true
+                    }
+                    Err(Error::Conflict) => false,
+                    Err(e) => panic!("save under contention: {e:?}"),
+                });
+                barrier.wait().await;
+            }
+            won
+        }));
+    }
+    let mut winners = vec![0; LOCKSTEP as usize];
+    for task in tasks {
+        for (round, won) in task.await.expect("task").into_iter().enumerate() {
+            winners[round] += usize::from(won);
+        }
+    }
+    assert_eq!(
+        winners,
+        vec![1; LOCKSTEP as usize],
+        "{TASKS} saves of one loaded version: exactly one may win per round \
+         (winners per round), the others must get Conflict"
+    );
 
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
@@ -66,7 +120,7 @@ pub async fn concurrent_saves_all_land(ctx: Ctx) {
     for task in tasks {
         conflicts += task.await.expect("task");
     }
-    let total = TASKS as u64 * INCREMENTS;
+    let total = LOCKSTEP + TASKS as u64 * INCREMENTS;
     let stored = load_session(&*ctx.backend, &key, t).await;
     assert_eq!(
         counter(&stored.data),
@@ -81,12 +135,23 @@ pub async fn concurrent_saves_all_land(ctx: Ctx) {
 }
 
 /// rotate: 16 tasks rotate the same session at the same version, each to its
-/// own fresh successor. Exactly one succeeds, the others get `Conflict`, and
-/// exactly one successor holds the session.
+/// own fresh successor, released together by a barrier. Exactly one succeeds,
+/// the others get `Conflict`, and exactly one successor holds the session
+/// (and the user's index lists only it). Eight rounds, each on a fresh
+/// session: a rotation made of separate steps (read, check, write, delete,
+/// each a round trip) lets several tasks pass the check before any deletes,
+/// and a store that loses that race in any round fails.
 pub async fn concurrent_rotations_one_winner(ctx: Ctx) {
+    for round in 0..RACE_ROUNDS {
+        rotation_race(&ctx, &format!("alice{round}")).await;
+    }
+}
+
+async fn rotation_race(ctx: &Ctx, user: &str) {
     let t = now();
     let from = crate::fixtures::fresh_key();
-    let r = user_record(t, "alice", b"contended");
+    let mut r = user_record(t, user, b"contended");
+    r.meta = b"{\"label\":\"contended\"}".to_vec();
     ctx.backend.create(&from, &r).await.expect("create");
     let successors: Vec<StorageKey> = (0..TASKS)
         .map(|_| successor_key(&*ctx.backend, &from))
@@ -119,7 +184,7 @@ pub async fn concurrent_rotations_one_winner(ctx: Ctx) {
             Err(e) => panic!("concurrent rotation: expected Ok or Conflict, got {e:?}"),
         }
     }
-    assert_eq!(ok, 1, "exactly one rotation wins");
+    assert_eq!(ok, 1, "exactly one of {TASKS} concurrent rotations wins");
     let mut found = Vec::new();
     for to in &successors {
         if ctx.backend.load(to, t).await.expect("load").is_some() {
@@ -129,14 +194,24 @@ pub async fn concurrent_rotations_one_winner(ctx: Ctx) {
     assert_eq!(found.len(), 1, "exactly one successor exists");
     assert!(ctx.backend.load(&from, t).await.expect("load").is_none());
     assert_eq!(
-        crate::fixtures::listed_keys(&*ctx.backend, "alice", t).await,
+        crate::fixtures::listed_keys(&*ctx.backend, user, t).await,
         found
     );
 }
 
-/// create: 16 tasks create the same key at once: exactly one succeeds, the
-/// others get `AlreadyExists`, and the winner's record is stored intact.
+/// create: 16 tasks create the same key at once, released by a barrier:
+/// exactly one succeeds, the others get `AlreadyExists`, and the winner's
+/// record is stored intact (and indexed for its user only). Eight rounds,
+/// each on a fresh key: a create that checks for the key and then writes in
+/// a separate step lets several pass the check, and a store that loses that
+/// race in any round fails.
 pub async fn concurrent_creates_one_winner(ctx: Ctx) {
+    for round in 0..RACE_ROUNDS {
+        create_race(&ctx, round).await;
+    }
+}
+
+async fn create_race(ctx: &Ctx, round: usize) {
     let t = now();
     let key = crate::fixtures::fresh_key();
     let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
@@ -144,7 +219,11 @@ pub async fn concurrent_creates_one_winner(ctx: Ctx) {
     for i in 0..TASKS {
         let backend = ctx.backend.clone();
         let barrier = barrier.clone();
-        let r = user_record(t, &format!("user{i}"), format!("writer {i}").as_bytes());
+        let r = user_record(
+            t,
+            &format!("user{round}-{i}"),
+            format!("writer {round}-{i}").as_bytes(),
+        );
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             (i, backend.create(&key, &r).await)
@@ -161,24 +240,32 @@ pub async fn concurrent_creates_one_winner(ctx: Ctx) {
     assert_eq!(winners.len(), 1, "exactly one create wins");
     let w = winners[0];
     let stored = load_session(&*ctx.backend, &key, t).await;
-    assert_eq!(stored.data, format!("writer {w}").as_bytes());
-    assert_eq!(stored.user_id.as_deref(), Some(format!("user{w}").as_str()));
+    assert_eq!(stored.data, format!("writer {round}-{w}").as_bytes());
+    assert_eq!(
+        stored.user_id.as_deref(),
+        Some(format!("user{round}-{w}").as_str())
+    );
     for i in 0..TASKS {
-        let listed = crate::fixtures::listed_keys(&*ctx.backend, &format!("user{i}"), t).await;
+        let listed =
+            crate::fixtures::listed_keys(&*ctx.backend, &format!("user{round}-{i}"), t).await;
         if i == w {
             assert_eq!(listed, vec![key]);
         } else {
             assert!(
                 listed.is_empty(),
-                "a losing create left an index entry for user{i}"
+                "a losing create left an index entry for user{round}-{i}"
             );
         }
     }
 }
 
 /// touch racing with saves: touches never lose a save (no read-modify-write
-/// of the whole record) and never change the version. One task saves 100
-/// increments while another touches 200 times.
+/// of the whole record) and never change the version. In each of 48 lockstep
+/// rounds one task loads the record, both tasks meet at a barrier, then one
+/// saves while the other touches: the save must succeed, and afterwards the
+/// counter and the version hold every save. A touch that reads the record
+/// and writes it back whole loses the save whenever it reads first, which
+/// happens in some round in all but a negligible share of runs.
 pub async fn concurrent_touch_never_loses_writes(ctx: Ctx) {
     let t = now();
     let key = crate::fixtures::fresh_key();
@@ -186,48 +273,61 @@ pub async fn concurrent_touch_never_loses_writes(ctx: Ctx) {
         .create(&key, &record(t, &0u64.to_le_bytes()))
         .await
         .expect("create");
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let saver = {
         let backend = ctx.backend.clone();
+        let barrier = barrier.clone();
         tokio::spawn(async move {
-            for _ in 0..100 {
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    assert!(attempts <= MAX_ATTEMPTS, "no progress");
-                    let mut r = load_session(&*backend, &key, t).await;
-                    r.data = (counter(&r.data) + 1).to_le_bytes().to_vec();
-                    match backend.save(&key, &r, t).await {
-                        Ok(_) => break,
-                        // Only a touch that rewrote the version could cause this.
-                        Err(Error::Conflict) => tokio::task::yield_now().await,
-                        Err(e) => panic!("save: {e:?}"),
-                    }
+            for round in 0..LOCKSTEP_ROUNDS {
+                let mut r = load_session(&*backend, &key, t).await;
+                r.data = (counter(&r.data) + 1).to_le_bytes().to_vec();
+                barrier.wait().await;
+                // Vary who goes first: from at once to a few scheduler turns late.
+                for _ in 0..round % 4 {
+                    tokio::task::yield_now().await;
                 }
+                match backend.save(&key, &r, t).await {
+                    Ok(_) => {}
+                    Err(e) => panic!(
+                        "round {round}: a save racing a touch must succeed (a touch never \
+                         changes the version), got {e:?}"
+                    ),
+                }
+                barrier.wait().await;
             }
         })
     };
     let toucher = {
         let backend = ctx.backend.clone();
+        let barrier = barrier.clone();
         tokio::spawn(async move {
-            for j in 1..=200u64 {
+            for j in 1..=LOCKSTEP_ROUNDS {
                 let idle = crate::fixtures::at(
                     t,
                     crate::fixtures::mins(30) + std::time::Duration::from_secs(j),
                 );
                 let seen = crate::fixtures::at(t, std::time::Duration::from_millis(j));
+                barrier.wait().await;
                 assert!(
                     backend.touch(&key, idle, seen, t).await.expect("touch"),
                     "touch of a live session"
                 );
-                tokio::task::yield_now().await;
+                barrier.wait().await;
             }
         })
     };
     saver.await.expect("saver");
     toucher.await.expect("toucher");
     let stored = load_session(&*ctx.backend, &key, t).await;
-    assert_eq!(counter(&stored.data), 100, "a touch overwrote a save");
-    assert_eq!(stored.version, 100, "touches must not change the version");
+    assert_eq!(
+        counter(&stored.data),
+        LOCKSTEP_ROUNDS,
+        "a touch overwrote a save"
+    );
+    assert_eq!(
+        stored.version, LOCKSTEP_ROUNDS,
+        "touches must not change the version"
+    );
 }
 
 /// save racing with delete: once the delete happened, no save brings the

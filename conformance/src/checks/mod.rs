@@ -1,7 +1,7 @@
 //! The check registry and runner.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use session_store_core::{Capabilities, SessionBackend};
 
@@ -23,15 +23,24 @@ mod tamper;
 mod touch;
 mod users;
 
-/// What every check receives.
+/// What every check receives: the store under test and what the suite
+/// knows about it. Built by the runner from a [`TestStore`](crate::TestStore),
+/// or by hand with [`Ctx::new`] for [`run_check_in`](crate::run_check_in).
 #[derive(Clone)]
 pub struct Ctx {
-    /// The backend under test (wrapped when `mode` is `Encrypted`).
+    /// The backend under test (under our [`Encrypted`](session_store_core::Encrypted)
+    /// wrapper in [`Mode::Encrypted`]).
     pub backend: Arc<dyn SessionBackend>,
-    /// The backend as the factory returned it, without the encryption
-    /// wrapper: lets a check write raw (tampered) records underneath
-    /// `backend`. The same as `backend` in [`Mode::Plain`].
+    /// The raw store beneath the encryption layer of `backend`, when there is
+    /// one (see [`Ctx::encrypts`]): lets a check read and write raw (tampered)
+    /// records underneath. The same as `backend` when nothing encrypts.
     pub inner: Arc<dyn SessionBackend>,
+    /// Whether `backend` encrypts at rest on top of `inner`: our wrapper in
+    /// [`Mode::Encrypted`], or a store declared with
+    /// [`TestStore::encrypting_over`](crate::TestStore::encrypting_over). The
+    /// tamper, row-binding and nonce checks run only then, and the at-rest
+    /// check then also looks for session data and client metadata.
+    pub encrypts: bool,
     /// What the store reports of itself ([`SessionBackend::capabilities`]).
     pub capabilities: Capabilities,
     /// Plain or encrypted.
@@ -40,6 +49,69 @@ pub struct Ctx {
     pub dump: Option<DumpFn>,
     /// Raw-write hook, for the corruption checks.
     pub raw_damage: Option<crate::RawDamageFn>,
+    skipped: Arc<Mutex<Option<String>>>,
+}
+
+impl Ctx {
+    /// A context for `backend` as given: plain mode, nothing encrypting, no
+    /// dump hook, capabilities as the backend reports them.
+    pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
+        Ctx {
+            capabilities: backend.capabilities(),
+            inner: backend.clone(),
+            backend,
+            encrypts: false,
+            mode: Mode::Plain,
+            dump: None,
+            raw_damage: None,
+            skipped: Arc::default(),
+        }
+    }
+
+    /// Declares that the backend encrypts at rest on top of `raw` (sets
+    /// [`Ctx::inner`] and [`Ctx::encrypts`]).
+    pub fn encrypting_over(mut self, raw: Arc<dyn SessionBackend>) -> Self {
+        self.inner = raw;
+        self.encrypts = true;
+        self
+    }
+
+    /// Sets the at-rest hook.
+    pub fn with_dump(mut self, dump: Option<DumpFn>) -> Self {
+        self.dump = dump;
+        self
+    }
+
+    /// Sets the raw-write hook.
+    pub fn with_raw_damage(mut self, damage: Option<crate::RawDamageFn>) -> Self {
+        self.raw_damage = damage;
+        self
+    }
+
+    /// Sets the mode the context reports (informational: the runner puts our
+    /// wrapper on top itself).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Marks the running check as skipped, with a reason; the check should
+    /// return right after. The runner reports [`Outcome::Skipped`].
+    pub fn skip(&self, reason: impl Into<String>) {
+        *self.skipped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into());
+    }
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("backend", &self.backend)
+            .field("encrypts", &self.encrypts)
+            .field("capabilities", &self.capabilities)
+            .field("mode", &self.mode)
+            .field("dump", &self.dump.is_some())
+            .finish()
+    }
 }
 
 /// A check: takes the context, panics on failure.
@@ -101,6 +173,7 @@ registry! {
     users::list_user_metadata,
     users::list_user_excludes_expired,
     users::delete_all_empties_namespace,
+    users::user_ids_compare_exactly,
     // cleanup
     cleanup::cleanup_removes_only_expired_in_batches,
     // scan
@@ -140,7 +213,7 @@ registry! {
     bad_input::manager_invalid_id_before_io,
     // model-based
     model::model_based_sequences,
-    // encryption at rest (Mode::Encrypted)
+    // encryption at rest (a backend that encrypts: Ctx::encrypts)
     // corrupted or foreign data
     corrupt::corrupt_undecodable_record_is_contained,
     corrupt::corrupt_foreign_value_is_contained,
@@ -149,20 +222,73 @@ registry! {
     tamper::tampered_ciphertext_fails_closed,
     tamper::ciphertext_bound_to_row,
     tamper::manager_tampered_session_is_an_error,
+    tamper::encryption_never_reuses_a_nonce,
     at_rest::at_rest_no_token_or_plaintext,
 }
 
-pub(crate) fn run<F, Fut>(name: &str, mode: Mode, factory: F)
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every assertion held.
+    Passed,
+    /// The check did not apply (the reason says why): a factory's
+    /// [`Setup::Skip`], a missing dump hook, a store that does not encrypt.
+    Skipped(String),
+    /// An assertion failed (or the check panicked): the message names the
+    /// clause and what the store did.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Whether the check failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed(_))
+    }
+}
+
+fn find(name: &str) -> Option<CheckFn> {
+    CHECKS.iter().find(|c| c.0 == name).map(|c| c.1)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the check panicked with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `name` with `ctx` on the current tokio runtime; never panics.
+pub(crate) async fn run_in(name: &str, ctx: Ctx) -> Outcome {
+    let Some(check) = find(name) else {
+        return Outcome::Failed(format!("unknown conformance check {name}"));
+    };
+    let slot = ctx.skipped.clone();
+    let joined = tokio::spawn(check(ctx)).await;
+    let skipped = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match joined {
+        Err(e) if e.is_panic() => Outcome::Failed(panic_message(&*e.into_panic())),
+        Err(e) => Outcome::Failed(format!("the check's task ended: {e}")),
+        Ok(()) => match skipped {
+            Some(reason) => Outcome::Skipped(reason),
+            None => Outcome::Passed,
+        },
+    }
+}
+
+/// Runs `name` against a fresh store from `factory` in its own runtime,
+/// cleans the namespace up, and reports; never panics.
+pub(crate) fn run<F, Fut>(name: &str, mode: Mode, factory: F) -> Outcome
 where
     F: FnOnce() -> Fut,
     Fut: Future,
     Fut::Output: Into<Setup>,
 {
-    let check = CHECKS
-        .iter()
-        .find(|c| c.0 == name)
-        .unwrap_or_else(|| panic!("unknown conformance check {name}"))
-        .1;
+    if find(name).is_none() {
+        return Outcome::Failed(format!("unknown conformance check {name}"));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -171,32 +297,32 @@ where
     rt.block_on(async move {
         let store = match factory().await.into() {
             Setup::Run(store) => store,
-            Setup::Skip(reason) => {
-                println!("SKIP: conformance check {name}: {reason}");
-                return;
-            }
+            Setup::Skip(reason) => return Outcome::Skipped(reason),
         };
-        let backend: Arc<dyn SessionBackend> = match mode {
-            Mode::Plain => store.backend.clone(),
-            Mode::Encrypted => Arc::new(session_store_core::Encrypted::new(
+        let ctx = match (mode, &store.raw) {
+            (Mode::Plain, None) => Ctx::new(store.backend.clone()),
+            (Mode::Plain, Some(raw)) => {
+                Ctx::new(store.backend.clone()).encrypting_over(raw.clone())
+            }
+            (Mode::Encrypted, _) => Ctx::new(Arc::new(session_store_core::Encrypted::new(
                 store.backend.clone(),
                 crate::test_keyring(),
-            )),
-        };
-        let ctx = Ctx {
-            backend: backend.clone(),
-            inner: store.backend.clone(),
-            capabilities: backend.capabilities(),
-            mode,
-            dump: store.dump.clone(),
-            raw_damage: store.raw_damage.clone(),
-        };
-        let outcome = tokio::spawn(check(ctx)).await;
-        // Clean up the namespace whatever happened, then report.
-        let cleanup = store.backend.delete_all().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic.into_panic());
+            )))
+            .encrypting_over(store.backend.clone()),
         }
-        cleanup.expect("delete_all after the check");
-    });
+        .with_mode(mode)
+        .with_dump(store.dump.clone())
+        .with_raw_damage(store.raw_damage.clone());
+        let outcome = run_in(name, ctx).await;
+        // Clean up the namespace whatever happened, then report.
+        let cleanup = match &store.raw {
+            Some(raw) => raw.delete_all().await,
+            None => store.backend.delete_all().await,
+        };
+        match (outcome, cleanup) {
+            (Outcome::Failed(msg), _) => Outcome::Failed(msg),
+            (_, Err(e)) => Outcome::Failed(format!("delete_all after the check: {e:?}")),
+            (outcome, Ok(())) => outcome,
+        }
+    })
 }

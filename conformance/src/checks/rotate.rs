@@ -17,17 +17,30 @@ fn rotation(from: StorageKey, to: StorageKey, record: SessionRecord) -> Rotation
     }
 }
 
-/// rotate: the successor holds the new record with version + 1 (returned);
-/// the old key loads nothing; the user index follows.
+/// rotate: the successor holds the new record with version + 1 (returned),
+/// client metadata and data included (non-empty and empty data alike); the
+/// old key loads nothing; the user index follows.
 pub async fn rotate_moves_record(ctx: Ctx) {
+    for (before, after) in [
+        (&b"moving"[..], &b"moved"[..]),
+        (b"", b""),
+        (b"", b"filled"),
+    ] {
+        rotate_moves(&ctx, before, after).await;
+    }
+}
+
+async fn rotate_moves(ctx: &Ctx, before: &[u8], after: &[u8]) {
     let t = now();
     let from = fresh_key();
-    let mut r = user_record(t, "alice", b"moving");
+    let mut r = user_record(t, "alice", before);
     r.version = 4;
+    r.meta = b"{\"ip\":\"192.0.2.7\",\"label\":\"phone\"}".to_vec();
     ctx.backend.create(&from, &r).await.expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let mut next = r.clone();
-    next.data = b"moved".to_vec();
+    next.data = after.to_vec();
+    next.meta = b"{\"ip\":\"192.0.2.8\",\"label\":\"phone\"}".to_vec();
     next.last_seen_at = at(t, mins(1));
     next.idle_deadline = at(t, mins(31));
     let v = ctx
@@ -39,10 +52,27 @@ pub async fn rotate_moves_record(ctx: Ctx) {
     assert_absent(&*ctx.backend, &from, at(t, mins(1))).await;
     assert_absent(&*ctx.backend, &from, t).await;
     let moved = load_session(&*ctx.backend, &to, at(t, mins(1))).await;
-    assert_eq!(moved, SessionRecord { version: 5, ..next });
-    assert_eq!(listed_keys(&*ctx.backend, "alice", t).await, vec![to]);
+    assert_eq!(
+        moved,
+        SessionRecord {
+            version: 5,
+            ..next.clone()
+        },
+        "the successor holds the rotated record exactly (data {after:?})"
+    );
+    let listed = ctx.backend.list_user("alice", t).await.expect("list_user");
+    assert_eq!(
+        listed.iter().map(|s| s.key).collect::<Vec<_>>(),
+        vec![to],
+        "the user index follows the rotation"
+    );
+    assert_eq!(
+        listed[0].meta, next.meta,
+        "listed metadata is the rotated one"
+    );
     // The old key is gone for good: delete finds nothing.
     assert!(!ctx.backend.delete(&from).await.expect("delete"));
+    assert!(ctx.backend.delete(&to).await.expect("delete"));
 }
 
 /// rotate: a stale version, a missing, expired or forwarded source is
@@ -152,7 +182,8 @@ pub async fn rotate_into_existing_already_exists(ctx: Ctx) {
 pub async fn rotate_with_grace_leaves_forwarder(ctx: Ctx) {
     let t = now();
     let from = fresh_key();
-    let r = user_record(t, "alice", b"renewed");
+    let mut r = user_record(t, "alice", b"");
+    r.meta = b"{\"label\":\"renewed laptop\"}".to_vec();
     ctx.backend.create(&from, &r).await.expect("create");
     let to = successor_key(&*ctx.backend, &from);
     let until = at(t, mins(2));
@@ -178,9 +209,18 @@ pub async fn rotate_with_grace_leaves_forwarder(ctx: Ctx) {
     assert_absent(&*ctx.backend, &from, until).await;
     assert_absent(&*ctx.backend, &from, at(until, mins(60))).await;
     let moved = load_session(&*ctx.backend, &to, t).await;
-    assert_eq!(moved, SessionRecord { version: 1, ..r });
-    // A forwarder is not a session of the user.
-    assert_eq!(listed_keys(&*ctx.backend, "alice", t).await, vec![to]);
+    assert_eq!(
+        moved,
+        SessionRecord {
+            version: 1,
+            ..r.clone()
+        }
+    );
+    // A forwarder is not a session of the user; the successor is listed
+    // with its metadata.
+    let listed = ctx.backend.list_user("alice", t).await.expect("list_user");
+    assert_eq!(listed.iter().map(|s| s.key).collect::<Vec<_>>(), vec![to]);
+    assert_eq!(listed[0].meta, r.meta);
     // The successor outlives the forwarder.
     load_session(&*ctx.backend, &to, until).await;
 }

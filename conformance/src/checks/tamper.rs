@@ -1,23 +1,28 @@
 //! Encryption-at-rest integrity: tampered or moved ciphertext fails closed.
-//! These run only in [`Mode::Encrypted`](crate::Mode::Encrypted), where the
-//! check can write raw records underneath the wrapper through `ctx.inner`.
+//! These run only when the backend encrypts at rest ([`Ctx::encrypts`]: our
+//! wrapper in [`Mode::Encrypted`](crate::Mode::Encrypted), or a store declared
+//! with [`TestStore::encrypting_over`](crate::TestStore::encrypting_over)),
+//! where the check can write raw records underneath through `ctx.inner`.
 
 use session_store_core::{Error, Lookup, SessionRecord, StorageKey, Timestamp};
 
 use super::Ctx;
 use crate::fixtures::{fresh_key, load_session, now, user_record};
-use crate::Mode;
 
-fn skip_unless_encrypted(ctx: &Ctx, check: &str) -> bool {
-    if ctx.mode != Mode::Encrypted {
-        println!("SKIP: {check}: applies to Mode::Encrypted only");
+/// Skips (visibly) unless the backend encrypts on top of `ctx.inner`.
+pub(crate) fn skip_unless_encrypted(ctx: &Ctx) -> bool {
+    if !ctx.encrypts {
+        ctx.skip(
+            "applies only to a backend that encrypts at rest (Mode::Encrypted, \
+             or TestStore::encrypting_over)",
+        );
         return true;
     }
     false
 }
 
 /// Replaces the raw stored record under `key` (through the unwrapped backend).
-async fn overwrite_raw(
+pub(crate) async fn overwrite_raw(
     ctx: &Ctx,
     key: &StorageKey,
     t: Timestamp,
@@ -47,7 +52,10 @@ fn expect_damaged(
         Some(session_store_core::Damage::Undecryptable),
         "{what}"
     );
-    assert!(row.meta.is_empty(), "{what}: no metadata from a damaged row");
+    assert!(
+        row.meta.is_empty(),
+        "{what}: no metadata from a damaged row"
+    );
 }
 
 fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Result<T>) {
@@ -61,7 +69,7 @@ fn expect_decrypt<T: std::fmt::Debug>(what: &str, res: session_store_core::Resul
 /// `Error::Decrypt` on load (and a row marked `Damage::Undecryptable` on
 /// listing, for metadata): never partial data, never a panic. The plaintext is stored nowhere in clear.
 pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
-    if skip_unless_encrypted(&ctx, "tampered_ciphertext_fails_closed") {
+    if skip_unless_encrypted(&ctx) {
         return;
     }
     let t = now();
@@ -130,7 +138,7 @@ pub async fn tampered_ciphertext_fails_closed(ctx: Ctx) {
 /// row whose user id or absolute deadline was edited underneath, fails with
 /// `Error::Decrypt` (listed as `Damage::Undecryptable`).
 pub async fn ciphertext_bound_to_row(ctx: Ctx) {
-    if skip_unless_encrypted(&ctx, "ciphertext_bound_to_row") {
+    if skip_unless_encrypted(&ctx) {
         return;
     }
     let t = now();
@@ -215,7 +223,7 @@ pub async fn ciphertext_bound_to_row(ctx: Ctx) {
 /// and the entry stays; the device listing leaves a row with damaged
 /// metadata out instead of failing.
 pub async fn manager_tampered_session_is_an_error(ctx: Ctx) {
-    if skip_unless_encrypted(&ctx, "manager_tampered_session_is_an_error") {
+    if skip_unless_encrypted(&ctx) {
         return;
     }
     let (m, _clock) = super::manager::manager(
@@ -260,4 +268,101 @@ pub async fn manager_tampered_session_is_an_error(ctx: Ctx) {
         devices.iter().all(|d| d.handle != s.handle()),
         "a damaged row is not listed"
     );
+}
+
+/// 64 random bytes.
+fn random_bytes() -> Vec<u8> {
+    let mut out = session_store_core::SessionToken::generate()
+        .secret_bytes()
+        .to_vec();
+    out.extend_from_slice(&session_store_core::SessionToken::generate().secret_bytes());
+    out
+}
+
+/// Bytes a window of this length must not share by chance (2^-128).
+const KEYSTREAM_WINDOW: usize = 16;
+
+/// Fails when `a` and `b` (seals of two plaintexts that are each other's
+/// complement) XOR to all-ones over a window: the mark of one keystream
+/// (one key and nonce) encrypting both, wherever the ciphertext sits in the
+/// blob.
+fn assert_distinct_keystreams(what: &str, a: &[u8], b: &[u8]) {
+    if a.len() != b.len() || a.len() < KEYSTREAM_WINDOW {
+        return;
+    }
+    let xor: Vec<u8> = a.iter().zip(b).map(|(x, y)| x ^ y).collect();
+    let reused = xor
+        .windows(KEYSTREAM_WINDOW)
+        .any(|w| w.iter().all(|&x| x == 0xff));
+    assert!(
+        !reused,
+        "{what}: the two ciphertexts XOR to the XOR of their plaintexts: one nonce \
+         (keystream) encrypted both"
+    );
+}
+
+/// Encryption is randomised and never reuses a nonce: the same record sealed
+/// under two keys, or sealed again in the same row, gives different stored
+/// bytes (data and metadata), and two complementary plaintexts sealed in two
+/// rows or one after the other in one row do not share a keystream (their
+/// ciphertexts do not XOR to all-ones over 16 bytes, as they would for a
+/// stream cipher or GCM/ChaCha20 under a repeated nonce).
+pub async fn encryption_never_reuses_a_nonce(ctx: Ctx) {
+    if skip_unless_encrypted(&ctx) {
+        return;
+    }
+    let t = now();
+    let plain = random_bytes();
+    let complement: Vec<u8> = plain.iter().map(|b| !b).collect();
+    let mut r = user_record(t, "alice", &plain);
+    r.meta = plain.clone();
+    let mut c = user_record(t, "alice", &complement);
+    c.meta = complement.clone();
+
+    // The same record in two rows.
+    let (a, b) = (fresh_key(), fresh_key());
+    ctx.backend.create(&a, &r).await.expect("create");
+    ctx.backend.create(&b, &r).await.expect("create");
+    let raw_a = load_session(&*ctx.inner, &a, t).await;
+    let raw_b = load_session(&*ctx.inner, &b, t).await;
+    assert_ne!(
+        raw_a.data, raw_b.data,
+        "the same data sealed in two rows is stored identically: encryption is not randomised"
+    );
+    assert_ne!(
+        raw_a.meta, raw_b.meta,
+        "the same metadata sealed in two rows is stored identically"
+    );
+
+    // The same record sealed again in the same row.
+    ctx.backend.save(&a, &r, t).await.expect("save");
+    let resealed = load_session(&*ctx.inner, &a, t).await;
+    assert_ne!(
+        resealed.data, raw_a.data,
+        "the same data sealed twice in one row is stored identically"
+    );
+    assert_ne!(
+        resealed.meta, raw_a.meta,
+        "the same metadata sealed twice in one row is stored identically"
+    );
+
+    // Complementary plaintexts: in another row, and over the same row.
+    let other = fresh_key();
+    ctx.backend.create(&other, &c).await.expect("create");
+    let raw_other = load_session(&*ctx.inner, &other, t).await;
+    assert_distinct_keystreams("data in two rows", &raw_a.data, &raw_other.data);
+    assert_distinct_keystreams("metadata in two rows", &raw_a.meta, &raw_other.meta);
+    let mut over = c.clone();
+    over.version = 1;
+    ctx.backend.save(&a, &over, t).await.expect("save");
+    let raw_over = load_session(&*ctx.inner, &a, t).await;
+    assert_distinct_keystreams("data resealed in one row", &resealed.data, &raw_over.data);
+    assert_distinct_keystreams(
+        "metadata resealed in one row",
+        &resealed.meta,
+        &raw_over.meta,
+    );
+    // Everything still opens.
+    assert_eq!(load_session(&*ctx.backend, &a, t).await.data, complement);
+    assert_eq!(load_session(&*ctx.backend, &b, t).await.data, plain);
 }

@@ -183,22 +183,36 @@ pub async fn delete_user_counts_live_only(ctx: Ctx) {
     assert!(!ctx.backend.delete(&expired).await.expect("delete"));
 }
 
-/// list_user: every summary field exact, sorted by (created_at, key), only
-/// live sessions, never another user's, never data.
+/// list_user: every summary field exact, sorted by (created_at, key) with
+/// fixed keys whose insertion order is ascending for one tie and descending
+/// for another, only live sessions, never another user's, never data.
 pub async fn list_user_metadata(ctx: Ctx) {
     let t = now();
     let early = Timestamp::from_millis(t.as_millis() - 60_000);
+    let earlier = Timestamp::from_millis(t.as_millis() - 120_000);
     let mut records = Vec::new();
-    // Two sessions created at the same instant: ordered by key.
-    for (i, created) in [t, early, t].into_iter().enumerate() {
-        let mut r = user_record(created, "alice", b"secret data");
+    // Fixed keys, so the order does not depend on luck: two sessions created
+    // at `t` and inserted in descending key order, two created at `earlier`
+    // and inserted in ascending key order. Neither insertion order nor
+    // reverse key order passes.
+    let keys = [
+        (t, StorageKey::from_bytes([0xf0; 32])),
+        (early, StorageKey::from_bytes([0x80; 32])),
+        (t, StorageKey::from_bytes([0x0f; 32])),
+        (earlier, StorageKey::from_bytes([0x10; 32])),
+        (earlier, StorageKey::from_bytes([0xe0; 32])),
+    ];
+    for (i, (created, key)) in keys.into_iter().enumerate() {
+        // Empty session data for some: a listing never depends on the data.
+        let data: &[u8] = if i % 2 == 1 { b"" } else { b"secret data" };
+        let mut r = user_record(created, "alice", data);
         r.version = i as u64 + 10;
         r.last_seen_at = at(t, mins(i as u64));
         r.auth_time = if i == 1 { None } else { Some(created) };
         r.idle_deadline = at(t, mins(20 + i as u64));
         r.absolute_deadline = at(t, mins(600 + i as u64));
         r.meta = format!("{{\"ip\":\"192.0.2.{i}\",\"label\":\"device {i}\"}}").into_bytes();
-        records.push((fresh_key(), r));
+        records.push((key, r));
     }
     create_all(&ctx, &records).await;
     ctx.backend
@@ -209,7 +223,7 @@ pub async fn list_user_metadata(ctx: Ctx) {
     let listed = ctx.backend.list_user("alice", t).await.expect("list_user");
     let mut expected = records.clone();
     expected.sort_by_key(|(k, r)| (r.created_at, *k));
-    assert_eq!(listed.len(), 3, "exactly alice's sessions");
+    assert_eq!(listed.len(), 5, "exactly alice's sessions");
     for (summary, (key, r)) in listed.iter().zip(&expected) {
         assert_eq!(summary.key, *key, "order is (created_at, key)");
         assert_eq!(summary.user_id, "alice");
@@ -228,7 +242,7 @@ pub async fn list_user_metadata(ctx: Ctx) {
         .filter(|(_, r)| r.is_live(later))
         .map(|(k, _)| *k)
         .collect();
-    assert_eq!(live_later.len(), 2);
+    assert_eq!(live_later.len(), 4);
     assert_eq!(listed_keys(&*ctx.backend, "alice", later).await, live_later);
 }
 
@@ -328,4 +342,72 @@ pub async fn delete_all_empties_namespace(ctx: Ctx) {
         .delete_all()
         .await
         .expect("delete_all on an empty namespace");
+}
+
+/// The user ids of [`user_ids_compare_exactly`]: each pair differs only in
+/// case, by a prefix, by trailing or leading spaces, by Unicode
+/// normalisation (NFC `é` against NFD `e` + U+0301), or matches the other
+/// as a SQL `LIKE` pattern would (`_`, `%`).
+const LOOKALIKE_USERS: &[&str] = &[
+    "alice",
+    "Alice",
+    "ALICE",
+    "alic",
+    "alice2",
+    "alice ",
+    " alice",
+    "a_ice",
+    "al%",
+    "caf\u{e9}",
+    "cafe\u{301}",
+];
+
+/// User ids compare exactly, byte for byte: one session for each of a set
+/// of ids that differ only in case, by a prefix, by surrounding spaces, by
+/// Unicode normalisation, or as `LIKE` patterns (a SQL default collation,
+/// a trimming `CHAR` column, a `LIKE` query or a normalising layer breaks
+/// one of them). Each id lists exactly its own session, loads back with
+/// the id as written, and `delete_user` removes only its own; every other
+/// session still loads afterwards.
+pub async fn user_ids_compare_exactly(ctx: Ctx) {
+    let t = now();
+    let mut sessions = Vec::new();
+    for (i, user) in LOOKALIKE_USERS.iter().enumerate() {
+        let key = StorageKey::from_bytes([i as u8 + 1; 32]);
+        ctx.backend
+            .create(&key, &user_record(t, user, user.as_bytes()))
+            .await
+            .expect("create");
+        sessions.push((*user, key));
+    }
+    for (user, key) in &sessions {
+        assert_eq!(
+            listed_keys(&*ctx.backend, user, t).await,
+            vec![*key],
+            "list_user({user:?}) must list exactly the session of {user:?}"
+        );
+        assert_eq!(
+            load_session(&*ctx.backend, key, t).await.user_id.as_deref(),
+            Some(*user),
+            "the user id loads back byte for byte"
+        );
+    }
+    for (i, (user, key)) in sessions.iter().enumerate() {
+        assert_eq!(
+            ctx.backend
+                .delete_user(user, None, t)
+                .await
+                .expect("delete_user"),
+            1,
+            "delete_user({user:?}) removes exactly the one session of {user:?}"
+        );
+        assert_absent(&*ctx.backend, key, t).await;
+        for (other, other_key) in &sessions[i + 1..] {
+            let found = ctx.backend.load(other_key, t).await.expect("load");
+            assert!(
+                matches!(found, Some(Lookup::Session(_))),
+                "delete_user({user:?}) removed the session of {other:?}"
+            );
+        }
+    }
 }

@@ -10,10 +10,13 @@ use super::{load, login, manager, policy};
 use crate::checks::Ctx;
 use crate::fixtures::mins;
 
-/// Logout: gone at once, idempotent, and a stale copy cannot be saved back.
+/// Logout: gone at once (a load right before and after it: a read cache
+/// must not keep serving it), idempotent, and a stale copy cannot be saved
+/// back.
 pub async fn manager_logout(ctx: Ctx) {
     let (m, _clock) = manager(&ctx, policy());
     let mut s = login(&m, "alice").await;
+    load(&m, s.token()).await.expect("live before logout");
     m.logout(&s).await.expect("logout");
     assert!(load(&m, s.token()).await.is_none());
     m.logout(&s).await.expect("logout is idempotent");
@@ -27,7 +30,8 @@ pub async fn manager_logout(ctx: Ctx) {
         .is_empty());
 }
 
-/// Log out everywhere: every session of the user, no one else's.
+/// Log out everywhere: every session of the user, no one else's; each loads
+/// right before and no longer loads after.
 pub async fn manager_logout_everywhere(ctx: Ctx) {
     let (m, _clock) = manager(&ctx, policy());
     let alice: Vec<Session> = futures::future::join_all((0..3).map(|_| login(&m, "alice"))).await;
@@ -36,6 +40,9 @@ pub async fn manager_logout_everywhere(ctx: Ctx) {
         .create(Vec::new(), ClientMeta::default())
         .await
         .expect("create");
+    for s in &alice {
+        load(&m, s.token()).await.expect("live before logout");
+    }
     assert_eq!(
         m.logout_everywhere("alice")
             .await
@@ -50,7 +57,8 @@ pub async fn manager_logout_everywhere(ctx: Ctx) {
     assert_eq!(m.logout_everywhere("alice").await.expect("again"), 0);
 }
 
-/// Log out other devices: all of the user's sessions but the current one.
+/// Log out other devices: all of the user's sessions but the current one;
+/// each loads right before and the others no longer load after.
 pub async fn manager_logout_other_devices(ctx: Ctx) {
     let (m, _clock) = manager(&ctx, policy());
     let mut alice = Vec::new();
@@ -59,6 +67,9 @@ pub async fn manager_logout_other_devices(ctx: Ctx) {
     }
     let bob = login(&m, "bob").await;
     let current = &alice[1];
+    for s in &alice {
+        load(&m, s.token()).await.expect("live before logout");
+    }
     assert_eq!(m.logout_other_devices(current).await.expect("others"), 2);
     load(&m, current.token()).await.expect("current kept");
     assert!(load(&m, alice[0].token()).await.is_none());
@@ -134,7 +145,8 @@ pub async fn manager_list_devices_metadata(ctx: Ctx) {
         .is_empty());
 }
 
-/// Revoke by handle: only the user's own session; a handle is never a token.
+/// Revoke by handle: only the user's own session (loaded right before, no
+/// longer loading after); a handle is never a token.
 pub async fn manager_revoke_by_handle(ctx: Ctx) {
     let (m, _clock) = manager(&ctx, policy());
     let a1 = login(&m, "alice").await;
@@ -156,6 +168,7 @@ pub async fn manager_revoke_by_handle(ctx: Ctx) {
         "not bob's session"
     );
     load(&m, a1.token()).await.expect("untouched by bob");
+    load(&m, a2.token()).await.expect("live");
     assert!(m.revoke("alice", &handle).await.expect("revoke"));
     assert!(load(&m, a1.token()).await.is_none());
     load(&m, a2.token()).await.expect("other session kept");

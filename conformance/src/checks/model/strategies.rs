@@ -9,8 +9,13 @@ use super::transition::{KeyIx, Transition, UserIx, VersionPick};
 
 /// Size of the key pool (small, so that keys collide).
 pub const KEYS: u8 = 4;
+/// The user pool: ids that differ only in case, by a trailing space (a
+/// prefix of each other), as a `LIKE` pattern (`u_` matches `u `) or by
+/// Unicode normalisation, so that a store that does not compare user ids
+/// byte for byte mixes their sessions up.
+pub const LOOKALIKE_USERS: [&str; 6] = ["u", "U", "u ", "u_", "caf\u{e9}", "cafe\u{301}"];
 /// Size of the user pool.
-pub const USERS: u8 = 3;
+pub const USERS: u8 = LOOKALIKE_USERS.len() as u8;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -70,22 +75,49 @@ fn advance_ms() -> impl Strategy<Value = i64> {
     ]
 }
 
-/// Mostly a user who has sessions, sometimes any user.
+/// The lookalikes of `users` in the pool that are not themselves in
+/// `users` (the first four ids look alike, and so do the last two).
+fn lookalikes(users: &[UserIx]) -> Vec<UserIx> {
+    let group = |u: UserIx| u < 4;
+    (0..USERS)
+        .filter(|v| !users.contains(v) && users.iter().any(|u| group(*u) == group(*v)))
+        .collect()
+}
+
+/// Mostly a user who has sessions, often a lookalike of one (who must see
+/// none of them), sometimes any user.
 fn user_among(preferred: Vec<UserIx>) -> BoxedStrategy<UserIx> {
-    if preferred.is_empty() {
-        user().boxed()
-    } else {
-        prop_oneof![3 => proptest::sample::select(preferred), 1 => user()].boxed()
+    let similar = lookalikes(&preferred);
+    match (preferred.is_empty(), similar.is_empty()) {
+        (true, _) => user().boxed(),
+        (false, true) => prop_oneof![3 => proptest::sample::select(preferred), 1 => user()].boxed(),
+        (false, false) => prop_oneof![
+            3 => proptest::sample::select(preferred),
+            2 => proptest::sample::select(similar),
+            1 => user()
+        ]
+        .boxed(),
     }
 }
 
-/// Mostly a user with sessions, keeping one of theirs; sometimes anything.
+/// Mostly a user with sessions, keeping one of theirs; sometimes a lookalike
+/// of one, sometimes anything.
 fn delete_user(owned: Vec<(UserIx, KeyIx)>) -> BoxedStrategy<Transition> {
     let anything = (user(), proptest::option::of(key()))
-        .prop_map(|(user, except)| Transition::DeleteUser { user, except });
+        .prop_map(|(user, except)| Transition::DeleteUser { user, except })
+        .boxed();
     if owned.is_empty() {
         return anything.boxed();
     }
+    let owners: Vec<UserIx> = owned.iter().map(|(u, _)| *u).collect();
+    let similar = lookalikes(&owners);
+    let lookalike = if similar.is_empty() {
+        anything.clone().boxed()
+    } else {
+        proptest::sample::select(similar)
+            .prop_map(|user| Transition::DeleteUser { user, except: None })
+            .boxed()
+    };
     prop_oneof![
         2 => (proptest::sample::select(owned), any::<bool>()).prop_map(|((user, key), keep)| {
             Transition::DeleteUser {
@@ -93,6 +125,7 @@ fn delete_user(owned: Vec<(UserIx, KeyIx)>) -> BoxedStrategy<Transition> {
                 except: keep.then_some(key),
             }
         }),
+        1 => lookalike,
         1 => anything,
     ]
     .boxed()

@@ -13,7 +13,7 @@ use session_store_core::{
 };
 
 use super::reference::{sealed_of, Entry, Fail, Model, Outcome, Rec, Summary};
-use super::strategies::{KEYS, USERS};
+use super::strategies::{KEYS, LOOKALIKE_USERS};
 use super::transition::{KeyIx, Transition, UserIx};
 use crate::checks::Ctx;
 
@@ -49,7 +49,7 @@ impl World {
             base: Timestamp::now_utc().as_millis(),
             keys,
             index,
-            users: (0..USERS).map(|u| format!("u{u}")).collect(),
+            users: LOOKALIKE_USERS.iter().map(|u| (*u).to_owned()).collect(),
         }
     }
 
@@ -287,7 +287,27 @@ pub(super) async fn run_case(
             None
         };
         match accepted {
-            Some(next) => model = next,
+            Some(next) => {
+                // Whatever the step removed (delete, delete_user, rotation,
+                // cleanup) no longer loads: a store that keeps serving a
+                // revoked entry (a read cache in front of it) fails here.
+                for k in model
+                    .entries
+                    .keys()
+                    .filter(|k| !next.entries.contains_key(k))
+                {
+                    let found = backend
+                        .load(&w.key(*k), w.ts(next.now))
+                        .await
+                        .map_err(|e| fail(format!("load after the step: {e:?}")))?;
+                    if let Some(found) = found {
+                        return Err(fail(format!(
+                            "the step removed key {k}, yet it still loads: {found:?}"
+                        )));
+                    }
+                }
+                model = next;
+            }
             None => {
                 return Err(fail(format!(
                     "the store answered {observed:?}, the model expected {expected:?}"

@@ -5,7 +5,7 @@
 
 /// Index into the case's pool of storage keys (sorted, so index order is key order).
 pub type KeyIx = u8;
-/// Index into the pool of user ids (`u0`, `u1`, ...).
+/// Index into the pool of user ids ([`LOOKALIKE_USERS`](super::strategies::LOOKALIKE_USERS)).
 pub type UserIx = u8;
 
 /// Which version a `save` or `rotate` presents, relative to what is stored
@@ -24,7 +24,7 @@ pub enum VersionPick {
 /// One step of a sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
-    /// `create` with deadlines `now + idle_ms` (capped at the absolute one) and `now + abs_ms`.
+    /// `create` with deadlines `now + idle_ms` and `now + abs_ms` (either may come first: the idle deadline may lie past the absolute one, and the session then ends at the absolute one).
     Create {
         /// Key.
         key: KeyIx,
@@ -52,7 +52,7 @@ pub enum Transition {
         version: VersionPick,
         /// New owner.
         user: Option<UserIx>,
-        /// New idle timeout from now (capped at the absolute deadline).
+        /// New idle timeout from now (not capped: it may lie past the absolute deadline).
         idle_ms: i64,
         /// Seeds the new data.
         tag: u8,
