@@ -89,6 +89,7 @@ pub fn render(
         per_operation.md,
         sections::encryption(r),
         concurrency.md,
+        sections::requests(r),
         sections::scale(r),
         sections::tasks(r),
         sections::notes(notes),

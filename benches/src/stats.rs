@@ -78,6 +78,18 @@ pub enum Record {
         /// The measurement (throughput over the point's duration).
         summary: Summary,
     },
+    /// One point of a request-shaped sequence (`benches/requests.rs`).
+    Request {
+        /// `load_save`, `load_rotate` or `load_touch`.
+        sequence: String,
+        /// The path: `<target>` (manager), `<target>/tower`,
+        /// `<target>/actix`, or a peer store (`peer-tower-memory`).
+        id: String,
+        /// Concurrent tasks, each on its own session.
+        tasks: usize,
+        /// Latency of the whole sequence; throughput in sequences per second.
+        summary: Summary,
+    },
     /// Latency with `live` sessions in the store.
     Scale {
         /// `load` or `save`.

@@ -36,6 +36,20 @@ impl fmt::Display for UnknownId {
                 self.id,
                 Op::ALL.map(Op::id).join(", ")
             ),
+            "sequence" => write!(
+                f,
+                "unknown sequence {:?}: expected one of {}",
+                self.id,
+                Sequence::ALL.map(Sequence::id).join(", ")
+            ),
+            "request path" => write!(
+                f,
+                "unknown request path {:?}: expected `<target>`, `<target>/tower`, \
+                 `<target>/actix` (target one of {}) or a peer ({})",
+                self.id,
+                Target::ALL.map(Target::id).join(", "),
+                Peer::ALL.map(Peer::id).join(", ")
+            ),
             kind => write!(
                 f,
                 "unknown {kind} {:?}: expected `<target>`, `<target>+enc`, `<target>/backend` \
@@ -311,6 +325,140 @@ impl Ord for Baseline {
 impl PartialOrd for Baseline {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+/// A request-shaped sequence (`benches/requests.rs`), in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sequence {
+    /// A load, then a save of changed data (`load_save`).
+    LoadSave,
+    /// A load, then a rotation (`load_rotate`; through the adapters, the
+    /// framework's delete and create).
+    LoadRotate,
+    /// A load, then an activity touch (`load_touch`).
+    LoadTouch,
+}
+
+impl Sequence {
+    /// Every sequence, in report order.
+    pub const ALL: [Sequence; 3] = [
+        Sequence::LoadSave,
+        Sequence::LoadRotate,
+        Sequence::LoadTouch,
+    ];
+
+    /// The name the benchmark writes.
+    pub fn id(self) -> &'static str {
+        match self {
+            Sequence::LoadSave => "load_save",
+            Sequence::LoadRotate => "load_rotate",
+            Sequence::LoadTouch => "load_touch",
+        }
+    }
+
+    /// The section title in the report.
+    pub fn title(self) -> &'static str {
+        match self {
+            Sequence::LoadSave => "load → save",
+            Sequence::LoadRotate => "load → rotate (adapters: delete + create)",
+            Sequence::LoadTouch => "load → touch",
+        }
+    }
+
+    /// Parses a sequence name.
+    ///
+    /// # Errors
+    /// [`UnknownId`] for a name not in [`Sequence::ALL`].
+    pub fn parse(s: &str) -> Result<Sequence, UnknownId> {
+        Sequence::ALL
+            .into_iter()
+            .find(|q| q.id() == s)
+            .ok_or_else(|| UnknownId {
+                kind: "sequence",
+                id: s.to_owned(),
+            })
+    }
+}
+
+/// A peer store measured through the same framework trait as our adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    /// tower-sessions' `MemoryStore` (`peer-tower-memory`).
+    TowerMemory,
+}
+
+impl Peer {
+    /// Every peer.
+    pub const ALL: [Peer; 1] = [Peer::TowerMemory];
+
+    /// The id the benchmark writes.
+    pub fn id(self) -> &'static str {
+        match self {
+            Peer::TowerMemory => "peer-tower-memory",
+        }
+    }
+
+    /// Our path it is compared with: the tower-sessions adapter over the
+    /// in-memory store.
+    pub fn ours(self) -> RequestPath {
+        match self {
+            Peer::TowerMemory => RequestPath::Tower(Target::Memory),
+        }
+    }
+}
+
+/// How a request sequence reached the store. Ordered as the report lists
+/// them: per target the manager, then the adapters; peers last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestPath {
+    /// Through `SessionManager` (`<target>`).
+    Manager(Target),
+    /// Through the tower-sessions adapter (`<target>/tower`).
+    Tower(Target),
+    /// Through the actix-session adapter (`<target>/actix`).
+    Actix(Target),
+    /// A peer store.
+    Peer(Peer),
+}
+
+impl RequestPath {
+    /// Parses a path id as the benchmark writes it.
+    ///
+    /// # Errors
+    /// [`UnknownId`] for any other shape.
+    pub fn parse(s: &str) -> Result<RequestPath, UnknownId> {
+        let unknown = || UnknownId {
+            kind: "request path",
+            id: s.to_owned(),
+        };
+        if let Some(peer) = Peer::ALL.into_iter().find(|p| p.id() == s) {
+            return Ok(RequestPath::Peer(peer));
+        }
+        let (name, make): (&str, fn(Target) -> RequestPath) =
+            if let Some(name) = s.strip_suffix("/tower") {
+                (name, RequestPath::Tower)
+            } else if let Some(name) = s.strip_suffix("/actix") {
+                (name, RequestPath::Actix)
+            } else {
+                (s, RequestPath::Manager)
+            };
+        Target::ALL
+            .into_iter()
+            .find(|t| t.id() == name)
+            .map(make)
+            .ok_or_else(unknown)
+    }
+}
+
+impl fmt::Display for RequestPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestPath::Manager(t) => write!(f, "{} (manager)", t.id()),
+            RequestPath::Tower(t) => write!(f, "{} (tower-sessions adapter)", t.id()),
+            RequestPath::Actix(t) => write!(f, "{} (actix-session adapter)", t.id()),
+            RequestPath::Peer(p) => f.write_str(p.id()),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::id::{Baseline, Connection, Level, Op, ResultId, Store, UnknownId};
+use super::id::{
+    Baseline, Connection, Level, Op, Peer, RequestPath, ResultId, Sequence, Store, UnknownId,
+};
 use crate::stats::{Record, Summary};
 use crate::Target;
 
@@ -39,6 +41,8 @@ pub struct Results {
     pub ops: BTreeMap<(Op, String, ResultId), Summary>,
     /// Concurrency points: (operation, id, tasks) → summary.
     pub concurrency: BTreeMap<(Op, ResultId, usize), Summary>,
+    /// Request sequences: (sequence, path, tasks) → summary.
+    pub requests: BTreeMap<(Sequence, RequestPath, usize), Summary>,
     /// Scale points: (operation, id, live sessions) → summary.
     pub scale: BTreeMap<(Op, ResultId, usize), Summary>,
     /// Timed tasks, in the order recorded.
@@ -75,6 +79,15 @@ impl Results {
                     let key = (Op::parse(&op)?, ResultId::parse(&id)?, tasks);
                     r.concurrency.insert(key, summary);
                 }
+                Record::Request {
+                    sequence,
+                    id,
+                    tasks,
+                    summary,
+                } => {
+                    let key = (Sequence::parse(&sequence)?, RequestPath::parse(&id)?, tasks);
+                    r.requests.insert(key, summary);
+                }
                 Record::Scale {
                     op,
                     id,
@@ -104,6 +117,38 @@ impl Results {
             }
         }
         Ok(r)
+    }
+
+    /// The paths measured for `sequence`, in report order.
+    pub fn request_paths(&self, sequence: Sequence) -> Vec<RequestPath> {
+        let mut paths: Vec<_> = self
+            .requests
+            .keys()
+            .filter(|(q, ..)| *q == sequence)
+            .map(|(_, p, _)| *p)
+            .collect();
+        paths.dedup();
+        paths
+    }
+
+    /// The task counts of the request sequences, ascending.
+    pub fn request_levels(&self) -> Vec<usize> {
+        let mut levels: Vec<_> = self.requests.keys().map(|(.., t)| *t).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
+    /// One request point.
+    pub fn request(&self, sequence: Sequence, path: RequestPath, tasks: usize) -> Option<&Summary> {
+        self.requests.get(&(sequence, path, tasks))
+    }
+
+    /// p50 of our path over the peer's, same sequence and tasks.
+    pub fn peer_ratio(&self, sequence: Sequence, peer: Peer, tasks: usize) -> Option<f64> {
+        let ours = self.request(sequence, peer.ours(), tasks)?;
+        let theirs = self.request(sequence, RequestPath::Peer(peer), tasks)?;
+        (theirs.p50_ns > 0.0).then(|| ours.p50_ns / theirs.p50_ns)
     }
 
     /// The summary of one single-task result.
@@ -283,6 +328,19 @@ pub(super) mod tests {
             summary: Summary {
                 ops_per_sec,
                 ..summary(1_000.0)
+            },
+        }
+    }
+
+    /// A request-sequence record with the given p50 and p99 (ns).
+    pub fn request(sequence: &str, id: &str, tasks: usize, p50: f64, p99: f64) -> Record {
+        Record::Request {
+            sequence: sequence.into(),
+            id: id.into(),
+            tasks,
+            summary: Summary {
+                p99_ns: p99,
+                ..summary(p50)
             },
         }
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::budget::{self, Budget, Check};
 use super::chart::{self, Bar, Chart, Group};
 use super::format::{esc, maybe_ns, ns, ops, ratio, secs};
-use super::id::{Level, Op, ResultId};
+use super::id::{Level, Op, Peer, ResultId, Sequence};
 use super::results::Results;
 use crate::Target;
 
@@ -262,6 +262,54 @@ fn concurrency_cell(r: &Results, op: Op, id: ResultId, tasks: usize) -> String {
         ns(s.p50_ns),
         ns(s.p99_ns)
     )
+}
+
+/// Request-shaped sequences: p50 and p99 of each sequence at every task
+/// count, per path (manager, adapters, peers), with our adapter's p50 over
+/// the peer's where a peer was measured. Empty without results.
+pub fn requests(r: &Results) -> String {
+    let levels = r.request_levels();
+    if levels.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "## Requests (load, then save, rotate or touch; 1 KiB of data)\n\n\
+         Each task repeats one sequence on its own session, the way a web handler \
+         uses the store. Cells: p50 · p99 of the whole sequence. Through an adapter, \
+         \"rotate\" is the framework's own delete and create. The ratio after an \
+         adapter row is its p50 over the peer store's (same trait, same data, same run).\n\n",
+    );
+    for sequence in Sequence::ALL {
+        let paths = r.request_paths(sequence);
+        if paths.is_empty() {
+            continue;
+        }
+        let _ = write!(md, "### {}\n\n| path |", sequence.title());
+        for l in &levels {
+            let _ = write!(md, " {l} tasks: p50 · p99 |");
+        }
+        md.push_str("\n| --- |");
+        md.push_str(&" --- |".repeat(levels.len()));
+        md.push('\n');
+        for path in paths {
+            let _ = write!(md, "| {} |", esc(&path.to_string()));
+            let peer = Peer::ALL.into_iter().find(|p| p.ours() == path);
+            for &l in &levels {
+                match r.request(sequence, path, l) {
+                    Some(s) => {
+                        let vs = peer
+                            .and_then(|p| r.peer_ratio(sequence, p, l))
+                            .map_or(String::new(), |x| format!(" ({} peer)", ratio(Some(x))));
+                        let _ = write!(md, " {} · {}{vs} |", ns(s.p50_ns), ns(s.p99_ns));
+                    }
+                    None => md.push_str(" — |"),
+                }
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+    md
 }
 
 /// Throughput and latency of `op` at every concurrency level (empty without results).
@@ -662,5 +710,39 @@ mod tests {
     fn notes_are_appended_trimmed() {
         assert_eq!(notes("  \n"), "");
         assert_eq!(notes("## Analysis\n\ntext\n\n"), "\n## Analysis\n\ntext\n");
+    }
+
+    #[test]
+    fn requests_table_has_p99_next_to_p50_and_the_peer_ratio() {
+        use super::super::results::tests::request;
+        let r = results(vec![
+            request("load_save", "memory/tower", 1, 2_000.0, 4_000.0),
+            request("load_save", "peer-tower-memory", 1, 1_000.0, 3_000.0),
+            request("load_save", "memory", 1, 1_500.0, 9_000.0),
+            request("load_touch", "sqlite/actix", 8, 50_000.0, 90_000.0),
+        ]);
+        let md = requests(&r);
+        assert!(md.starts_with("## Requests"), "{md}");
+        assert!(
+            md.contains("### load → save\n\n| path | 1 tasks: p50 · p99 | 8 tasks: p50 · p99 |")
+        );
+        assert!(
+            md.contains("| memory (manager) | 1.5 µs · 9.0 µs | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| memory (tower-sessions adapter) | 2.0 µs · 4.0 µs (2.00× peer) | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| peer-tower-memory | 1.0 µs · 3.0 µs | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sqlite (actix-session adapter) | — | 50 µs · 90 µs |"),
+            "{md}"
+        );
+        assert!(!md.contains("load → rotate"));
+        assert_eq!(requests(&results(vec![])), "");
     }
 }
