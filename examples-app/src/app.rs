@@ -1,48 +1,42 @@
-//! The routes and the request flow of the reference application.
+//! The routes of the reference application. The request flow (cookies,
+//! CSRF, loading, renewal, rotation, logout) is `session-store-axum`'s
+//! [`SessionLayer`]; what remains here is the application: pages, the
+//! password check and the devices page.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, USER_AGENT};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Form, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use session_store_core::{
-    CapPolicy, ClientMeta, Error, Policy, RotateReason, Session, SessionHandle, SessionManager,
-    Timestamp,
-};
+use session_store_axum::{CookieConfig, Session, SessionConfig, SessionError, SessionLayer};
+use session_store_core::{CapPolicy, Policy, SessionHandle, SessionManager, Timestamp};
 use subtle::{Choice, ConstantTimeEq as _};
 
-use crate::cookie::{expired_cookie, session_cookie, token_from_headers};
-use crate::csrf;
-
-/// Longest user agent kept in session metadata.
-const MAX_USER_AGENT_BYTES: usize = 256;
-/// Header carrying the CSRF token for non-form clients.
+/// The session cookie's name (the layer's default).
+pub const COOKIE_NAME: &str = "__Host-session";
+/// Header carrying the CSRF token for non-form clients (the layer's default).
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Form field carrying the CSRF token.
+/// Form field carrying the CSRF token (the layer's default).
 pub const CSRF_FIELD: &str = "csrf";
 
 /// Application settings (the session policy lives in the [`SessionManager`]).
 #[derive(Debug, Clone)]
 pub struct AppOptions {
-    /// A logged-in session gets a new token (a [`RotateReason::Renewal`])
-    /// once this long has passed since login or the last renewal; the old
-    /// token keeps working for [`Policy::renewal_grace`]. `None`: never.
-    /// Default 15 minutes.
+    /// A logged-in session gets a new token (a renewal rotation) once this
+    /// long has passed since login or the last renewal; the old token keeps
+    /// working for [`Policy::renewal_grace`]. `None`: never. Default 15
+    /// minutes.
     pub renew_after: Option<Duration>,
-    /// `Max-Age` of the session cookie. Default `None`: a browser-session
-    /// cookie. When set, never longer than the session's remaining absolute
-    /// lifetime.
+    /// `Max-Age` of the session cookie (at least one second). Default
+    /// `None`: a browser-session cookie. When set, never longer than the
+    /// session's remaining absolute lifetime.
     pub cookie_max_age: Option<Duration>,
     /// Accepted `(username, password)` pairs. A demo: a real application
     /// checks a password hash (argon2) from its user database.
@@ -84,9 +78,15 @@ pub fn router(manager: SessionManager) -> Router {
 }
 
 /// The application's router with explicit options.
+///
+/// # Panics
+/// When `options.cookie_max_age` is under one second (an invalid cookie).
 pub fn router_with(manager: SessionManager, options: AppOptions) -> Router {
+    let config = SessionConfig::default()
+        .with_renew_after(options.renew_after)
+        .with_cookie(CookieConfig::default().with_max_age(options.cookie_max_age));
+    let layer = SessionLayer::new(manager, config).expect("a valid session configuration");
     let state = AppState {
-        manager,
         options: Arc::new(options),
     };
     Router::new()
@@ -101,12 +101,12 @@ pub fn router_with(manager: SessionManager, options: AppOptions) -> Router {
         .route("/session.json", get(session_json))
         .route("/counter", post(counter))
         .route("/privilege", post(privilege))
+        .layer(layer)
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
 }
 
-/// Session pages are personal: no cache may keep them, and in particular no
-/// response that sets the session cookie.
+/// Session pages are personal: no cache may keep any of them.
 async fn no_store(mut res: Response) -> Response {
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -115,241 +115,10 @@ async fn no_store(mut res: Response) -> Response {
 
 #[derive(Clone)]
 struct AppState {
-    manager: SessionManager,
     options: Arc<AppOptions>,
 }
 
-/// What the application keeps in a session.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct AppData {
-    /// The per-session CSRF synchronizer token.
-    csrf: String,
-    /// When the token was last renewed (milliseconds), if ever.
-    #[serde(default)]
-    renewed_at: Option<i64>,
-    /// A demo value that state-changing requests increment.
-    #[serde(default)]
-    counter: u64,
-}
-
-/// The request facts the session flow needs.
-struct Client {
-    token: Option<String>,
-    meta: ClientMeta,
-    csrf_header: Option<String>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| truncate(ua, MAX_USER_AGENT_BYTES));
-        Ok(Client {
-            token: token_from_headers(&parts.headers),
-            meta: ClientMeta {
-                ip,
-                user_agent,
-                label: None,
-            },
-            csrf_header: header_text(&parts.headers, CSRF_HEADER),
-        })
-    }
-}
-
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
-/// The session of this request.
-struct Current {
-    session: Session,
-    data: AppData,
-    /// The token differs from the client's cookie: send it.
-    set_cookie: bool,
-}
-
-impl Current {
-    fn user(&self) -> Option<String> {
-        self.session.user_id().map(str::to_owned)
-    }
-
-    fn store_data(&mut self) -> Result<(), AppError> {
-        let bytes = serde_json::to_vec(&self.data).map_err(|_| AppError::Internal)?;
-        self.session.set_data(bytes);
-        Ok(())
-    }
-}
-
-/// Errors as HTTP answers. Backend failures fail closed (503), never as
-/// "logged out" and never as success.
-#[derive(Debug)]
-enum AppError {
-    BadRequest(&'static str),
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    Conflict,
-    TooLarge,
-    TooManySessions,
-    Unavailable,
-    Internal,
-}
-
-impl From<Error> for AppError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Conflict => AppError::Conflict,
-            Error::TooLarge { .. } => AppError::TooLarge,
-            Error::TooManySessions { .. } => AppError::TooManySessions,
-            Error::InvalidId => AppError::BadRequest("malformed identifier"),
-            other => {
-                // Error messages never contain tokens or data.
-                tracing::error!(error = %other, "session store failure");
-                AppError::Unavailable
-            }
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, text) = match self {
-            AppError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
-            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "sign in first"),
-            AppError::Forbidden => (StatusCode::FORBIDDEN, "missing or wrong CSRF token"),
-            AppError::NotFound => (StatusCode::NOT_FOUND, "no such session"),
-            AppError::Conflict => (
-                StatusCode::CONFLICT,
-                "the session changed concurrently; reload and retry",
-            ),
-            AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large"),
-            AppError::TooManySessions => (StatusCode::TOO_MANY_REQUESTS, "too many sessions"),
-            AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable"),
-            AppError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        };
-        (status, text).into_response()
-    }
-}
-
 impl AppState {
-    /// The live session the cookie names, renewed if due. `None` for no
-    /// cookie, a malformed token, or an unknown, revoked or expired session.
-    async fn current(&self, client: &Client) -> Result<Option<Current>, AppError> {
-        let Some(token) = &client.token else {
-            return Ok(None);
-        };
-        let session = match self.manager.load(token).await {
-            Ok(Some(s)) => s,
-            Ok(None) | Err(Error::InvalidId) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let data: AppData =
-            serde_json::from_slice(session.data()).map_err(|_| AppError::Internal)?;
-        let mut current = Current {
-            // Inside a renewal grace window the old token reached the
-            // successor: hand the client the new token.
-            set_cookie: session.token_changed(),
-            session,
-            data,
-        };
-        self.renew_if_due(&mut current).await?;
-        Ok(Some(current))
-    }
-
-    /// Scheduled renewal of a logged-in session: a new token once
-    /// [`AppOptions::renew_after`] has passed since login or the last renewal.
-    async fn renew_if_due(&self, current: &mut Current) -> Result<(), AppError> {
-        let (Some(after), Some(auth)) = (self.options.renew_after, current.session.auth_time())
-        else {
-            return Ok(());
-        };
-        let now = self.manager.now();
-        let last = current.data.renewed_at.unwrap_or(auth.as_millis());
-        if now.saturating_duration_since(Timestamp::from_millis(last)) < after {
-            return Ok(());
-        }
-        let mut data = current.data.clone();
-        data.renewed_at = Some(now.as_millis());
-        let mut session = current.session.clone();
-        session.set_data(serde_json::to_vec(&data).map_err(|_| AppError::Internal)?);
-        match self
-            .manager
-            .rotate(&mut session, RotateReason::Renewal)
-            .await
-        {
-            Ok(()) => {
-                // A concurrent renewal of the same token may have won: then
-                // `session` is its successor, with that renewal's data.
-                current.data =
-                    serde_json::from_slice(session.data()).map_err(|_| AppError::Internal)?;
-                current.session = session;
-                current.set_cookie = true;
-                Ok(())
-            }
-            // Changed under us: serve this request with the session as
-            // loaded (unchanged); a later request renews.
-            Err(Error::Conflict) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The current session, or a new anonymous one (with a CSRF token, for
-    /// the login form).
-    async fn current_or_new(&self, client: &Client) -> Result<Current, AppError> {
-        if let Some(current) = self.current(client).await? {
-            return Ok(current);
-        }
-        let data = AppData {
-            csrf: csrf::new_token(),
-            ..AppData::default()
-        };
-        let bytes = serde_json::to_vec(&data).map_err(|_| AppError::Internal)?;
-        let session = self.manager.create(bytes, client.meta.clone()).await?;
-        Ok(Current {
-            session,
-            data,
-            set_cookie: true,
-        })
-    }
-
-    /// The current session of a state-changing request, after checking its
-    /// CSRF token (form field `csrf` or header `x-csrf-token`) in constant
-    /// time. No session, no token or a wrong one: 403.
-    async fn checked(
-        &self,
-        client: &Client,
-        form: &HashMap<String, String>,
-    ) -> Result<Current, AppError> {
-        let current = self.current(client).await?.ok_or(AppError::Forbidden)?;
-        let presented = form
-            .get(CSRF_FIELD)
-            .map(String::as_str)
-            .or(client.csrf_header.as_deref());
-        if !csrf::matches(&current.data.csrf, presented) {
-            return Err(AppError::Forbidden);
-        }
-        Ok(current)
-    }
-
     fn check_password(&self, user: &str, password: &str) -> bool {
         // Looks at every entry with constant-time comparisons.
         let mut ok = Choice::from(0);
@@ -358,57 +127,52 @@ impl AppState {
         }
         ok.into()
     }
+}
 
-    /// `Set-Cookie` for the session's token.
-    fn cookie(&self, session: &Session) -> String {
-        let max_age = self.options.cookie_max_age.map(|age| {
-            age.min(
-                session
-                    .absolute_deadline()
-                    .saturating_duration_since(self.manager.now()),
-            )
-        });
-        session_cookie(session.token().expose_secret(), max_age)
+/// Errors as HTTP answers; session errors keep the layer's answers (a store
+/// failure is 503, never "logged out").
+#[derive(Debug)]
+enum AppError {
+    Session(SessionError),
+    BadRequest(&'static str),
+    Unauthorized,
+    NotFound,
+}
+
+impl From<SessionError> for AppError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotLoggedIn => AppError::Unauthorized,
+            other => AppError::Session(other),
+        }
     }
+}
 
-    fn cookie_if_changed(&self, current: &Current) -> Option<String> {
-        current.set_cookie.then(|| self.cookie(&current.session))
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            AppError::Session(e) => return e.into_response(),
+            AppError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "sign in first"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "no such session"),
+        };
+        (status, text).into_response()
     }
 }
 
-fn form_or_empty(
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> HashMap<String, String> {
-    form.map(|Form(f)| f).unwrap_or_default()
+fn redirect(to: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response()
 }
 
-fn with_cookie(mut res: Response, cookie: Option<String>) -> Response {
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        res.headers_mut().append(SET_COOKIE, c);
-    }
-    res
-}
-
-fn redirect(to: &'static str, cookie: Option<String>) -> Response {
-    let res = (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response();
-    with_cookie(res, cookie)
-}
-
-fn html(body: String, cookie: Option<String>) -> Response {
+fn html(body: String) -> Response {
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sessions demo</title></head><body>{body}</body></html>"
     );
-    with_cookie(
-        ([(CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response(),
-        cookie,
-    )
+    ([(CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
-fn json_response(value: serde_json::Value, cookie: Option<String>) -> Response {
-    with_cookie(
-        ([(CONTENT_TYPE, "application/json")], value.to_string()).into_response(),
-        cookie,
-    )
+fn json_response(value: serde_json::Value) -> Response {
+    ([(CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
 
 fn escape(s: &str) -> String {
@@ -448,127 +212,86 @@ fn utc(t: Timestamp) -> String {
     )
 }
 
-fn csrf_input(current: &Current) -> String {
-    format!(
+async fn csrf_input(session: &Session) -> Result<String, AppError> {
+    Ok(format!(
         "<input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{}\">",
-        escape(&current.data.csrf)
-    )
+        escape(&session.csrf_token().await?)
+    ))
 }
 
-async fn home(State(state): State<AppState>, client: Client) -> Result<Response, AppError> {
-    let Some(current) = state.current(&client).await? else {
+async fn signed_in(session: &Session) -> Result<String, AppError> {
+    session.user_id().await?.ok_or(AppError::Unauthorized)
+}
+
+async fn home(session: Session) -> Result<Response, AppError> {
+    let Some(user) = session.user_id().await? else {
         return Ok(html(
             "<p>Not signed in. <a href=\"/login\">Sign in</a></p>".into(),
-            None,
         ));
     };
-    let csrf = csrf_input(&current);
-    let body = match current.user() {
-        Some(user) => format!(
-            "<p>Signed in as {}. Counter: {}.</p>\
-             <form method=\"post\" action=\"/counter\">{csrf}<button>Increment</button></form>\
-             <p><a href=\"/devices\">Your devices</a></p>\
-             <form method=\"post\" action=\"/logout\">{csrf}<button>Log out</button></form>\
-             <form method=\"post\" action=\"/logout-others\">{csrf}<button>Log out other devices</button></form>\
-             <form method=\"post\" action=\"/logout-everywhere\">{csrf}<button>Log out everywhere</button></form>",
-            escape(&user),
-            current.data.counter
-        ),
-        None => "<p>Not signed in. <a href=\"/login\">Sign in</a></p>".into(),
-    };
-    Ok(html(body, state.cookie_if_changed(&current)))
+    let csrf = csrf_input(&session).await?;
+    let counter = session.get::<u64>("counter").await?.unwrap_or(0);
+    Ok(html(format!(
+        "<p>Signed in as {}. Counter: {counter}.</p>\
+         <form method=\"post\" action=\"/counter\">{csrf}<button>Increment</button></form>\
+         <p><a href=\"/devices\">Your devices</a></p>\
+         <form method=\"post\" action=\"/logout\">{csrf}<button>Log out</button></form>\
+         <form method=\"post\" action=\"/logout-others\">{csrf}<button>Log out other devices</button></form>\
+         <form method=\"post\" action=\"/logout-everywhere\">{csrf}<button>Log out everywhere</button></form>",
+        escape(&user),
+    )))
 }
 
-async fn login_page(State(state): State<AppState>, client: Client) -> Result<Response, AppError> {
-    let current = state.current_or_new(&client).await?;
-    let body = format!(
+/// The login form. Without a session its CSRF token is a signed
+/// double-submit cookie: showing the form stores nothing.
+async fn login_page(session: Session) -> Result<Response, AppError> {
+    Ok(html(format!(
         "<form method=\"post\" action=\"/login\">{}\
          <label>User <input name=\"username\" autocomplete=\"username\"></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
          <button>Sign in</button></form>",
-        csrf_input(&current)
-    );
-    Ok(html(body, state.cookie_if_changed(&current)))
+        csrf_input(&session).await?
+    )))
 }
 
-/// Login: the pre-login token never survives. The session moves to a new
-/// token (the old one is deleted at once), binds the user, records the
-/// authentication time, IP and user agent, resets both timeouts, and gets
-/// a new CSRF token.
+/// Login (the layer checked the CSRF token): the pre-login token never
+/// survives; the session moves to a new token, binds the user, records the
+/// authentication time, IP and user agent, resets both timeouts and gets a
+/// new CSRF token.
 async fn login(
     State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let form = form_or_empty(form);
-    let mut current = state.checked(&client, &form).await?;
     let user = form.get("username").map(String::as_str).unwrap_or("");
     let password = form.get("password").map(String::as_str).unwrap_or("");
     if user.is_empty() || !state.check_password(user, password) {
         return Err(AppError::Unauthorized);
     }
-    current.data.csrf = csrf::new_token();
-    current.data.renewed_at = None;
-    current.store_data()?;
-    current.session.set_client_meta(client.meta.clone());
-    state
-        .manager
-        .rotate(
-            &mut current.session,
-            RotateReason::Login {
-                user_id: user.to_owned(),
-            },
-        )
-        .await?;
-    Ok(redirect("/", Some(state.cookie(&current.session))))
+    session.login(user).await?;
+    Ok(redirect("/"))
 }
 
 /// Logout: deleted server-side, cookie expired with the same attributes.
-async fn logout(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, AppError> {
-    let current = state.checked(&client, &form_or_empty(form)).await?;
-    state.manager.logout(&current.session).await?;
-    Ok(redirect("/", Some(expired_cookie())))
+async fn logout(session: Session) -> Result<Response, AppError> {
+    session.logout().await?;
+    Ok(redirect("/"))
 }
 
-async fn logout_everywhere(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, AppError> {
-    let current = state.checked(&client, &form_or_empty(form)).await?;
-    let user = current.user().ok_or(AppError::Unauthorized)?;
-    state.manager.logout_everywhere(&user).await?;
-    Ok(redirect("/", Some(expired_cookie())))
+async fn logout_everywhere(session: Session) -> Result<Response, AppError> {
+    session.logout_everywhere().await?;
+    Ok(redirect("/"))
 }
 
-async fn logout_others(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, AppError> {
-    let current = state.checked(&client, &form_or_empty(form)).await?;
-    current.user().ok_or(AppError::Unauthorized)?;
-    state.manager.logout_other_devices(&current.session).await?;
-    Ok(redirect("/devices", state.cookie_if_changed(&current)))
+async fn logout_others(session: Session) -> Result<Response, AppError> {
+    session.logout_other_devices().await?;
+    Ok(redirect("/devices"))
 }
 
-async fn signed_in(state: &AppState, client: &Client) -> Result<(Current, String), AppError> {
-    let current = state.current(client).await?.ok_or(AppError::Unauthorized)?;
-    let user = current.user().ok_or(AppError::Unauthorized)?;
-    Ok((current, user))
-}
-
-async fn devices_page(State(state): State<AppState>, client: Client) -> Result<Response, AppError> {
-    let (current, user) = signed_in(&state, &client).await?;
-    let devices = state
-        .manager
-        .list_devices(&user, Some(&current.session))
-        .await?;
-    let csrf = csrf_input(&current);
+async fn devices_page(session: Session) -> Result<Response, AppError> {
+    signed_in(&session).await?;
+    let devices = session.devices().await?;
+    let csrf = csrf_input(&session).await?;
     let mut body = String::from(
         "<h1>Your devices</h1><table><tr><th>Created</th><th>Last seen</th><th>IP</th><th>Browser</th><th></th></tr>",
     );
@@ -596,16 +319,14 @@ async fn devices_page(State(state): State<AppState>, client: Client) -> Result<R
         body,
         "<form method=\"post\" action=\"/logout-others\">{csrf}<button>Log out other devices</button></form>"
     );
-    Ok(html(body, state.cookie_if_changed(&current)))
+    Ok(html(body))
 }
 
-async fn devices_json(State(state): State<AppState>, client: Client) -> Result<Response, AppError> {
-    let (current, user) = signed_in(&state, &client).await?;
-    let devices = state
-        .manager
-        .list_devices(&user, Some(&current.session))
-        .await?;
-    let list: Vec<_> = devices
+async fn devices_json(session: Session) -> Result<Response, AppError> {
+    signed_in(&session).await?;
+    let list: Vec<_> = session
+        .devices()
+        .await?
         .iter()
         .map(|d| {
             json!({
@@ -619,81 +340,52 @@ async fn devices_json(State(state): State<AppState>, client: Client) -> Result<R
             })
         })
         .collect();
-    Ok(json_response(
-        json!({ "devices": list }),
-        state.cookie_if_changed(&current),
-    ))
+    Ok(json_response(json!({ "devices": list })))
 }
 
 /// Revokes one of the user's sessions by its opaque handle (never a token).
 async fn revoke(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let form = form_or_empty(form);
-    let current = state.checked(&client, &form).await?;
-    let user = current.user().ok_or(AppError::Unauthorized)?;
+    signed_in(&session).await?;
     let handle = SessionHandle::parse(form.get("handle").map(String::as_str).unwrap_or(""))
         .map_err(|_| AppError::BadRequest("malformed session handle"))?;
-    if !state.manager.revoke(&user, &handle).await? {
+    let own = session.handle().await? == Some(handle);
+    if !session.revoke(&handle).await? {
         return Err(AppError::NotFound);
     }
-    if handle == current.session.handle() {
-        return Ok(redirect("/", Some(expired_cookie())));
-    }
-    Ok(redirect("/devices", state.cookie_if_changed(&current)))
+    Ok(redirect(if own { "/" } else { "/devices" }))
 }
 
-async fn session_json(State(state): State<AppState>, client: Client) -> Result<Response, AppError> {
-    let current = state.current_or_new(&client).await?;
-    let s = &current.session;
-    Ok(json_response(
-        json!({
-            "user": s.user_id(),
-            "csrf": current.data.csrf,
-            "counter": current.data.counter,
-            "auth_time": s.auth_time().map(Timestamp::as_millis),
-            "idle_deadline": s.idle_deadline().as_millis(),
-            "absolute_deadline": s.absolute_deadline().as_millis(),
-        }),
-        state.cookie_if_changed(&current),
-    ))
+async fn session_json(session: Session) -> Result<Response, AppError> {
+    Ok(json_response(json!({
+        "user": session.user_id().await?,
+        "csrf": session.csrf_token().await?,
+        "counter": session.get::<u64>("counter").await?.unwrap_or(0),
+        "auth_time": session.auth_time().await?.map(Timestamp::as_millis),
+        "idle_deadline": session.idle_deadline().await?.map(Timestamp::as_millis),
+        "absolute_deadline": session.absolute_deadline().await?.map(Timestamp::as_millis),
+    })))
 }
 
-/// A state-changing request: CSRF-checked, saved with compare-and-swap.
-async fn counter(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, AppError> {
-    let mut current = state.checked(&client, &form_or_empty(form)).await?;
-    current.data.counter += 1;
-    current.store_data()?;
-    state.manager.save(&mut current.session).await?;
-    Ok(json_response(
-        json!({ "counter": current.data.counter }),
-        state.cookie_if_changed(&current),
-    ))
+/// A state-changing request (the layer checked the CSRF token): a
+/// compare-and-swap update, retried on conflict, so no increment is lost.
+async fn counter(session: Session) -> Result<Response, AppError> {
+    let n = session
+        .update("counter", |n: &mut u64| {
+            *n += 1;
+            *n
+        })
+        .await?;
+    Ok(json_response(json!({ "counter": n })))
 }
 
 /// A privilege change (step-up, role change): a new token, the old one dead
 /// at once, the absolute deadline kept.
-async fn privilege(
-    State(state): State<AppState>,
-    client: Client,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, AppError> {
-    let mut current = state.checked(&client, &form_or_empty(form)).await?;
-    current.user().ok_or(AppError::Unauthorized)?;
-    state
-        .manager
-        .rotate(&mut current.session, RotateReason::PrivilegeChange)
-        .await?;
-    Ok(json_response(
-        json!({ "ok": true }),
-        Some(state.cookie(&current.session)),
-    ))
+async fn privilege(session: Session) -> Result<Response, AppError> {
+    session.elevate().await?;
+    Ok(json_response(json!({ "ok": true })))
 }
 
 #[cfg(test)]
@@ -714,12 +406,10 @@ mod tests {
     }
 
     #[test]
-    fn escape_and_truncate() {
+    fn escape_html() {
         assert_eq!(
             escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 }

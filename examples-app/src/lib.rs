@@ -1,9 +1,11 @@
 //! # session-store-example-app
 //!
-//! The reference web application: axum on top of
-//! [`SessionManager`](session_store_core::SessionManager) directly (no
-//! framework session layer), showing every guarantee of the workspace end
-//! to end. [`router`] builds the application over any manager; the binary
+//! The reference web application: axum with the `session-store-axum` layer
+//! over a [`SessionManager`](session_store_core::SessionManager), showing
+//! every guarantee of the workspace end to end. The layer owns the request
+//! flow (cookies, CSRF, loading, renewal, rotation); what is left here is
+//! the application: pages, the password check and the devices page.
+//! [`router`] builds the application over any manager; the binary
 //! (`main.rs`) picks the backend from the environment
 //! ([`backend_from_env`]) and listens on loopback only.
 //!
@@ -37,12 +39,15 @@
 //!   [`SessionHandle`](session_store_core::SessionHandle), never a token.
 //! - **CSRF**: a random per-session synchronizer token in the session data,
 //!   required (form field `csrf` or header `x-csrf-token`) on every POST,
-//!   compared in constant time; 403 otherwise.
+//!   compared in constant time; 403 otherwise. The login form needs no
+//!   stored session: its token is a signed double-submit cookie
+//!   (`__Host-csrf`), so showing it stores nothing.
 //! - **Cookie**: `__Host-session=<token>; Path=/; Secure; HttpOnly;
 //!   SameSite=Lax`, no `Domain`, no `Max-Age` unless configured
 //!   ([`AppOptions::cookie_max_age`], capped by the absolute timeout); every
 //!   response carries `Cache-Control: no-store`. The token is read from the
-//!   `Cookie` header only, never from a query string.
+//!   `Cookie` header only, never from a query string. No session is created
+//!   before something is written (a login, a counter increment).
 //! - **Expiry**: idle and absolute timeouts from the manager's policy; a
 //!   logged-in session is renewed after [`AppOptions::renew_after`] and the
 //!   old token keeps reaching it during the policy's renewal grace window,
@@ -52,8 +57,8 @@
 //!
 //! ## Deployment notes
 //! - The recorded IP is the TCP peer. Behind a reverse proxy that is the
-//!   proxy: take the client address from the header your proxy sets (and
-//!   only from a proxy you trust) before putting it in `ClientMeta`.
+//!   proxy: configure `session_store_axum::ClientIpSource::TrustedHeader`
+//!   (only behind a proxy you trust).
 //! - `__Host-` cookies are `Secure`: browsers only store them over https, so
 //!   serve the app through a TLS-terminating proxy (it binds loopback only).
 //! - The demo users are a fixed list ([`AppOptions::users`]); a real
@@ -70,14 +75,11 @@
 
 mod app;
 mod config;
-mod cookie;
-mod csrf;
 
-pub use app::{default_policy, router, router_with, AppOptions, CSRF_FIELD, CSRF_HEADER};
+pub use app::{
+    default_policy, router, router_with, AppOptions, COOKIE_NAME, CSRF_FIELD, CSRF_HEADER,
+};
 pub use config::{
     backend_from_env, backend_from_vars, bind_from_env, parse_key, BackendKind, DEFAULT_BIND,
     DEFAULT_SQLITE_PATH,
-};
-pub use cookie::{
-    expired_cookie, session_cookie, token_from_headers, COOKIE_NAME, MAX_COOKIE_BYTES,
 };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use session_store_core::{
-    Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, Policy, SessionBackend,
+    Clock as _, Encrypted, EncryptionKey, Keyring, ManualClock, OnCorrupt, Policy, SessionBackend,
     SessionManager, SessionToken,
 };
 use session_store_example_app::{router_with, AppOptions, COOKIE_NAME};
@@ -32,12 +32,21 @@ async fn start_with(b: &TestBackend, options: AppOptions) -> TestApp {
 }
 
 async fn start_on(backend: Arc<dyn SessionBackend>, options: AppOptions) -> TestApp {
+    start_on_with(backend, options, Policy::default().on_corrupt).await
+}
+
+async fn start_on_with(
+    backend: Arc<dyn SessionBackend>,
+    options: AppOptions,
+    on_corrupt: OnCorrupt,
+) -> TestApp {
     let clock = Arc::new(ManualClock::starting_now());
     let policy = Policy {
         idle_timeout: IDLE,
         absolute_timeout: ABSOLUTE,
         touch_interval: Duration::from_secs(1),
         renewal_grace: GRACE,
+        on_corrupt,
         ..Policy::default()
     };
     let manager = SessionManager::builder(backend)
@@ -92,6 +101,8 @@ struct Browser {
     client: reqwest::Client,
     base: String,
     cookie: Option<String>,
+    /// Every other cookie the server set (the login form's `__Host-csrf`).
+    others: std::collections::BTreeMap<String, String>,
     user_agent: String,
 }
 
@@ -122,6 +133,7 @@ impl Browser {
                 .unwrap(),
             base: app.base.clone(),
             cookie: None,
+            others: Default::default(),
             user_agent: user_agent.into(),
         }
     }
@@ -137,8 +149,16 @@ impl Browser {
             .client
             .request(method, format!("{}{path}", self.base))
             .header("user-agent", &self.user_agent);
+        let mut cookies: Vec<String> = self
+            .others
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         if let Some(c) = &self.cookie {
-            req = req.header("cookie", format!("{COOKIE_NAME}={c}"));
+            cookies.push(format!("{COOKIE_NAME}={c}"));
+        }
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
         }
         if let Some(form) = form {
             req = req
@@ -170,6 +190,10 @@ impl Browser {
                 } else {
                     Some(value.to_owned())
                 };
+            } else if value.is_empty() || sc.contains("Max-Age=0") {
+                self.others.remove(name);
+            } else {
+                self.others.insert(name.to_owned(), value.to_owned());
             }
         }
         Reply {
@@ -245,16 +269,27 @@ async fn exact_cookie_attributes(b: TestBackend) {
     assert!(r.set_cookies.is_empty(), "no session without need");
     assert_eq!(r.cache_control.as_deref(), Some("no-store"));
 
+    // The login form stores nothing: its CSRF token is a signed
+    // double-submit cookie, not a session.
     let r = browser.get("/login").await;
-    assert_eq!(r.set_cookies.len(), 1);
-    let anonymous = assert_session_cookie(&r.set_cookies[0]);
+    assert_eq!(r.set_cookies.len(), 1, "{:?}", r.set_cookies);
+    let csrf_cookie = &r.set_cookies[0];
+    assert!(
+        csrf_cookie.starts_with("__Host-csrf=")
+            && csrf_cookie.ends_with("; Path=/; Secure; HttpOnly; SameSite=Strict"),
+        "{csrf_cookie}"
+    );
     assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(browser.cookie, None);
 
     let r = browser.login("alice", "alice-password").await;
     assert_eq!(r.status, 303);
-    assert_eq!(r.set_cookies.len(), 1);
-    let logged_in = assert_session_cookie(&r.set_cookies[0]);
-    assert_ne!(logged_in, anonymous);
+    assert_eq!(r.set_cookies.len(), 2, "{:?}", r.set_cookies);
+    assert_session_cookie(&r.set_cookies[0]);
+    assert_eq!(
+        r.set_cookies[1],
+        "__Host-csrf=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
+    );
     assert_eq!(r.cache_control.as_deref(), Some("no-store"));
 
     let r = browser.post_checked("/logout", &[]).await;
@@ -274,7 +309,7 @@ async fn cookie_max_age_never_exceeds_absolute_timeout(b: TestBackend) {
     )
     .await;
     let mut browser = Browser::new(&app, "test");
-    let r = browser.get("/login").await;
+    let r = browser.login("alice", "alice-password").await;
     assert!(
         r.set_cookies[0].ends_with("; Max-Age=3600"),
         "{}",
@@ -286,7 +321,9 @@ async fn cookie_max_age_never_exceeds_absolute_timeout(b: TestBackend) {
 async fn session_fixation_planted_cookie_is_useless(b: TestBackend) {
     let app = start(&b).await;
     let mut attacker = Browser::new(&app, "attacker");
+    // A first write creates the attacker's anonymous session.
     attacker.get("/login").await;
+    assert_eq!(attacker.post_checked("/counter", &[]).await.status, 200);
     let planted = attacker.cookie.clone().unwrap();
     let mut victim = Browser::new(&app, "victim");
     victim.cookie = Some(planted.clone());
@@ -581,8 +618,9 @@ per_backend!(
 );
 
 /// A store failure (here: data encrypted under a key this server does not
-/// have) answers 503: never "logged out", never a replaced cookie, and the
-/// session stays intact for a server that can read it.
+/// have, with `OnCorrupt::Fail`, the policy of a server that must not delete
+/// what another server can read) answers 503: never "logged out", never a
+/// replaced cookie, and the session stays intact for a server that can read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failure_fails_closed() {
     let b = session_store_test_support::sqlite().await.unwrap();
@@ -593,10 +631,17 @@ async fn store_failure_fails_closed() {
         ))
     };
     let good = start_on(encrypted(b.backend.clone()), AppOptions::default()).await;
-    let other_key = start_on(encrypted(b.backend.clone()), AppOptions::default()).await;
+    let other_key = start_on_with(
+        encrypted(b.backend.clone()),
+        AppOptions::default(),
+        OnCorrupt::Fail,
+    )
+    .await;
     let mut browser = Browser::new(&good, "browser");
-    browser.login("alice", "alice-password").await;
+    let r = browser.login("alice", "alice-password").await;
+    assert_eq!(r.status, 303, "{}", r.body);
     let cookie = browser.cookie.clone();
+    assert!(cookie.is_some());
     browser.base = other_key.base.clone();
     let r = browser.get("/session.json").await;
     assert_eq!(r.status, 503, "{}", r.body);

@@ -561,6 +561,25 @@ impl Session {
         self.read(|c| c.and_then(|c| c.session.auth_time())).await
     }
 
+    /// The idle deadline (moved by activity, never past the absolute one),
+    /// if there is a session.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store fails.
+    pub async fn idle_deadline(&self) -> Result<Option<Timestamp>, SessionError> {
+        self.read(|c| c.map(|c| c.session.idle_deadline())).await
+    }
+
+    /// The absolute deadline (set at creation, reset by login), if there is
+    /// a session.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store fails.
+    pub async fn absolute_deadline(&self) -> Result<Option<Timestamp>, SessionError> {
+        self.read(|c| c.map(|c| c.session.absolute_deadline()))
+            .await
+    }
+
     /// The session's opaque handle (as listed by [`Session::devices`]), if any.
     ///
     /// # Errors
