@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! session-store --url URL migrate
+//! session-store --url URL ready
 //! session-store --url URL stats
 //! session-store --url URL list --user U
 //! session-store --url URL revoke --user U [--except HANDLE | --handle HANDLE]
@@ -32,7 +33,7 @@
 //! | 0 | done |
 //! | 1 | the store failed (unreachable, an error from the server or disk) |
 //! | 2 | usage or configuration: bad arguments, a bad URL, bad keys |
-//! | 3 | done, with findings: sessions that do not decrypt (`rekey`), differences (`copy --verify`), sessions that kept changing (`rekey`) |
+//! | 3 | done, with findings: a schema that is missing or of another version (`ready`), sessions that do not decrypt (`rekey`), differences (`copy --verify`), sessions that kept changing (`rekey`) |
 //! | 4 | not confirmed (`purge` without `--yes` and without a "yes" on stdin) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -42,4 +43,4 @@ pub mod keys;
 pub mod ops;
 pub mod url;
 
-pub use url::{BackendUrl, Store};
+pub use url::{BackendUrl, Readiness, Store};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use session_store_cli::{keys, ops, BackendUrl, Store};
+use session_store_cli::{keys, ops, BackendUrl, Readiness, Store};
 use session_store_core::{
     Encrypted, Error, Lookup, ScanCursor, SessionBackend, SessionHandle, Timestamp,
 };
@@ -41,6 +41,8 @@ struct Cli {
 enum Command {
     /// Create or upgrade the schema (SQL backends); idempotent.
     Migrate,
+    /// Readiness probe: reach the store and check its schema version.
+    Ready,
     /// Count live and expired sessions, users, sessions per user, bytes.
     Stats,
     /// A user's live sessions (handles, times; no data).
@@ -221,6 +223,22 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
                 format!("migrated {}", url.endpoint()),
                 0,
             ))
+        }
+        Command::Ready => {
+            let url = store_url(&cli)?;
+            let store = open(&url).await?;
+            Ok(match store.ready().await? {
+                Readiness::Ready => (json!({"ready": true}), format!("ready: {}", url.endpoint()), 0),
+                Readiness::SchemaMismatch { found, expected } => (
+                    json!({"ready": false, "schema_found": found, "schema_expected": expected}),
+                    format!(
+                        "not ready: {} has schema version {} (this build writes {expected}; run migrate)",
+                        url.endpoint(),
+                        found.map_or("none".to_owned(), |v| v.to_string())
+                    ),
+                    3,
+                ),
+            })
         }
         Command::Stats => {
             let url = store_url(&cli)?;

@@ -102,8 +102,7 @@ fn split_query(rest: &str) -> (&str, Vec<(String, String)>) {
     }
 }
 
-/// Takes the parameters named in `ours` out of `params`; refuses unknown
-/// ones when `strict` (file backends have no driver to pass them to).
+/// Takes the parameter `name` out of `params`.
 fn take(params: &mut Vec<(String, String)>, name: &str) -> Option<String> {
     let at = params.iter().position(|(k, _)| k == name)?;
     Some(params.remove(at).1)
@@ -135,11 +134,12 @@ impl BackendUrl {
     pub fn parse(input: &str) -> Result<BackendUrl> {
         let input = input.trim();
         let Some((scheme, rest)) = input.split_once("://") else {
-            return Err(Error::Config(format!(
-                "backend URL {:?} has no scheme: expected sqlite://, sled://, redis://, rediss://, \
-                 redis+cluster://, postgres:// or mysql://",
-                redact_url(input)
-            )));
+            // Not echoed: without a scheme a password cannot be told apart.
+            return Err(Error::Config(
+                "the backend URL has no scheme: expected sqlite://, sled://, redis://, rediss://, \
+                 redis+cluster://, postgres:// or mysql://"
+                    .into(),
+            ));
         };
         let (head, mut params) = split_query(rest);
         match scheme {
@@ -344,9 +344,135 @@ impl Store {
         }
     }
 
+    /// A cheap readiness check, for a load balancer's health probe: reaches
+    /// the server (one round trip: a `PING`, or reading the schema version)
+    /// and checks that the schema is the one this build writes.
+    ///
+    /// # Errors
+    /// A backend error when the server cannot be reached.
+    pub async fn ready(&self) -> Result<Readiness> {
+        let (found, expected) = match self {
+            Store::Sqlite(s) => (
+                s.schema_version().await?,
+                session_store_sqlite::SCHEMA_VERSION,
+            ),
+            Store::Postgres(s) => (
+                s.schema_version().await?,
+                session_store_postgres::SCHEMA_VERSION,
+            ),
+            Store::MySql(s) => (
+                s.schema_version().await?,
+                session_store_mysql::SCHEMA_VERSION,
+            ),
+            Store::Redis(s) => {
+                s.ping().await?;
+                return Ok(Readiness::Ready);
+            }
+            // Opening the database checked its layout version.
+            Store::Sled(_) => return Ok(Readiness::Ready),
+        };
+        Ok(if found == Some(expected) {
+            Readiness::Ready
+        } else {
+            Readiness::SchemaMismatch { found, expected }
+        })
+    }
+
     /// Whether scans of this backend may return a key on more than one page
     /// (Redis `SCAN`), so that counting callers must remove duplicates.
     pub fn scan_may_repeat(&self) -> bool {
         matches!(self, Store::Redis(_))
+    }
+}
+
+/// What [`Store::ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Reachable, with the expected schema.
+    Ready,
+    /// Reachable, but the schema is missing (`found: None`: run `migrate`),
+    /// older or newer than this build's.
+    SchemaMismatch {
+        /// The version recorded in the database, if any.
+        found: Option<i64>,
+        /// The version this build writes.
+        expected: i64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_parses_and_namespace_parameters_are_taken_out() {
+        assert_eq!(
+            BackendUrl::parse("sqlite:///var/lib/s.db?table=t").unwrap(),
+            BackendUrl::Sqlite {
+                path: "/var/lib/s.db".into(),
+                table: Some("t".into())
+            }
+        );
+        assert_eq!(
+            BackendUrl::parse("sled://data/db").unwrap(),
+            BackendUrl::Sled {
+                path: "data/db".into(),
+                prefix: None
+            }
+        );
+        assert_eq!(
+            BackendUrl::parse("redis+cluster://127.0.0.1:7001,127.0.0.1:7002?prefix=p").unwrap(),
+            BackendUrl::RedisCluster {
+                nodes: vec![
+                    "redis://127.0.0.1:7001".into(),
+                    "redis://127.0.0.1:7002".into()
+                ],
+                prefix: Some("p".into())
+            }
+        );
+        assert_eq!(
+            BackendUrl::parse("rediss://h:6380/2?prefix=p").unwrap(),
+            BackendUrl::Redis {
+                url: "rediss://h:6380/2".into(),
+                prefix: Some("p".into())
+            }
+        );
+        assert_eq!(
+            BackendUrl::parse("postgres://u@h/db?sslmode=disable&table=t&schema=s").unwrap(),
+            BackendUrl::Postgres {
+                url: "postgres://u@h/db?sslmode=disable".into(),
+                table: Some("t".into()),
+                schema: Some("s".into())
+            }
+        );
+        assert_eq!(
+            BackendUrl::parse("mariadb://root@127.0.0.1/test?table=t").unwrap(),
+            BackendUrl::MySql {
+                url: "mysql://root@127.0.0.1/test".into(),
+                table: Some("t".into())
+            }
+        );
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_a_password() {
+        let u = BackendUrl::parse("postgres://admin:s3cret@h/db?table=t").unwrap();
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert!(!u.endpoint().contains("s3cret"));
+        let e = BackendUrl::parse("foo//admin:s3cret@h")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        for bad in [
+            "sqlite://",
+            "sled://x?table=t",
+            "redis+cluster://",
+            "ftp://x",
+        ] {
+            assert!(
+                matches!(BackendUrl::parse(bad), Err(Error::Config(_))),
+                "{bad}"
+            );
+        }
     }
 }

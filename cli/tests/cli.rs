@@ -222,6 +222,17 @@ async fn stats_list_revoke_cleanup_and_purge_on_sqlite() {
     }
     let (bob, _) = login(backend.clone(), "bob", b"b").await;
 
+    let o = run(&["--url", &url, "--json", "ready"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&o)["ready"], true);
+    let other = format!(
+        "sqlite://{}?table=never_migrated",
+        dir.path().join("s.db").display()
+    );
+    let o = run(&["--url", &other, "ready"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("run migrate"), "{}", text(&o));
+
     let o = run(&["--url", &url, "--json", "stats"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
@@ -391,6 +402,15 @@ async fn copy_redis_to_postgres_keeps_users_logged_in() {
     assert_eq!(v["copy"]["copied"], 25, "{v}");
     assert_eq!(v["verify"]["compared"], 25, "{v}");
 
+    let o = run(&["--url", &from, "--json", "ready"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["--url", &to, "--json", "ready"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "copy migrated the destination: {}",
+        text(&o)
+    );
     let o = run(&["--url", &from, "--json", "stats"]);
     assert_eq!(json(&o)["live_sessions"], 25, "{}", text(&o));
     assert_eq!(json(&o)["users"], 5, "{}", text(&o));
