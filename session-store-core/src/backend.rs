@@ -99,7 +99,11 @@ impl Capabilities {
 
 /// Storage for sessions, keyed by [`StorageKey`] (a hash of the token).
 ///
-/// Every operation is atomic on its own. Every time-dependent operation takes
+/// Every operation is atomic on its own, except the two bulk deletions,
+/// [`delete_user`](SessionBackend::delete_user) and
+/// [`delete_all`](SessionBackend::delete_all), which a store may carry out
+/// entry by entry (see their contracts: on an error part of the entries may
+/// be gone, and calling again finishes the job). Every time-dependent operation takes
 /// `now` from the caller (the manager's [`Clock`](crate::Clock)); a backend
 /// must judge expiry by that `now`, never by its own clock, so that a manual
 /// clock in tests means the same thing on every backend. A backend may
@@ -231,6 +235,14 @@ pub trait SessionBackend: Send + Sync + Debug {
     /// returns how many of the removed ones were live at `now`. Takes effect
     /// at once: none of them loads afterwards. `except` naming a session of
     /// another user protects nothing and deletes nothing of theirs.
+    ///
+    /// # Errors
+    /// A store may remove the sessions one by one (Redis: one script per
+    /// session, their keys lying in different cluster slots). On an error,
+    /// some of the sessions may already be gone and the others still load;
+    /// the operation is idempotent, so calling it again with the same
+    /// arguments finishes the job. Only `Ok` means every one is gone. An
+    /// undecodable entry indexed under the user is removed too.
     async fn delete_user(
         &self,
         user_id: &str,
@@ -252,6 +264,12 @@ pub trait SessionBackend: Send + Sync + Debug {
     ///
     /// # Contract
     /// Afterwards nothing loads and every user list is empty.
+    ///
+    /// # Errors
+    /// A store may delete key by key (Redis: `SCAN` and `DEL` per batch;
+    /// sled: tree by tree, in batches). On an error part of the namespace may
+    /// be gone; calling again finishes the job. Only `Ok` means the
+    /// namespace is empty.
     async fn delete_all(&self) -> Result<()>;
 
     /// Deletes at most `limit` entries that are not live at `now`.

@@ -849,7 +849,10 @@ impl SessionManager {
     /// many live sessions were removed.
     ///
     /// # Errors
-    /// Backend errors.
+    /// Backend errors, never swallowed. A store may revoke session by session
+    /// (see [`SessionBackend::delete_user`]): after an error some sessions may
+    /// still be live. Call again until it returns `Ok`; only then are they
+    /// all gone.
     pub async fn logout_everywhere(&self, user_id: &str) -> Result<u64> {
         self.revoke_user(user_id, None).await
     }
@@ -1475,6 +1478,61 @@ mod tests {
         assert!(matches!(over.validate(), Err(Error::Config(_))));
     }
 
+    /// Neither the raw bytes of an encryption key nor any base64 or hex
+    /// spelling of them ever appear in what a store holds.
+    #[tokio::test]
+    async fn encryption_key_bytes_never_reach_the_store() {
+        use base64::Engine as _;
+        let raw_key = [
+            0x5au8, 0x17, 0xc3, 0x99, 0x01, 0xfe, 0x42, 0x7d, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60,
+            0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0, 0x0f, 0x1f, 0x2f, 0x3f, 0x4f,
+            0x5f, 0x6f, 0x7f, 0x8f,
+        ];
+        let store = Arc::new(MemoryStore::new());
+        let enc = Arc::new(crate::Encrypted::new(
+            store.clone(),
+            crate::Keyring::new(1, crate::EncryptionKey::from_bytes(raw_key)),
+        ));
+        let (m, _) = manager_over(
+            enc,
+            Policy {
+                renewal_grace: MIN,
+                ..Policy::default()
+            },
+        );
+        let meta = ClientMeta {
+            label: Some("laptop".into()),
+            ..ClientMeta::default()
+        };
+        let mut s = m.create(raw_key.to_vec(), meta).await.unwrap();
+        m.rotate(&mut s, login("alice")).await.unwrap();
+        m.rotate(&mut s, RotateReason::Renewal).await.unwrap();
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        let mut spellings: Vec<Vec<u8>> = vec![raw_key[..16].to_vec(), raw_key[16..].to_vec()];
+        spellings.push(hex::encode(raw_key).into_bytes());
+        spellings.push(hex::encode_upper(raw_key).into_bytes());
+        for e in engines {
+            // Any 12-character window of the base64 text (aligned or not).
+            let text = e.encode(raw_key);
+            spellings.extend(text.as_bytes().windows(12).step_by(4).map(<[u8]>::to_vec));
+        }
+        let dump = store.dump_raw();
+        assert!(!dump.is_empty());
+        for blob in &dump {
+            for sp in &spellings {
+                assert!(
+                    !blob.windows(sp.len()).any(|w| w == sp.as_slice()),
+                    "key material found in a stored value"
+                );
+            }
+        }
+    }
+
     mod revocation_failures {
         use super::*;
         use crate::{Fault, Faulty, Op};
@@ -1580,6 +1638,31 @@ mod tests {
             assert!(is_injected(
                 &m.rotate(&mut b, login("alice")).await.unwrap_err()
             ));
+        }
+
+        /// A bulk revocation that fails part way (here: the first attempt
+        /// fails, as a lost connection would) is reported, and calling again
+        /// finishes the job.
+        #[tokio::test]
+        async fn a_failed_bulk_revocation_is_finished_by_calling_again() {
+            let (m, store, events, a, b) = setup().await;
+            store.inject(Op::DeleteUser, Fault::FailAfter);
+            assert!(is_injected(
+                &m.logout_everywhere("alice").await.unwrap_err()
+            ));
+            assert!(
+                events.take().is_empty(),
+                "no UserSessionsRevoked for a failure"
+            );
+            store.clear_all();
+            assert_eq!(m.logout_everywhere("alice").await.unwrap(), 0);
+            for s in [&a, &b] {
+                assert!(m.load(s.token().expose_secret()).await.unwrap().is_none());
+            }
+            store.inject(Op::DeleteAll, Fault::FailTimes(2));
+            assert!(store.delete_all().await.is_err());
+            assert!(store.delete_all().await.is_err());
+            store.delete_all().await.unwrap();
         }
 
         #[tokio::test]

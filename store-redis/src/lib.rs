@@ -20,7 +20,15 @@
 //!
 //! ## Capabilities
 //! - Every operation of the contract, each atomic: multi-step operations are
-//!   Lua scripts (loaded once, called by SHA, re-sent on `NOSCRIPT`).
+//!   Lua scripts (loaded once, called by SHA, re-sent on `NOSCRIPT`). The
+//!   two bulk deletions are the exception the trait allows: `delete_user`
+//!   runs one script per session (the sessions of a user lie in different
+//!   slots) and `delete_all` deletes what `SCAN` finds batch by batch, so on
+//!   an error part of the sessions may be gone; calling again finishes the
+//!   job, and only `Ok` means all are gone. Every key written carries a TTL
+//!   (records `PXAT` their deadline plus slack, user indexes `PEXPIREAT`
+//!   their highest score plus slack), so nothing outlives its sessions even
+//!   if a bulk deletion never completes.
 //! - Redis Cluster by design: a session, its rotation successor and its grace
 //!   forwarder share a hash tag (the first 8 bits of the storage key,
 //!   [`AFFINITY_BITS`], announced through `rotation_affinity_bits`), so a

@@ -42,7 +42,11 @@
 //!   and checks every acknowledged write.
 //! - **Namespaces**: several stores share one database under different tree
 //!   prefixes (`store.db().store("other")`, see [`SledStore::db`] and
-//!   [`SledDb::store`]); `delete_all` clears only its own trees.
+//!   [`SledDb::store`]); `delete_all` clears only its own trees, in
+//!   batches and not in one transaction: on an error part of the namespace
+//!   may be gone, and calling it again finishes the job (the trait's
+//!   contract for bulk deletions). Every other operation is one sled
+//!   transaction.
 //! - **Safe open**: a path that is a file, a foreign non-empty directory, or
 //!   a namespace written by a newer schema version are typed errors, and
 //!   nothing on disk is modified.

@@ -94,3 +94,80 @@ pub(crate) fn unseal_successor(
     }
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed() -> (SessionToken, SessionToken, Vec<u8>) {
+        let old = SessionToken::generate();
+        let new = SessionToken::generate();
+        let s = seal_successor(&old, &new.storage_key(), &new).unwrap();
+        (old, new, s)
+    }
+
+    fn is_decrypt(r: Result<SessionToken>) -> bool {
+        matches!(r, Err(Error::Decrypt { key_id: None }))
+    }
+
+    #[test]
+    fn a_seal_unseals_under_the_old_token() {
+        let (old, new, s) = sealed();
+        let got = unseal_successor(&old, &new.storage_key(), &s).unwrap();
+        assert_eq!(got.expose_secret(), new.expose_secret());
+    }
+
+    #[test]
+    fn every_tampered_byte_fails_closed() {
+        let (old, new, s) = sealed();
+        for i in 0..s.len() {
+            for bit in [0x01, 0x80] {
+                let mut t = s.clone();
+                t[i] ^= bit;
+                assert!(
+                    is_decrypt(unseal_successor(&old, &new.storage_key(), &t)),
+                    "byte {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_wrong_token_or_successor_fails_closed() {
+        let (old, new, s) = sealed();
+        let other = SessionToken::generate();
+        assert!(is_decrypt(unseal_successor(&other, &new.storage_key(), &s)));
+        // Moved to another forwarder (another successor key as associated data).
+        assert!(is_decrypt(unseal_successor(&old, &other.storage_key(), &s)));
+        // The new token cannot unseal its own seal.
+        assert!(is_decrypt(unseal_successor(&new, &new.storage_key(), &s)));
+    }
+
+    #[test]
+    fn truncated_extended_and_empty_seals_fail_closed() {
+        let (old, new, s) = sealed();
+        for len in [0, 1, 11, 12, 27, 28, s.len() - 1] {
+            assert!(
+                is_decrypt(unseal_successor(&old, &new.storage_key(), &s[..len])),
+                "{len}"
+            );
+        }
+        let mut longer = s.clone();
+        longer.push(0);
+        assert!(is_decrypt(unseal_successor(
+            &old,
+            &new.storage_key(),
+            &longer
+        )));
+    }
+
+    #[test]
+    fn a_seal_of_a_token_for_another_key_fails_closed() {
+        // A valid seal whose plaintext token does not hash to the successor key.
+        let old = SessionToken::generate();
+        let new = SessionToken::generate();
+        let other_key = SessionToken::generate().storage_key();
+        let s = seal_successor(&old, &other_key, &new).unwrap();
+        assert!(is_decrypt(unseal_successor(&old, &other_key, &s)));
+    }
+}
