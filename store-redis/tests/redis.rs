@@ -677,3 +677,79 @@ async fn owner_changes_between_user_ids_of_different_lengths() {
     assert!(store.load(&k, now).await.unwrap().is_none());
     store.delete_all().await.unwrap();
 }
+
+/// Every key the store writes carries a TTL, whatever the flow: anonymous
+/// and logged-in sessions, saves, touches, renewals with a grace forwarder,
+/// evictions under a cap, the user index and its companion hash. A key
+/// without one would outlive its sessions for ever (a damaged one included).
+#[tokio::test]
+async fn every_key_written_carries_a_ttl() {
+    use session_store_core::{CapPolicy, ClientMeta, Policy, RotateReason, SessionManager};
+    if skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let store = connect(config(false)).await;
+    let prefix = store.prefix().to_owned();
+    let manager = SessionManager::builder(std::sync::Arc::new(store.clone()))
+        .policy(Policy {
+            renewal_grace: Duration::from_secs(30),
+            touch_interval: Duration::ZERO,
+            max_sessions_per_user: Some((2, CapPolicy::EvictOldest)),
+            ..Policy::default()
+        })
+        .build()
+        .unwrap();
+    let meta = ClientMeta {
+        label: Some("laptop".into()),
+        ..ClientMeta::default()
+    };
+    let _anonymous = manager.create(b"a".to_vec(), meta.clone()).await.unwrap();
+    for _ in 0..3 {
+        let mut s = manager.create(b"b".to_vec(), meta.clone()).await.unwrap();
+        manager
+            .rotate(
+                &mut s,
+                RotateReason::Login {
+                    user_id: "ttl-user".into(),
+                },
+            )
+            .await
+            .unwrap();
+        s.set_data(b"c".to_vec());
+        manager.save(&mut s).await.unwrap();
+        manager
+            .load(s.token().expose_secret())
+            .await
+            .unwrap()
+            .unwrap();
+        manager.rotate(&mut s, RotateReason::Renewal).await.unwrap();
+    }
+    manager.list_devices("ttl-user", None).await.unwrap();
+    let mut raw = Raw::new(false).await;
+    let mut cursor = 0u64;
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = raw
+            .q(redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("*{prefix}*"))
+                .arg("COUNT")
+                .arg(1000))
+            .await;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert!(
+        keys.len() >= 6,
+        "sessions, forwarders and the user index: {keys:?}"
+    );
+    for k in &keys {
+        let ttl = raw.pttl(k).await;
+        assert!(ttl > 0, "{k} has no TTL ({ttl})");
+    }
+    store.delete_all().await.unwrap();
+}
