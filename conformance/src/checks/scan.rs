@@ -15,7 +15,7 @@ use crate::fixtures::{at, fresh_key, mins, now, record, successor_key, user_reco
 /// Skips (and says so) when the store reports no scan.
 fn unsupported(ctx: &Ctx) -> bool {
     if !ctx.capabilities.scan {
-        println!("SKIP: scan check: the store reports Capabilities::scan = false");
+        ctx.skip("the store reports Capabilities::scan = false");
         return true;
     }
     false
