@@ -1,6 +1,6 @@
 //! The reference application's binary: backend from the environment (see
 //! `backend_from_env`), loopback listener (`EXAMPLE_APP_BIND`, default
-//! `127.0.0.1:3000`), periodic cleanup of expired sessions.
+//! `127.0.0.1:3000`), periodic cleanup of expired sessions, a log on stdout.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -11,6 +11,11 @@ use session_store_example_app::{backend_from_env, bind_from_env, default_policy,
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Store failures, exhausted retries and CSRF refusals are logged by the
+    // session layer (key short hashes, never tokens): show them.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let addr = bind_from_env()?;
     let manager = SessionManager::builder(backend_from_env().await?)
         .policy(default_policy())
