@@ -524,3 +524,57 @@ async fn rekey_then_retire_the_old_key() {
     let o = run(&["--url", &url, "--json", "stats"]);
     assert_eq!(json(&o)["live_sessions"], 8, "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_copy_from_a_redis_cluster() {
+    if skip("REDIS_CLUSTER") {
+        return;
+    }
+    // The seed nodes the Redis cluster tests use, read as the store reads them.
+    let nodes = std::env::var("SESSION_STORE_TEST_REDIS_CLUSTER_NODES")
+        .expect("SESSION_STORE_TEST_REDIS_CLUSTER_NODES");
+    let vars = session_store_core::config::Vars::from_pairs([(
+        "SESSION_STORE_REDIS_CLUSTER_NODES",
+        nodes.as_str(),
+    )]);
+    let prefix = unique();
+    let config = RedisConfig::from_vars(&vars)
+        .expect("cluster config")
+        .with_prefix(prefix.clone());
+    let hosts: Vec<String> = config
+        .cluster_nodes()
+        .expect("cluster")
+        .iter()
+        .map(|n| {
+            n.trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect();
+    let src: Arc<dyn SessionBackend> = Arc::new(config.build().await.expect("cluster"));
+    let mut tokens = Vec::new();
+    for i in 0..40 {
+        tokens.push(login(src.clone(), &format!("c{}", i % 4), b"x").await.0);
+    }
+    let url = format!("redis+cluster://{}?prefix={prefix}", hosts.join(","));
+    let o = run(&["--url", &url, "--json", "stats"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        json(&o)["live_sessions"],
+        40,
+        "SCAN on every master: {}",
+        text(&o)
+    );
+    assert_eq!(json(&o)["users"], 4, "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let to = sqlite_url(dir.path());
+    let o = run(&["--json", "copy", "--from", &url, "--to", &to, "--verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&o)["copy"]["copied"], 40, "{}", text(&o));
+    let dst = sqlite(dir.path()).await;
+    for t in &tokens {
+        assert!(load(dst.clone(), t).await.is_some());
+    }
+    src.delete_all().await.unwrap();
+}
