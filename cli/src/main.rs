@@ -406,10 +406,27 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
             let store = open(&url).await?;
             let enc = Encrypted::new(store.backend(), keyring);
             let rep = Reporter::new("rekey");
-            let r = ops::rekey(&enc, start, store.scan_may_repeat(), now, &|n| {
+            let r = match ops::rekey(&enc, start, store.scan_may_repeat(), now, &|n| {
                 rep.update(n)
             })
-            .await?;
+            .await
+            {
+                Ok(r) => r,
+                Err(stop) => {
+                    rep.finish();
+                    let mut f = Failure::from(stop.error);
+                    f.message = match &stop.resume {
+                        Some(c) => format!(
+                            "{} (after {} re-encrypted; resume with --cursor {})",
+                            f.message,
+                            stop.done.resealed,
+                            c.to_text()
+                        ),
+                        None => format!("{} (run rekey again)", f.message),
+                    };
+                    return Err(f);
+                }
+            };
             rep.finish();
             let mut text = format!(
                 "rekey {}: {} entries, {} re-encrypted, {} already under the primary key, {} skipped (expired or forwarders)",

@@ -28,6 +28,9 @@ struct Walk<'a> {
     seen: HashSet<StorageKey>,
     walked: u64,
     progress: Progress<'a>,
+    /// The cursor the current page was fetched with: resuming from it
+    /// re-reads that page (harmless for idempotent walks).
+    page_start: Option<ScanCursor>,
 }
 
 impl<'a> Walk<'a> {
@@ -45,6 +48,7 @@ impl<'a> Walk<'a> {
             seen: HashSet::new(),
             walked: 0,
             progress,
+            page_start: None,
         }
     }
 
@@ -53,6 +57,7 @@ impl<'a> Walk<'a> {
         if self.done {
             return Ok(None);
         }
+        self.page_start = self.cursor.clone();
         let page = self.backend.scan(self.cursor.as_ref(), PAGE).await?;
         let mut out = Vec::with_capacity(page.entries.len());
         for e in page.entries {
@@ -320,22 +325,51 @@ impl RekeyReport {
     }
 }
 
+/// A rekey stopped by a store failure: what was done, and where to resume.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The failure.
+    pub error: Error,
+    /// Pass to [`rekey`] (`--cursor`) to continue with the page that failed;
+    /// `None` to start over (the first page failed).
+    pub resume: Option<ScanCursor>,
+    /// What was done before.
+    pub done: RekeyReport,
+}
+
 /// Re-encrypts every live session sealed under a key other than the
-/// keyring's primary ([`Encrypted::reseal`]). Resumable by simply running
-/// it again (sessions already under the primary are not rewritten), or
-/// from a cursor. Sessions that do not decrypt are reported, never deleted.
+/// keyring's primary ([`Encrypted::reseal`]). Resumable: from the cursor of
+/// an [`Interrupted`] run, or by simply running it again (sessions already
+/// under the primary are not rewritten). Sessions that do not decrypt are
+/// reported, never deleted.
 ///
 /// # Errors
-/// Backend errors.
+/// [`Interrupted`] on a backend error.
 pub async fn rekey<B: SessionBackend>(
     store: &Encrypted<B>,
     start: Option<ScanCursor>,
     dedupe: bool,
     now: Timestamp,
     progress: Progress<'_>,
-) -> Result<RekeyReport> {
+) -> std::result::Result<RekeyReport, Box<Interrupted>> {
     let mut rep = RekeyReport::default();
     let mut walk = Walk::new(store.inner(), start, dedupe, progress);
+    match rekey_walk(store, &mut walk, &mut rep, now).await {
+        Ok(()) => Ok(rep),
+        Err(error) => Err(Box::new(Interrupted {
+            error,
+            resume: walk.page_start.clone(),
+            done: rep,
+        })),
+    }
+}
+
+async fn rekey_walk<B: SessionBackend>(
+    store: &Encrypted<B>,
+    walk: &mut Walk<'_>,
+    rep: &mut RekeyReport,
+    now: Timestamp,
+) -> Result<()> {
     while let Some(page) = walk.next().await? {
         for (key, entry) in page {
             match entry {
@@ -365,7 +399,7 @@ pub async fn rekey<B: SessionBackend>(
                 break;
             }
         }
+        rep.scanned = walk.walked;
     }
-    rep.scanned = walk.walked;
-    Ok(rep)
+    Ok(())
 }

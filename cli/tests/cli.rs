@@ -523,6 +523,28 @@ async fn rekey_then_retire_the_old_key() {
     // The undecryptable one was not deleted.
     let o = run(&["--url", &url, "--json", "stats"]);
     assert_eq!(json(&o)["live_sessions"], 8, "{}", text(&o));
+
+    // Resuming from a cursor walks only what follows it; a foreign cursor is a usage error.
+    let first = raw.scan(None, 3).await.unwrap().next.expect("more pages");
+    let o = run_with(
+        &[
+            "--url",
+            &url,
+            "--json",
+            "rekey",
+            "--cursor",
+            &first.to_text(),
+        ],
+        &[("SESSION_STORE_KEYS", &format!("2={}", hex::encode(new)))],
+        None,
+    );
+    assert_eq!(json(&o)["scanned"], 5, "{}", text(&o));
+    let o = run_with(
+        &["--url", &url, "rekey", "--cursor", "AAAA"],
+        &[("SESSION_STORE_KEYS", &format!("2={}", hex::encode(new)))],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
 #[tokio::test(flavor = "multi_thread")]
