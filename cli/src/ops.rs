@@ -66,8 +66,10 @@ impl<'a> Walk<'a> {
             }
             out.push((e.key, e.entry));
         }
-        self.walked += out.len() as u64;
-        (self.progress)(self.walked);
+        if !out.is_empty() {
+            self.walked += out.len() as u64;
+            (self.progress)(self.walked);
+        }
         match page.next {
             Some(c) => self.cursor = Some(c),
             None => self.done = true,
