@@ -11,6 +11,7 @@
 #   SESSION_STORE_SKIP_REDIS_CLUSTER=1  no Redis Cluster tests
 #   SESSION_STORE_SKIP_POSTGRES=1       no PostgreSQL tests
 #   SESSION_STORE_SKIP_MYSQL=1          no MySQL/MariaDB tests
+#   SESSION_STORE_SKIP_BROWSER=1        no headless Chromium test (examples-app/tests/browser.rs)
 # Extra arguments are passed to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,20 @@ if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 || "${SESSION_STORE_SKIP_REDIS_CLUSTE
     store-redis/scripts/redis-services.sh start
 else
     echo "SKIP: Redis services (SESSION_STORE_SKIP_REDIS=1 and SESSION_STORE_SKIP_REDIS_CLUSTER=1)"
+fi
+
+if [[ "${SESSION_STORE_SKIP_BROWSER:-}" != 1 ]]; then
+    # Headless Chromium and chromedriver for the reference app's browser test.
+    if [[ ! -x /usr/bin/chromedriver || ! -x /usr/bin/chromium ]]; then
+        if [[ "$(id -u)" != 0 ]]; then
+            echo "chromium/chromium-driver missing: install them as root, or set SESSION_STORE_SKIP_BROWSER=1" >&2
+            exit 1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+    fi
+else
+    echo "SKIP: browser packages (SESSION_STORE_SKIP_BROWSER=1)"
 fi
 
 cargo test --workspace "$@"
