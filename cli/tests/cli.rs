@@ -76,11 +76,37 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}?table=sessions", dir.join("s.db").display())
 }
 
-fn postgres_url(table: &str) -> String {
+/// A URL naming the table `sessions` in the (not yet created) schema `schema`.
+fn postgres_url(schema: &str) -> String {
     let config = PostgresConfig::from_env().expect("SESSION_STORE_POSTGRES_URL");
     let url = config.url();
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}table={table}")
+    format!("{url}{sep}schema={schema}&table=sessions")
+}
+
+/// The store behind [`postgres_url`].
+async fn postgres(schema: &str) -> Arc<dyn SessionBackend> {
+    let store = PostgresConfig::from_env()
+        .unwrap()
+        .with_schema(schema)
+        .with_table("sessions")
+        .build()
+        .await
+        .expect("postgres");
+    Arc::new(store)
+}
+
+/// Drops a test's schema.
+async fn drop_schema(schema: &str) {
+    use sqlx::Connection as _;
+    let url = PostgresConfig::from_env().unwrap().url().to_owned();
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop the test schema");
 }
 
 fn redis_url(prefix: &str) -> String {
@@ -321,21 +347,15 @@ async fn copy_sqlite_to_postgres_keeps_users_logged_in() {
     let src = sqlite(dir.path()).await;
     let (token, version) = login(src.clone(), "dave", b"cart=3").await;
     let (other, _) = login(src.clone(), "erin", b"x").await;
-    let table = unique();
-    let to = postgres_url(&table);
+    let schema = unique();
+    let to = postgres_url(&schema);
 
     let o = run(&["copy", "--from", &from, "--to", &to, "--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     println!("{}", String::from_utf8_lossy(&o.stdout));
     assert!(!text(&o).contains(&token), "a token was printed");
 
-    let dst = PostgresConfig::from_env()
-        .unwrap()
-        .with_table(table.clone())
-        .build()
-        .await
-        .expect("postgres");
-    let dst: Arc<dyn SessionBackend> = Arc::new(dst);
+    let dst = postgres(&schema).await;
     assert_eq!(
         load(dst.clone(), &token).await,
         Some(("dave".into(), b"cart=3".to_vec(), version)),
@@ -366,7 +386,8 @@ async fn copy_sqlite_to_postgres_keeps_users_logged_in() {
     let o = run(&["--json", "copy", "--from", &from, "--to", &to]);
     assert_eq!(json(&o)["copy"]["replaced"], 1, "{}", text(&o));
     assert_eq!(load(dst.clone(), &token).await.unwrap().1, b"cart=4");
-    dst.delete_all().await.unwrap();
+    drop(dst);
+    drop_schema(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -394,8 +415,8 @@ async fn copy_redis_to_postgres_keeps_users_logged_in() {
             .await,
         );
     }
-    let table = unique();
-    let to = postgres_url(&table);
+    let schema = unique();
+    let to = postgres_url(&schema);
     let o = run(&["--json", "copy", "--from", &from, "--to", &to, "--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
@@ -415,13 +436,7 @@ async fn copy_redis_to_postgres_keeps_users_logged_in() {
     assert_eq!(json(&o)["live_sessions"], 25, "{}", text(&o));
     assert_eq!(json(&o)["users"], 5, "{}", text(&o));
 
-    let dst = PostgresConfig::from_env()
-        .unwrap()
-        .with_table(table)
-        .build()
-        .await
-        .expect("postgres");
-    let dst: Arc<dyn SessionBackend> = Arc::new(dst);
+    let dst = postgres(&schema).await;
     for (i, (token, version)) in tokens.iter().enumerate() {
         assert_eq!(
             load(dst.clone(), token).await,
@@ -432,7 +447,8 @@ async fn copy_redis_to_postgres_keeps_users_logged_in() {
             ))
         );
     }
-    dst.delete_all().await.unwrap();
+    drop(dst);
+    drop_schema(&schema).await;
     src.delete_all().await.unwrap();
 }
 
