@@ -52,7 +52,8 @@
 //!   generate session keys: `save` generates a 256-bit
 //!   [`SessionToken`](session_store_core::SessionToken) from the OS CSPRNG
 //!   and returns its text as the key. The backend only ever sees its
-//!   [`storage_key`](session_store_core::SessionToken::storage_key) (SHA-256).
+//!   [`storage_key`](session_store_core::SessionToken::storage_key) (a
+//!   SHA-256 hash of the token).
 //!   A cookie value that is not a well-formed token is "no session" before
 //!   any I/O.
 //! - **Create never overwrites.** `save` inserts with the backend's

@@ -48,10 +48,10 @@
 //! ## Capabilities: what holds
 //! - **Hashed keys at rest.** The tower-sessions [`Id`](tower_sessions_core::session::Id)
 //!   is the secret (the cookie value). The backend only ever sees
-//!   [`storage_key_for`]`(id)`: SHA-256 of the id's canonical text form, the
-//!   same hash [`SessionToken::storage_key`](session_store_core::SessionToken::storage_key)
-//!   applies to a token's text. A tower-sessions id is never a valid
-//!   `SessionToken` (22 characters, not 43), so the id's text is what is hashed.
+//!   [`storage_key_for`]`(id)`: SHA-256 of the id's canonical text form. A
+//!   tower-sessions id is never a valid `SessionToken` (22 characters, not
+//!   43) and is never rotated with slot affinity, so the id's whole text is
+//!   what is hashed.
 //! - **Create never overwrites.** `create` inserts with the backend's
 //!   insert-if-absent `create`; on `AlreadyExists` it draws a fresh `Id`
 //!   and tries again (at most [`CREATE_ATTEMPTS`] times, then an error).

@@ -61,11 +61,9 @@ pub fn is_conflict(error: &session_store::Error) -> bool {
 }
 
 /// The storage key of a tower-sessions id: SHA-256 of the id's canonical text
-/// form (the cookie value, 22 characters of base64url), computed exactly as
-/// [`SessionToken::storage_key`](session_store_core::SessionToken::storage_key)
-/// hashes a token's text. A tower-sessions id is never a valid
-/// `SessionToken` (22 characters, not 43), so this is always the hash of the
-/// id's own text; the backend never sees the id.
+/// form (the cookie value, 22 characters of base64url). A tower-sessions id
+/// is never a valid `SessionToken` (22 characters, not 43), so this is always
+/// the hash of the id's own text; the backend never sees the id.
 pub fn storage_key_for(id: &Id) -> StorageKey {
     StorageKey::from_bytes(Sha256::digest(id.to_string().as_bytes()).into())
 }
