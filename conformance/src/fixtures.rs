@@ -40,7 +40,12 @@ pub fn successor_key(backend: &dyn SessionBackend, from: &StorageKey) -> Storage
     successor_token(backend, from).storage_key()
 }
 
-/// An anonymous record created at `t` with 30 min idle and 12 h absolute deadlines.
+/// Client metadata every fixture record carries, so that each scenario
+/// (create, save, rotate, list) moves metadata along with the data.
+pub const FIXTURE_META: &[u8] = b"{\"ip\":\"192.0.2.1\",\"label\":\"fixture device\"}";
+
+/// An anonymous record created at `t` with 30 min idle and 12 h absolute
+/// deadlines and [`FIXTURE_META`] as client metadata.
 pub fn record(t: Timestamp, data: &[u8]) -> SessionRecord {
     SessionRecord {
         version: 0,
@@ -50,7 +55,7 @@ pub fn record(t: Timestamp, data: &[u8]) -> SessionRecord {
         auth_time: None,
         idle_deadline: t.saturating_add(Duration::from_secs(30 * 60)),
         absolute_deadline: t.saturating_add(Duration::from_secs(12 * 3600)),
-        meta: Vec::new(),
+        meta: FIXTURE_META.to_vec(),
         data: data.to_vec(),
     }
 }
