@@ -567,7 +567,11 @@ mod tests {
         let mut sorted = listed.clone();
         sorted.sort_unstable();
         registered.sort_unstable();
-        let dupes: Vec<&&str> = sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+        let dupes: Vec<&&str> = sorted
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| &w[0])
+            .collect();
         assert!(dupes.is_empty(), "listed twice in the docs: {dupes:?}");
         let missing: Vec<&&str> = registered.iter().filter(|n| !sorted.contains(n)).collect();
         let extra: Vec<&&str> = sorted.iter().filter(|n| !registered.contains(n)).collect();
