@@ -40,7 +40,8 @@
 //!   [`Session::update`], flash values) is a compare-and-swap; on a conflict
 //!   the session is reloaded and the change re-applied (bounded, then
 //!   [`SessionError::Conflict`]). 64 concurrent increments leave 64 on every
-//!   backend (tested on SQLite, encrypted SQLite, Redis and PostgreSQL).
+//!   backend (tested over HTTP on SQLite, encrypted SQLite, PostgreSQL,
+//!   MariaDB and Redis).
 //! - **Rotation at the right moments**: [`Session::login`] (the pre-login
 //!   token dies at once, both timers restart, `auth_time`, client IP and
 //!   user agent recorded, a new CSRF token), [`Session::elevate`]
