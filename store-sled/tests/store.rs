@@ -204,10 +204,14 @@ async fn corrupt_records_are_codec_errors_never_panics() {
             s.touch(&k, t(5), t(5), t(1)).await,
             Err(Error::Codec { .. })
         ));
-        assert!(matches!(
-            s.list_user("mallory", t(1)).await,
-            Err(Error::Codec { .. })
-        ));
+        // The listing reports the damaged entry instead of failing.
+        let listed = s.list_user("mallory", t(1)).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, k);
+        assert_eq!(
+            listed[0].damage,
+            Some(session_store_core::Damage::Undecodable)
+        );
         assert!(matches!(
             s.create(&k, &record(None, 5)).await,
             Err(Error::AlreadyExists)
