@@ -23,7 +23,9 @@ pub fn token(data: &[u8]) {
     if let Ok(t) = &token {
         assert_eq!(t.expose_secret(), text, "a token prints as parsed");
         assert_eq!(
-            SessionToken::parse(t.expose_secret()).map(|t| t.storage_key()).ok(),
+            SessionToken::parse(t.expose_secret())
+                .map(|t| t.storage_key())
+                .ok(),
             Some(t.storage_key())
         );
     }
@@ -63,7 +65,11 @@ pub fn frame(data: &[u8]) {
     let keyring = keyring();
     let key = StorageKey::try_from_slice(&[3; 32]).expect("32 bytes");
     let abs = Timestamp::from_millis(1_000_000);
-    for field in [Field::Data { meta_empty: false }, Field::Data { meta_empty: true }, Field::Meta] {
+    for field in [
+        Field::Data { meta_empty: false },
+        Field::Data { meta_empty: true },
+        Field::Meta,
+    ] {
         for user in [None, Some("alice")] {
             let mut blob = data.to_vec();
             let opened = frame::open_in_place(&keyring, field, &key, user, abs, &mut blob);
