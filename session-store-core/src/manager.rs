@@ -580,6 +580,19 @@ impl SessionManager {
         self.load_parsed(token, None).await
     }
 
+    /// [`SessionManager::load_token`] for a request from `client_ip` (see
+    /// [`SessionManager::load_from`]).
+    ///
+    /// # Errors
+    /// As [`SessionManager::load`].
+    pub async fn load_token_from(
+        &self,
+        token: SessionToken,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Session>> {
+        self.load_parsed(token, client_ip).await
+    }
+
     async fn load_parsed(
         &self,
         token: SessionToken,
@@ -1454,6 +1467,18 @@ mod tests {
             [Event::LookupMiss {
                 key: token.storage_key().short_hash(),
                 ip: None,
+            }]
+        );
+        assert!(m
+            .load_token_from(token.clone(), Some(ip))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            events.take(),
+            [Event::LookupMiss {
+                key: token.storage_key().short_hash(),
+                ip: Some(ip),
             }]
         );
         assert!(m.load("not a token").await.is_err());
