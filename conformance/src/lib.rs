@@ -207,7 +207,10 @@
 //! sessions up. Records have every shape the contract allows, including an idle
 //! deadline past the absolute one (the session then ends at the absolute one).
 //! After every step whatever the step removed (delete, delete_user, rotation,
-//! cleanup) is loaded again and must be gone.
+//! cleanup) or let expire (a clock jump past either deadline) is loaded again
+//! and must be gone. Creates and listings favour users who already have
+//! sessions and their lookalikes, so listings of several sessions and
+//! near-miss user ids come up in every run.
 //!
 //! A failure prints the first step whose answer differed (`step N (...) at
 //! model time Tms: the store answered X, the model expected Y`) and the

@@ -61,7 +61,7 @@ pub enum Entry {
 }
 
 impl Entry {
-    fn live(&self, now: i64) -> bool {
+    pub fn live(&self, now: i64) -> bool {
         match self {
             Entry::Session(r) => r.live(now),
             Entry::Forward { until, .. } => now < *until,

@@ -154,7 +154,7 @@ pub fn transition(state: &Model) -> BoxedStrategy<Transition> {
         .collect();
     let owner = owned.iter().map(|(u, _)| *u).collect::<Vec<_>>();
     prop_oneof![
-        4 => (key(), proptest::option::of(user()), 0u64..3, idle_ms(), abs_ms(), any::<u8>()).prop_map(
+        4 => (key(), proptest::option::of(user_among(owner.clone())), 0u64..3, idle_ms(), abs_ms(), any::<u8>()).prop_map(
             |(key, user, version, idle_ms, abs_ms, tag)| Transition::Create {
                 key,
                 user,
@@ -199,7 +199,7 @@ pub fn transition(state: &Model) -> BoxedStrategy<Transition> {
             }),
         1 => key().prop_map(|key| Transition::Delete { key }),
         1 => delete_user(owned),
-        2 => user_among(owner).prop_map(|user| Transition::ListUser { user }),
+        3 => user_among(owner).prop_map(|user| Transition::ListUser { user }),
         1 => prop_oneof![Just(1usize), Just(2), Just(100)].prop_map(|limit| Transition::Cleanup { limit }),
         3 => advance_ms().prop_map(|ms| Transition::Advance { ms }),
     ]

@@ -289,20 +289,25 @@ pub(super) async fn run_case(
         match accepted {
             Some(next) => {
                 // Whatever the step removed (delete, delete_user, rotation,
-                // cleanup) no longer loads: a store that keeps serving a
-                // revoked entry (a read cache in front of it) fails here.
-                for k in model
-                    .entries
-                    .keys()
-                    .filter(|k| !next.entries.contains_key(k))
-                {
+                // cleanup) or let expire (a clock jump past a deadline, the
+                // absolute one included) no longer loads: a store that keeps
+                // serving a revoked entry (a read cache in front of it) or
+                // judges expiry by one deadline only fails here.
+                let gone = model.entries.iter().filter(|(k, e)| {
+                    e.live(model.now)
+                        && next
+                            .entries
+                            .get(k)
+                            .is_none_or(|after| !after.live(next.now))
+                });
+                for (k, _) in gone {
                     let found = backend
                         .load(&w.key(*k), w.ts(next.now))
                         .await
                         .map_err(|e| fail(format!("load after the step: {e:?}")))?;
                     if let Some(found) = found {
                         return Err(fail(format!(
-                            "the step removed key {k}, yet it still loads: {found:?}"
+                            "after the step key {k} holds nothing live, yet it still loads: {found:?}"
                         )));
                     }
                 }
