@@ -4,7 +4,7 @@
 //!
 //! Two layers:
 //! - [`SessionBackend`]: storage, implemented by every backend and wrapper. It
-//!   sees only a [`StorageKey`] (SHA-256 of the token) and opaque bytes. Each
+//!   sees only a [`StorageKey`] (a SHA-256 hash of the token) and opaque bytes. Each
 //!   method documents its `# Contract`; the `session-store-conformance` crate
 //!   checks every clause.
 //! - [`SessionManager`]: what frameworks and applications use. It generates

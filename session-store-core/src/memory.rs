@@ -149,6 +149,7 @@ impl SessionBackend for MemoryStore {
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
+        let version = next_version(record.version)?;
         let mut state = self.lock();
         match state.live_session(key, now) {
             Some(stored) if stored.version == record.version => {}
@@ -156,8 +157,7 @@ impl SessionBackend for MemoryStore {
         }
         state.remove(key);
         let mut next = record.clone();
-        next.version += 1;
-        let version = next.version;
+        next.version = version;
         state.insert(*key, Lookup::Session(next));
         Ok(version)
     }
@@ -184,6 +184,7 @@ impl SessionBackend for MemoryStore {
     }
 
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
+        let version = next_version(rotation.record.version)?;
         let mut state = self.lock();
         match state.live_session(&rotation.from, now) {
             Some(stored) if stored.version == rotation.record.version => {}
@@ -194,8 +195,7 @@ impl SessionBackend for MemoryStore {
         }
         state.remove(&rotation.from);
         let mut next = rotation.record.clone();
-        next.version += 1;
-        let version = next.version;
+        next.version = version;
         state.insert(rotation.to, Lookup::Session(next));
         if let Some(grace) = &rotation.grace {
             state.insert(
@@ -291,4 +291,12 @@ impl SessionBackend for MemoryStore {
             .collect();
         Ok(scan::key_page(entries, limit))
     }
+}
+
+/// The version a write stores: `version + 1`, or [`Error::InvalidInput`] at
+/// `u64::MAX` (nothing is written).
+fn next_version(version: u64) -> Result<u64> {
+    version
+        .checked_add(1)
+        .ok_or(Error::InvalidInput("session version overflow"))
 }
