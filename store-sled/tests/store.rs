@@ -337,11 +337,22 @@ async fn data_survives_reopen() {
         let s = SledConfig::new(&path).build().await.unwrap();
         s.create(&k, &r).await.unwrap();
     }
-    let s = SledConfig::new(&path)
-        .with_durability(Durability::Periodic(Duration::from_millis(50)))
-        .build()
-        .await
-        .unwrap();
+    // sled releases its directory lock when its last background reference
+    // is gone, which can be a moment after the store is dropped: reopening
+    // retries the retryable "could not acquire lock" error for a bounded time.
+    let config =
+        SledConfig::new(&path).with_durability(Durability::Periodic(Duration::from_millis(50)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match config.clone().build().await {
+            Ok(s) => break s,
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    };
     assert_eq!(
         s.load(&k, t(1)).await.unwrap(),
         Some(Lookup::Session(r.clone()))
