@@ -1,12 +1,16 @@
 //! The configuration shared by the framework adapters
 //! (`session-store-tower-sessions`, `session-store-actix`): the absolute
 //! timeout the frameworks lack, a data size limit, and the optional data
-//! field that names the user.
+//! field that names the user; and what a load carries to the save of the
+//! same request ([`LoadedRecord`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::Vars;
 use crate::error::{Error, Result};
+use crate::record::SessionRecord;
+use crate::time::Timestamp;
 
 const ABSOLUTE_TIMEOUT_VAR: &str = "SESSION_STORE_ADAPTER_ABSOLUTE_TIMEOUT_MS";
 const MAX_DATA_BYTES_VAR: &str = "SESSION_STORE_ADAPTER_MAX_DATA_BYTES";
@@ -191,6 +195,94 @@ fn zero(vars: &Vars, name: &str) -> Error {
     ))
 }
 
+/// The framework session-state entry under which an adapter's `load` (and
+/// `create`) leave the [`LoadedRecord`] the request's save needs. Never
+/// written to the backend; a save whose state lacks it (after the framework
+/// cleared the session, or for a record built by hand) reads the stored
+/// version first, as a second round trip.
+pub const LOADED_FIELD: &str = "__session_store.loaded";
+
+/// Distinguishes the loads of one process: a second save of the same load
+/// (tower-sessions) finds the version its first save produced.
+static NEXT_LOAD: AtomicU64 = AtomicU64::new(1);
+
+/// What an adapter's `load` carries to the save of the same request, so
+/// that the save is one compare-and-swap with no read before it: the fields
+/// of the loaded record a save keeps, and which load it was. Carried in the
+/// framework's session state under [`LOADED_FIELD`] in the text form of
+/// [`LoadedRecord::encode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadedRecord {
+    /// The stored version the save compares against.
+    pub version: u64,
+    /// Which load of this process it was (unique per process).
+    pub load: u64,
+    /// The record's creation time.
+    pub created_at: Timestamp,
+    /// The record's last activity.
+    pub last_seen_at: Timestamp,
+    /// The record's absolute deadline.
+    pub absolute_deadline: Timestamp,
+    /// The record's authentication time.
+    pub auth_time: Option<Timestamp>,
+}
+
+impl LoadedRecord {
+    /// What to carry for `record`, just read or created; `None` for a record
+    /// with client metadata (written by a `SessionManager` sharing the
+    /// backend), whose save keeps reading the stored record first.
+    pub fn of(record: &SessionRecord) -> Option<Self> {
+        record.meta.is_empty().then(|| LoadedRecord {
+            version: record.version,
+            load: NEXT_LOAD.fetch_add(1, Ordering::Relaxed),
+            created_at: record.created_at,
+            last_seen_at: record.last_seen_at,
+            absolute_deadline: record.absolute_deadline,
+            auth_time: record.auth_time,
+        })
+    }
+
+    /// `v1:version:load:created:last_seen:absolute:auth` (milliseconds;
+    /// `-` for no auth time).
+    pub fn encode(&self) -> String {
+        let auth = self
+            .auth_time
+            .map_or_else(|| "-".to_owned(), |t| t.as_millis().to_string());
+        format!(
+            "v1:{}:{}:{}:{}:{}:{auth}",
+            self.version,
+            self.load,
+            self.created_at.as_millis(),
+            self.last_seen_at.as_millis(),
+            self.absolute_deadline.as_millis(),
+        )
+    }
+
+    /// The inverse of [`LoadedRecord::encode`]; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.strip_prefix("v1:")?.split(':');
+        let mut next = || parts.next();
+        let version = next()?.parse().ok()?;
+        let load = next()?.parse().ok()?;
+        let millis = |s: Option<&str>| s?.parse().ok().map(Timestamp::from_millis);
+        let created_at = millis(next())?;
+        let last_seen_at = millis(next())?;
+        let absolute_deadline = millis(next())?;
+        let auth_time = match next()? {
+            "-" => None,
+            t => Some(Timestamp::from_millis(t.parse().ok()?)),
+        };
+        next().is_none().then_some(LoadedRecord {
+            version,
+            load,
+            created_at,
+            last_seen_at,
+            absolute_deadline,
+            auth_time,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +370,30 @@ mod tests {
                 Err(Error::Config(m)) => assert!(m.starts_with(field), "{m}"),
                 other => panic!("{field}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        for auth_time in [None, Some(Timestamp::from_millis(7))] {
+            let l = LoadedRecord {
+                version: u64::MAX - 1,
+                load: 42,
+                created_at: Timestamp::from_millis(1),
+                last_seen_at: Timestamp::from_millis(-2),
+                absolute_deadline: Timestamp::from_millis(3),
+                auth_time,
+            };
+            assert_eq!(LoadedRecord::decode(&l.encode()), Some(l));
+        }
+        for bad in [
+            "",
+            "v1:",
+            "v2:1:1:1:1:1:-",
+            "v1:1:1:1:1:1:-:extra",
+            "v1:x:1:1:1:1:-",
+        ] {
+            assert_eq!(LoadedRecord::decode(bad), None, "{bad}");
         }
     }
 }

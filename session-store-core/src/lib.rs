@@ -34,7 +34,7 @@ pub mod scan;
 mod time;
 mod token;
 
-pub use adapter::AdapterConfig;
+pub use adapter::{AdapterConfig, LoadedRecord, LOADED_FIELD};
 pub use backend::{Capabilities, SessionBackend};
 pub use crypto::{
     Encrypted, EncryptionKey, Keyring, Resealed, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,

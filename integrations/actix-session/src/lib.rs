@@ -116,8 +116,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod carried;
 mod store;
 
-pub use carried::LOADED_FIELD;
+pub use session_store_core::LOADED_FIELD;
 pub use store::{storage_key_for, ActixSessionStore, CREATE_ATTEMPTS};

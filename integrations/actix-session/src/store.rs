@@ -13,7 +13,7 @@ use session_store_core::{
     SessionToken, StorageKey, SystemClock, Timestamp,
 };
 
-use crate::carried::{Loaded, LOADED_FIELD};
+use session_store_core::{LoadedRecord, LOADED_FIELD};
 
 /// How many fresh keys `save` tries before giving up. A collision of
 /// 256-bit random tokens is practically impossible; more than one means the
@@ -254,7 +254,7 @@ impl SessionStore for ActixSessionStore {
                 // an empty session that a later update would overwrite.
                 let mut state: SessionState =
                     serde_json::from_slice(&r.data).map_err(|e| LoadError::Other(e.into()))?;
-                if let Some(loaded) = Loaded::of(&r) {
+                if let Some(loaded) = LoadedRecord::of(&r) {
                     state.insert(LOADED_FIELD.to_owned(), loaded.encode());
                 }
                 Ok(Some(state))
@@ -317,7 +317,10 @@ impl SessionStore for ActixSessionStore {
         let (data, user_id) = self.encode(&state).map_err(UpdateError::Serialization)?;
         let key = storage_key_for(&session_key)
             .ok_or_else(|| UpdateError::Other(anyhow!("malformed session key")))?;
-        let Some(loaded) = state.get(LOADED_FIELD).and_then(|v| Loaded::decode(v)) else {
+        let Some(loaded) = state
+            .get(LOADED_FIELD)
+            .and_then(|v| LoadedRecord::decode(v))
+        else {
             self.update_reloading(&key, data, user_id, ttl).await?;
             return Ok(session_key);
         };

@@ -110,5 +110,5 @@
 mod carried;
 mod store;
 
-pub use carried::LOADED_FIELD;
+pub use session_store_core::LOADED_FIELD;
 pub use store::{is_conflict, storage_key_for, TowerSessionStore, CREATE_ATTEMPTS};

@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::carried::{Loaded, SaveLog, Saved, LOADED_FIELD};
+use crate::carried::{SaveLog, Saved};
+use session_store_core::{LoadedRecord, LOADED_FIELD};
 
 /// How many fresh ids `create` tries before giving up. A collision of
 /// 128-bit random ids is practically impossible; more than one means the
@@ -239,12 +240,12 @@ impl Serialize for WithoutLoaded<'_> {
 }
 
 /// What `load` or `create` left in the record for this `save`, if anything.
-fn carried(record: &Record) -> Option<Loaded> {
+fn carried(record: &Record) -> Option<LoadedRecord> {
     record
         .data
         .get(LOADED_FIELD)
         .and_then(Value::as_str)
-        .and_then(Loaded::decode)
+        .and_then(LoadedRecord::decode)
 }
 
 /// The deadline, on the adapter's clock, of an expiry date tower-sessions
@@ -300,7 +301,7 @@ impl SessionStore for TowerSessionStore {
                 .await
             {
                 Ok(()) => {
-                    if let Some(loaded) = Loaded::of(&stored) {
+                    if let Some(loaded) = LoadedRecord::of(&stored) {
                         record
                             .data
                             .insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
@@ -389,7 +390,7 @@ impl SessionStore for TowerSessionStore {
             Some(Lookup::Session(r)) if r.is_live(now) => {
                 let mut data: HashMap<String, Value> = serde_json::from_slice(&r.data)
                     .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-                if let Some(loaded) = Loaded::of(&r) {
+                if let Some(loaded) = LoadedRecord::of(&r) {
                     data.insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
                 }
                 Ok(Some(Record {
