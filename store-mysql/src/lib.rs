@@ -164,7 +164,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
-mod pool;
 pub mod schema;
 mod store;
 

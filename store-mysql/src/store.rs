@@ -13,8 +13,8 @@ use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlDatabaseError, MySqlPool
 use sqlx::{AssertSqlSafe, Column, Connection, MySql, Row, Transaction, TypeInfo};
 
 use crate::config::MySqlConfig;
-use crate::pool::{Connections, Lease};
 use crate::schema::{self, Statements, CLEANUP_CHUNK};
+use session_store_sqlx_pool::{Connections, Lease};
 
 /// The backend's name in every [`Error::Backend`] of this crate.
 pub(crate) const BACKEND: &str = "mysql";
@@ -39,7 +39,7 @@ macro_rules! on_conn {
                 .bounded(async {
                     let mut retries = 0;
                     loop {
-                        let mut lease = $store.conns.get().await?;
+                        let mut lease = $store.conns.get().await.map_err(map_sqlx)?;
                         let result = {
                             let $conn = lease.conn();
                             $attempt.await
@@ -75,7 +75,7 @@ macro_rules! on_conn {
 /// statements.
 #[derive(Clone)]
 pub struct MySqlStore {
-    conns: Arc<Connections>,
+    conns: Arc<Connections<MySql>>,
     sql: Arc<Statements>,
     table: Arc<str>,
     operation_timeout: Duration,
@@ -124,7 +124,7 @@ impl MySqlStore {
     pub async fn migrate(&self) -> Result<()> {
         let lock_wait = self.operation_timeout.as_secs().max(1);
         self.bounded(async {
-            let mut lease = self.conns.get().await?;
+            let mut lease = self.conns.get().await.map_err(map_sqlx)?;
             let result = schema::migrate(lease.conn(), &self.table, lock_wait).await;
             keep_unless_backend_failed(lease, &result);
             result
@@ -140,7 +140,7 @@ impl MySqlStore {
     /// [`Error::Backend`] on database failures.
     pub async fn schema_version(&self) -> Result<Option<i64>> {
         self.bounded(async {
-            let mut lease = self.conns.get().await?;
+            let mut lease = self.conns.get().await.map_err(map_sqlx)?;
             let result = schema::stored_version(lease.conn(), &self.table).await;
             keep_unless_backend_failed(lease, &result);
             result
@@ -255,7 +255,7 @@ impl MySqlStore {
 
 /// Reuses the connection of a multi-statement call unless the backend failed
 /// (then the connection's state is unknown and it is closed).
-fn keep_unless_backend_failed<T>(lease: Lease<'_>, result: &Result<T>) {
+fn keep_unless_backend_failed<T>(lease: Lease<'_, MySql>, result: &Result<T>) {
     if !matches!(result, Err(Error::Backend { .. })) {
         lease.keep();
     }

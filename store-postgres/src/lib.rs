@@ -86,7 +86,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
-mod pool;
 pub mod schema;
 mod store;
 

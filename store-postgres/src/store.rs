@@ -14,8 +14,9 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Column, Row, TypeInfo};
 
 use crate::config::PostgresConfig;
-use crate::pool::{Connections, Lease};
 use crate::schema::{self, Statements};
+use session_store_sqlx_pool::{Connections, Lease};
+use sqlx::Postgres;
 
 /// Runs one statement on a warm connection within the operation timeout and
 /// names the operation in any backend error:
@@ -25,7 +26,7 @@ macro_rules! on_conn {
         async {
             $store
                 .bounded(async {
-                    let mut lease = $store.conns.get().await?;
+                    let mut lease = $store.conns.get().await.map_err(map_sqlx)?;
                     let result = {
                         let $conn = lease.conn();
                         $statement.await
@@ -58,7 +59,7 @@ pub(crate) const BACKEND: &str = "postgres";
 /// statements.
 #[derive(Clone)]
 pub struct PostgresStore {
-    conns: Arc<Connections>,
+    conns: Arc<Connections<Postgres>>,
     sql: Arc<Statements>,
     schema: Arc<str>,
     table: Arc<str>,
@@ -110,7 +111,7 @@ impl PostgresStore {
     /// failures (for example missing privileges).
     pub async fn migrate(&self) -> Result<()> {
         self.bounded(async {
-            let mut lease = self.conns.get().await?;
+            let mut lease = self.conns.get().await.map_err(map_sqlx)?;
             let result =
                 schema::migrate(lease.conn(), &self.schema, &self.table, self.unlogged).await;
             keep_unless_backend_failed(lease, &result);
@@ -127,7 +128,7 @@ impl PostgresStore {
     /// [`Error::Backend`] on database failures.
     pub async fn schema_version(&self) -> Result<Option<i64>> {
         self.bounded(async {
-            let mut lease = self.conns.get().await?;
+            let mut lease = self.conns.get().await.map_err(map_sqlx)?;
             let result = schema::stored_version(lease.conn(), &self.schema, &self.table).await;
             keep_unless_backend_failed(lease, &result);
             result
@@ -244,7 +245,7 @@ pub(crate) fn timed_out() -> Error {
 
 /// Reuses the connection of a multi-statement call unless the backend failed
 /// (then the connection's state is unknown and it is closed).
-fn keep_unless_backend_failed<T>(lease: Lease<'_>, result: &Result<T>) {
+fn keep_unless_backend_failed<T>(lease: Lease<'_, Postgres>, result: &Result<T>) {
     if !matches!(result, Err(Error::Backend { .. })) {
         lease.keep();
     }

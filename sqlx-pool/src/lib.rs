@@ -1,16 +1,20 @@
-//! A warm stack of connections on top of the sqlx pool.
+//! # session-store-sqlx-pool
+//!
+//! A warm stack of connections on top of the sqlx pool, shared by the
+//! sqlx-based session stores (`session-store-postgres`,
+//! `session-store-mysql`); generic over the sqlx database.
 //!
 //! Why: when a `PoolConnection` is dropped, sqlx 0.9 returns it to its pool
 //! from a spawned task that first pings it (one more round trip). Until that
 //! ping answers, the connection is unavailable, so back-to-back operations
-//! land on other connections (other, cache-cold server threads) and the
+//! land on other connections (other, cache-cold server processes or threads) and the
 //! server answers two messages per operation. That roughly doubles the cost
 //! of a read, like `test_before_acquire` (which is also off).
 //!
 //! So the store keeps the connections it has used checked out, in a LIFO
 //! stack: an operation pops the most recently used connection (its server
-//! thread is warm), runs its statements and pushes it back at once, with no
-//! ping. The sqlx pool still opens connections (with its backoff and
+//! process or thread is warm), runs its statements and pushes it back at once, with
+//! no ping. The sqlx pool still opens connections (with its backoff and
 //! acquire timeout) and bounds their number; a connection that fails with
 //! anything but a server-reported error, or whose operation is cancelled, is
 //! closed instead of pushed back, so a stale connection fails one operation
@@ -18,33 +22,33 @@
 //! timeout, or older than the maximum lifetime, are closed when the store is
 //! next used.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use session_store_core::Result;
-use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::pool::PoolConnection;
-use sqlx::MySql;
+use sqlx::{Database, Pool};
 use tokio::sync::{Semaphore, SemaphorePermit};
-
-use crate::store::map_sqlx;
 
 /// The sqlx pool plus the store's warm stack.
 #[derive(Debug)]
-pub(crate) struct Connections {
-    pool: MySqlPool,
+pub struct Connections<DB: Database> {
+    pool: Pool<DB>,
     /// One permit per connection the store may hold (warm or leased): a
     /// waiting operation gets the next connection pushed back, fairly.
     permits: Semaphore,
     acquire_timeout: Duration,
-    warm: Mutex<Vec<Warm>>,
+    warm: Mutex<Vec<Warm<DB>>>,
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
 }
 
 #[derive(Debug)]
-struct Warm {
-    conn: PoolConnection<MySql>,
+struct Warm<DB: Database> {
+    conn: PoolConnection<DB>,
     opened: Instant,
     idle_since: Instant,
 }
@@ -52,15 +56,15 @@ struct Warm {
 /// One checked-out connection. Pushed back to the warm stack only by
 /// [`Lease::finish`] after a completed statement; dropped otherwise
 /// (error, cancellation), in which case the connection is closed.
-pub(crate) struct Lease<'a> {
-    owner: &'a Connections,
-    conn: Option<PoolConnection<MySql>>,
+pub struct Lease<'a, DB: Database> {
+    owner: &'a Connections<DB>,
+    conn: Option<PoolConnection<DB>>,
     opened: Instant,
     // Released after the connection is pushed back (fields drop last).
     _permit: SemaphorePermit<'a>,
 }
 
-fn close(mut conn: PoolConnection<MySql>) {
+fn close<DB: Database>(mut conn: PoolConnection<DB>) {
     // sqlx closes it gracefully from a spawned task, which needs a runtime;
     // without one (a store dropped after its runtime) just drop the socket.
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -71,9 +75,12 @@ fn close(mut conn: PoolConnection<MySql>) {
     }
 }
 
-impl Connections {
-    pub(crate) fn new(
-        pool: MySqlPool,
+impl<DB: Database> Connections<DB> {
+    /// Wraps `pool`; its maximum size and acquire timeout bound the stack
+    /// too. Warm connections idle longer than `idle_timeout`, or older than
+    /// `max_lifetime`, are closed when the store is next used.
+    pub fn new(
+        pool: Pool<DB>,
         idle_timeout: Option<Duration>,
         max_lifetime: Option<Duration>,
     ) -> Self {
@@ -90,11 +97,12 @@ impl Connections {
         }
     }
 
-    pub(crate) fn pool(&self) -> &MySqlPool {
+    /// The sqlx pool underneath.
+    pub fn pool(&self) -> &Pool<DB> {
         &self.pool
     }
 
-    fn stack(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
+    fn stack(&self) -> std::sync::MutexGuard<'_, Vec<Warm<DB>>> {
         // Only pushes and pops happen under the lock; a poisoned stack is intact.
         self.warm.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -105,12 +113,16 @@ impl Connections {
     }
 
     /// The most recently used warm connection, or a new one from the pool.
-    pub(crate) async fn get(&self) -> Result<Lease<'_>> {
+    ///
+    /// # Errors
+    /// `PoolTimedOut` after the pool's acquire timeout, `PoolClosed` after
+    /// [`Connections::close`], or the pool's error opening a connection.
+    pub async fn get(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
         let permit = match tokio::time::timeout(self.acquire_timeout, self.permits.acquire()).await
         {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(map_sqlx(sqlx::Error::PoolClosed)),
-            Err(_elapsed) => return Err(map_sqlx(sqlx::Error::PoolTimedOut)),
+            Ok(Err(_closed)) => return Err(sqlx::Error::PoolClosed),
+            Err(_elapsed) => return Err(sqlx::Error::PoolTimedOut),
         };
         let now = Instant::now();
         let mut expired = Vec::new();
@@ -150,7 +162,7 @@ impl Connections {
         // With a permit and an empty stack, every connection this store
         // holds is leased, so the pool has one to give (unless the pool is
         // shared with other code).
-        let conn = self.pool.acquire().await.map_err(map_sqlx)?;
+        let conn = self.pool.acquire().await?;
         Ok(Lease {
             owner: self,
             conn: Some(conn),
@@ -161,28 +173,28 @@ impl Connections {
 
     /// Closes every warm connection and refuses new leases (before closing
     /// the pool).
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.permits.close();
         self.close_warm();
     }
 
     fn close_warm(&self) {
-        let drained: Vec<Warm> = self.stack().drain(..).collect();
+        let drained: Vec<Warm<DB>> = self.stack().drain(..).collect();
         for w in drained {
             close(w.conn);
         }
     }
 }
 
-impl Drop for Connections {
+impl<DB: Database> Drop for Connections<DB> {
     fn drop(&mut self) {
         self.close_warm();
     }
 }
 
-impl Lease<'_> {
-    /// The connection, for one statement.
-    pub(crate) fn conn(&mut self) -> &mut MySqlConnection {
+impl<DB: Database> Lease<'_, DB> {
+    /// The connection, for the next statement.
+    pub fn conn(&mut self) -> &mut DB::Connection {
         self.conn
             .as_deref_mut()
             .expect("a lease holds its connection until finished")
@@ -191,7 +203,7 @@ impl Lease<'_> {
     /// Pushes the connection back if the statement completed (or the server
     /// reported an error, which leaves the connection usable); otherwise it
     /// is closed when the lease drops.
-    pub(crate) fn finish<T>(self, result: &std::result::Result<T, sqlx::Error>) {
+    pub fn finish<T>(self, result: &std::result::Result<T, sqlx::Error>) {
         let reusable = match result {
             Ok(_) => true,
             Err(sqlx::Error::Database(_)) | Err(sqlx::Error::RowNotFound) => true,
@@ -203,7 +215,7 @@ impl Lease<'_> {
     }
 
     /// Pushes the connection back to the warm stack (it is in a clean state).
-    pub(crate) fn keep(mut self) {
+    pub fn keep(mut self) {
         let Some(conn) = self.conn.take() else {
             return;
         };
@@ -228,7 +240,7 @@ impl Lease<'_> {
     }
 }
 
-impl Drop for Lease<'_> {
+impl<DB: Database> Drop for Lease<'_, DB> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             close(conn);
