@@ -17,6 +17,9 @@ pub const ENV_PREFIX: &str = "SESSION_STORE_MYSQL_";
 
 /// Default table: `sessions`.
 pub const DEFAULT_TABLE: &str = "sessions";
+/// Default operation deadline: 2 s, the same on every backend of this
+/// workspace. See [`MySqlConfig::with_operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest accepted table name: the `CHECK` constraint is named
 /// `<table>_kind_check`, and MySQL identifiers end at 64 characters.
@@ -72,9 +75,11 @@ impl MySqlConfig {
     /// the database is required, it holds the tables).
     ///
     /// Defaults: table `sessions`, at most 10 connections, none kept open
-    /// when idle, acquire timeout 5 s, lock wait timeout 5 s (server side),
-    /// operation timeout 10 s (client side), idle connections closed after
-    /// 10 min, connections recycled after 30 min, one connection opened by
+    /// when idle, operation deadline 2 s ([`DEFAULT_OPERATION_TIMEOUT`],
+    /// client side, pool acquire and deadlock retries included), acquire
+    /// timeout 2 s (never more than the operation deadline), lock wait
+    /// timeout 2 s (server side), idle connections closed after 10 min,
+    /// connections recycled after 30 min, one connection opened by
     /// [`build`](MySqlConfig::build).
     pub fn new(url: impl Into<String>) -> Self {
         MySqlConfig {
@@ -82,9 +87,9 @@ impl MySqlConfig {
             table: DEFAULT_TABLE.to_owned(),
             max_connections: 10,
             min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
-            lock_wait_timeout: Some(Duration::from_secs(5)),
-            operation_timeout: Duration::from_secs(10),
+            acquire_timeout: DEFAULT_OPERATION_TIMEOUT,
+            lock_wait_timeout: Some(DEFAULT_OPERATION_TIMEOUT),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             lazy_connect: false,
@@ -104,9 +109,9 @@ impl MySqlConfig {
     /// | `SESSION_STORE_MYSQL_TABLE` | session table name (`^[a-z_][a-z0-9_]{0,52}$`) | `sessions` |
     /// | `SESSION_STORE_MYSQL_MAX_CONNECTIONS` | pool size (1..=10000) | `10` |
     /// | `SESSION_STORE_MYSQL_MIN_CONNECTIONS` | connections kept open when idle | `0` |
-    /// | `SESSION_STORE_MYSQL_ACQUIRE_TIMEOUT_MS` | max wait for a pooled connection, including connecting (> 0) | `5000` |
-    /// | `SESSION_STORE_MYSQL_LOCK_WAIT_TIMEOUT_MS` | server-side `innodb_lock_wait_timeout`, rounded up to whole seconds; `0` = the server's default | `5000` |
-    /// | `SESSION_STORE_MYSQL_OPERATION_TIMEOUT_MS` | client-side bound on one whole operation (> 0) | `10000` |
+    /// | `SESSION_STORE_MYSQL_OPERATION_TIMEOUT_MS` | the operation deadline: client-side bound on one whole operation, pool acquire (connecting included) plus the statements and deadlock retries (> 0; see [`MySqlConfig::with_operation_timeout`]) | `2000` |
+    /// | `SESSION_STORE_MYSQL_ACQUIRE_TIMEOUT_MS` | max wait for a pooled connection, including connecting (> 0; capped by the operation deadline) | `2000` |
+    /// | `SESSION_STORE_MYSQL_LOCK_WAIT_TIMEOUT_MS` | server-side `innodb_lock_wait_timeout`, rounded up to whole seconds; `0` = the server's default | `2000` |
     /// | `SESSION_STORE_MYSQL_IDLE_TIMEOUT_MS` | close pooled connections idle this long; `0` = never | `600000` |
     /// | `SESSION_STORE_MYSQL_MAX_LIFETIME_MS` | recycle connections this old; `0` = never | `1800000` |
     /// | `SESSION_STORE_MYSQL_LAZY_CONNECT` | boolean: [`build`](MySqlConfig::build) opens no connection | `false` |
@@ -191,14 +196,17 @@ impl MySqlConfig {
     }
 
     /// How long an operation waits for a pooled connection, including
-    /// opening a new one, before failing with a retryable [`Error::Backend`].
+    /// opening a new one, before failing with a retryable [`Error::Backend`]
+    /// (default 2 s). The operation deadline
+    /// ([`with_operation_timeout`](MySqlConfig::with_operation_timeout))
+    /// caps it: the effective acquire timeout is the smaller of the two.
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
     }
 
     /// The server-side `innodb_lock_wait_timeout` set on every connection
-    /// (`None`: the server's default, 50 s out of the box), rounded up to
+    /// (default 2 s; `None`: the server's default, 50 s out of the box), rounded up to
     /// whole seconds. A statement that waits longer for a row lock fails
     /// with a retryable [`Error::Backend`]. MySQL and MariaDB have no
     /// statement timeout both understand; the operation timeout bounds the
@@ -208,11 +216,26 @@ impl MySqlConfig {
         self
     }
 
-    /// Client-side bound on one whole operation (acquire + round trips +
-    /// deadlock retries). When it passes the operation fails with a
-    /// retryable [`Error::Backend`] and its connection is closed (the server
-    /// then rolls back any open transaction); a single-statement write may
-    /// or may not have been applied, as with any lost reply.
+    /// The operation deadline (default 2 s, [`DEFAULT_OPERATION_TIMEOUT`];
+    /// must be positive): the client-side bound on one whole store operation,
+    /// from the call to its answer: waiting for a pooled connection
+    /// (connecting a new one included), the statements or the transaction,
+    /// and the reruns of a deadlock victim with their backoff. Every backend
+    /// of this workspace has this setting with this meaning and this
+    /// default. [`build`](MySqlConfig::build) is bounded by it too
+    /// (operation `"connect"`).
+    ///
+    /// When it passes, the operation fails with a retryable
+    /// [`Error::Backend`] naming the operation, whose source is an
+    /// [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut),
+    /// and its connection is closed, never reused in an unknown state (the
+    /// server then rolls back any open transaction); a single-statement
+    /// write may or may not have been applied, as with any lost reply.
+    ///
+    /// Why 2 s: a healthy operation takes milliseconds, so 2 s never cuts a
+    /// working server short, while a web request that meets an unreachable
+    /// or stalled server still gets its 503 quickly instead of holding a
+    /// worker and a client for the 5-10 s a proxy or user would wait.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -348,14 +371,17 @@ impl MySqlConfig {
             self.pool_options().connect_lazy_with(options)
         } else {
             let connect = self.pool_options().connect_with(options);
-            let bound = self.operation_timeout.max(self.acquire_timeout);
-            match tokio::time::timeout(bound, connect).await {
+            match tokio::time::timeout(self.operation_timeout, connect).await {
                 Ok(Ok(pool)) => pool,
                 Ok(Err(e)) => {
                     return Err(map_sqlx(e).context(BACKEND, "connect", Some(&self.endpoint())))
                 }
                 Err(_) => {
-                    return Err(timed_out().context(BACKEND, "connect", Some(&self.endpoint())))
+                    return Err(timed_out(self.operation_timeout).context(
+                        BACKEND,
+                        "connect",
+                        Some(&self.endpoint()),
+                    ))
                 }
             }
         };
@@ -395,7 +421,8 @@ impl MySqlConfig {
         MySqlPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
-            .acquire_timeout(self.acquire_timeout)
+            // The operation deadline bounds the acquire too.
+            .acquire_timeout(self.acquire_timeout.min(self.operation_timeout))
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             // A ping per acquire would double the cost of a read; a stale

@@ -37,6 +37,15 @@
 //! - **Errors say whether a retry can help** and name backend `"mysql"`,
 //!   the operation and the URL without its password; an unreachable server
 //!   is an error, never "no session".
+//! - **One operation deadline** ([`MySqlConfig::with_operation_timeout`],
+//!   default 2 s, `SESSION_STORE_MYSQL_OPERATION_TIMEOUT_MS`): pool acquire
+//!   (connecting included) plus the statements, deadlock retries included.
+//!   When a server is unreachable or stalled the operation fails with a
+//!   retryable [`Error::Backend`](session_store_core::Error::Backend) within
+//!   it, and the connection involved is closed. Every backend has this
+//!   setting with the same meaning and default; `tests/outage.rs` checks it
+//!   with a paused (`SIGSTOP`) private server, for warm connections and
+//!   fresh connects.
 //! - **No pings**: like the PostgreSQL store, the store keeps the
 //!   connections it used warm in a LIFO stack on top of the sqlx pool, so
 //!   no operation pays for a health-check round trip.
@@ -167,6 +176,9 @@ mod config;
 pub mod schema;
 mod store;
 
-pub use config::{validate_table_name, MySqlConfig, DEFAULT_TABLE, ENV_PREFIX, MAX_TABLE_NAME};
+pub use config::{
+    validate_table_name, MySqlConfig, DEFAULT_OPERATION_TIMEOUT, DEFAULT_TABLE, ENV_PREFIX,
+    MAX_TABLE_NAME,
+};
 pub use schema::{META_TABLE, SCHEMA_VERSION};
 pub use store::MySqlStore;

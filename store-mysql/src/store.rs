@@ -243,7 +243,7 @@ impl MySqlStore {
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.operation_timeout, op).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(timed_out(self.operation_timeout)),
         }
     }
 
@@ -261,14 +261,14 @@ fn keep_unless_backend_failed<T>(lease: Lease<'_, MySql>, result: &Result<T>) {
     }
 }
 
-/// The client-side operation timeout passed.
-#[derive(Debug, thiserror::Error)]
-#[error("MySQL operation timed out")]
-struct OperationTimedOut;
-
-/// The retryable error of an operation that ran out of time.
-pub(crate) fn timed_out() -> Error {
-    Error::backend_retryable(OperationTimedOut)
+/// The retryable error of an operation (or a connect) that outlived its
+/// operation deadline `limit`: an I/O error of kind `TimedOut`, as on every
+/// backend.
+pub(crate) fn timed_out(limit: Duration) -> Error {
+    Error::backend_retryable(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("MySQL operation timed out after {limit:?}"),
+    ))
 }
 
 /// A value read from the table is not what this library writes.

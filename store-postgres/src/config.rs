@@ -18,6 +18,9 @@ pub const ENV_PREFIX: &str = "SESSION_STORE_POSTGRES_";
 pub const DEFAULT_SCHEMA: &str = "public";
 /// Default table: `sessions`.
 pub const DEFAULT_TABLE: &str = "sessions";
+/// Default operation deadline: 2 s, the same on every backend of this
+/// workspace. See [`PostgresConfig::with_operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to reach PostgreSQL and where to keep sessions.
 ///
@@ -71,10 +74,12 @@ impl PostgresConfig {
     /// (`postgres://user:password@host:port/database?...`, as sqlx parses it).
     ///
     /// Defaults: schema `public`, table `sessions`, logged table, at most 10
-    /// connections, none kept open when idle, acquire timeout 5 s, statement
-    /// timeout 5 s (server side), operation timeout 10 s (client side), idle
-    /// connections closed after 10 min, connections recycled after 30 min,
-    /// one connection opened by [`build`](PostgresConfig::build).
+    /// connections, none kept open when idle, operation deadline 2 s
+    /// ([`DEFAULT_OPERATION_TIMEOUT`], client side, pool acquire included),
+    /// acquire timeout 2 s (never more than the operation deadline),
+    /// statement timeout 2 s (server side), idle connections closed after
+    /// 10 min, connections recycled after 30 min, one connection opened by
+    /// [`build`](PostgresConfig::build).
     pub fn new(url: impl Into<String>) -> Self {
         PostgresConfig {
             url: url.into(),
@@ -83,9 +88,9 @@ impl PostgresConfig {
             unlogged: false,
             max_connections: 10,
             min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Some(Duration::from_secs(5)),
-            operation_timeout: Duration::from_secs(10),
+            acquire_timeout: DEFAULT_OPERATION_TIMEOUT,
+            statement_timeout: Some(DEFAULT_OPERATION_TIMEOUT),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             lazy_connect: false,
@@ -107,9 +112,9 @@ impl PostgresConfig {
     /// | `SESSION_STORE_POSTGRES_UNLOGGED` | boolean: create the table `UNLOGGED`, see [`PostgresConfig::with_unlogged`] | `false` |
     /// | `SESSION_STORE_POSTGRES_MAX_CONNECTIONS` | pool size (1..=10000) | `10` |
     /// | `SESSION_STORE_POSTGRES_MIN_CONNECTIONS` | connections kept open when idle | `0` |
-    /// | `SESSION_STORE_POSTGRES_ACQUIRE_TIMEOUT_MS` | max wait for a pooled connection, including connecting (> 0) | `5000` |
-    /// | `SESSION_STORE_POSTGRES_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout`; `0` = none | `5000` |
-    /// | `SESSION_STORE_POSTGRES_OPERATION_TIMEOUT_MS` | client-side bound on one whole operation (> 0) | `10000` |
+    /// | `SESSION_STORE_POSTGRES_OPERATION_TIMEOUT_MS` | the operation deadline: client-side bound on one whole operation, pool acquire (connecting included) plus the statement (> 0; see [`PostgresConfig::with_operation_timeout`]) | `2000` |
+    /// | `SESSION_STORE_POSTGRES_ACQUIRE_TIMEOUT_MS` | max wait for a pooled connection, including connecting (> 0; capped by the operation deadline) | `2000` |
+    /// | `SESSION_STORE_POSTGRES_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout`; `0` = none | `2000` |
     /// | `SESSION_STORE_POSTGRES_IDLE_TIMEOUT_MS` | close pooled connections idle this long; `0` = never | `600000` |
     /// | `SESSION_STORE_POSTGRES_MAX_LIFETIME_MS` | recycle connections this old; `0` = never | `1800000` |
     ///
@@ -219,22 +224,44 @@ impl PostgresConfig {
     }
 
     /// How long an operation waits for a pooled connection, including
-    /// opening a new one, before failing with a retryable [`Error::Backend`].
+    /// opening a new one, before failing with a retryable [`Error::Backend`]
+    /// (default 2 s). The operation deadline
+    /// ([`with_operation_timeout`](PostgresConfig::with_operation_timeout))
+    /// caps it: the effective acquire timeout is the smaller of the two.
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
     }
 
     /// The server-side `statement_timeout` set on every connection (`None`:
-    /// the server's default). Whole milliseconds are used.
+    /// the server's default; default 2 s). Whole milliseconds are used. The
+    /// client gives up at the operation deadline whatever this says; this
+    /// makes the server stop working on a statement nobody waits for.
     pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
         self
     }
 
-    /// Client-side bound on one whole operation (acquire + round trips). When
-    /// it passes the operation fails with a retryable [`Error::Backend`]; a
-    /// write may or may not have been applied, as with any lost reply.
+    /// The operation deadline (default 2 s, [`DEFAULT_OPERATION_TIMEOUT`];
+    /// must be positive): the client-side bound on one whole store operation,
+    /// from the call to its answer: waiting for a pooled connection
+    /// (connecting a new one included) plus the statement's round trips.
+    /// Every backend of this workspace has this setting with this meaning
+    /// and this default. [`build`](PostgresConfig::build) is bounded by it
+    /// too (operation `"connect"`).
+    ///
+    /// When it passes, the operation fails with a retryable
+    /// [`Error::Backend`] naming the operation, whose source is an
+    /// [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut);
+    /// the connection it was using is closed, never reused in an unknown
+    /// state. A write may or may not have been applied, as with any lost
+    /// reply.
+    ///
+    /// Why 2 s: a healthy operation takes milliseconds (its p99 stays in the
+    /// tens of milliseconds under load), so 2 s never cuts a working server
+    /// short, while a web request that meets an unreachable or stalled
+    /// server still gets its 503 quickly instead of holding a worker and a
+    /// client for the 5-10 s a proxy or user would wait.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -310,7 +337,7 @@ impl PostgresConfig {
         self.statement_timeout
     }
 
-    /// The client-side bound on one whole operation.
+    /// The operation deadline: the client-side bound on one whole operation.
     pub fn operation_timeout(&self) -> Duration {
         self.operation_timeout
     }
@@ -374,11 +401,15 @@ impl PostgresConfig {
         let pool = if self.lazy_connect {
             self.pool_options().connect_lazy_with(options)
         } else {
-            let limit = self.operation_timeout.max(self.acquire_timeout);
-            match tokio::time::timeout(limit, self.pool_options().connect_with(options)).await {
+            match tokio::time::timeout(
+                self.operation_timeout,
+                self.pool_options().connect_with(options),
+            )
+            .await
+            {
                 Ok(Ok(pool)) => pool,
                 Ok(Err(e)) => return Err(self.connect_error(map_sqlx(e))),
-                Err(_elapsed) => return Err(self.connect_error(timed_out())),
+                Err(_elapsed) => return Err(self.connect_error(timed_out(self.operation_timeout))),
             }
         };
         Ok(PostgresStore::new(pool, &self))
@@ -409,7 +440,8 @@ impl PostgresConfig {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
-            .acquire_timeout(self.acquire_timeout)
+            // The operation deadline bounds the acquire too.
+            .acquire_timeout(self.acquire_timeout.min(self.operation_timeout))
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             // A ping per acquire would double the cost of a read; a stale

@@ -44,6 +44,15 @@
 //!   backend (`postgres`), the operation (`connect`, `migrate`, or the
 //!   [`SessionBackend`](session_store_core::SessionBackend) method) and the
 //!   URL without its password ([`PostgresStore::endpoint`]).
+//! - **One operation deadline**
+//!   ([`PostgresConfig::with_operation_timeout`], default 2 s,
+//!   `SESSION_STORE_POSTGRES_OPERATION_TIMEOUT_MS`): pool acquire (connecting
+//!   included) plus the statement. When a server is unreachable or stalled
+//!   the operation fails with a retryable
+//!   [`Error::Backend`](session_store_core::Error::Backend) within it, and the
+//!   connection involved is closed. Every backend has this setting with the
+//!   same meaning and default; `tests/outage.rs` checks it with a paused
+//!   (`SIGSTOP`) private server, for warm connections and fresh connects.
 //! - **No pings**: the store keeps the connections it used warm in a LIFO
 //!   stack on top of the sqlx pool, so back-to-back operations reuse one warm
 //!   server process and no operation pays for a health-check round trip
@@ -89,6 +98,9 @@ mod config;
 pub mod schema;
 mod store;
 
-pub use config::{validate_identifier, PostgresConfig, DEFAULT_SCHEMA, DEFAULT_TABLE, ENV_PREFIX};
+pub use config::{
+    validate_identifier, PostgresConfig, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SCHEMA, DEFAULT_TABLE,
+    ENV_PREFIX,
+};
 pub use schema::{META_TABLE, SCHEMA_VERSION};
 pub use store::PostgresStore;

@@ -228,7 +228,7 @@ impl PostgresStore {
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.operation_timeout, op).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(timed_out(self.operation_timeout)),
         }
     }
 
@@ -238,9 +238,14 @@ impl PostgresStore {
     }
 }
 
-/// The retryable error of an operation (or a connect) that ran out of time.
-pub(crate) fn timed_out() -> Error {
-    Error::backend_retryable(OperationTimedOut)
+/// The retryable error of an operation (or a connect) that outlived its
+/// operation deadline `limit`: an I/O error of kind `TimedOut`, as on every
+/// backend.
+pub(crate) fn timed_out(limit: Duration) -> Error {
+    Error::backend_retryable(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("PostgreSQL operation timed out after {limit:?}"),
+    ))
 }
 
 /// Reuses the connection of a multi-statement call unless the backend failed
@@ -250,11 +255,6 @@ fn keep_unless_backend_failed<T>(lease: Lease<'_, Postgres>, result: &Result<T>)
         lease.keep();
     }
 }
-
-/// The client-side operation timeout passed.
-#[derive(Debug, thiserror::Error)]
-#[error("PostgreSQL operation timed out")]
-struct OperationTimedOut;
 
 /// A value read from the table is not what this library writes.
 #[derive(Debug, thiserror::Error)]
