@@ -83,10 +83,60 @@ pub enum Event {
         /// Short hash of the key.
         key: String,
     },
+    /// A logged-in session was loaded from a client whose IP network or user
+    /// agent differs from the one recorded at login (contextual signals, as
+    /// compared by a framework layer such as `session-store-axum`). Carries
+    /// no address, user agent or token: only what changed and what the
+    /// layer's policy did.
+    ContextChanged {
+        /// Short hash of the session's key.
+        key: String,
+        /// The IP is outside the login's network (at the layer's granularity).
+        ip_changed: bool,
+        /// The user agent differs from the login's.
+        user_agent_changed: bool,
+        /// What the policy did: `"ignore"` (nothing), `"flag"` (the
+        /// handler is told) or `"end"` (the session was deleted and the
+        /// request continued without it).
+        action: &'static str,
+    },
     /// Expired entries were removed by cleanup.
     CleanedUp {
         /// How many entries were removed.
         removed: u64,
+    },
+    /// A persistent login ("remember me") was issued.
+    PersistentIssued {
+        /// Short hash of the family key.
+        family: String,
+    },
+    /// A persistent token was used: rotated to its successor, and a session
+    /// started.
+    PersistentUsed {
+        /// Short hash of the family key.
+        family: String,
+        /// Short hash of the new session's key.
+        session: String,
+    },
+    /// A just-rotated persistent token was used again inside the grace
+    /// window and got the same successor (concurrent requests of a client).
+    PersistentGraceJoined {
+        /// Short hash of the family key.
+        family: String,
+    },
+    /// A persistent token that was already rotated away was presented
+    /// outside the grace window: likely theft. The family was revoked, and
+    /// the sessions it minted when so configured.
+    PersistentReuse {
+        /// Short hash of the family key.
+        family: String,
+        /// How many sessions of the family were revoked with it.
+        sessions_revoked: u64,
+    },
+    /// A persistent login was revoked (logout, or replaced by a new one).
+    PersistentRevoked {
+        /// Short hash of the family key.
+        family: String,
     },
 }
 

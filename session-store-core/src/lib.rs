@@ -29,6 +29,7 @@ mod fault;
 pub mod fuzzing;
 mod manager;
 mod memory;
+pub mod persistent;
 mod record;
 pub mod scan;
 mod time;
@@ -43,10 +44,13 @@ pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventSink, NoEvents};
 pub use fault::{Fault, Faulty, Op};
 pub use manager::{
-    CapPolicy, Device, OnCorrupt, Policy, RotateReason, Session, SessionManager,
+    CapPolicy, Device, DeviceKind, OnCorrupt, Policy, RotateReason, Session, SessionManager,
     SessionManagerBuilder,
 };
 pub use memory::MemoryStore;
+pub use persistent::{
+    PersistentLogin, PersistentPolicy, PersistentToken, Resumed, PERSISTENT_TOKEN_LEN,
+};
 pub use record::{
     ClientMeta, Damage, Forward, Grace, Lookup, Rotation, SessionRecord, SessionSummary,
 };

@@ -11,6 +11,7 @@ use crate::backend::SessionBackend;
 use crate::crypto::forward::{seal_successor, unseal_successor};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, NoEvents};
+use crate::persistent::{PersistentPolicy, StoredMeta};
 use crate::record::{ClientMeta, Damage, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionHandle, SessionToken, StorageKey};
@@ -80,6 +81,9 @@ pub struct Policy {
     /// What to do with a stored entry that cannot be decoded or decrypted.
     /// Default [`OnCorrupt::Remove`].
     pub on_corrupt: OnCorrupt,
+    /// Persistent logins ("remember me", refresh tokens): lifetimes, grace,
+    /// reuse handling. See [`crate::persistent`].
+    pub persistent: PersistentPolicy,
 }
 
 impl Default for Policy {
@@ -94,6 +98,7 @@ impl Default for Policy {
             max_meta_bytes: 2048,
             max_sessions_per_user: None,
             on_corrupt: OnCorrupt::Remove,
+            persistent: PersistentPolicy::default(),
         }
     }
 }
@@ -118,7 +123,7 @@ impl Policy {
                 "per-user session cap must be at least 1".into(),
             ));
         }
-        Ok(())
+        self.persistent.validate()
     }
 }
 
@@ -158,6 +163,10 @@ pub struct Session {
     record: SessionRecord,
     meta: ClientMeta,
     token_changed: bool,
+    /// The persistent-login family of this device, if any.
+    pub(crate) family: Option<StorageKey>,
+    /// Started from a persistent token (no password since).
+    remembered: bool,
 }
 
 impl fmt::Debug for Session {
@@ -167,6 +176,8 @@ impl fmt::Debug for Session {
             .field("record", &self.record)
             .field("meta", &self.meta)
             .field("token_changed", &self.token_changed)
+            .field("family", &self.family)
+            .field("remembered", &self.remembered)
             .finish_non_exhaustive()
     }
 }
@@ -237,6 +248,29 @@ impl Session {
     pub fn expires_at(&self) -> Timestamp {
         self.record.expires_at()
     }
+    /// True when the session was started from a persistent token
+    /// ([`SessionManager::resume`]) and the user has not logged in with a
+    /// login rotation since: [`Session::auth_time`] is the original login,
+    /// and an application may ask for the password again before a sensitive
+    /// action.
+    pub fn remembered(&self) -> bool {
+        self.remembered
+    }
+    /// The handle of this device's persistent login, if it has one
+    /// ([`SessionManager::remember`] or [`SessionManager::resume`]).
+    pub fn persistent_handle(&self) -> Option<SessionHandle> {
+        self.family.map(SessionHandle::new)
+    }
+    /// What the session stores as metadata: the client's plus the links.
+    fn stored_meta(&self) -> Vec<u8> {
+        StoredMeta {
+            client: self.meta.clone(),
+            family: self.family.map(|k| k.to_hex()),
+            remembered: self.remembered,
+            persistent: false,
+        }
+        .encode()
+    }
 }
 
 /// One of a user's live sessions, for a "your devices" page.
@@ -256,8 +290,22 @@ pub struct Device {
     pub absolute_deadline: Timestamp,
     /// IP, user agent, label.
     pub meta: ClientMeta,
-    /// Whether this is the session the listing was made from.
+    /// Whether this is the session the listing was made from, or (for a
+    /// persistent login) that session's own persistent login.
     pub current: bool,
+    /// A session, or a persistent login ("remember me" on that device).
+    pub kind: DeviceKind,
+}
+
+/// What a [`Device`] entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeviceKind {
+    /// A session.
+    Session,
+    /// A persistent login family ([`SessionManager::remember`]): revoking
+    /// it ends "remember me" on that device.
+    PersistentLogin,
 }
 
 /// Builds a [`SessionManager`].
@@ -315,9 +363,9 @@ impl SessionManagerBuilder {
 /// - `save` is a compare-and-swap: a stale or removed session is [`Error::Conflict`].
 #[derive(Clone)]
 pub struct SessionManager {
-    backend: Arc<dyn SessionBackend>,
+    pub(crate) backend: Arc<dyn SessionBackend>,
     clock: Arc<dyn Clock>,
-    policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     events: Arc<dyn EventSink>,
 }
 
@@ -383,12 +431,17 @@ impl SessionManager {
             .min(absolute_deadline)
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         debug!(?event, "session event");
         self.events.event(&event);
     }
 
-    fn check_limits(&self, data: &[u8], meta: &[u8], user_id: Option<&str>) -> Result<()> {
+    pub(crate) fn check_limits(
+        &self,
+        data: &[u8],
+        meta: &[u8],
+        user_id: Option<&str>,
+    ) -> Result<()> {
         let p = &self.policy;
         if data.len() > p.max_data_bytes {
             return Err(Error::TooLarge {
@@ -417,6 +470,12 @@ impl SessionManager {
             }
         }
         Ok(())
+    }
+
+    /// The metadata limit applies to the client's metadata (the manager's
+    /// own links add at most a hundred bytes).
+    fn check_limits_meta(&self, meta: &ClientMeta) -> Result<()> {
+        self.check_limits(&[], &meta.encode(), None)
     }
 
     /// Applies [`Policy::on_corrupt`] to the entry under `key`, damaged as
@@ -454,7 +513,7 @@ impl SessionManager {
 
     /// A load met `err` at `key`: a damaged entry is contained (no access,
     /// `None` unless [`OnCorrupt::Fail`]); any other error is returned.
-    async fn contain_load<T>(&self, key: &StorageKey, err: Error) -> Result<Option<T>> {
+    pub(crate) async fn contain_load<T>(&self, key: &StorageKey, err: Error) -> Result<Option<T>> {
         let Some(damage) = Damage::of(&err) else {
             return Err(err);
         };
@@ -467,15 +526,15 @@ impl SessionManager {
 
     /// Keeps the readable entries of a listing; contains the damaged ones
     /// (see [`OnCorrupt`]), metadata that does not parse included.
-    async fn readable(
+    pub(crate) async fn readable_stored(
         &self,
         list: Vec<SessionSummary>,
-    ) -> Result<Vec<(SessionSummary, ClientMeta)>> {
+    ) -> Result<Vec<(SessionSummary, StoredMeta)>> {
         let mut out = Vec::with_capacity(list.len());
         for s in list {
             let damage = match s.damage {
                 Some(d) => d,
-                None => match ClientMeta::decode(&s.meta) {
+                None => match StoredMeta::decode(&s.meta) {
                     Ok(meta) => {
                         out.push((s, meta));
                         continue;
@@ -493,8 +552,7 @@ impl SessionManager {
     /// # Errors
     /// [`Error::TooLarge`] before any write; backend errors.
     pub async fn create(&self, data: Vec<u8>, meta: ClientMeta) -> Result<Session> {
-        let meta_bytes = meta.encode();
-        self.check_limits(&data, &meta_bytes, None)?;
+        self.check_limits(&data, &meta.encode(), None)?;
         let now = self.now();
         let record = SessionRecord {
             version: 0,
@@ -504,9 +562,28 @@ impl SessionManager {
             auth_time: None,
             idle_deadline: now.saturating_add(self.policy.idle_timeout),
             absolute_deadline: now.saturating_add(self.policy.absolute_timeout),
-            meta: meta_bytes,
+            meta: Vec::new(),
             data,
         };
+        self.create_record(record, meta, None, false).await
+    }
+
+    /// Stores `record` (with `meta` and the links encoded into it) under a
+    /// fresh token.
+    pub(crate) async fn create_record(
+        &self,
+        mut record: SessionRecord,
+        meta: ClientMeta,
+        family: Option<StorageKey>,
+        remembered: bool,
+    ) -> Result<Session> {
+        record.meta = StoredMeta {
+            client: meta.clone(),
+            family: family.map(|k| k.to_hex()),
+            remembered,
+            persistent: false,
+        }
+        .encode();
         loop {
             let token = SessionToken::generate();
             let key = token.storage_key();
@@ -522,6 +599,8 @@ impl SessionManager {
                         record,
                         meta,
                         token_changed: false,
+                        family,
+                        remembered,
                     });
                 }
                 // 2^-256: only a broken RNG gets here; never overwrite, draw again.
@@ -614,16 +693,23 @@ impl SessionManager {
                 }
                 Resolved::Damaged(key, err) => return self.contain_load(&key, err).await,
             };
-            let meta = match ClientMeta::decode(&record.meta) {
-                Ok(meta) => meta,
+            let stored = match StoredMeta::decode(&record.meta) {
+                Ok(stored) => stored,
                 Err(e) => return self.contain_load(&key, e).await,
             };
+            if stored.persistent {
+                // A persistent-login family is never a session.
+                self.emit(miss());
+                return Ok(None);
+            }
             let mut session = Session {
                 token_changed: key != presented,
                 token,
                 key,
                 record,
-                meta,
+                family: stored.family_key(),
+                remembered: stored.remembered,
+                meta: stored.client,
             };
             if now.saturating_duration_since(session.record.last_seen_at)
                 >= self.policy.touch_interval
@@ -679,12 +765,12 @@ impl SessionManager {
     /// [`Error::Conflict`] if the session changed or is gone (reload and retry);
     /// [`Error::TooLarge`] before any write; backend errors.
     pub async fn save(&self, session: &mut Session) -> Result<()> {
-        let meta = session.meta.encode();
         self.check_limits(
             &session.record.data,
-            &meta,
+            &session.meta.encode(),
             session.record.user_id.as_deref(),
         )?;
+        let meta = session.stored_meta();
         let now = self.now();
         let mut record = session.record.clone();
         record.meta = meta;
@@ -715,9 +801,16 @@ impl SessionManager {
     /// [`CapPolicy::Refuse`]; [`Error::TooLarge`]; backend errors.
     pub async fn rotate(&self, session: &mut Session, reason: RotateReason) -> Result<()> {
         let now = self.now();
-        let meta = session.meta.encode();
+        self.check_limits_meta(&session.meta)?;
+        let remembered = session.remembered && !matches!(reason, RotateReason::Login { .. });
         let mut record = session.record.clone();
-        record.meta = meta;
+        record.meta = StoredMeta {
+            client: session.meta.clone(),
+            family: session.family.map(|k| k.to_hex()),
+            remembered,
+            persistent: false,
+        }
+        .encode();
         record.last_seen_at = record.last_seen_at.max(now);
         match &reason {
             RotateReason::Login { user_id } => {
@@ -732,11 +825,11 @@ impl SessionManager {
                     .max(self.idle_deadline_at(now, record.absolute_deadline));
             }
         }
-        self.check_limits(&record.data, &record.meta, record.user_id.as_deref())?;
+        self.check_limits(&record.data, &[], record.user_id.as_deref())?;
         if let (RotateReason::Login { user_id }, Some((cap, CapPolicy::Refuse))) =
             (&reason, self.policy.max_sessions_per_user)
         {
-            let others = self.other_sessions(user_id, &session.key, now).await?;
+            let others = self.user_sessions(user_id, Some(&session.key), now).await?;
             if others.len() >= cap {
                 return Err(Error::TooManySessions { limit: cap });
             }
@@ -776,6 +869,7 @@ impl SessionManager {
                 session.token = new_token;
                 session.key = new_key;
                 session.token_changed = true;
+                session.remembered = remembered;
                 if let (RotateReason::Login { user_id }, Some((cap, CapPolicy::EvictOldest))) =
                     (&reason, self.policy.max_sessions_per_user)
                 {
@@ -788,7 +882,10 @@ impl SessionManager {
                 // if the grace window lets the old token reach it.
                 match self.resolve(session.token.clone(), now).await? {
                     Resolved::Live(token, key, record) if key != session.key => {
-                        session.meta = ClientMeta::decode(&record.meta)?;
+                        let stored = StoredMeta::decode(&record.meta)?;
+                        session.family = stored.family_key();
+                        session.remembered = stored.remembered;
+                        session.meta = stored.client;
                         session.token = token;
                         session.key = key;
                         session.record = record;
@@ -806,19 +903,21 @@ impl SessionManager {
         }
     }
 
-    /// The user's live sessions other than `current`, oldest first.
-    async fn other_sessions(
+    /// The user's live sessions other than `except`, oldest first
+    /// (persistent-login families are not sessions and are left out).
+    pub(crate) async fn user_sessions(
         &self,
         user_id: &str,
-        current: &StorageKey,
+        except: Option<&StorageKey>,
         now: Timestamp,
     ) -> Result<Vec<SessionSummary>> {
         let mut list = self.backend.list_user(user_id, now).await?;
-        list.retain(|s| s.key != *current);
+        list.retain(|s| Some(&s.key) != except);
         Ok(self
-            .readable(list)
+            .readable_stored(list)
             .await?
             .into_iter()
+            .filter(|(_, stored)| !stored.persistent)
             .map(|(s, _)| s)
             .collect())
     }
@@ -827,14 +926,14 @@ impl SessionManager {
     /// most `cap` remain, the new one included. Running after the rotation
     /// means a failed login evicts nothing, and concurrent logins each trim
     /// after their own insert, so the user ends at or under the cap.
-    async fn evict_oldest(
+    pub(crate) async fn evict_oldest(
         &self,
         user_id: &str,
         new_key: &StorageKey,
         cap: usize,
         now: Timestamp,
     ) -> Result<()> {
-        let others = self.other_sessions(user_id, new_key, now).await?;
+        let others = self.user_sessions(user_id, Some(new_key), now).await?;
         let excess = (others.len() + 1).saturating_sub(cap);
         for victim in &others[..excess] {
             self.backend.delete(&victim.key).await?;
@@ -845,17 +944,23 @@ impl SessionManager {
         Ok(())
     }
 
-    /// Deletes the session server-side (idempotent).
+    /// Deletes the session server-side (idempotent), and the persistent
+    /// login of this device if it has one ([`Session::persistent_handle`]).
     ///
     /// # Errors
-    /// Backend errors (a delete is never silently skipped).
+    /// Backend errors (a delete is never silently skipped). The session is
+    /// deleted first; on an error from the family's delete, call again.
     pub async fn logout(&self, session: &Session) -> Result<()> {
         let span = info_span!("session.logout", key = %session.key.short_hash());
-        self.backend.delete(&session.key).instrument(span).await?;
-        self.emit(Event::Deleted {
-            key: session.key.short_hash(),
-        });
-        Ok(())
+        async {
+            self.backend.delete(&session.key).await?;
+            self.emit(Event::Deleted {
+                key: session.key.short_hash(),
+            });
+            self.revoke_linked_family(session).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Deletes every session of `user_id` ("log out everywhere"); returns how
@@ -871,8 +976,10 @@ impl SessionManager {
     }
 
     /// Deletes every session of the session's user except this one ("log out
-    /// other devices", e.g. after a password change). Returns 0 for an
-    /// anonymous session.
+    /// other devices", e.g. after a password change), and every persistent
+    /// login of the user, this device's included (issue a new one with
+    /// [`SessionManager::remember`] if wanted). Returns 0 for an anonymous
+    /// session.
     ///
     /// # Errors
     /// Backend errors.
@@ -912,18 +1019,23 @@ impl SessionManager {
             .instrument(span)
             .await?;
         Ok(self
-            .readable(list)
+            .readable_stored(list)
             .await?
             .into_iter()
-            .map(|(s, meta)| Device {
+            .map(|(s, stored)| Device {
                 handle: SessionHandle::new(s.key),
                 created_at: s.created_at,
                 last_seen_at: s.last_seen_at,
                 auth_time: s.auth_time,
                 idle_deadline: s.idle_deadline,
                 absolute_deadline: s.absolute_deadline,
-                meta,
-                current: current.is_some_and(|c| c.key == s.key),
+                meta: stored.client,
+                current: current.is_some_and(|c| c.key == s.key || c.family == Some(s.key)),
+                kind: if stored.persistent {
+                    DeviceKind::PersistentLogin
+                } else {
+                    DeviceKind::Session
+                },
             })
             .collect())
     }

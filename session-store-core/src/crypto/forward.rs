@@ -95,6 +95,64 @@ pub(crate) fn unseal_successor(
     Ok(token)
 }
 
+/// HKDF labels of the persistent-login grace seal (see `crate::persistent`).
+const PERSISTENT_SALT_LABEL: &[u8] = b"session-store/v1/persistent-salt";
+const PERSISTENT_INFO_LABEL: &[u8] = b"session-store/v1/persistent-successor";
+
+fn persistent_cipher(old_secret: &[u8]) -> Result<Aes256Gcm> {
+    let hk = Hkdf::<Sha256>::new(Some(PERSISTENT_SALT_LABEL), old_secret);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    hk.expand(PERSISTENT_INFO_LABEL, &mut okm[..])
+        .map_err(|_| derive_failed())?;
+    Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| derive_failed())
+}
+
+/// Seals `msg` (a successor persistent token) under a key derived from the
+/// presented token's secret bytes `old_secret`, bound to `ad` (the family's
+/// storage key): only a holder of the old token can open it.
+pub(crate) fn seal_persistent(old_secret: &[u8], ad: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+    let cipher = persistent_cipher(old_secret)?;
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(&Nonce::from(nonce), Payload { msg, aad: ad })
+        .map_err(|_| {
+            Error::backend_permanent("sealing the successor token failed")
+                .context("manager", "resume", None)
+        })?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens what [`seal_persistent`] sealed.
+///
+/// # Errors
+/// [`Error::Decrypt`] for a wrong secret, other associated data, or bytes
+/// that are too short or tampered.
+pub(crate) fn open_persistent(
+    old_secret: &[u8],
+    ad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    if sealed.len() < 12 + 16 {
+        return Err(Error::Decrypt { key_id: None });
+    }
+    let cipher = persistent_cipher(old_secret)?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&sealed[..12]);
+    cipher
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &sealed[12..],
+                aad: ad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Decrypt { key_id: None })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
