@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use axum::http::HeaderName;
 use axum::response::Response;
-use session_store_core::{Error, Result};
+use session_store_core::{Error, EventSink, Result};
 
 use crate::error::SessionErrorKind;
+use crate::limit::AnonymousLimit;
 use crate::signals::{ClientIpSource, ContextChange, ContextPolicy, IpGranularity};
 
 /// The `SameSite` attribute of the session cookie.
@@ -401,6 +402,8 @@ pub struct SessionConfig {
     pub(crate) client_ip: ClientIpSource,
     pub(crate) update_attempts: u32,
     pub(crate) allow_anonymous: bool,
+    pub(crate) anonymous_limit: Option<AnonymousLimit>,
+    pub(crate) events: Option<Arc<dyn EventSink>>,
     pub(crate) error_handler: Option<ErrorHandler>,
     pub(crate) on_context_change: Option<ContextHook>,
 }
@@ -418,6 +421,8 @@ impl fmt::Debug for SessionConfig {
             .field("client_ip", &self.client_ip)
             .field("update_attempts", &self.update_attempts)
             .field("allow_anonymous", &self.allow_anonymous)
+            .field("anonymous_limit", &self.anonymous_limit)
+            .field("events", &self.events)
             .field(
                 "error_handler",
                 &self.error_handler.as_ref().map(|_| "<fn>"),
@@ -443,6 +448,8 @@ impl Default for SessionConfig {
             client_ip: ClientIpSource::Connection,
             update_attempts: 64,
             allow_anonymous: true,
+            anonymous_limit: None,
+            events: None,
             error_handler: None,
             on_context_change: None,
         }
@@ -512,6 +519,26 @@ impl SessionConfig {
         self.allow_anonymous = allow;
         self
     }
+    /// Rate-limits the creation of anonymous sessions (per client network
+    /// and in total, see [`AnonymousLimit`]); `None` (the default) does not
+    /// limit them. A creation over the limit stores nothing and fails with
+    /// [`SessionError::AnonymousRateLimited`](crate::SessionError::AnonymousRateLimited)
+    /// (`429`). Logged-in sessions and writes to an existing session are
+    /// never limited. `Some(AnonymousLimit::default())` is a reasonable
+    /// start for a public site.
+    pub fn with_anonymous_limit(mut self, limit: Option<AnonymousLimit>) -> Self {
+        self.anonymous_limit = limit;
+        self
+    }
+    /// Where the layer reports its own lifecycle events
+    /// ([`Event::ContextChanged`](session_store_core::Event::ContextChanged)).
+    /// Default none. The manager does not expose its sink, so pass the one
+    /// given to [`SessionManagerBuilder::events`](session_store_core::SessionManagerBuilder::events)
+    /// to get every event in one place.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
     /// Builds the response for every session error, whether the layer
     /// produced it (CSRF, body limit) or a handler returned it. Default: a
     /// short plain-text body with the status of
@@ -572,6 +599,10 @@ impl SessionConfig {
     pub fn anonymous_sessions(&self) -> bool {
         self.allow_anonymous
     }
+    /// The limit on creating anonymous sessions.
+    pub fn anonymous_limit(&self) -> Option<&AnonymousLimit> {
+        self.anonymous_limit.as_ref()
+    }
 
     /// Checks the whole configuration.
     ///
@@ -580,8 +611,12 @@ impl SessionConfig {
     /// error (also for the CSRF cookie, which shares path, domain and
     /// `Secure`); a CSRF cookie named like the session cookie; an empty CSRF
     /// field name; a zero renewal interval, body limit or attempt bound; an
-    /// IP granularity longer than the address.
+    /// IP granularity longer than the address; any
+    /// [`AnonymousLimit::validate`] error.
     pub fn validate(&self) -> Result<()> {
+        if let Some(limit) = &self.anonymous_limit {
+            limit.validate()?;
+        }
         self.cookie.validate()?;
         let csrf_cookie = self.cookie.clone().with_name(self.csrf.cookie_name.clone());
         csrf_cookie

@@ -63,6 +63,11 @@ pub enum SessionError {
     /// The handler asked for a `Session` but no `SessionLayer` is installed. `500`.
     #[error("no SessionLayer on this route")]
     MissingLayer,
+    /// Creating an anonymous session would exceed
+    /// [`SessionConfig::with_anonymous_limit`](crate::SessionConfig::with_anonymous_limit)
+    /// (this client's or the global rate); nothing was stored. `429`.
+    #[error("too many new anonymous sessions; retry later")]
+    AnonymousRateLimited,
 }
 
 /// The kind of a [`SessionError`], for a custom error response.
@@ -95,6 +100,8 @@ pub enum SessionErrorKind {
     AnonymousDisabled,
     /// [`SessionError::MissingLayer`].
     MissingLayer,
+    /// [`SessionError::AnonymousRateLimited`].
+    AnonymousRateLimited,
 }
 
 impl SessionErrorKind {
@@ -107,7 +114,9 @@ impl SessionErrorKind {
             SessionErrorKind::TooLarge | SessionErrorKind::BodyTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            SessionErrorKind::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
+            SessionErrorKind::TooManySessions | SessionErrorKind::AnonymousRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             SessionErrorKind::InvalidInput | SessionErrorKind::BadForm => StatusCode::BAD_REQUEST,
             SessionErrorKind::Csrf | SessionErrorKind::AnonymousDisabled => StatusCode::FORBIDDEN,
             SessionErrorKind::Serde | SessionErrorKind::MissingLayer => {
@@ -131,6 +140,7 @@ impl SessionErrorKind {
             SessionErrorKind::BodyTooLarge => "request body too large",
             SessionErrorKind::BadForm => "malformed form",
             SessionErrorKind::AnonymousDisabled => "no session",
+            SessionErrorKind::AnonymousRateLimited => "too many new sessions; retry later",
         }
     }
 }
@@ -152,6 +162,7 @@ impl SessionError {
             SessionError::BadForm => SessionErrorKind::BadForm,
             SessionError::AnonymousDisabled => SessionErrorKind::AnonymousDisabled,
             SessionError::MissingLayer => SessionErrorKind::MissingLayer,
+            SessionError::AnonymousRateLimited => SessionErrorKind::AnonymousRateLimited,
         }
     }
 

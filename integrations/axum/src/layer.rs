@@ -18,6 +18,7 @@ use tower_service::Service;
 use crate::config::{SameSite, SessionConfig, TOKEN_RESPONSE_HEADER};
 use crate::csrf;
 use crate::error::{ErrorMarker, SessionError};
+use crate::limit::Limiter;
 use crate::session::{RequestState, Session, Shared};
 
 /// Adds sessions to every route it wraps: `Router::new().route(..).layer(layer)`.
@@ -68,6 +69,7 @@ impl SessionLayer {
         Ok(SessionLayer {
             shared: Arc::new(Shared {
                 manager,
+                limiter: config.anonymous_limit.clone().map(Limiter::new),
                 config,
                 csrf_key,
             }),

@@ -31,13 +31,17 @@
 //! no `Set-Cookie`. The first call loads the session once (with the
 //! manager's throttled touch). An anonymous session is created only by a
 //! first write; [`SessionConfig::with_anonymous_sessions`]`(false)` leaves
-//! creating sessions to [`Session::login`]. The login form's CSRF token
+//! creating sessions to [`Session::login`], and
+//! [`SessionConfig::with_anonymous_limit`] rate-limits their creation per
+//! client network and in total ([`AnonymousLimit`]: over the limit nothing
+//! is stored and the write fails with `429`). The login form's CSRF token
 //! ([`Session::csrf_token`] without a session) is a signed double-submit
 //! cookie, so showing a login form stores nothing.
 //!
 //! ## Guarantees
 //! - **No lost updates**: every write ([`Session::insert`], [`Session::remove`],
-//!   [`Session::update`], flash values) is a compare-and-swap; on a conflict
+//!   [`Session::update`], [`Session::update_state`], flash values) is a
+//!   compare-and-swap; on a conflict
 //!   the session is reloaded and the change re-applied (bounded, then
 //!   [`SessionError::Conflict`]). 64 concurrent increments leave 64 on every
 //!   backend (tested over HTTP on SQLite, encrypted SQLite, PostgreSQL,
@@ -68,7 +72,13 @@
 //!   or a named header for API clients.
 //! - **CSRF** for state-changing methods, in the layer (see [`SessionLayer`]).
 //! - **Contextual signals**: a logged-in session loaded from another IP
-//!   network or user agent than at login is reported ([`ContextPolicy`]).
+//!   network or user agent than at login is reported ([`ContextPolicy`]),
+//!   and raised as [`Event::ContextChanged`](session_store_core::Event::ContextChanged)
+//!   through [`SessionConfig::with_events`].
+//! - **Monitoring**: every load passes the client IP to the manager
+//!   ([`SessionManager::load_token_from`](session_store_core::SessionManager::load_token_from)),
+//!   so [`Event::LookupMiss`](session_store_core::Event::LookupMiss) carries
+//!   it for counting misses per client.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -77,7 +87,10 @@ mod config;
 mod cookie;
 mod csrf;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
+mod limit;
 mod session;
 mod signals;
 
@@ -87,6 +100,7 @@ pub use config::{
 };
 pub use error::{SessionError, SessionErrorKind};
 pub use layer::{SessionLayer, SessionService};
+pub use limit::{AnonymousLimit, Rate};
 pub use session::Session;
 pub use signals::{
     ClientIpSource, ContextChange, ContextPolicy, IpGranularity, MAX_USER_AGENT_BYTES,

@@ -1,6 +1,7 @@
 //! The per-request session state and the [`Session`] extractor.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use session_store_core::{
-    ClientMeta, Device, Error, RotateReason, Session as CoreSession, SessionHandle, SessionManager,
-    SessionToken, Timestamp,
+    ClientMeta, Device, Error, Event, RotateReason, Session as CoreSession, SessionHandle,
+    SessionManager, SessionToken, Timestamp,
 };
 use tokio::sync::Mutex;
 use tracing::{debug, error, warn};
@@ -22,6 +23,7 @@ use crate::config::{HeaderMode, SessionConfig};
 use crate::cookie::cookie_values;
 use crate::csrf;
 use crate::error::SessionError;
+use crate::limit::Limiter;
 use crate::signals::{self, ContextChange, ContextPolicy};
 
 /// What the layer keeps in a session's data bytes (JSON).
@@ -64,6 +66,7 @@ pub(crate) struct Shared {
     pub(crate) manager: SessionManager,
     pub(crate) config: SessionConfig,
     pub(crate) csrf_key: [u8; 32],
+    pub(crate) limiter: Option<Limiter>,
 }
 
 struct Presented {
@@ -103,6 +106,7 @@ pub(crate) struct Outcome {
 pub(crate) struct RequestState {
     shared: Arc<Shared>,
     presented: Option<Presented>,
+    ip: Option<IpAddr>,
     meta: ClientMeta,
     anon_csrf: Option<String>,
     inner: Mutex<Inner>,
@@ -134,10 +138,12 @@ impl RequestState {
             .into_iter()
             .find(|v| csrf::verify_anonymous(&shared.csrf_key, v))
             .map(str::to_owned);
-        let meta = signals::client_meta(parts, &config.client_ip);
+        let ip = signals::client_ip(parts, &config.client_ip);
+        let meta = signals::client_meta(parts, ip);
         RequestState {
             shared,
             presented,
+            ip,
             meta,
             anon_csrf,
             inner: Mutex::new(Inner::default()),
@@ -186,7 +192,7 @@ impl RequestState {
         };
         let loaded = self
             .manager()
-            .load_token(presented.token.clone())
+            .load_token_from(presented.token.clone(), self.ip)
             .await
             .map_err(|e| self.fail(inner, "load", e))?;
         inner.loaded = true;
@@ -225,6 +231,14 @@ impl RequestState {
         );
         if let Some(hook) = &self.config().on_context_change {
             hook(&change);
+        }
+        if let Some(sink) = &self.config().events {
+            sink.event(&Event::ContextChanged {
+                key: change.key.clone(),
+                ip_changed: change.ip_changed,
+                user_agent_changed: change.user_agent_changed,
+                action: self.config().context_policy.event_action(),
+            });
         }
         match self.config().context_policy {
             ContextPolicy::Ignore => {}
@@ -289,7 +303,7 @@ impl RequestState {
             Some(c) => c.session.token().clone(),
             None => return Ok(false),
         };
-        match self.manager().load_token(token).await {
+        match self.manager().load_token_from(token, self.ip).await {
             Ok(Some(session)) => {
                 inner.issued |= session.token_changed();
                 let payload = Payload::decode(session.data())?;
@@ -335,6 +349,12 @@ impl RequestState {
                 }
                 if !self.config().allow_anonymous {
                     return Err(SessionError::AnonymousDisabled);
+                }
+                if let Some(limiter) = &self.shared.limiter {
+                    if !limiter.try_acquire(self.ip, self.manager().now().as_millis()) {
+                        debug!(ip = ?self.ip, "anonymous session refused by the rate limit");
+                        return Err(SessionError::AnonymousRateLimited);
+                    }
                 }
                 let session = self
                     .manager()
@@ -479,6 +499,10 @@ impl RequestState {
     }
 }
 
+fn values_object(values: &BTreeMap<String, Value>) -> Value {
+    Value::Object(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 fn header_token(parts: &Parts, mode: &HeaderMode) -> Option<SessionToken> {
     let value = match mode {
         HeaderMode::Bearer => {
@@ -612,6 +636,8 @@ impl Session {
     /// [`SessionError::Serde`], [`SessionError::TooLarge`] (nothing written),
     /// [`SessionError::Conflict`] after the attempt bound,
     /// [`SessionError::Gone`], [`SessionError::AnonymousDisabled`],
+    /// [`SessionError::AnonymousRateLimited`] (creating an anonymous session
+    /// over [`SessionConfig::with_anonymous_limit`]),
     /// [`SessionError::Unavailable`].
     pub async fn insert<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(SessionError::Serde)?;
@@ -670,6 +696,70 @@ impl Session {
                 let value = serde_json::to_value(&value).map_err(SessionError::Serde)?;
                 let changed = p.values.get(key) != Some(&value);
                 p.values.insert(key.to_owned(), value);
+                Ok((r, changed))
+            })
+            .await
+    }
+
+    /// All application values of the session as one typed state `T` (the
+    /// values stored under each key become the fields of a JSON object, so
+    /// `get::<u64>("n")` and a struct's field `n` are the same value);
+    /// `None` without a session.
+    ///
+    /// # Errors
+    /// [`SessionError::Serde`] if the values do not deserialize into `T`;
+    /// [`SessionError::Unavailable`] when the store fails.
+    pub async fn get_state<T: DeserializeOwned>(&self) -> Result<Option<T>, SessionError> {
+        let values = self
+            .read(|c| c.map(|c| values_object(&c.payload.values)))
+            .await?;
+        values
+            .map(|v| serde_json::from_value(v).map_err(SessionError::Serde))
+            .transpose()
+    }
+
+    /// Read-modify-write of the whole typed state ([`Session::get_state`];
+    /// `T::default()` without a session): the same single compare-and-swap
+    /// per attempt as [`Session::update`], reloading and re-applying `f` on
+    /// a conflict up to the attempt bound, so concurrent updates are never
+    /// lost. `f` may run more than once: keep it free of side effects.
+    ///
+    /// The session's values become exactly what `T` serializes to (it must
+    /// serialize to a map or struct): keys `T` does not know are dropped
+    /// (add a `#[serde(flatten)] rest: serde_json::Map<String, Value>`
+    /// field to keep them), and a field skipped when serializing is removed.
+    /// No change, no write. Without a session, creates an anonymous one.
+    ///
+    /// # Errors
+    /// [`SessionError::Serde`] if the values are not a `T` or `T` does not
+    /// serialize to a map (nothing written); otherwise as [`Session::update`].
+    pub async fn update_state<T, R>(
+        &self,
+        mut f: impl FnMut(&mut T) -> R,
+    ) -> Result<R, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        self.state
+            .mutate(true, |p| {
+                let mut state: T = if p.values.is_empty() {
+                    T::default()
+                } else {
+                    serde_json::from_value(values_object(&p.values)).map_err(SessionError::Serde)?
+                };
+                let r = f(&mut state);
+                let values = match serde_json::to_value(&state).map_err(SessionError::Serde)? {
+                    Value::Object(map) => map.into_iter().collect::<BTreeMap<_, _>>(),
+                    _ => {
+                        return Err(SessionError::Serde(
+                            <serde_json::Error as serde::ser::Error>::custom(
+                                "update_state: the state must serialize to a map or struct",
+                            ),
+                        ))
+                    }
+                };
+                let changed = values != p.values;
+                p.values = values;
                 Ok((r, changed))
             })
             .await

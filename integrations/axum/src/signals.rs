@@ -109,13 +109,13 @@ pub struct ContextChange {
     pub key: String,
 }
 
-/// The client IP and user agent of a request.
-pub(crate) fn client_meta(parts: &Parts, source: &ClientIpSource) -> ClientMeta {
+/// The client IP of a request, as `source` says.
+pub(crate) fn client_ip(parts: &Parts, source: &ClientIpSource) -> Option<IpAddr> {
     let connection = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = match source {
+    match source {
         ClientIpSource::Connection => connection,
         ClientIpSource::TrustedHeader(name) => parts
             .headers
@@ -126,7 +126,11 @@ pub(crate) fn client_meta(parts: &Parts, source: &ClientIpSource) -> ClientMeta 
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
             .or(connection),
-    };
+    }
+}
+
+/// The client IP (see [`client_ip`]) and user agent of a request.
+pub(crate) fn client_meta(parts: &Parts, ip: Option<IpAddr>) -> ClientMeta {
     let user_agent = parts
         .headers
         .get(USER_AGENT)
@@ -145,6 +149,17 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+impl ContextPolicy {
+    /// The `action` of [`Event::ContextChanged`](session_store_core::Event::ContextChanged).
+    pub(crate) fn event_action(self) -> &'static str {
+        match self {
+            ContextPolicy::Ignore => "ignore",
+            ContextPolicy::Flag => "flag",
+            ContextPolicy::RequireReauth => "end",
+        }
+    }
 }
 
 /// Compares the login's metadata with this request's.
