@@ -144,6 +144,9 @@ if [[ "$mode" == ci && $failed -ne 0 ]]; then exit 1; fi
 run cargo bench -p session-store-benches "${profile[@]}" "${features[@]}" --bench requests \
     || { echo "bench.sh: the request benchmarks failed" >&2; failed=1; }
 if [[ "$mode" == ci && $failed -ne 0 ]]; then exit 1; fi
+run cargo bench -p session-store-benches "${profile[@]}" "${features[@]}" --bench http \
+    || { echo "bench.sh: the HTTP benchmarks failed" >&2; failed=1; }
+if [[ "$mode" == ci && $failed -ne 0 ]]; then exit 1; fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
 echo "benchmark time: $(( $(date +%s) - start )) s (builds included)" >>"$out/machine.txt"
 

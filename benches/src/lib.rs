@@ -12,6 +12,12 @@
 //!   recorded individually, so the report has p50 and p99 per operation.
 //! - `benches/load.rs`: throughput and latency at 1 to 256 concurrent tasks,
 //!   and latency with 10^3 to 10^6 live sessions (bounded duration per point).
+//! - `benches/requests.rs`: request-shaped store sequences (load then save,
+//!   rotate or touch) through the manager, the adapters and a peer store.
+//! - `benches/http.rs`: real HTTP on loopback (issue 11): a reading and an
+//!   updating handler through `session-store-axum`, through axum +
+//!   tower-sessions with the adapter, and with no session; SQLite and Redis;
+//!   1 and 64 clients; plus one direct backend load at the same concurrency.
 //! - `src/bin/bench-report.rs`: reads the JSON results and writes the report.
 //!
 //! Capabilities:

@@ -8,11 +8,13 @@
 //! - [`Results`]: every result of a run indexed by those ids, and the ratios.
 //! - [`BUDGETS`]: the targets the report judges, as data.
 //! - [`sections`]: one function per section of the report.
+//! - [`http`]: the HTTP benchmark's results, section and targets.
 //! - [`chart`]: the bar charts, drawn with `plotters`.
 
 pub mod budget;
 pub mod chart;
 pub mod format;
+pub mod http;
 pub mod id;
 pub mod results;
 pub mod sections;
@@ -90,6 +92,7 @@ pub fn render(
         sections::encryption(r),
         concurrency.md,
         sections::requests(r),
+        http::section(&r.http),
         sections::scale(r),
         sections::tasks(r),
         sections::notes(notes),

@@ -90,6 +90,24 @@ pub enum Record {
         /// Latency of the whole sequence; throughput in sequences per second.
         summary: Summary,
     },
+    /// One point of the HTTP benchmark (`benches/http.rs`): loopback
+    /// requests through a web stack, or one backend round trip for scale.
+    Http {
+        /// The store behind the stack (`sqlite`, `redis`).
+        backend: String,
+        /// `ours` (session-store-axum), `tower` (axum + tower-sessions over
+        /// session-store-tower-sessions), `none` (no session layer), or
+        /// `backend-load` (`SessionBackend::load` called directly, no HTTP).
+        path: String,
+        /// `read` or `update` (`load` for `backend-load`).
+        handler: String,
+        /// Concurrent clients (tasks for `backend-load`), each on its own session.
+        clients: usize,
+        /// Requests that failed: a non-2xx status or an unexpected body.
+        errors: usize,
+        /// Latency per request; throughput in requests per second.
+        summary: Summary,
+    },
     /// Latency with `live` sessions in the store.
     Scale {
         /// `load` or `save`.

@@ -1,7 +1,7 @@
 //! Writes the benchmark report from a run's JSON results.
 //!
 //! `bench-report <results dir> <report.md> [notes.md]`: reads `ops.jsonl`,
-//! `load.jsonl`, `requests.jsonl` and `machine.txt` (`name: value` lines) from the results
+//! `load.jsonl`, `requests.jsonl`, `http.jsonl` and `machine.txt` (`name: value` lines) from the results
 //! directory and writes the report plus its SVG charts next to it.
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ fn main() {
     let mut records = stats::read_all(&dir.join("ops.jsonl"));
     records.extend(stats::read_all(&dir.join("load.jsonl")));
     records.extend(stats::read_all(&dir.join("requests.jsonl")));
+    records.extend(stats::read_all(&dir.join("http.jsonl")));
     if records.is_empty() {
         eprintln!("no results in {}", dir.display());
         std::process::exit(1);

@@ -50,6 +50,28 @@ impl fmt::Display for UnknownId {
                 Target::ALL.map(Target::id).join(", "),
                 Peer::ALL.map(Peer::id).join(", ")
             ),
+            "http path" => write!(
+                f,
+                "unknown HTTP path {:?}: expected one of {}",
+                self.id,
+                super::http::HttpPath::ALL
+                    .map(super::http::HttpPath::id)
+                    .join(", ")
+            ),
+            "http handler" => write!(
+                f,
+                "unknown HTTP handler {:?}: expected one of {}",
+                self.id,
+                super::http::HttpHandler::ALL
+                    .map(super::http::HttpHandler::id)
+                    .join(", ")
+            ),
+            "http backend" => write!(
+                f,
+                "unknown HTTP backend {:?}: expected one of {}",
+                self.id,
+                Target::ALL.map(Target::id).join(", ")
+            ),
             kind => write!(
                 f,
                 "unknown {kind} {:?}: expected `<target>`, `<target>+enc`, `<target>/backend` \

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::http::{self, HttpHandler, HttpPath, HttpPoint, HttpResults};
 use super::id::{
     Baseline, Connection, Level, Op, Peer, RequestPath, ResultId, Sequence, Store, UnknownId,
 };
@@ -43,6 +44,8 @@ pub struct Results {
     pub concurrency: BTreeMap<(Op, ResultId, usize), Summary>,
     /// Request sequences: (sequence, path, tasks) → summary.
     pub requests: BTreeMap<(Sequence, RequestPath, usize), Summary>,
+    /// HTTP points: (backend, path, handler, clients) → point.
+    pub http: HttpResults,
     /// Scale points: (operation, id, live sessions) → summary.
     pub scale: BTreeMap<(Op, ResultId, usize), Summary>,
     /// Timed tasks, in the order recorded.
@@ -87,6 +90,22 @@ impl Results {
                 } => {
                     let key = (Sequence::parse(&sequence)?, RequestPath::parse(&id)?, tasks);
                     r.requests.insert(key, summary);
+                }
+                Record::Http {
+                    backend,
+                    path,
+                    handler,
+                    clients,
+                    errors,
+                    summary,
+                } => {
+                    let key = (
+                        http::parse_target(&backend)?,
+                        HttpPath::parse(&path)?,
+                        HttpHandler::parse(&handler)?,
+                        clients,
+                    );
+                    r.http.insert(key, HttpPoint { summary, errors });
                 }
                 Record::Scale {
                     op,

@@ -1,0 +1,460 @@
+//! The HTTP benchmark's results (`benches/http.rs`, issue 11) and its
+//! section of the report: requests per second, p50 and p99 per stack,
+//! handler, backend and client count, and the issue's two targets judged
+//! on medians of the same run.
+//!
+//! - **At least as fast as tower-sessions**: for each backend, client count
+//!   and handler, `ours` p50 ≤ `tower` p50 and `ours` req/s ≥ `tower` req/s.
+//! - **The read path adds at most one round trip**: for each backend and
+//!   client count, `ours` read p50 − `none` read p50 ≤ the p50 of one
+//!   `SessionBackend::load` called directly at the same concurrency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::format::{ns, ops, ratio};
+use super::id::UnknownId;
+use crate::stats::Summary;
+use crate::Target;
+
+/// The stack a request went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HttpPath {
+    /// `session-store-axum`'s layer and extractor.
+    Ours,
+    /// axum + tower-sessions over `session-store-tower-sessions`.
+    Tower,
+    /// No session layer.
+    NoSession,
+    /// `SessionBackend::load` called directly (no HTTP): one round trip.
+    BackendLoad,
+}
+
+impl HttpPath {
+    /// Every path, in report order.
+    pub const ALL: [HttpPath; 4] = [
+        HttpPath::Ours,
+        HttpPath::Tower,
+        HttpPath::NoSession,
+        HttpPath::BackendLoad,
+    ];
+
+    /// The name the benchmark writes.
+    pub fn id(self) -> &'static str {
+        match self {
+            HttpPath::Ours => "ours",
+            HttpPath::Tower => "tower",
+            HttpPath::NoSession => "none",
+            HttpPath::BackendLoad => "backend-load",
+        }
+    }
+
+    /// The row label in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            HttpPath::Ours => "session-store-axum",
+            HttpPath::Tower => "axum + tower-sessions + adapter",
+            HttpPath::NoSession => "no session",
+            HttpPath::BackendLoad => "one backend load (no HTTP)",
+        }
+    }
+
+    /// Parses a written path.
+    ///
+    /// # Errors
+    /// [`UnknownId`] for a name not in [`HttpPath::ALL`].
+    pub fn parse(s: &str) -> Result<Self, UnknownId> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.id() == s)
+            .ok_or_else(|| UnknownId {
+                kind: "http path",
+                id: s.to_owned(),
+            })
+    }
+}
+
+/// What the handler did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HttpHandler {
+    /// Reads one value from the session.
+    Read,
+    /// Increments one value in the session.
+    Update,
+    /// The direct backend load (only with [`HttpPath::BackendLoad`]).
+    Load,
+}
+
+impl HttpHandler {
+    /// Every handler, in report order.
+    pub const ALL: [HttpHandler; 3] = [HttpHandler::Read, HttpHandler::Update, HttpHandler::Load];
+
+    /// The name the benchmark writes.
+    pub fn id(self) -> &'static str {
+        match self {
+            HttpHandler::Read => "read",
+            HttpHandler::Update => "update",
+            HttpHandler::Load => "load",
+        }
+    }
+
+    /// Parses a written handler.
+    ///
+    /// # Errors
+    /// [`UnknownId`] for a name not in [`HttpHandler::ALL`].
+    pub fn parse(s: &str) -> Result<Self, UnknownId> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.id() == s)
+            .ok_or_else(|| UnknownId {
+                kind: "http handler",
+                id: s.to_owned(),
+            })
+    }
+}
+
+/// Parses a written backend (a [`Target::id`]).
+///
+/// # Errors
+/// [`UnknownId`] for anything else.
+pub fn parse_target(s: &str) -> Result<Target, UnknownId> {
+    Target::ALL
+        .into_iter()
+        .find(|t| t.id() == s)
+        .ok_or_else(|| UnknownId {
+            kind: "http backend",
+            id: s.to_owned(),
+        })
+}
+
+/// One measured HTTP point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpPoint {
+    /// Latency per request and requests per second.
+    pub summary: Summary,
+    /// Requests that failed (status or body).
+    pub errors: usize,
+}
+
+/// Key of an HTTP point: backend, path, handler, clients.
+pub type HttpKey = (Target, HttpPath, HttpHandler, usize);
+
+/// Every HTTP point of a run.
+pub type HttpResults = BTreeMap<HttpKey, HttpPoint>;
+
+/// `ours` over `tower` for one backend, client count and handler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VsTower {
+    /// p50 of ours over p50 of tower-sessions (≤ 1 passes).
+    pub p50: f64,
+    /// req/s of ours over req/s of tower-sessions (≥ 1 passes).
+    pub rps: f64,
+}
+
+impl VsTower {
+    /// Whether ours is at least as fast on both counts.
+    pub fn met(self) -> bool {
+        self.p50 <= 1.0 && self.rps >= 1.0
+    }
+}
+
+/// The read path's added latency against one backend round trip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadCost {
+    /// ours read p50 − no-session p50, nanoseconds.
+    pub added_ns: f64,
+    /// p50 of one direct backend load, nanoseconds.
+    pub round_trip_ns: f64,
+}
+
+impl ReadCost {
+    /// Whether the added latency is at most one round trip.
+    pub fn met(self) -> bool {
+        self.added_ns <= self.round_trip_ns
+    }
+
+    /// The added latency in round trips.
+    pub fn round_trips(self) -> f64 {
+        self.added_ns / self.round_trip_ns
+    }
+}
+
+fn point(h: &HttpResults, key: HttpKey) -> Option<&HttpPoint> {
+    h.get(&key)
+}
+
+/// Ours against tower-sessions.
+pub fn vs_tower(
+    h: &HttpResults,
+    t: Target,
+    handler: HttpHandler,
+    clients: usize,
+) -> Option<VsTower> {
+    let ours = point(h, (t, HttpPath::Ours, handler, clients))?.summary;
+    let tower = point(h, (t, HttpPath::Tower, handler, clients))?.summary;
+    (tower.p50_ns > 0.0 && tower.ops_per_sec > 0.0).then(|| VsTower {
+        p50: ours.p50_ns / tower.p50_ns,
+        rps: ours.ops_per_sec / tower.ops_per_sec,
+    })
+}
+
+/// The read path's added latency.
+pub fn read_cost(h: &HttpResults, t: Target, clients: usize) -> Option<ReadCost> {
+    let ours = point(h, (t, HttpPath::Ours, HttpHandler::Read, clients))?.summary;
+    let none = point(h, (t, HttpPath::NoSession, HttpHandler::Read, clients))?.summary;
+    let load = point(h, (t, HttpPath::BackendLoad, HttpHandler::Load, clients))?.summary;
+    Some(ReadCost {
+        added_ns: ours.p50_ns - none.p50_ns,
+        round_trip_ns: load.p50_ns,
+    })
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The HTTP section (empty without HTTP results).
+pub fn section(h: &HttpResults) -> String {
+    if h.is_empty() {
+        return String::new();
+    }
+    let mut targets: Vec<Target> = h.keys().map(|k| k.0).collect();
+    targets.dedup();
+    let mut levels: Vec<usize> = h.keys().map(|k| k.3).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    let mut md = String::from(
+        "## HTTP (loopback: axum 0.8 server, reqwest clients)\n\n\
+         `benches/http.rs`. Each client is a `reqwest` client with its own cookie jar, \
+         keep-alive connection and session; clients, server and store share the machine \
+         (one tokio runtime). `read` returns one value from the session; `update` \
+         increments it (session-store-axum: `Session::update`, a compare-and-swap; \
+         tower-sessions: `get` then `insert`, saved by its layer after the handler, \
+         through `session-store-tower-sessions`). `no session` is a router without a \
+         session layer returning the same body. `one backend load` is \
+         `SessionBackend::load` of one session called directly at the same concurrency, \
+         no HTTP: one round trip. Every response is checked (status and the value the \
+         client's session holds). Cells: req/s · p50 · p99.\n\n",
+    );
+    for &t in &targets {
+        let _ = write!(md, "### {}\n\n| path | handler |", t.id());
+        for l in &levels {
+            let _ = write!(md, " {l} client{}: req/s · p50 · p99 |", plural(*l));
+        }
+        md.push_str("\n| --- | --- |");
+        md.push_str(&" --- |".repeat(levels.len()));
+        md.push('\n');
+        for path in HttpPath::ALL {
+            for handler in HttpHandler::ALL {
+                if !levels
+                    .iter()
+                    .any(|&l| h.contains_key(&(t, path, handler, l)))
+                {
+                    continue;
+                }
+                let _ = write!(md, "| {} | {} |", path.label(), handler.id());
+                for &l in &levels {
+                    match h.get(&(t, path, handler, l)) {
+                        Some(p) => {
+                            let s = &p.summary;
+                            let _ = write!(
+                                md,
+                                " {} · {} · {}",
+                                ops(s.ops_per_sec),
+                                ns(s.p50_ns),
+                                ns(s.p99_ns)
+                            );
+                            if p.errors > 0 {
+                                let _ = write!(md, " ({} of {} failed)", p.errors, s.n);
+                            }
+                            md.push_str(" |");
+                        }
+                        None => md.push_str(" — |"),
+                    }
+                }
+                md.push('\n');
+            }
+        }
+        md.push('\n');
+    }
+    md.push_str(
+        "### HTTP targets\n\n\
+         At least as fast as tower-sessions over the same backend: session-store-axum's \
+         p50 over tower-sessions' p50 (met at ≤ 1.00×) and its req/s over theirs \
+         (met at ≥ 1.00×), both required.\n\n\
+         | backend | clients | handler | p50 ours / tower-sessions | req/s ours / tower-sessions | verdict |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for &t in &targets {
+        for &l in &levels {
+            for handler in [HttpHandler::Read, HttpHandler::Update] {
+                let Some(v) = vs_tower(h, t, handler, l) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {l} | {} | {} | {} | {} |",
+                    t.id(),
+                    handler.id(),
+                    ratio(Some(v.p50)),
+                    ratio(Some(v.rps)),
+                    verdict(v.met())
+                );
+            }
+        }
+    }
+    md.push_str(
+        "\nThe read path adds at most one backend round trip over the no-session \
+         baseline: session-store-axum's read p50 minus the no-session p50, against the \
+         p50 of one direct `SessionBackend::load` at the same concurrency (met when the \
+         difference is at most that).\n\n\
+         | backend | clients | read p50 − no-session p50 | one backend load p50 | in round trips | verdict |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for &t in &targets {
+        for &l in &levels {
+            let Some(c) = read_cost(h, t, l) else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {l} | {} | {} | {:.2} | {} |",
+                t.id(),
+                ns(c.added_ns),
+                ns(c.round_trip_ns),
+                c.round_trips(),
+                verdict(c.met())
+            );
+        }
+    }
+    md.push('\n');
+    md
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::results::Results;
+    use super::*;
+    use crate::stats::Record;
+
+    fn rec(backend: &str, path: &str, handler: &str, clients: usize, p50: f64, rps: f64) -> Record {
+        Record::Http {
+            backend: backend.into(),
+            path: path.into(),
+            handler: handler.into(),
+            clients,
+            errors: 0,
+            summary: Summary {
+                n: 100,
+                p50_ns: p50,
+                p99_ns: 2.0 * p50,
+                mean_ns: p50,
+                ops_per_sec: rps,
+            },
+        }
+    }
+
+    fn run() -> Results {
+        Results::from_records(vec![
+            rec("sqlite", "ours", "read", 1, 100_000.0, 9_000.0),
+            rec("sqlite", "tower", "read", 1, 120_000.0, 8_000.0),
+            rec("sqlite", "ours", "update", 1, 300_000.0, 3_000.0),
+            rec("sqlite", "tower", "update", 1, 290_000.0, 3_100.0),
+            rec("sqlite", "none", "read", 1, 60_000.0, 15_000.0),
+            rec("sqlite", "backend-load", "load", 1, 30_000.0, 30_000.0),
+            rec("redis", "ours", "read", 64, 2_000_000.0, 20_000.0),
+            rec("redis", "none", "read", 64, 1_000_000.0, 40_000.0),
+            rec("redis", "backend-load", "load", 64, 1_500_000.0, 30_000.0),
+        ])
+        .expect("known ids")
+    }
+
+    #[test]
+    fn ratios_and_round_trips_come_from_the_same_run() {
+        let r = run();
+        let v = vs_tower(&r.http, Target::Sqlite, HttpHandler::Read, 1).unwrap();
+        assert!((v.p50 - 100.0 / 120.0).abs() < 1e-9 && (v.rps - 9.0 / 8.0).abs() < 1e-9);
+        assert!(v.met());
+        let v = vs_tower(&r.http, Target::Sqlite, HttpHandler::Update, 1).unwrap();
+        assert!(!v.met(), "slower on both counts: {v:?}");
+        assert_eq!(
+            vs_tower(&r.http, Target::Redis, HttpHandler::Read, 64),
+            None
+        );
+        let c = read_cost(&r.http, Target::Sqlite, 1).unwrap();
+        assert_eq!((c.added_ns, c.round_trip_ns), (40_000.0, 30_000.0));
+        assert!(!c.met());
+        let c = read_cost(&r.http, Target::Redis, 64).unwrap();
+        assert!(c.met() && (c.round_trips() - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_section_has_a_table_per_backend_and_judges_both_targets() {
+        let md = section(&run().http);
+        let headings: Vec<&str> = md.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(
+            headings,
+            [
+                "## HTTP (loopback: axum 0.8 server, reqwest clients)",
+                "### sqlite",
+                "### redis",
+                "### HTTP targets"
+            ]
+        );
+        assert!(
+            md.contains("| session-store-axum | read | 9.0k · 100 µs · 200 µs | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sqlite | 1 | read | 0.83× | 1.12× | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sqlite | 1 | update | 1.03× | 0.97× | **missed** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sqlite | 1 | 40 µs | 30 µs | 1.33 | **missed** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| redis | 64 | 1.00 ms | 1.50 ms | 0.67 | met |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("| redis | 1 |"),
+            "rows without results are left out: {md}"
+        );
+        assert_eq!(section(&HttpResults::new()), "");
+    }
+
+    #[test]
+    fn failed_requests_are_shown_and_unknown_names_refused() {
+        let mut r = run();
+        r.http
+            .get_mut(&(Target::Sqlite, HttpPath::Ours, HttpHandler::Read, 1))
+            .unwrap()
+            .errors = 3;
+        assert!(section(&r.http).contains("· 200 µs (3 of 100 failed) |"));
+        let e =
+            Results::from_records(vec![rec("sqlite", "actix", "read", 1, 1.0, 1.0)]).unwrap_err();
+        assert_eq!((e.kind, e.id.as_str()), ("http path", "actix"));
+        let e = Results::from_records(vec![rec("mongo", "ours", "read", 1, 1.0, 1.0)]).unwrap_err();
+        assert_eq!(e.kind, "http backend");
+        let e =
+            Results::from_records(vec![rec("redis", "ours", "delete", 1, 1.0, 1.0)]).unwrap_err();
+        assert_eq!(e.kind, "http handler");
+    }
+}
