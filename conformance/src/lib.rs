@@ -172,6 +172,18 @@
 //! - `manager_cleanup_expired` — manager cleanup loops over batches until every expired entry is gone; live ones survive.
 //! - `manager_events_never_carry_tokens` — every lifecycle event carries short key hashes, never a token's text.
 //!
+//! **persistent logins** (remember me, refresh tokens: [`session_store_core::persistent`])
+//!
+//! - `persistent_rotation_on_use` — a live token yields a logged-in session (original `auth_time`, marked remembered, linked) and a successor in the same family; the successor works next.
+//! - `persistent_single_use_under_concurrency` — 16 uses of one token released together, 8 rounds: exactly one rotates; with a grace all get the same successor, without one the racers count as reuse.
+//! - `persistent_reuse_revokes_family` — a rotated token presented after the grace revokes the family, its successor and (by default) the sessions it minted, with `Event::PersistentReuse`.
+//! - `persistent_grace_joins_same_successor` — inside the grace the rotated token gets the same successor; after it, reuse.
+//! - `persistent_idle_and_absolute_expiry` — 14 days unused or 30 days after the login, the family is gone; use never moves the absolute deadline.
+//! - `persistent_logout_and_logout_everywhere` — logout ends the device's family, log out everywhere every family of the user and no one else's.
+//! - `persistent_listed_and_revocable_by_handle` — families are listed as persistent logins with metadata and the current flag, not counted by the per-user cap, revoked by handle by their owner only.
+//! - `persistent_malformed_tokens_invalid_id_before_io` — malformed persistent tokens, session tokens and handles are `InvalidId`, oversized metadata `TooLarge`, before any backend call.
+//! - `persistent_hashed_at_rest` — no persistent token in any spelling (nor its family id or secret bytes) at rest; under encryption no family metadata either (needs the dump hook).
+//!
 //! **bad input**
 //!
 //! - `manager_malformed_tokens_invalid_id` — empty, too long, wrong alphabet, NUL, non-UTF-8, glob, SQL, `%`, 1 MiB and handle text are `InvalidId`; the store is unchanged.

@@ -37,7 +37,8 @@
 //! - **Reuse**: any other secret under a live family (a token rotated away,
 //!   outside the grace) revokes the family, and, when
 //!   [`PersistentPolicy::revoke_sessions_on_reuse`] is on (the default),
-//!   every session the family minted; [`Event::PersistentReuse`] is raised
+//!   every session the family minted (started from one of its tokens, with
+//!   no password login since); [`Event::PersistentReuse`] is raised
 //!   and the use answers `None`.
 //! - **Revocation**: [`SessionManager::logout`] also deletes the family the
 //!   session is linked to; `logout_everywhere` deletes every family of the
@@ -195,6 +196,11 @@ impl PersistentToken {
     /// The text to send to the client. Treat it as a secret: never log it.
     pub fn expose_secret(&self) -> &str {
         &self.text
+    }
+
+    /// The 48 raw bytes (family id, then secret). Treat them as a secret.
+    pub fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.bytes().to_vec())
     }
 
     fn bytes(&self) -> Zeroizing<[u8; FAMILY_BYTES + SECRET_BYTES]> {
@@ -707,7 +713,9 @@ impl SessionManager {
         let list = self.backend.list_user(user, now).await?;
         let mut revoked = 0;
         for (summary, stored) in self.readable_stored(list).await? {
-            if !stored.persistent && stored.family_key() == Some(*key) {
+            // Minted by the family: started from one of its tokens, no
+            // password login since (that one stays: the user proved it).
+            if !stored.persistent && stored.remembered && stored.family_key() == Some(*key) {
                 if self.backend.delete(&summary.key).await? {
                     revoked += 1;
                 }

@@ -16,13 +16,13 @@ pub(crate) async fn snapshot(ctx: &Ctx) -> Option<Vec<Vec<u8>>> {
     Some(values)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every spelling of `needle` a store might hold: raw, lowercase and
 /// uppercase hex.
-fn spellings(needle: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn spellings(needle: &[u8]) -> Vec<Vec<u8>> {
     let lower = hex(needle);
     let upper = lower.to_uppercase();
     vec![needle.to_vec(), lower.into_bytes(), upper.into_bytes()]

@@ -208,6 +208,16 @@ registry! {
     manager::manager_save_is_compare_and_swap,
     manager::manager_cleanup_expired,
     manager::manager_events_never_carry_tokens,
+    // persistent logins (remember me, refresh tokens)
+    manager::persistent_rotation_on_use,
+    manager::persistent_single_use_under_concurrency,
+    manager::persistent_reuse_revokes_family,
+    manager::persistent_grace_joins_same_successor,
+    manager::persistent_idle_and_absolute_expiry,
+    manager::persistent_logout_and_logout_everywhere,
+    manager::persistent_listed_and_revocable_by_handle,
+    manager::persistent_malformed_tokens_invalid_id_before_io,
+    manager::persistent_hashed_at_rest,
     // bad input
     bad_input::manager_malformed_tokens_invalid_id,
     bad_input::manager_invalid_id_before_io,

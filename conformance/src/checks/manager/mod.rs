@@ -67,11 +67,13 @@ fn policy() -> Policy {
 }
 
 mod devices;
+mod persistent;
 mod rotation;
 mod safety;
 mod timeouts;
 
 pub use devices::*;
+pub use persistent::*;
 pub use rotation::*;
 pub use safety::*;
 pub use timeouts::*;
