@@ -337,3 +337,194 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
     assert!(store.load(&key, now()).await.unwrap().is_some());
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------
+// A paused server (SIGSTOP): the operation deadline.
+// ---------------------------------------------------------------------------
+
+/// The operation deadline of the paused-server test.
+const DEADLINE: Duration = Duration::from_millis(300);
+
+/// The server stopped with `SIGSTOP` (`mariadbd` is one process: every
+/// thread stops); continued on drop, even when the test fails.
+struct Paused(u32);
+
+impl Paused {
+    fn pause(instance: &Instance) -> Paused {
+        let pid = instance.server.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {pid} failed");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// `result` is a retryable backend error of `operation` that said it timed
+/// out, and came within the deadline plus slack (a bound that catches a
+/// hang or a wait on some longer timeout, not a speed target).
+fn assert_deadline<T: std::fmt::Debug>(
+    operation: &str,
+    started: Instant,
+    result: Result<T, Error>,
+) {
+    let elapsed = started.elapsed();
+    match &result {
+        Err(Error::Backend {
+            backend,
+            operation: op,
+            retryable: true,
+            source,
+            ..
+        }) => {
+            assert_eq!(*backend, "mysql", "{operation}: {result:?}");
+            assert_eq!(*op, operation, "{result:?}");
+            assert!(
+                source.to_string().contains("timed out"),
+                "{operation}: the source says it timed out: {source}"
+            );
+        }
+        other => panic!(
+            "{operation} on a paused server: expected a retryable backend error, got {other:?}"
+        ),
+    }
+    println!("paused server: {operation} failed after {elapsed:?}");
+    assert!(
+        elapsed <= DEADLINE + SLACK,
+        "{operation} took {elapsed:?} on a paused server (deadline {DEADLINE:?})"
+    );
+}
+
+/// Every operation on a paused server, each on its own clock. Only a victim
+/// session and unused keys: a statement already sent may still run when the
+/// server continues.
+async fn every_operation_times_out(store: &MySqlStore, victim: StorageKey) {
+    let fresh = SessionToken::generate().storage_key();
+    let rec = user_record(now(), "victim", b"x");
+    let rotation = Rotation {
+        from: victim,
+        to: fresh,
+        record: rec.clone(),
+        grace: None,
+    };
+    macro_rules! check {
+        ($op:literal, $call:expr) => {{
+            let started = Instant::now();
+            let result = tokio::time::timeout(Duration::from_secs(30), $call)
+                .await
+                .expect(concat!($op, " hung on a paused server"));
+            assert_deadline($op, started, result);
+        }};
+    }
+    check!("load", store.load(&victim, now()));
+    check!("create", store.create(&fresh, &rec));
+    check!("save", store.save(&victim, &rec, now()));
+    check!("touch", store.touch(&victim, now(), now(), now()));
+    check!("rotate", store.rotate(&rotation, now()));
+    check!("delete", store.delete(&fresh));
+    check!("delete_user", store.delete_user("nobody", None, now()));
+    check!("list_user", store.list_user("victim", now()));
+    check!("cleanup_expired", store.cleanup_expired(now(), 10));
+    check!("scan", store.scan(None, 10));
+    check!("migrate", store.migrate());
+}
+
+/// A paused server (`SIGSTOP`: connections stay open, nothing answers, new
+/// connects hang in the handshake) is the outage a deadline is for. Every
+/// operation fails with a retryable backend error saying it timed out,
+/// within the operation deadline (warm connections, then fresh connects
+/// once the timed-out connections are closed); so does building a new
+/// store. After `SIGCONT` the same store object works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_fails_every_operation_within_the_deadline() {
+    if common::skip("a_paused_server_fails_every_operation_within_the_deadline") {
+        return;
+    }
+    let mut instance = Instance::init();
+    instance.start();
+    let mut setup = sqlx::MySqlConnection::connect(&instance.url("mysql"))
+        .await
+        .expect("connect to the private instance");
+    sqlx::query("CREATE DATABASE test")
+        .execute(&mut setup)
+        .await
+        .unwrap();
+    drop(setup);
+    let url = instance.url("test");
+    let paused_config = || {
+        MySqlConfig::new(url.clone())
+            .with_max_connections(4)
+            .with_operation_timeout(DEADLINE)
+    };
+    let store = paused_config().build().await.expect("connect");
+    store.migrate().await.unwrap();
+    let kept = SessionToken::generate().storage_key();
+    let kept_record = user_record(now(), "alice", b"kept");
+    store.create(&kept, &kept_record).await.unwrap();
+    let victim = SessionToken::generate().storage_key();
+    store
+        .create(&victim, &user_record(now(), "victim", b"v"))
+        .await
+        .unwrap();
+    // Every connection of the store warm and open when the server stops.
+    let warm = futures::future::join_all((0..8).map(|_| store.load(&kept, now()))).await;
+    assert!(warm.iter().all(|r| r.is_ok()));
+
+    let paused = Paused::pause(&instance);
+    // Twice: first on the warm connections, then (those closed) on fresh
+    // connects that hang in the handshake.
+    for _ in 0..2 {
+        every_operation_times_out(&store, victim).await;
+    }
+    // Building a store connects: bounded by the deadline too.
+    let started = Instant::now();
+    assert_deadline("connect", started, paused_config().build().await);
+    // A lazy store connects on its first operation.
+    let lazy = paused_config()
+        .with_lazy_connect(true)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_deadline("load", started, lazy.load(&kept, now()).await);
+    drop(paused);
+
+    // The same store object works again. The first operation may still meet
+    // a connection a timed-out operation left behind (retryable); a few
+    // attempts at most.
+    let mut recovered = None;
+    for _ in 0..5 {
+        match store.load(&kept, now()).await {
+            Ok(found) => {
+                recovered = Some(found);
+                break;
+            }
+            Err(Error::Backend {
+                retryable: true, ..
+            }) => continue,
+            Err(e) => panic!("unexpected error after SIGCONT: {e:?}"),
+        }
+    }
+    match recovered {
+        Some(Some(Lookup::Session(found))) => assert_eq!(found, kept_record),
+        other => panic!("the store did not recover after SIGCONT: {other:?}"),
+    }
+    let key = SessionToken::generate().storage_key();
+    store
+        .create(&key, &user_record(now(), "alice", b"after"))
+        .await
+        .unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_some());
+    assert!(!store.list_user("alice", now()).await.unwrap().is_empty());
+    assert!(lazy.load(&kept, now()).await.unwrap().is_some());
+    store.close().await;
+}

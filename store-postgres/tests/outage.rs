@@ -384,3 +384,238 @@ async fn outage_fails_loudly_and_recovers_with_every_acknowledged_write() {
         "an UNLOGGED table is empty after a crash"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A paused server (SIGSTOP): the operation deadline.
+// ---------------------------------------------------------------------------
+
+/// The operation deadline of the paused-server test.
+const DEADLINE: Duration = Duration::from_millis(300);
+/// What "within the deadline" allows on top of it (scheduling on a busy
+/// 2-core machine): an upper bound that catches a hang or a wait on some
+/// other, longer timeout, not a speed target.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// `pid` and every process below it, parents first (from `/proc`).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.push((child, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(child, _)| *child),
+        );
+        i += 1;
+    }
+    tree
+}
+
+fn signal(signal: &str, pids: &[u32]) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pids:?} failed");
+}
+
+/// The server's processes stopped with `SIGSTOP` (the postmaster first, so
+/// that it forks nothing new, then every backend); continued on drop, even
+/// when the test fails, so that the instance can be shut down.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn pause(instance: &Instance) -> Paused {
+        let pid_file = std::fs::read_to_string(instance.data().join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let postmaster: u32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("postmaster pid");
+        signal("STOP", &[postmaster]);
+        let tree = process_tree(postmaster);
+        signal("STOP", &tree);
+        Paused(tree)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let mut pids = self.0.clone();
+        // Backends first, the postmaster last.
+        pids.reverse();
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .args(pids.iter().map(u32::to_string))
+            .status();
+    }
+}
+
+/// `result` is a retryable backend error of `operation` that said it timed
+/// out, and came within the deadline plus slack.
+fn assert_deadline<T: std::fmt::Debug>(
+    operation: &str,
+    started: std::time::Instant,
+    result: Result<T, Error>,
+) {
+    let elapsed = started.elapsed();
+    match &result {
+        Err(Error::Backend {
+            backend,
+            operation: op,
+            retryable: true,
+            source,
+            ..
+        }) => {
+            assert_eq!(*backend, "postgres", "{operation}: {result:?}");
+            assert_eq!(*op, operation, "{result:?}");
+            assert!(
+                source.to_string().contains("timed out"),
+                "{operation}: the source says it timed out: {source}"
+            );
+        }
+        other => panic!(
+            "{operation} on a paused server: expected a retryable backend error, got {other:?}"
+        ),
+    }
+    println!("paused server: {operation} failed after {elapsed:?}");
+    assert!(
+        elapsed <= DEADLINE + SLACK,
+        "{operation} took {elapsed:?} on a paused server (deadline {DEADLINE:?})"
+    );
+}
+
+/// Every operation on a paused server, each on its own clock.
+async fn every_operation_times_out(store: &PostgresStore, victim: StorageKey) {
+    let fresh = fresh_key();
+    let rec = user_record(now(), "victim", b"x");
+    let rotation = Rotation {
+        from: victim,
+        to: fresh,
+        record: rec.clone(),
+        grace: None,
+    };
+    macro_rules! check {
+        ($op:literal, $call:expr) => {{
+            let started = std::time::Instant::now();
+            let result = bounded($call).await;
+            assert_deadline($op, started, result);
+        }};
+    }
+    check!("load", store.load(&victim, now()));
+    check!("create", store.create(&fresh, &rec));
+    check!("save", store.save(&victim, &rec, now()));
+    check!("touch", store.touch(&victim, now(), now(), now()));
+    check!("rotate", store.rotate(&rotation, now()));
+    check!("delete", store.delete(&fresh));
+    check!("delete_user", store.delete_user("nobody", None, now()));
+    check!("list_user", store.list_user("victim", now()));
+    check!("cleanup_expired", store.cleanup_expired(now(), 10));
+    check!("scan", store.scan(None, 10));
+}
+
+/// A paused server (`SIGSTOP`: connections stay open, nothing answers, new
+/// connects hang in the handshake) is the outage a deadline is for. Every
+/// operation fails with a retryable backend error saying it timed out,
+/// within the operation deadline (warm connections, then fresh connects
+/// once the timed-out connections are closed); so does building a new
+/// store. After `SIGCONT` the same store object works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_fails_every_operation_within_the_deadline() {
+    if common::skip_requested() {
+        println!("SKIP: SESSION_STORE_SKIP_POSTGRES=1");
+        return;
+    }
+    let instance = Instance::init();
+    let paused_config = || {
+        PostgresConfig::new(instance.url())
+            .with_table("paused")
+            .with_max_connections(4)
+            .with_operation_timeout(DEADLINE)
+    };
+    let store = paused_config().build().await.expect("connect");
+    store.migrate().await.unwrap();
+    let kept = fresh_key();
+    let kept_record = user_record(now(), "alice", b"kept");
+    store.create(&kept, &kept_record).await.unwrap();
+    let victim = fresh_key();
+    store
+        .create(&victim, &user_record(now(), "victim", b"v"))
+        .await
+        .unwrap();
+    // Every connection of the store warm and open when the server stops.
+    let warm = futures::future::join_all((0..8).map(|_| store.load(&kept, now()))).await;
+    assert!(warm.iter().all(|r| r.is_ok()));
+
+    let paused = Paused::pause(&instance);
+    // Twice: first on the warm connections, then (those closed) on fresh
+    // connects that hang in the handshake.
+    for _ in 0..2 {
+        every_operation_times_out(&store, victim).await;
+    }
+    // Building a store connects: bounded by the deadline too.
+    let started = std::time::Instant::now();
+    assert_deadline("connect", started, bounded(paused_config().build()).await);
+    // A lazy store connects on its first operation.
+    let lazy = paused_config()
+        .with_lazy_connect(true)
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_deadline("load", started, bounded(lazy.load(&kept, now())).await);
+    drop(paused);
+
+    // The same store object works again. The first operation may still meet
+    // a connection a timed-out operation left behind (retryable); a few
+    // attempts at most.
+    let mut recovered = None;
+    for _ in 0..5 {
+        match store.load(&kept, now()).await {
+            Ok(found) => {
+                recovered = Some(found);
+                break;
+            }
+            Err(Error::Backend {
+                retryable: true, ..
+            }) => continue,
+            Err(e) => panic!("unexpected error after SIGCONT: {e:?}"),
+        }
+    }
+    match recovered {
+        Some(Some(Lookup::Session(found))) => assert_eq!(found, kept_record),
+        other => panic!("the store did not recover after SIGCONT: {other:?}"),
+    }
+    let key = fresh_key();
+    store
+        .create(&key, &user_record(now(), "alice", b"after"))
+        .await
+        .unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_some());
+    assert!(!store.list_user("alice", now()).await.unwrap().is_empty());
+    assert!(lazy.load(&kept, now()).await.unwrap().is_some());
+}
