@@ -1,10 +1,11 @@
 //! # session-store-cli
 //!
 //! The `session-store` command for operators, and the library behind it:
-//! [`url`] turns one URL into any backend (the one place that does so, for
-//! the command, applications and tests), [`keys`] reads encryption keys from
-//! a file or a variable, [`ops`] holds the namespace walks (statistics,
-//! copy, verify, re-encryption) built on
+//! [`url`] turns one URL into any backend and [`keys`] reads encryption keys
+//! from a file or a variable (both re-exported from `session-store-url`, the
+//! one place that does so, shared with the reference application and the
+//! tests), [`ops`] holds the namespace walks (statistics, copy, verify,
+//! re-encryption) built on
 //! [`SessionBackend::scan`](session_store_core::SessionBackend::scan).
 //!
 //! ## Commands
@@ -35,12 +36,21 @@
 //! | 2 | usage or configuration: bad arguments, a bad URL, bad keys |
 //! | 3 | done, with findings: a schema that is missing or of another version (`ready`), sessions that do not decrypt (`rekey`), differences (`copy --verify`), sessions that kept changing (`rekey`) |
 //! | 4 | not confirmed (`purge` without `--yes` and without a "yes" on stdin) |
+//!
+//! ## TLS (`rediss://`)
+//!
+//! Redis over TLS needs the `tls` feature (`cargo install --path cli
+//! --features tls`); without it a `rediss://` URL fails with exit code 2 and
+//! a message naming the feature. The server's certificate is checked against
+//! the platform's roots, or against a private CA: `?tls_ca_file=PATH` in the
+//! URL or `SESSION_STORE_REDIS_TLS_CA_FILE`. The feature is off by default
+//! because it adds rustls and ring to a cold build (measured: see
+//! `docs/operations.md`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod keys;
 pub mod ops;
-pub mod url;
+pub use session_store_url::{keys, url};
 
-pub use url::{BackendUrl, Readiness, Store};
+pub use session_store_url::{BackendUrl, Readiness, Store};

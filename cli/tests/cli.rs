@@ -233,6 +233,22 @@ fn bad_urls_and_bad_keys_are_clear_errors() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// Without the `tls` feature, `rediss://` is refused up front with a message
+/// naming the feature (no connection attempt, no silent plain text). With
+/// it, `tests/tls.rs` runs the commands over TLS.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn rediss_without_the_tls_feature_names_the_feature() {
+    for url in [
+        "rediss://127.0.0.1:1/?prefix=p",
+        "rediss+cluster://127.0.0.1:1,127.0.0.1:2",
+    ] {
+        let o = run(&["--url", url, "ready"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("`tls` feature"), "{}", text(&o));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_list_revoke_cleanup_and_purge_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,17 +6,23 @@
 //! flow (cookies, CSRF, loading, renewal, rotation); what is left here is
 //! the application: pages, the password check and the devices page.
 //! [`router`] builds the application over any manager; the binary
-//! (`main.rs`) picks the backend from the environment
-//! ([`backend_from_env`]) and listens on loopback only.
+//! (`main.rs`) opens the store named by one URL ([`store_from_env`]:
+//! `SESSION_STORE_URL`, parsed by `session-store-url` like the
+//! `session-store` command's `--url`), listens on loopback only, and serves
+//! [`admin_router`] (`/metrics`, `/healthz`, `/readyz`) on a second loopback
+//! address.
 //!
 //! ```no_run
 //! # async fn demo() -> session_store_core::Result<()> {
 //! use std::net::SocketAddr;
+//! use std::sync::Arc;
 //! use session_store_core::SessionManager;
+//! use session_store_metrics::MetricsEvents;
 //!
-//! let backend = session_store_example_app::backend_from_env().await?;
-//! let manager = SessionManager::builder(backend)
+//! let store = session_store_example_app::store_from_env().await?;
+//! let manager = SessionManager::builder(store.backend.clone())
 //!     .policy(session_store_example_app::default_policy())
+//!     .events(Arc::new(MetricsEvents))
 //!     .build()?;
 //! let app = session_store_example_app::router(manager);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.expect("bind");
@@ -25,6 +31,34 @@
 //!     .expect("serve");
 //! # Ok(()) }
 //! ```
+//!
+//! ## Configuration
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `SESSION_STORE_URL` | the store: `sqlite://PATH`, `sled://PATH`, `redis://…`, `rediss://…` (feature `tls`), `redis+cluster://…`, `postgres://…`, `mysql://…`, namespace as `?table=`/`?prefix=` | [`DEFAULT_STORE_URL`] |
+//! | `SESSION_STORE_<BACKEND>_*` | the backend's other settings (see [`store_from_vars`]) | the backend's |
+//! | `SESSION_STORE_KEYS_FILE` / `SESSION_STORE_KEYS` | encryption keys, `ID=HEX` lines, primary first (the `session-store` command's format, so `session-store rekey` works on the app's store) | no encryption |
+//! | `EXAMPLE_APP_BIND` | the application's address (loopback only) | [`DEFAULT_BIND`] |
+//! | `EXAMPLE_APP_ADMIN_BIND` | the admin address (loopback only) | [`DEFAULT_ADMIN_BIND`] |
+//! | `EXAMPLE_APP_READY_TIMEOUT_MS` | bound on `/readyz`'s round trip to the store | 1000 |
+//!
+//! `EXAMPLE_APP_BACKEND` and `EXAMPLE_APP_ENCRYPTION_KEY` of earlier
+//! versions are refused with a message naming their replacement.
+//!
+//! ## Admin endpoints
+//!
+//! On `EXAMPLE_APP_ADMIN_BIND`, never through the session layer (no cookie,
+//! no session I/O):
+//! - `GET /metrics`: Prometheus text. The store is wrapped in
+//!   [`Metered`](session_store_metrics::Metered) (`session_store_operation_seconds`
+//!   histograms, errors by kind and retryability, lookups, conflicts,
+//!   decryption failures; label `store` = the backend) and the manager
+//!   reports its events to [`MetricsEvents`](session_store_metrics::MetricsEvents)
+//!   (`session_store_events_total{event="rotated",reason="login"}`, …).
+//! - `GET /healthz`: 200 while the process answers; no I/O.
+//! - `GET /readyz`: 200 when the store answers one bounded round trip with
+//!   the expected schema, 503 otherwise (take the instance out of the pool).
 //!
 //! ## What it shows
 //! - **Login rotates the token** ([`RotateReason::Login`](session_store_core::RotateReason)):
@@ -65,21 +99,24 @@
 //!   application checks a password hash and rate-limits login attempts.
 //!
 //! ## Routes
-//! `GET /`, `GET /login`, `POST /login` (`username`, `password`, `csrf`),
+//! Application: `GET /`, `GET /login`, `POST /login` (`username`, `password`, `csrf`),
 //! `POST /logout`, `POST /logout-everywhere`, `POST /logout-others`,
 //! `GET /devices`, `GET /devices.json`, `POST /devices/revoke` (`handle`),
-//! `GET /session.json`, `POST /counter`, `POST /privilege`.
+//! `GET /session.json`, `POST /counter`, `POST /privilege`. Admin (own
+//! address): `GET /metrics`, `GET /healthz`, `GET /readyz`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod app;
 mod config;
 
+pub use admin::{admin_router, install_prometheus, OPERATION_BUCKETS};
 pub use app::{
     default_policy, router, router_with, AppOptions, COOKIE_NAME, CSRF_FIELD, CSRF_HEADER,
 };
 pub use config::{
-    backend_from_env, backend_from_vars, bind_from_env, parse_key, BackendKind, DEFAULT_BIND,
-    DEFAULT_SQLITE_PATH,
+    admin_bind_from_env, bind_from_env, ready_timeout_from_env, store_from_env, store_from_vars,
+    AppStore, DEFAULT_ADMIN_BIND, DEFAULT_BIND, DEFAULT_READY_TIMEOUT, DEFAULT_STORE_URL,
 };

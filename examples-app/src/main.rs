@@ -1,13 +1,21 @@
-//! The reference application's binary: backend from the environment (see
-//! `backend_from_env`), loopback listener (`EXAMPLE_APP_BIND`, default
-//! `127.0.0.1:3000`), periodic cleanup of expired sessions, a log on stdout.
+//! The reference application's binary: the store named by
+//! `SESSION_STORE_URL` (see `store_from_vars`), the application on a
+//! loopback listener (`EXAMPLE_APP_BIND`, default `127.0.0.1:3000`), the
+//! admin endpoints (`/metrics`, `/healthz`, `/readyz`) on another
+//! (`EXAMPLE_APP_ADMIN_BIND`, default `127.0.0.1:3001`), periodic cleanup of
+//! expired sessions, a log on stdout.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use session_store_core::SessionManager;
-use session_store_example_app::{backend_from_env, bind_from_env, default_policy, router};
+use session_store_example_app::{
+    admin_bind_from_env, admin_router, bind_from_env, default_policy, install_prometheus,
+    ready_timeout_from_env, router, store_from_env,
+};
+use session_store_metrics::MetricsEvents;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,8 +25,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_max_level(tracing::Level::INFO)
         .init();
     let addr = bind_from_env()?;
-    let manager = SessionManager::builder(backend_from_env().await?)
+    let admin_addr = admin_bind_from_env()?;
+    let ready_timeout = ready_timeout_from_env()?;
+    let metrics = install_prometheus()?;
+    let store = store_from_env().await?;
+    let manager = SessionManager::builder(store.backend.clone())
         .policy(default_policy())
+        .events(Arc::new(MetricsEvents))
         .build()?;
     let cleaner = manager.clone();
     tokio::spawn(async move {
@@ -30,8 +43,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
+    // The recorder keeps histogram samples until upkeep folds them in.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr).await?;
+    let admin = admin_router(metrics, store.store, ready_timeout);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin).await {
+            eprintln!("admin listener failed: {e}");
+        }
+    });
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening on http://{addr} (put a TLS proxy in front: the cookie is Secure)");
+    println!(
+        "listening on http://{addr} (put a TLS proxy in front: the cookie is Secure); \
+         store {}; admin (/metrics, /healthz, /readyz) on http://{admin_addr}",
+        store.url.endpoint()
+    );
     axum::serve(
         listener,
         router(manager).into_make_service_with_connect_info::<SocketAddr>(),

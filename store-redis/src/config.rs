@@ -1,6 +1,7 @@
 //! Configuration: where Redis is, the key prefix, timeouts.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use session_store_core::config::{redact_url, Vars};
@@ -15,6 +16,9 @@ const MIN_INDEX_GUARD_MS: u64 = 20;
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "session";
+/// Default operation deadline: 2 s, the same on every backend of this
+/// workspace. See [`RedisConfig::with_operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the store connects: one server or a cluster.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,11 +57,12 @@ pub struct RedisConfig {
     reconnect_retries: usize,
     ttl_slack: Duration,
     index_guard: Duration,
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl RedisConfig {
     /// One Redis server at `url`, with the defaults: prefix `session`,
-    /// connection timeout 1 s, response timeout 1 s, operation timeout 3 s,
+    /// connection timeout 1 s, response timeout 1 s, operation deadline 2 s,
     /// 2 reconnect retries, TTL slack 5 s, index guard 60 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self::from_target(Target::Single(url.into()))
@@ -78,10 +83,11 @@ impl RedisConfig {
             prefix: DEFAULT_PREFIX.to_owned(),
             connection_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
-            operation_timeout: Duration::from_secs(3),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             reconnect_retries: 2,
             ttl_slack: Duration::from_secs(5),
             index_guard: Duration::from_secs(60),
+            tls_ca_file: None,
         }
     }
 
@@ -94,10 +100,11 @@ impl RedisConfig {
     /// | `SESSION_STORE_REDIS_PREFIX` | key prefix, `[A-Za-z0-9_.:-]{1,64}` | `session` |
     /// | `SESSION_STORE_REDIS_CONNECT_TIMEOUT_MS` | timeout of one connection attempt | `1000` |
     /// | `SESSION_STORE_REDIS_RESPONSE_TIMEOUT_MS` | timeout of one command's response | `1000` |
-    /// | `SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS` | cap on one store operation, reconnect waits included | `3000` |
+    /// | `SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS` | the operation deadline: cap on one whole store operation, its commands and scripts, reconnect waits included (> 0; see [`RedisConfig::with_operation_timeout`]) | `2000` |
     /// | `SESSION_STORE_REDIS_RECONNECT_RETRIES` | reconnect attempts per outage before commands fail | `2` |
     /// | `SESSION_STORE_REDIS_TTL_SLACK_MS` | added to every server-side expiry (clock-skew tolerance) | `5000` |
     /// | `SESSION_STORE_REDIS_INDEX_GUARD_MS` | age before a user-index entry without a record may be pruned (at least 20) | `60000` |
+    /// | `SESSION_STORE_REDIS_TLS_CA_FILE` | PEM file of the CA certificates to trust for `rediss://` instead of the platform's roots (see [`RedisConfig::with_tls_ca_file`]) | unset |
     ///
     /// Values follow the grammar of [`session_store_core::config`].
     ///
@@ -194,6 +201,9 @@ impl RedisConfig {
         if let Some(n) = vars.number("SESSION_STORE_REDIS_RECONNECT_RETRIES")? {
             config.reconnect_retries = n;
         }
+        if let Some(file) = vars.string("SESSION_STORE_REDIS_TLS_CA_FILE") {
+            config.tls_ca_file = Some(file.into());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -219,9 +229,28 @@ impl RedisConfig {
         self
     }
 
-    /// Upper bound on one store operation, including waiting for a reconnect
-    /// (default 3 s). When it passes, the operation fails with a retryable
-    /// [`Error::Backend`]; a script already sent may still have run.
+    /// The operation deadline (default 2 s, [`DEFAULT_OPERATION_TIMEOUT`];
+    /// must be positive): the bound on one whole store operation, from the
+    /// call to its answer: waiting for a (re)connect plus every command and
+    /// script the operation sends (a `create` with a user index sends two,
+    /// `list_user` one per candidate). Every backend of this workspace has
+    /// this setting with this meaning and this default. Building the store
+    /// is bounded by it too (operation `"connect"`). The exceptions are the
+    /// whole-store walks, `delete_all` and `dump_raw`, which bound each step
+    /// (one `SCAN` batch, one deletion) instead.
+    ///
+    /// When it passes, the operation fails with a retryable
+    /// [`Error::Backend`] naming the operation, whose source is an
+    /// [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut);
+    /// a script already sent may still run. The connection is multiplexed:
+    /// the late reply of an abandoned command is matched to it and dropped,
+    /// so the connection never answers the next operation with it.
+    ///
+    /// Why 2 s: a healthy operation takes well under a millisecond, so 2 s
+    /// never cuts a working server short, while a web request that meets an
+    /// unreachable or stalled server still gets its 503 quickly. The
+    /// connection and response timeouts (1 s each) bound single attempts
+    /// inside it.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -252,6 +281,30 @@ impl RedisConfig {
     pub fn with_index_guard(mut self, guard: Duration) -> Self {
         self.index_guard = guard;
         self
+    }
+
+    /// Trusts the CA certificates of this PEM file, instead of the
+    /// platform's roots, for `rediss://` servers (a private CA). Read when
+    /// the store is built. Needs the `tls` feature; refused for `redis://`
+    /// URLs (a CA file there would be a silent no-op on a plain-text link).
+    pub fn with_tls_ca_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(file.into());
+        self
+    }
+
+    /// The CA file for `rediss://`, if set.
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        self.tls_ca_file.as_deref()
+    }
+
+    /// Whether the target is reached over TLS (`rediss://` URLs).
+    pub fn is_tls(&self) -> bool {
+        match &self.target {
+            Target::Single(url) => url.trim_start().starts_with("rediss://"),
+            Target::Cluster(nodes) => nodes
+                .iter()
+                .any(|n| n.trim_start().starts_with("rediss://")),
+        }
     }
 
     /// The key prefix.
@@ -326,7 +379,8 @@ impl RedisConfig {
     }
 
     /// Checks the prefix (`^[A-Za-z0-9_.:-]{1,64}$`: no hash-tag braces, no
-    /// glob characters), the target (at least one URL), the timeouts (not
+    /// glob characters), the target (at least one URL; `rediss://` only with
+    /// the `tls` feature; a CA file only with `rediss://`), the timeouts (not
     /// zero) and the index guard (at least 20 ms).
     ///
     /// # Errors
@@ -342,6 +396,18 @@ impl RedisConfig {
                 return Err(Error::Config("the Redis Cluster node list is empty".into()))
             }
             _ => {}
+        }
+        if self.is_tls() && !crate::TLS_SUPPORTED {
+            return Err(Error::Config(
+                "rediss:// needs the `tls` feature of session-store-redis".into(),
+            ));
+        }
+        if self.tls_ca_file.is_some() && !self.is_tls() {
+            return Err(Error::Config(
+                "a TLS CA file is set (SESSION_STORE_REDIS_TLS_CA_FILE, tls_ca_file) but the \
+                 Redis URL is not rediss://"
+                    .into(),
+            ));
         }
         if self.index_guard < Duration::from_millis(MIN_INDEX_GUARD_MS) {
             return Err(Error::Config(
@@ -418,6 +484,7 @@ impl fmt::Debug for RedisConfig {
             .field("reconnect_retries", &self.reconnect_retries)
             .field("ttl_slack", &self.ttl_slack)
             .field("index_guard", &self.index_guard)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -500,7 +567,8 @@ mod tests {
         assert_eq!(c.url(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.cluster_nodes(), None);
         assert_eq!(c.prefix(), DEFAULT_PREFIX);
-        assert_eq!(c.operation_timeout(), Duration::from_secs(3));
+        assert_eq!(c.operation_timeout(), DEFAULT_OPERATION_TIMEOUT);
+        assert_eq!(DEFAULT_OPERATION_TIMEOUT, Duration::from_secs(2));
         assert_eq!(c.index_guard(), Duration::from_secs(60));
     }
 

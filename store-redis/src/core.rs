@@ -79,10 +79,27 @@ impl Core {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let limit = config.operation_timeout();
+        let ca = tls_ca(config)?;
         let conn = match &config.target {
             Target::Single(url) => {
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|e| bad_client_config(&e))?;
+                #[cfg(feature = "tls")]
+                let client = match ca {
+                    Some(root) => redis::Client::build_with_tls(
+                        url.as_str(),
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root),
+                        },
+                    ),
+                    None => redis::Client::open(url.as_str()),
+                };
+                #[cfg(not(feature = "tls"))]
+                let client = {
+                    // Validation refused a CA file without TLS support.
+                    drop(ca);
+                    redis::Client::open(url.as_str())
+                };
+                let client = client.map_err(|e| bad_client_config(&e))?;
                 let mgr_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connection_timeout()))
                     .set_response_timeout(Some(config.response_timeout()))
@@ -97,7 +114,16 @@ impl Core {
                 Conn::Single(mgr)
             }
             Target::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+                #[cfg(feature = "tls")]
+                let builder = match ca {
+                    Some(root) => builder.certs(redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root),
+                    }),
+                    None => builder,
+                };
+                let client = builder
                     .connection_timeout(config.connection_timeout())
                     .response_timeout(config.response_timeout())
                     .retries(u32::try_from(config.reconnect_retries()).unwrap_or(u32::MAX))
@@ -185,6 +211,26 @@ impl Core {
             .await
             .map(drop)
     }
+}
+
+/// The PEM bytes of the configured CA file, if any (validation already
+/// refused one without TLS support or without `rediss://`).
+///
+/// # Errors
+/// [`Error::Config`](session_store_core::Error::Config) naming the file when
+/// it cannot be read.
+fn tls_ca(config: &RedisConfig) -> Result<Option<Vec<u8>>> {
+    config
+        .tls_ca_file()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                session_store_core::Error::Config(format!(
+                    "the Redis TLS CA file {} cannot be read: {e}",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// `EVALSHA <sha> <n> <keys>`; the caller appends the arguments. Built

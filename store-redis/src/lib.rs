@@ -52,17 +52,24 @@
 //!   header bytes in place (`SETRANGE`), never the data. `list_user` and
 //!   `delete_user` take one script on the index, one command per candidate
 //!   (run concurrently, each in its own slot) and one pruning script.
-//! - Bounded failure: connection and response timeouts go to the client, and
-//!   every operation is capped by an operation timeout, so a down server gives
-//!   a retryable `Error::Backend` in bounded time, never a hang and never
-//!   "no session". The single-server connection reconnects by itself.
+//! - Bounded failure: one operation deadline
+//!   ([`RedisConfig::with_operation_timeout`], default 2 s,
+//!   `SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS`, the same setting with the
+//!   same meaning and default on every backend) caps each whole operation,
+//!   reconnect waits and every command or script included; connection and
+//!   response timeouts bound single attempts inside it. A down or stalled
+//!   server gives a retryable `Error::Backend` within the deadline, never a
+//!   hang and never "no session" (`tests/outage.rs` pauses a private server
+//!   with `SIGSTOP`). The single-server connection reconnects by itself.
 //! - Errors that say where: every `Error::Backend` names the backend
 //!   (`"redis"`), the operation (`"load"`, `"save"`, ..., `"connect"` while
 //!   building) and the endpoint ([`RedisStore::endpoint`]: the URL, or the
 //!   cluster seed nodes joined by commas, passwords redacted), and keeps the
 //!   client's error as its source.
-//! - TLS (`rediss://`, feature `tls`, rustls with the platform's roots) and
-//!   authentication (`redis://user:password@host`) pass through from the URL.
+//! - TLS (`rediss://`, feature `tls`, rustls with the platform's roots, or
+//!   the CA of [`RedisConfig::with_tls_ca_file`] /
+//!   `SESSION_STORE_REDIS_TLS_CA_FILE`; tested against a TLS-only
+//!   redis-server by session-store-cli's `tests/tls.rs`) and authentication (`redis://user:password@host`) pass through from the URL.
 //! - A validated key prefix (`[A-Za-z0-9_.:-]{1,64}`) per store;
 //!   `delete_all` deletes exactly that prefix's keys.
 //! - Requires Redis 6.2 or later (`ZADD GT`).
@@ -165,6 +172,11 @@ mod schema;
 mod scripts;
 mod store;
 
-pub use config::{RedisConfig, DEFAULT_PREFIX};
+pub use config::{RedisConfig, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PREFIX};
 pub use schema::AFFINITY_BITS;
 pub use store::RedisStore;
+
+/// Whether this build can reach `rediss://` servers (the `tls` feature).
+/// Without it, [`RedisConfig::validate`] refuses `rediss://` URLs with an
+/// [`Error::Config`](session_store_core::Error::Config) naming the feature.
+pub const TLS_SUPPORTED: bool = cfg!(feature = "tls");

@@ -12,7 +12,13 @@
 //! 1=9a0b…(64 hex)
 //! ```
 
+use session_store_core::config::Vars;
 use session_store_core::{EncryptionKey, Error, Keyring, Result};
+
+/// The variable holding the path of a key file (see the module docs).
+pub const KEYS_FILE_VAR: &str = "SESSION_STORE_KEYS_FILE";
+/// The variable holding the key list itself.
+pub const KEYS_VAR: &str = "SESSION_STORE_KEYS";
 
 /// Parses the key list (see the module docs). Errors name the line, never
 /// the key.
@@ -71,6 +77,27 @@ pub fn load_keyring(file: Option<&std::path::Path>, env: &str) -> Result<Option<
     }
 }
 
+/// The keyring an application reads at start: the file named by
+/// `SESSION_STORE_KEYS_FILE`, else the list in `SESSION_STORE_KEYS`; `None`
+/// when neither is set (no encryption). The `session-store` command reads
+/// the same list (`--keys-file`, or `SESSION_STORE_KEYS`), so `rekey` and
+/// the application agree on the keys.
+///
+/// # Errors
+/// [`Error::Config`] for an unreadable file or a malformed list (naming the
+/// file or the variable and the line, never a key).
+pub fn keyring_from_vars(vars: &Vars) -> Result<Option<Keyring>> {
+    if let Some(path) = vars.string(KEYS_FILE_VAR) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Config(format!("{KEYS_FILE_VAR}: keys file {path}: {e}")))?;
+        return parse_keyring(&text, &format!("keys file {path}")).map(Some);
+    }
+    match vars.string(KEYS_VAR) {
+        Some(text) => parse_keyring(&text, &format!("variable {KEYS_VAR}")).map(Some),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +119,35 @@ mod tests {
         assert!(e.contains("64 hex") && !e.contains(&a[..10]), "{e}");
         assert!(parse_keyring(&format!("2={a}\n2={b}"), "t").is_err());
         assert!(parse_keyring("# nothing", "t").is_err());
+    }
+
+    #[test]
+    fn an_application_reads_the_file_first_then_the_variable() {
+        let a = "11".repeat(32);
+        let b = "22".repeat(32);
+        let none = keyring_from_vars(&Vars::from_pairs([("X", "y")])).unwrap();
+        assert!(none.is_none());
+        let k = keyring_from_vars(&Vars::from_pairs([(KEYS_VAR, format!("3={a}"))]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.primary_id(), 3);
+        let dir = std::env::temp_dir().join(format!("keys-test-{}", std::process::id()));
+        std::fs::write(&dir, format!("4={b}\n3={a}\n")).unwrap();
+        let path = dir.to_string_lossy().into_owned();
+        let k = keyring_from_vars(&Vars::from_pairs([
+            (KEYS_FILE_VAR, path.clone()),
+            (KEYS_VAR, format!("3={a}")),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.primary_id(), 4);
+        std::fs::remove_file(&dir).unwrap();
+        let e = keyring_from_vars(&Vars::from_pairs([(KEYS_FILE_VAR, path)])).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.starts_with(KEYS_FILE_VAR)),
+            "{e}"
+        );
+        let e = keyring_from_vars(&Vars::from_pairs([(KEYS_VAR, "1=zz")])).unwrap_err();
+        assert!(matches!(&e, Error::Config(m) if !m.contains("zz")), "{e}");
     }
 }

@@ -5,29 +5,38 @@
 //! | --- | --- | --- |
 //! | `sqlite://PATH` (`sqlite:///abs/path`, `sqlite://rel/path`, `sqlite://:memory:`) | SQLite | `table` (`sessions`) |
 //! | `sled://PATH` | sled | `prefix` (`sessions`) |
-//! | `redis://[user:pass@]host[:port][/db]`, `rediss://…` | Redis | `prefix` (`session`) |
-//! | `redis+cluster://host1:port,host2:port` (`rediss+cluster://…`) | Redis Cluster | `prefix` |
+//! | `redis://[user:pass@]host[:port][/db]`, `rediss://…` | Redis | `prefix` (`session`); `tls_ca_file` |
+//! | `redis+cluster://host1:port,host2:port` (`rediss+cluster://…`) | Redis Cluster | `prefix`; `tls_ca_file` |
 //! | `postgres://…`, `postgresql://…` | PostgreSQL | `table`, `schema` |
 //! | `mysql://…`, `mariadb://…` | MySQL / MariaDB | `table` |
 //!
 //! The namespace parameters are removed from the URL before it reaches the
 //! driver; every other query parameter is passed through (`sslmode=…`).
+//! `tls_ca_file=PATH` (Redis over TLS) trusts the CA certificates of that PEM
+//! file instead of the platform's roots (also
+//! `SESSION_STORE_REDIS_TLS_CA_FILE`); `rediss://` needs the `tls` feature.
 //! Other settings (timeouts, pool sizes) come from the backend's
-//! `SESSION_STORE_<BACKEND>_*` variables where the backend reads them, as in
-//! `from_env`. Passwords never appear in errors or `Debug` (see
-//! [`redact_url`]).
+//! `SESSION_STORE_<BACKEND>_*` variables, read as the backend's `from_env`
+//! reads them ([`BackendUrl::open`], or [`BackendUrl::open_with`] for any
+//! variable source); the URL wins for the location and the namespace.
+//! Passwords never appear in errors or `Debug` (see [`redact_url`]).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use session_store_core::config::redact_url;
+use session_store_core::config::{redact_url, Vars};
 use session_store_core::{Error, Result, SessionBackend};
 use session_store_mysql::{MySqlConfig, MySqlStore};
 use session_store_postgres::{PostgresConfig, PostgresStore};
 use session_store_redis::{RedisConfig, RedisStore};
 use session_store_sled::{SledConfig, SledStore};
 use session_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// The variable naming the store for [`BackendUrl::from_env`] (and the
+/// `session-store` command's default `--url`).
+pub const URL_VAR: &str = "SESSION_STORE_URL";
 
 /// A parsed backend URL (see the module docs for the forms).
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +61,9 @@ pub enum BackendUrl {
         url: String,
         /// The key prefix, if given.
         prefix: Option<String>,
+        /// The `tls_ca_file` parameter: a PEM file of CA certificates to
+        /// trust instead of the platform's roots.
+        tls_ca_file: Option<PathBuf>,
     },
     /// `redis+cluster://h1:p1,h2:p2`.
     RedisCluster {
@@ -59,6 +71,8 @@ pub enum BackendUrl {
         nodes: Vec<String>,
         /// The key prefix, if given.
         prefix: Option<String>,
+        /// The `tls_ca_file` parameter (see [`BackendUrl::Redis`]).
+        tls_ca_file: Option<PathBuf>,
     },
     /// `postgres://…`.
     Postgres {
@@ -163,14 +177,17 @@ impl BackendUrl {
                     return Err(Error::Config(format!("{scheme}:// URL without a host")));
                 }
                 let prefix = take(&mut params, "prefix");
+                let tls_ca_file = take(&mut params, "tls_ca_file").map(PathBuf::from);
                 Ok(BackendUrl::Redis {
                     url: rebuild(&format!("{scheme}://{head}"), &params),
                     prefix,
+                    tls_ca_file,
                 })
             }
             "redis+cluster" | "rediss+cluster" => {
                 let prefix = take(&mut params, "prefix");
-                no_rest(&params, scheme, "prefix")?;
+                let tls_ca_file = take(&mut params, "tls_ca_file").map(PathBuf::from);
+                no_rest(&params, scheme, "prefix, tls_ca_file")?;
                 let node_scheme = scheme.trim_end_matches("+cluster");
                 let nodes: Vec<String> = head
                     .split(',')
@@ -183,7 +200,11 @@ impl BackendUrl {
                         "{scheme}:// URL without nodes: expected {scheme}://host:port,host:port"
                     )));
                 }
-                Ok(BackendUrl::RedisCluster { nodes, prefix })
+                Ok(BackendUrl::RedisCluster {
+                    nodes,
+                    prefix,
+                    tls_ca_file,
+                })
             }
             "postgres" | "postgresql" => {
                 let table = take(&mut params, "table");
@@ -217,11 +238,12 @@ impl BackendUrl {
             BackendUrl::Sled { path, prefix } => {
                 format!("sled://{}{}", path.display(), ns("prefix", prefix))
             }
-            BackendUrl::Redis { url, prefix } => {
+            BackendUrl::Redis { url, prefix, .. } => {
                 format!("{}{}", redact_url(url), ns("prefix", prefix))
             }
-            BackendUrl::RedisCluster { nodes, prefix } => format!(
-                "redis+cluster://{}{}",
+            BackendUrl::RedisCluster { nodes, prefix, .. } => format!(
+                "{}+cluster://{}{}",
+                if self.is_tls() { "rediss" } else { "redis" },
                 nodes
                     .iter()
                     .map(|n| redact_url(n)
@@ -240,44 +262,129 @@ impl BackendUrl {
         }
     }
 
-    /// Connects or opens the store (the backend's `build`).
+    /// Whether the store is reached over TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            BackendUrl::Redis { url, .. } => url.starts_with("rediss://"),
+            BackendUrl::RedisCluster { nodes, .. } => {
+                nodes.iter().any(|n| n.starts_with("rediss://"))
+            }
+            _ => false,
+        }
+    }
+
+    /// The store named by `SESSION_STORE_URL` ([`URL_VAR`]) in the process
+    /// environment.
+    ///
+    /// # Errors
+    /// As [`BackendUrl::from_vars`].
+    pub fn from_env() -> Result<Option<BackendUrl>> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// The store named by `SESSION_STORE_URL` in `vars`; `None` when it is
+    /// unset (the caller chooses a default or refuses).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when the URL does not parse.
+    pub fn from_vars(vars: &Vars) -> Result<Option<BackendUrl>> {
+        vars.string(URL_VAR)
+            .map(|raw| {
+                BackendUrl::parse(&raw).map_err(|e| match e {
+                    Error::Config(m) => Error::Config(format!("{URL_VAR}: {m}")),
+                    other => other,
+                })
+            })
+            .transpose()
+    }
+
+    /// Connects or opens the store (the backend's `build`), with the
+    /// backend's other settings read from the process environment
+    /// ([`BackendUrl::open_with`] over [`Vars::from_env`]).
+    ///
+    /// # Errors
+    /// As [`BackendUrl::open_with`].
+    pub async fn open(&self) -> Result<Store> {
+        self.open_with(Vars::from_env()).await
+    }
+
+    /// Connects or opens the store, reading the backend's other settings
+    /// (`SESSION_STORE_<BACKEND>_*`: timeouts, pool sizes, durability, the
+    /// Redis CA file) from `vars` as the backend's `from_vars` does. The URL
+    /// replaces the backend's location variables (`…_URL`, `…_PATH`,
+    /// `…_CLUSTER_NODES`, `SESSION_STORE_SLED_TEMPORARY`), and its namespace
+    /// parameters win over the namespace variables.
     ///
     /// # Errors
     /// [`Error::Config`] for settings the backend refuses (a bad table name,
-    /// `rediss://` without TLS support); a backend error when it cannot be
-    /// reached or opened.
-    pub async fn open(&self) -> Result<Store> {
+    /// a malformed variable, `rediss://` in a build without the `tls`
+    /// feature); a backend error when it cannot be reached or opened.
+    pub async fn open_with(&self, vars: Vars) -> Result<Store> {
+        if self.is_tls() && !session_store_redis::TLS_SUPPORTED {
+            return Err(Error::Config(
+                "rediss:// needs TLS support, which this build lacks: enable the `tls` \
+                 feature (session-store-cli: `cargo install session-store-cli --features tls`; \
+                 libraries: session-store-url/tls or session-store-redis/tls)"
+                    .into(),
+            ));
+        }
         Ok(match self.clone() {
             BackendUrl::Sqlite { path, table } => {
-                let mut c = SqliteConfig::new(path);
+                let vars = located(
+                    vars,
+                    &[("SESSION_STORE_SQLITE_PATH", Some(path_text(&path)))],
+                );
+                let mut c = SqliteConfig::from_vars(&vars)?;
                 if let Some(t) = table {
                     c = c.with_table(t);
                 }
                 Store::Sqlite(c.build().await?)
             }
             BackendUrl::Sled { path, prefix } => {
-                let mut c = SledConfig::new(path);
+                let vars = located(
+                    vars,
+                    &[
+                        ("SESSION_STORE_SLED_PATH", Some(path_text(&path))),
+                        ("SESSION_STORE_SLED_TEMPORARY", None),
+                    ],
+                );
+                let mut c = SledConfig::from_vars(&vars)?;
                 if let Some(p) = prefix {
                     c = c.with_tree_prefix(p);
                 }
                 Store::Sled(c.build().await?)
             }
-            BackendUrl::Redis { url, prefix } => {
-                let mut c = RedisConfig::new(url);
-                if let Some(p) = prefix {
-                    c = c.with_prefix(p);
-                }
-                Store::Redis(c.build().await?)
+            BackendUrl::Redis {
+                url,
+                prefix,
+                tls_ca_file,
+            } => {
+                let vars = located(
+                    vars,
+                    &[
+                        ("SESSION_STORE_REDIS_URL", Some(url)),
+                        ("SESSION_STORE_REDIS_CLUSTER_NODES", None),
+                    ],
+                );
+                Store::Redis(redis_config(&vars, prefix, tls_ca_file)?.build().await?)
             }
-            BackendUrl::RedisCluster { nodes, prefix } => {
-                let mut c = RedisConfig::cluster(nodes);
-                if let Some(p) = prefix {
-                    c = c.with_prefix(p);
-                }
-                Store::Redis(c.build().await?)
+            BackendUrl::RedisCluster {
+                nodes,
+                prefix,
+                tls_ca_file,
+            } => {
+                let vars = located(
+                    vars,
+                    &[
+                        ("SESSION_STORE_REDIS_URL", None),
+                        ("SESSION_STORE_REDIS_CLUSTER_NODES", Some(nodes.join(","))),
+                    ],
+                );
+                Store::Redis(redis_config(&vars, prefix, tls_ca_file)?.build().await?)
             }
             BackendUrl::Postgres { url, table, schema } => {
-                let mut c = PostgresConfig::new(url);
+                let vars = located(vars, &[("SESSION_STORE_POSTGRES_URL", Some(url))]);
+                let mut c = PostgresConfig::from_vars(&vars)?;
                 if let Some(t) = table {
                     c = c.with_table(t);
                 }
@@ -287,7 +394,8 @@ impl BackendUrl {
                 Store::Postgres(c.build().await?)
             }
             BackendUrl::MySql { url, table } => {
-                let mut c = MySqlConfig::new(url);
+                let vars = located(vars, &[("SESSION_STORE_MYSQL_URL", Some(url))]);
+                let mut c = MySqlConfig::from_vars(&vars)?;
                 if let Some(t) = table {
                     c = c.with_table(t);
                 }
@@ -295,6 +403,37 @@ impl BackendUrl {
             }
         })
     }
+}
+
+/// `vars` with the location variables replaced: `Some` sets one, `None`
+/// hides it (the URL is the location, whatever the environment says).
+fn located(vars: Vars, set: &[(&'static str, Option<String>)]) -> Vars {
+    let set: HashMap<&'static str, Option<String>> = set.iter().cloned().collect();
+    Vars::from_fn(move |name| match set.get(name) {
+        Some(v) => v.clone(),
+        None => vars.string(name),
+    })
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    // Parsed from a `&str`, so always valid UTF-8.
+    path.to_string_lossy().into_owned()
+}
+
+fn redis_config(
+    vars: &Vars,
+    prefix: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+) -> Result<RedisConfig> {
+    let mut c = RedisConfig::from_vars(vars)?;
+    if let Some(p) = prefix {
+        c = c.with_prefix(p);
+    }
+    if let Some(f) = tls_ca_file {
+        c = c.with_tls_ca_file(f);
+    }
+    c.validate()?;
+    Ok(c)
 }
 
 fn ns(name: &str, value: &Option<String>) -> String {
@@ -319,6 +458,18 @@ pub enum Store {
 }
 
 impl Store {
+    /// The backend's name (`sqlite`, `sled`, `redis`, `postgres`, `mysql`):
+    /// for labels and messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Sled(_) => "sled",
+            Store::Redis(_) => "redis",
+            Store::Postgres(_) => "postgres",
+            Store::MySql(_) => "mysql",
+        }
+    }
+
     /// The store as a backend (raw: no encryption on top).
     pub fn backend(&self) -> Arc<dyn SessionBackend> {
         match self {
@@ -427,14 +578,16 @@ mod tests {
                     "redis://127.0.0.1:7001".into(),
                     "redis://127.0.0.1:7002".into()
                 ],
-                prefix: Some("p".into())
+                prefix: Some("p".into()),
+                tls_ca_file: None
             }
         );
         assert_eq!(
-            BackendUrl::parse("rediss://h:6380/2?prefix=p").unwrap(),
+            BackendUrl::parse("rediss://h:6380/2?prefix=p&tls_ca_file=/etc/ca.pem").unwrap(),
             BackendUrl::Redis {
                 url: "rediss://h:6380/2".into(),
-                prefix: Some("p".into())
+                prefix: Some("p".into()),
+                tls_ca_file: Some("/etc/ca.pem".into())
             }
         );
         assert_eq!(
