@@ -484,7 +484,9 @@ impl SessionBackend for RedisStore {
     /// does not remove such duplicates across pages), never twice on one.
     async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
         session_store_core::scan::check_limit(limit)?;
-        crate::scan::page(&self.core, &self.keys, cursor, limit)
+        // One deadline for the whole page (its SCAN and its reads).
+        self.core
+            .bounded(crate::scan::page(&self.core, &self.keys, cursor, limit))
             .await
             .map_err(|e| self.context(e, "scan"))
     }

@@ -311,3 +311,175 @@ async fn password_in_the_url_authenticates() {
     store.delete_all().await.unwrap();
     server.kill();
 }
+
+// ---------------------------------------------------------------------------
+// A paused server (SIGSTOP): the operation deadline.
+// ---------------------------------------------------------------------------
+
+/// The operation deadline of the paused-server test.
+const DEADLINE: Duration = Duration::from_millis(300);
+/// What "within the deadline" allows on top of it (scheduling on a busy
+/// 2-core machine): an upper bound that catches a hang or a wait on some
+/// other, longer timeout, not a speed target.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// A process stopped with `SIGSTOP`; continued on drop, even when the test
+/// fails.
+struct Paused(u32);
+
+impl Paused {
+    fn pause(pid: u32) -> Paused {
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {pid} failed");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// `result` is a retryable backend error of `operation` that said it timed
+/// out, and came within the deadline plus slack.
+fn assert_deadline<T: std::fmt::Debug>(
+    operation: &str,
+    started: std::time::Instant,
+    result: Result<T, Error>,
+) {
+    let elapsed = started.elapsed();
+    match &result {
+        Err(Error::Backend {
+            backend,
+            operation: op,
+            retryable: true,
+            source,
+            ..
+        }) => {
+            assert_eq!(*backend, "redis", "{operation}: {result:?}");
+            assert_eq!(*op, operation, "{result:?}");
+            assert!(
+                source.to_string().contains("timed out"),
+                "{operation}: the source says it timed out: {source}"
+            );
+        }
+        other => panic!(
+            "{operation} on a paused server: expected a retryable backend error, got {other:?}"
+        ),
+    }
+    println!("paused server: {operation} failed after {elapsed:?}");
+    assert!(
+        elapsed <= DEADLINE + SLACK,
+        "{operation} took {elapsed:?} on a paused server (deadline {DEADLINE:?})"
+    );
+}
+
+/// Every operation that talks to the server (`cleanup_expired` does not:
+/// Redis expires keys itself), each on its own clock. Only a victim session
+/// and unused keys: a script already sent runs when the server continues.
+async fn every_operation_times_out(store: &RedisStore, victim: session_store_core::StorageKey) {
+    let fresh = fresh_key();
+    let rec = fixtures::user_record(fixtures::now(), "victim", b"x");
+    let to = SessionToken::generate_with_affinity(&victim, AFFINITY_BITS).storage_key();
+    let rotation = Rotation {
+        from: victim,
+        to,
+        record: rec.clone(),
+        grace: None,
+    };
+    let now = fixtures::now();
+    macro_rules! check {
+        ($op:literal, $call:expr) => {{
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(Duration::from_secs(30), $call)
+                .await
+                .expect(concat!($op, " hung on a paused server"));
+            assert_deadline($op, started, result);
+        }};
+    }
+    check!("load", store.load(&victim, now));
+    check!("create", store.create(&fresh, &rec));
+    check!("save", store.save(&victim, &rec, now));
+    check!("touch", store.touch(&victim, now, now, now));
+    check!("rotate", store.rotate(&rotation, now));
+    check!("delete", store.delete(&fresh));
+    check!("delete_user", store.delete_user("nobody", None, now));
+    check!("list_user", store.list_user("victim", now));
+    check!("scan", store.scan(None, 10));
+}
+
+/// A paused server (`SIGSTOP`: the connection stays open, nothing answers,
+/// a new connection is accepted by the kernel and then hangs) is the outage
+/// a deadline is for. Every operation fails with a retryable backend error
+/// saying it timed out, within the operation deadline, though the response
+/// timeout (1 s by default) is longer; so does building a new store. After
+/// `SIGCONT` the same store object works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_fails_every_operation_within_the_deadline() {
+    if common::skip(false).is_some() {
+        return println!("SKIP: SESSION_STORE_SKIP_REDIS=1");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(port, dir.path(), NO_PERSISTENCE);
+    wait_until_up(port).await;
+    let prefix = common::random_prefix();
+    let config = || {
+        RedisConfig::new(format!("redis://127.0.0.1:{port}"))
+            .with_prefix(prefix.clone())
+            .with_operation_timeout(DEADLINE)
+    };
+    let store = config().build().await.expect("store on the private server");
+    let now = fixtures::now();
+    let kept = fresh_key();
+    let kept_record = fixtures::user_record(now, "alice", b"kept");
+    store.create(&kept, &kept_record).await.unwrap();
+    let victim = fresh_key();
+    store
+        .create(&victim, &fixtures::user_record(now, "victim", b"v"))
+        .await
+        .unwrap();
+
+    let paused = Paused::pause(server.child.id());
+    for _ in 0..2 {
+        every_operation_times_out(&store, victim).await;
+    }
+    let started = std::time::Instant::now();
+    let built = tokio::time::timeout(Duration::from_secs(30), config().build())
+        .await
+        .expect("build hung on a paused server");
+    assert_deadline("connect", started, built);
+    drop(paused);
+
+    let mut recovered = None;
+    for _ in 0..5 {
+        match store.load(&kept, now).await {
+            Ok(found) => {
+                recovered = Some(found);
+                break;
+            }
+            Err(Error::Backend {
+                retryable: true, ..
+            }) => continue,
+            Err(e) => panic!("unexpected error after SIGCONT: {e:?}"),
+        }
+    }
+    match recovered {
+        Some(Some(Lookup::Session(found))) => assert_eq!(found, kept_record),
+        other => panic!("the store did not recover after SIGCONT: {other:?}"),
+    }
+    let key = fresh_key();
+    store
+        .create(&key, &fixtures::user_record(now, "alice", b"after"))
+        .await
+        .unwrap();
+    assert!(store.load(&key, now).await.unwrap().is_some());
+    assert!(!store.list_user("alice", now).await.unwrap().is_empty());
+    drop(server);
+}
