@@ -52,6 +52,16 @@
 //!   nothing on disk is modified.
 //! - **Compact, versioned, bounds-checked encoding** ([`schema`]): corrupt
 //!   bytes are [`Error::Codec`](session_store_core::Error::Codec), never a panic.
+//! - **No operation deadline setting**: the other backends have
+//!   `with_operation_timeout` (default 2 s, the bound on waiting for a
+//!   connection or a lock plus the statement). sled has nothing of the
+//!   kind to wait for: no server, no connection pool, and its transactions
+//!   retry optimistically on conflict instead of blocking on a lock held by
+//!   someone else (the directory lock is taken once, by
+//!   [`SledConfig::build`], which fails at once when another process holds
+//!   it). What an operation can wait on is the disk (the `fdatasync` of
+//!   [`Durability`]), which no timeout interrupts; so there is no setting
+//!   that would only pretend to bound it.
 //! - **Errors that say where**: every
 //!   [`Error::Backend`](session_store_core::Error::Backend) names the backend
 //!   (`sled`), the operation (`open`, `save`, `flush`, ...) and the database
