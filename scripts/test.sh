@@ -53,3 +53,12 @@ else
 fi
 
 cargo test --workspace "$@"
+
+# rediss:// end to end: the CLI's `tls` feature is off by default (it adds
+# rustls and ring to every build), so its one test runs here with the
+# feature, against a private TLS-only redis-server it starts (~50 s more).
+if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 ]]; then
+    cargo test -p session-store-cli --features tls --test tls
+else
+    echo "SKIP: rediss:// test (SESSION_STORE_SKIP_REDIS=1)"
+fi

@@ -43,9 +43,21 @@
 //! --features tls`); without it a `rediss://` URL fails with exit code 2 and
 //! a message naming the feature. The server's certificate is checked against
 //! the platform's roots, or against a private CA: `?tls_ca_file=PATH` in the
-//! URL or `SESSION_STORE_REDIS_TLS_CA_FILE`. The feature is off by default
-//! because it adds rustls and ring to a cold build (measured: see
-//! `docs/operations.md`).
+//! URL or `SESSION_STORE_REDIS_TLS_CA_FILE`.
+//!
+//! The feature is off by default because of what it adds to a cold build
+//! (measured on the 2-core development machine, dev profile, with other
+//! builds running: `cargo build -p session-store-cli --features tls
+//! --timings` after a build without it): ring, rustls, rustls-webpki,
+//! rustls-native-certs, tokio-rustls and their small dependencies take
+//! about 36 s of compile time (rustls alone 20 s, ring 9 s with its C
+//! part), and the `redis` crate (33 s), the Redis store, `session-store-url`
+//! and this crate are compiled again with TLS: 49 s of wall time in all.
+//! Every build profile CI makes (tests, clippy, release benchmarks) would pay
+//! the first part if the feature were on by default, for every
+//! workspace member, since `redis` is shared. `scripts/test.sh` instead
+//! runs the one TLS test with the feature (`cargo test -p session-store-cli
+//! --features tls --test tls`), which costs the 49 s once.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

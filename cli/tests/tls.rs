@@ -261,7 +261,7 @@ async fn the_cli_works_over_rediss_with_a_private_ca() {
         &[("SESSION_STORE_REDIS_TLS_CA_FILE", &ca)],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(json(&o)["live"], 1, "{}", text(&o));
+    assert_eq!(json(&o)["live_sessions"], 1, "{}", text(&o));
 
     // The certificate is checked: without the test CA (platform roots only)
     // the handshake fails, as a store failure, not a success.
