@@ -67,7 +67,8 @@
 //!   [`fixtures::successor_token`], which honours
 //!   [`SessionBackend::rotation_affinity_bits`].
 //! - **Environment.** `SESSION_STORE_CONFORMANCE_CASES` (default 256) sets the
-//!   number of model-based sequences, `SESSION_STORE_CONFORMANCE_STEPS`
+//!   number of model-based sequences (a quarter of it, default 64, for the
+//!   persistent-login model), `SESSION_STORE_CONFORMANCE_STEPS`
 //!   (default 40) their maximum length.
 //!
 //! What the suite assumes of the factory: each call returns an empty
@@ -192,6 +193,7 @@
 //! **model-based**
 //!
 //! - `model_based_sequences` — random sequences of every operation, compared answer by answer with an independent reference model (below).
+//! - `model_persistent_sequences` — random sequences of persistent-login operations through the manager (logins with and without remember me, remember on current and stale copies, resume with current, just-rotated, old, forged and unknown tokens, concurrent resumes, password logins, logout, logout everywhere, revoke by handle by the owner and by others, device listings, clock steps inside the grace and across the 14-day and 30-day deadlines), compared answer by answer with an independent model of token families (below).
 //!
 //! **corrupted or foreign data** (through the manager: no access, an
 //! `Event::Corrupted` with the key's short hash, the entry removed; devices
@@ -230,6 +232,35 @@
 //!
 //! - `Created(Ok | Err(AlreadyExists))`, `Loaded(entry)`, `Written(Ok(version) | Err(Conflict))`, `Flag(bool)` (touch, delete), `Count(n)` (delete_user: live sessions removed), `Listed(summaries)` (list_user, keys and users as pool indices), `Advanced` (the clock moved).
 //! - `Cleaned { removed, swept }`: `removed` is what `cleanup_expired` returned; `swept` is how many entries the model still knew to be expired that the suite then found and deleted itself, one `delete` per key, after the cleanup call. With counted cleanup, `removed` is `min(expired, limit)` and `swept` the rest; a store whose cleanup removed a live entry, or reported a wrong count, shows here.
+//!
+//! ### The persistent-login model
+//!
+//! `model_persistent_sequences` drives a [`SessionManager`](session_store_core::SessionManager)
+//! with a manual clock over the store (sessions: 1 h idle, 1 day absolute,
+//! touches after 60 s; families: 30 days absolute, 14 days idle) and keeps
+//! an independent model of each family (user, original login time, current
+//! token, the token rotated last and the end of its grace, idle and absolute
+//! deadlines, revoked or not) and of each session (user, deadlines, version,
+//! remembered or not, linked family). Each case draws its grace (5 s, or 0)
+//! and whether reuse revokes the family's sessions. The users are `alice`,
+//! `bob` and the lookalike `Alice`. Answers compared: whether a resume
+//! returns a session, joined the grace or rotated, the successor (the same
+//! token as the concurrent rotation's inside the grace, a fresh one
+//! otherwise), the new session's user, `auth_time`, remembered flag and
+//! family; reuse with the number of sessions the `PersistentReuse` event
+//! says it revoked; for races (2 to 4 concurrent uses of one token) how
+//! many rotated, joined or got nothing and whether all got one successor;
+//! loads, login rotations and remembers (`Conflict` for a stale copy or an
+//! ended session); the count of log out everywhere; revoke's answer; and the
+//! devices list (sessions and persistent logins, current flags, deadlines).
+//! After every step each session and family live before or after it is
+//! loaded raw at the model's instant and must exist exactly when the model
+//! says so, with the model's idle and absolute deadlines; keys retired by a
+//! password login must stay dead.
+//!
+//! It runs a quarter of `SESSION_STORE_CONFORMANCE_CASES` sequences
+//! (default 64: each step is several manager operations and a sweep of raw
+//! loads) of up to `SESSION_STORE_CONFORMANCE_STEPS` steps (default 40).
 //!
 //! ## Writing extra checks
 //!

@@ -14,6 +14,7 @@ mod concurrency;
 mod corrupt;
 mod manager;
 pub mod model;
+mod model_persistent;
 mod rotate;
 mod save;
 mod scan;
@@ -223,6 +224,7 @@ registry! {
     bad_input::manager_invalid_id_before_io,
     // model-based
     model::model_based_sequences,
+    model_persistent::model_persistent_sequences,
     // encryption at rest (a backend that encrypts: Ctx::encrypts)
     // corrupted or foreign data
     corrupt::corrupt_undecodable_record_is_contained,

@@ -27,7 +27,7 @@ const DEFAULT_STEPS: usize = 40;
 const MAX_SHRINK_ITERS: u32 = 300;
 const MAX_SHRINK_MILLIS: u32 = 120_000;
 
-fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
+pub(crate) fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
     match std::env::var(var) {
         Ok(v) => v
             .trim()
