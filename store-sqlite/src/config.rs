@@ -16,8 +16,12 @@ pub const DEFAULT_TABLE: &str = "sessions";
 pub const DEFAULT_READERS: usize = 2;
 /// Highest accepted reader count.
 pub const MAX_READERS: usize = 64;
-/// Default time a statement waits for a lock held by another connection or process.
-pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default operation deadline: 2 s, the same on every backend of this
+/// workspace. See [`SqliteConfig::with_operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// The older name of [`DEFAULT_OPERATION_TIMEOUT`] (the deadline is SQLite's
+/// busy timeout).
+pub const DEFAULT_BUSY_TIMEOUT: Duration = DEFAULT_OPERATION_TIMEOUT;
 /// Default bound of the busy-wait on both sides of the hand-off to the
 /// SQLite threads (see [`SqliteConfig::with_spin_wait`]).
 pub const DEFAULT_SPIN_WAIT: Duration = Duration::from_micros(50);
@@ -145,6 +149,7 @@ const TABLE_VAR: &str = "SESSION_STORE_SQLITE_TABLE";
 const SYNCHRONOUS_VAR: &str = "SESSION_STORE_SQLITE_SYNCHRONOUS";
 const READERS_VAR: &str = "SESSION_STORE_SQLITE_READERS";
 const BUSY_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS";
+const OPERATION_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS";
 const CACHE_KIB_VAR: &str = "SESSION_STORE_SQLITE_CACHE_KIB";
 const SPIN_WAIT_VAR: &str = "SESSION_STORE_SQLITE_SPIN_WAIT_US";
 
@@ -187,7 +192,8 @@ impl SqliteConfig {
     /// | `SESSION_STORE_SQLITE_TABLE` | Table name, `^[A-Za-z_][A-Za-z0-9_]{0,62}$`, not starting with `sqlite_`. | `sessions` |
     /// | `SESSION_STORE_SQLITE_SYNCHRONOUS` | `normal` or `full` (see [`Synchronous`]). | `normal` |
     /// | `SESSION_STORE_SQLITE_READERS` | Reader threads, `0` to `64` (`0`: the writer serves reads too). | `2` |
-    /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | Milliseconds a statement waits for a lock held by another process. | `5000` |
+    /// | `SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS` | The operation deadline in milliseconds (> 0): how long a statement waits for a lock held by another connection or process (see [`SqliteConfig::with_operation_timeout`]). | `2000` |
+    /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | The older name of `SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS` (which wins when both are set). | `2000` |
     /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfig::with_cache_kib`]). | `32768` |
     /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfig::with_spin_wait`]); `0` turns it off. | `50` |
     ///
@@ -246,6 +252,9 @@ impl SqliteConfig {
         if let Some(timeout) = vars.millis(BUSY_TIMEOUT_VAR)? {
             config = config.with_busy_timeout(timeout);
         }
+        if let Some(timeout) = vars.millis(OPERATION_TIMEOUT_VAR)? {
+            config = config.with_operation_timeout(timeout);
+        }
         if let Some(kib) = vars.parse_with(
             CACHE_KIB_VAR,
             &format!("a whole number of KiB from 1 to {MAX_CACHE_KIB}"),
@@ -295,8 +304,31 @@ impl SqliteConfig {
         self
     }
 
-    /// How long a statement waits for a lock held by another connection or
-    /// process before failing with a retryable error (default 5 s).
+    /// The operation deadline (default 2 s, [`DEFAULT_OPERATION_TIMEOUT`];
+    /// must be positive). Every backend of this workspace has this setting
+    /// with this default; on a remote server it bounds the wait for a
+    /// connection plus the statement. SQLite has no connection to wait for
+    /// and no network: what an operation can wait on is a lock held by
+    /// another connection or process (a second store on the same file, a
+    /// backup, an `sqlite3` shell in a transaction). So the deadline is
+    /// SQLite's busy timeout on every connection of the store: a statement
+    /// that cannot get its lock within it fails with a retryable
+    /// [`Error::Backend`] naming the operation, whose source is SQLite's
+    /// `SQLITE_BUSY` ("database is locked"); its transaction is rolled back
+    /// and the connection stays usable. In WAL mode readers never wait for
+    /// a writer, so in practice the writes (create, save, touch, rotate,
+    /// delete, delete_user, cleanup) are the operations it bounds.
+    ///
+    /// Not bounded by it: a call queued behind the store's own writer
+    /// thread waits for the jobs ahead of it (each bounded by the deadline),
+    /// and disk I/O (an `fsync` on a stalled disk) is not interrupted.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The older name of [`with_operation_timeout`](SqliteConfig::with_operation_timeout):
+    /// the same setting.
     pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
@@ -356,7 +388,13 @@ impl SqliteConfig {
         }
     }
 
-    /// How long a statement waits for a lock held by another connection.
+    /// The operation deadline: how long a statement waits for a lock held
+    /// by another connection or process.
+    pub fn operation_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// The older name of [`operation_timeout`](SqliteConfig::operation_timeout).
     pub fn busy_timeout(&self) -> Duration {
         self.busy_timeout
     }
@@ -389,6 +427,9 @@ impl SqliteConfig {
     /// outside 1 KiB to [`MAX_CACHE_KIB`] KiB, or an empty path.
     pub fn validate(&self) -> Result<()> {
         validate_table_name(&self.table)?;
+        if self.busy_timeout.is_zero() {
+            return Err(Error::Config("operation_timeout: must be positive".into()));
+        }
         if self.readers > MAX_READERS {
             return Err(Error::Config(format!(
                 "reader count {} exceeds the maximum of {MAX_READERS}",

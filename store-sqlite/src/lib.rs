@@ -83,5 +83,6 @@ pub use config::{
     Location, SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_KIB, DEFAULT_READERS,
     DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_CACHE_KIB, MAX_READERS, MAX_SPIN_WAIT,
 };
+pub use config::DEFAULT_OPERATION_TIMEOUT;
 pub use schema::{SCHEMA_TABLE, SCHEMA_VERSION};
 pub use store::SqliteStore;
