@@ -58,6 +58,18 @@ enum Bug {
     RotateDropsMeta,
     /// Listings skip sessions whose data is empty.
     ListSkipsEmptyData,
+    /// `delete_user` leaves (and does not count) persistent-login families
+    /// (records whose metadata carries `"_pk":true`).
+    DeleteUserSparesPersistent,
+    /// Persistent-login families never expire on read.
+    PersistentNeverExpires,
+    /// Listings leave persistent-login families out.
+    ListHidesPersistent,
+}
+
+/// Whether a record's (plain) metadata marks a persistent-login family.
+fn persistent(meta: &[u8]) -> bool {
+    meta.windows(10).any(|w| w == br#""_pk":true"#)
 }
 
 #[derive(Debug)]
@@ -188,6 +200,13 @@ impl SessionBackend for Mutant {
                 found => Ok(found),
             },
             Bug::LoadIgnoresExpiry => self.inner.load(key, LONG_AGO).await,
+            Bug::PersistentNeverExpires => match self.inner.load(key, now).await? {
+                None => match self.inner.load(key, LONG_AGO).await? {
+                    Some(Lookup::Session(r)) if persistent(&r.meta) => Ok(Some(Lookup::Session(r))),
+                    _ => Ok(None),
+                },
+                found => Ok(found),
+            },
             Bug::ForwarderNeverExpires => match self.inner.load(key, now).await? {
                 None => match self.inner.load(key, LONG_AGO).await? {
                     Some(f @ Lookup::Forwarded(_)) => Ok(Some(f)),
@@ -340,6 +359,24 @@ impl SessionBackend for Mutant {
         } else {
             except
         };
+        if self.bug == Bug::DeleteUserSparesPersistent {
+            let mut spared = Vec::new();
+            for s in self.inner.list_user(user, LONG_AGO).await? {
+                if let Some(Lookup::Session(r)) = self.inner.load(&s.key, LONG_AGO).await? {
+                    if persistent(&r.meta) && Some(&s.key) != except {
+                        spared.push((s.key, r));
+                    }
+                }
+            }
+            let mut n = self.inner.delete_user(user, except, now).await?;
+            for (key, r) in spared {
+                if r.is_live(now) {
+                    n -= 1;
+                }
+                self.inner.create(&key, &r).await?;
+            }
+            return Ok(n);
+        }
         if self.user_bug() {
             let mut n = 0;
             for u in self.matching_users(user) {
@@ -358,6 +395,11 @@ impl SessionBackend for Mutant {
                 Ok(list)
             }
             Bug::ListIncludesExpired => self.inner.list_user(user, LONG_AGO).await,
+            Bug::ListHidesPersistent => {
+                let mut list = self.inner.list_user(user, now).await?;
+                list.retain(|s| !persistent(&s.meta));
+                Ok(list)
+            }
             Bug::ListTiesByInsertion => {
                 let mut list = self.inner.list_user(user, now).await?;
                 let seq = self.seq.lock().unwrap().clone();
@@ -434,7 +476,11 @@ fn assert_caught_by(bug: Bug, checks: &[&str]) {
 fn catches_save_without_cas() {
     assert_caught(
         Bug::SaveIgnoresVersion,
-        &["save_stale_version_conflict", "concurrent_saves_all_land"],
+        &[
+            "save_stale_version_conflict",
+            "concurrent_saves_all_land",
+            "model_persistent_sequences",
+        ],
     );
 }
 
@@ -653,6 +699,39 @@ fn catches_rotation_dropping_metadata() {
 #[test]
 fn catches_listing_skipping_empty_sessions() {
     assert_caught(Bug::ListSkipsEmptyData, &["list_user_metadata"]);
+}
+
+#[test]
+fn catches_logout_everywhere_sparing_persistent_logins() {
+    assert_caught_by(
+        Bug::DeleteUserSparesPersistent,
+        &[
+            "persistent_logout_and_logout_everywhere",
+            "model_persistent_sequences",
+        ],
+    );
+}
+
+#[test]
+fn catches_immortal_persistent_logins() {
+    assert_caught_by(
+        Bug::PersistentNeverExpires,
+        &[
+            "persistent_idle_and_absolute_expiry",
+            "model_persistent_sequences",
+        ],
+    );
+}
+
+#[test]
+fn catches_listings_hiding_persistent_logins() {
+    assert_caught_by(
+        Bug::ListHidesPersistent,
+        &[
+            "persistent_listed_and_revocable_by_handle",
+            "model_persistent_sequences",
+        ],
+    );
 }
 
 /// The checks that need a backend that encrypts at rest.
