@@ -608,6 +608,66 @@ mod tests {
     }
 
     #[test]
+    fn the_url_replaces_the_location_variables_and_the_rest_pass_through() {
+        let base = Vars::from_pairs([
+            (
+                "SESSION_STORE_REDIS_CLUSTER_NODES",
+                "redis://a:1,redis://b:2",
+            ),
+            ("SESSION_STORE_REDIS_OPERATION_TIMEOUT_MS", "1234"),
+            ("SESSION_STORE_SLED_TEMPORARY", "true"),
+        ]);
+        let vars = located(
+            base,
+            &[
+                ("SESSION_STORE_REDIS_URL", Some("redis://h:6379".into())),
+                ("SESSION_STORE_REDIS_CLUSTER_NODES", None),
+                ("SESSION_STORE_SLED_TEMPORARY", None),
+            ],
+        );
+        assert_eq!(
+            vars.string("SESSION_STORE_REDIS_URL").as_deref(),
+            Some("redis://h:6379")
+        );
+        assert_eq!(vars.string("SESSION_STORE_REDIS_CLUSTER_NODES"), None);
+        assert_eq!(vars.string("SESSION_STORE_SLED_TEMPORARY"), None);
+        let c = redis_config(&vars, Some("p".into()), None).unwrap();
+        assert!(!c.is_cluster());
+        assert_eq!(c.prefix(), "p");
+        assert_eq!(c.operation_timeout().as_millis(), 1234);
+    }
+
+    #[tokio::test]
+    async fn opening_reads_the_backend_settings_but_never_its_location() {
+        let dir = std::env::temp_dir().join(format!("url-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = BackendUrl::parse(&format!("sqlite://{}", dir.join("s.db").display())).unwrap();
+        // A malformed setting is reported, naming its variable.
+        let e = url
+            .open_with(Vars::from_pairs([("SESSION_STORE_SQLITE_READERS", "many")]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.starts_with("SESSION_STORE_SQLITE_READERS")),
+            "{e}"
+        );
+        // The URL is the location, whatever the variable says.
+        let store = url
+            .open_with(Vars::from_pairs([(
+                "SESSION_STORE_SQLITE_PATH",
+                "/nonexistent/elsewhere.db",
+            )]))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(store.kind(), "sqlite");
+        assert_eq!(store.ready().await.unwrap(), Readiness::Ready);
+        drop(store);
+        assert!(dir.join("s.db").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn errors_and_debug_never_show_a_password() {
         let u = BackendUrl::parse("postgres://admin:s3cret@h/db?table=t").unwrap();
         assert!(!format!("{u:?}").contains("s3cret"));
