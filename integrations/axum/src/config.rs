@@ -393,6 +393,7 @@ pub type ContextHook = Arc<dyn Fn(&ContextChange) + Send + Sync>;
 #[derive(Clone)]
 pub struct SessionConfig {
     pub(crate) cookie: CookieConfig,
+    pub(crate) remember_cookie: CookieConfig,
     pub(crate) renew_after: Option<Duration>,
     pub(crate) csrf: CsrfConfig,
     pub(crate) body_limit: usize,
@@ -412,6 +413,7 @@ impl fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionConfig")
             .field("cookie", &self.cookie)
+            .field("remember_cookie", &self.remember_cookie)
             .field("renew_after", &self.renew_after)
             .field("csrf", &self.csrf)
             .field("body_limit", &self.body_limit)
@@ -439,6 +441,8 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             cookie: CookieConfig::default(),
+            remember_cookie: CookieConfig::default()
+                .with_name(crate::session::remember::DEFAULT_REMEMBER_COOKIE),
             renew_after: Some(Duration::from_secs(15 * 60)),
             csrf: CsrfConfig::default(),
             body_limit: 1024 * 1024,
@@ -460,6 +464,16 @@ impl SessionConfig {
     /// The cookie attributes (default [`CookieConfig::default`]).
     pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
         self.cookie = cookie;
+        self
+    }
+    /// The "remember me" cookie's attributes (default: name
+    /// `__Host-remember`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`,
+    /// no `Domain`). Validated like the session cookie, and its name must
+    /// differ from the session and CSRF cookies'. Its `Max-Age` is always
+    /// the persistent login's remaining lifetime (capped by a configured
+    /// `max_age`). See [`Session::login_remembered`](crate::Session::login_remembered).
+    pub fn with_remember_cookie(mut self, cookie: CookieConfig) -> Self {
+        self.remember_cookie = cookie;
         self
     }
     /// A logged-in session gets a new token (a renewal rotation, the old token
@@ -563,6 +577,10 @@ impl SessionConfig {
     pub fn cookie(&self) -> &CookieConfig {
         &self.cookie
     }
+    /// The "remember me" cookie's attributes.
+    pub fn remember_cookie(&self) -> &CookieConfig {
+        &self.remember_cookie
+    }
     /// The renewal interval.
     pub fn renew_after(&self) -> Option<Duration> {
         self.renew_after
@@ -609,7 +627,8 @@ impl SessionConfig {
     /// # Errors
     /// [`Error::Config`] naming the field: any [`CookieConfig::validate`]
     /// error (also for the CSRF cookie, which shares path, domain and
-    /// `Secure`); a CSRF cookie named like the session cookie; an empty CSRF
+    /// `Secure`); a CSRF cookie named like the session cookie; the same for
+    /// the remember cookie, which must differ from both; an empty CSRF
     /// field name; a zero renewal interval, body limit or attempt bound; an
     /// IP granularity longer than the address; any
     /// [`AnonymousLimit::validate`] error.
@@ -631,6 +650,7 @@ impl SessionConfig {
                 "csrf cookie_name: must differ from the session cookie name",
             ));
         }
+        crate::session::remember::validate_cookie(self)?;
         if self.csrf.field.is_empty() {
             return Err(cfg("csrf field: must not be empty"));
         }

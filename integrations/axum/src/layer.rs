@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use http_body_util::{LengthLimitError, Limited};
 use session_store_core::{Result, SessionManager};
 use tower_layer::Layer;
@@ -79,6 +80,65 @@ impl SessionLayer {
     /// The manager (for work outside a request: cleanup, admin revocation).
     pub fn manager(&self) -> &SessionManager {
         &self.shared.manager
+    }
+
+    /// The refresh-token endpoint for API clients: a `POST` route that
+    /// exchanges a refresh token (issued by [`Session::refresh_token`]) for
+    /// a new session token and the rotated refresh token.
+    ///
+    /// Mount it *outside* the layer (after `.layer(..)`): the client
+    /// presents no session, and the refresh token travels in the body or a
+    /// header, never in a cookie, so no CSRF check applies. The token is
+    /// read from the [`REFRESH_TOKEN_HEADER`](crate::REFRESH_TOKEN_HEADER)
+    /// header or the JSON body `{"refresh_token": "p...."}` (at most 4 KiB).
+    /// Answers (all JSON, `Cache-Control: no-store`):
+    /// - `200` `{"token_type": "Bearer", "session_token", "expires_in",
+    ///   "refresh_token", "refresh_expires_in"}` (seconds): send the session
+    ///   token as `Authorization: Bearer` ([`HeaderMode`](crate::HeaderMode))
+    ///   and keep the new refresh token; the one sent is spent.
+    /// - `401` `{"error": "invalid_grant"}`: a malformed token (no store
+    ///   I/O), or an unknown, expired or revoked one, or a reused one (which
+    ///   revokes the whole persistent login and the sessions it started):
+    ///   the client must log in again.
+    /// - `400` `{"error": "invalid_request"}`: no token or a body that is
+    ///   not JSON; `413` for a body over the limit.
+    /// - the layer's usual store-failure answer (`503`), never `401`: the
+    ///   refresh token stays valid.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{routing::{get, post}, Router};
+    /// use session_store_axum::{HeaderMode, Session, SessionConfig, SessionError, SessionLayer};
+    /// use session_store_core::{MemoryStore, SessionManager};
+    ///
+    /// // Login for API clients: a session token and a refresh token.
+    /// async fn api_login(session: Session) -> Result<String, SessionError> {
+    ///     session.login("alice").await?; // after checking the credentials
+    ///     let refresh = session.refresh_token().await?;
+    ///     let token = session.api_token().await?.unwrap_or_default();
+    ///     Ok(format!(
+    ///         r#"{{"session_token":"{token}","refresh_token":"{}"}}"#,
+    ///         refresh.expose_secret()
+    ///     ))
+    /// }
+    ///
+    /// # fn main() -> Result<(), session_store_core::Error> {
+    /// let manager = SessionManager::new(Arc::new(MemoryStore::new()));
+    /// let config = SessionConfig::default().with_header_mode(Some(HeaderMode::Bearer));
+    /// let layer = SessionLayer::new(manager, config)?;
+    /// let app: Router = Router::new()
+    ///     .route("/api/login", post(api_login))
+    ///     .route("/api/me", get(|s: Session| async move { s.user_id().await.map(|u| u.unwrap_or_default()) }))
+    ///     .layer(layer.clone())
+    ///     .route("/api/refresh", layer.refresh_route());
+    /// # let _ = app;
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_route<S>(&self) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        crate::session::remember::refresh_route(self.shared.clone())
     }
 }
 
@@ -228,7 +288,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn error_response(shared: &Shared, e: SessionError) -> Response {
+pub(crate) fn error_response(shared: &Shared, e: SessionError) -> Response {
     let res = e.into_response();
     apply_error_handler(shared, res)
 }
@@ -264,6 +324,7 @@ async fn finish(shared: &Shared, state: &RequestState, res: Response) -> Respons
     } else if out.clear_anon_csrf {
         values.push(cookie.render(csrf_name, "", SameSite::Strict, Some(0)));
     }
+    values.extend(out.remember_cookie);
     let touched = !values.is_empty() || token_header.is_some();
     let headers = res.headers_mut();
     for v in values {

@@ -101,6 +101,7 @@ pub use config::{
 pub use error::{SessionError, SessionErrorKind};
 pub use layer::{SessionLayer, SessionService};
 pub use limit::{AnonymousLimit, Rate};
+pub use session::remember::{RefreshGrant, REFRESH_TOKEN_HEADER};
 pub use session::Session;
 pub use signals::{
     ClientIpSource, ContextChange, ContextPolicy, IpGranularity, MAX_USER_AGENT_BYTES,

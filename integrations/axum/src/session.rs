@@ -26,6 +26,8 @@ use crate::error::SessionError;
 use crate::limit::Limiter;
 use crate::signals::{self, ContextChange, ContextPolicy};
 
+pub(crate) mod remember;
+
 /// What the layer keeps in a session's data bytes (JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Payload {
@@ -91,6 +93,8 @@ pub(crate) struct Inner {
     change: Option<ContextChange>,
     new_anon_csrf: Option<String>,
     clear_anon_csrf: bool,
+    /// What the response does with the remember cookie.
+    remember: Option<remember::Change>,
 }
 
 /// What the response must carry, decided once the handler is done.
@@ -100,6 +104,8 @@ pub(crate) struct Outcome {
     pub(crate) via_header: bool,
     pub(crate) new_anon_csrf: Option<String>,
     pub(crate) clear_anon_csrf: bool,
+    /// The remember cookie's `Set-Cookie`, if any.
+    pub(crate) remember_cookie: Option<String>,
 }
 
 /// One request's session state.
@@ -109,6 +115,7 @@ pub(crate) struct RequestState {
     ip: Option<IpAddr>,
     meta: ClientMeta,
     anon_csrf: Option<String>,
+    remember: remember::Presented,
     inner: Mutex<Inner>,
 }
 
@@ -140,13 +147,21 @@ impl RequestState {
             .map(str::to_owned);
         let ip = signals::client_ip(parts, &config.client_ip);
         let meta = signals::client_meta(parts, ip);
+        let remember = remember::presented(&parts.headers, config.remember_cookie.name());
+        let inner = Inner {
+            // A malformed or oversized remember cookie is cleared, without I/O.
+            remember: (remember.present && remember.token.is_none())
+                .then_some(remember::Change::Clear),
+            ..Inner::default()
+        };
         RequestState {
             shared,
             presented,
             ip,
             meta,
             anon_csrf,
-            inner: Mutex::new(Inner::default()),
+            remember,
+            inner: Mutex::new(inner),
         }
     }
 
@@ -188,7 +203,7 @@ impl RequestState {
         }
         let Some(presented) = &self.presented else {
             inner.loaded = true;
-            return Ok(());
+            return self.resume_remembered(inner).await;
         };
         let loaded = self
             .manager()
@@ -198,7 +213,7 @@ impl RequestState {
         inner.loaded = true;
         let Some(session) = loaded else {
             debug!(key = %presented.token.storage_key().short_hash(), "no live session for the presented token");
-            return Ok(());
+            return self.resume_remembered(inner).await;
         };
         inner.issued |= session.token_changed();
         let payload = Payload::decode(session.data())?;
@@ -269,7 +284,9 @@ impl RequestState {
             return Ok(());
         };
         let now = self.manager().now();
-        let last = cur.payload.renewed_at.unwrap_or(auth.as_millis());
+        // A session started from a persistent login counts from its start.
+        let since = auth.max(cur.session.created_at());
+        let last = cur.payload.renewed_at.unwrap_or(since.as_millis());
         if now.saturating_duration_since(Timestamp::from_millis(last)) < after {
             return Ok(());
         }
@@ -463,6 +480,7 @@ impl RequestState {
             clear_anon_csrf: inner.clear_anon_csrf
                 && self.anon_csrf.is_some()
                 && inner.new_anon_csrf.is_none(),
+            remember_cookie: self.remember_cookie(&inner),
         }
     }
 
@@ -888,6 +906,7 @@ impl Session {
         }
         let mut inner = self.state.inner.lock().await;
         self.state.ensure_loaded(&mut inner).await?;
+        self.state.before_login(&mut inner, user_id).await?;
         if inner.current.is_none() {
             let payload = Payload::fresh();
             let session = self
@@ -959,6 +978,7 @@ impl Session {
         inner.current = None;
         inner.issued = false;
         inner.cleared = true;
+        self.state.forget(&mut inner);
         Ok(())
     }
 
@@ -984,6 +1004,7 @@ impl Session {
         inner.current = None;
         inner.issued = false;
         inner.cleared = true;
+        self.state.forget(&mut inner);
         Ok(n)
     }
 
@@ -1045,6 +1066,7 @@ impl Session {
             .ok_or(SessionError::NotLoggedIn)?;
         let user = cur.session.user_id().expect("filtered").to_owned();
         let own = cur.session.handle() == *handle;
+        let own_family = cur.session.persistent_handle().as_ref() == Some(handle);
         let removed = self
             .state
             .manager()
@@ -1055,6 +1077,9 @@ impl Session {
             inner.current = None;
             inner.issued = false;
             inner.cleared = true;
+        }
+        if removed && own_family {
+            self.state.forget(&mut inner);
         }
         Ok(removed)
     }
