@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 use session_store_axum::{CookieConfig, Session, SessionConfig, SessionError, SessionLayer};
-use session_store_core::{CapPolicy, Policy, SessionHandle, SessionManager, Timestamp};
+use session_store_core::{CapPolicy, DeviceKind, Policy, SessionHandle, SessionManager, Timestamp};
 use subtle::{Choice, ConstantTimeEq as _};
 
 /// The session cookie's name (the layer's default).
@@ -249,6 +249,7 @@ async fn login_page(session: Session) -> Result<Response, AppError> {
         "<form method=\"post\" action=\"/login\">{}\
          <label>User <input name=\"username\" autocomplete=\"username\"></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
+         <label><input name=\"remember\" type=\"checkbox\" value=\"on\"> Remember me</label>\
          <button>Sign in</button></form>",
         csrf_input(&session).await?
     )))
@@ -257,7 +258,9 @@ async fn login_page(session: Session) -> Result<Response, AppError> {
 /// Login (the layer checked the CSRF token): the pre-login token never
 /// survives; the session moves to a new token, binds the user, records the
 /// authentication time, IP and user agent, resets both timeouts and gets a
-/// new CSRF token.
+/// new CSRF token. With "Remember me" checked, a persistent login is issued
+/// too (the `__Host-remember` cookie, rotated on every use): a later visit
+/// without a live session signs in again from it.
 async fn login(
     State(state): State<AppState>,
     session: Session,
@@ -268,7 +271,11 @@ async fn login(
     if user.is_empty() || !state.check_password(user, password) {
         return Err(AppError::Unauthorized);
     }
-    session.login(user).await?;
+    if form.get("remember").is_some_and(|v| v == "on") {
+        session.login_remembered(user).await?;
+    } else {
+        session.login(user).await?;
+    }
     Ok(redirect("/"))
 }
 
@@ -293,25 +300,31 @@ async fn devices_page(session: Session) -> Result<Response, AppError> {
     let devices = session.devices().await?;
     let csrf = csrf_input(&session).await?;
     let mut body = String::from(
-        "<h1>Your devices</h1><table><tr><th>Created</th><th>Last seen</th><th>IP</th><th>Browser</th><th></th></tr>",
+        "<h1>Your devices</h1><table><tr><th>Kind</th><th>Created</th><th>Last seen</th><th>IP</th><th>Browser</th><th></th></tr>",
     );
     for d in &devices {
+        let persistent = d.kind == DeviceKind::PersistentLogin;
+        // A persistent login can be revoked from its own device too ("forget
+        // this device"); the current session is ended with "Log out".
+        let action = if d.current && !persistent {
+            "this device".to_owned()
+        } else {
+            format!(
+                "{}<form method=\"post\" action=\"/devices/revoke\">{csrf}\
+                 <input type=\"hidden\" name=\"handle\" value=\"{}\"><button>{}</button></form>",
+                if d.current { "this device " } else { "" },
+                d.handle,
+                if persistent { "Forget" } else { "Revoke" },
+            )
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            if persistent { "Remember me" } else { "Session" },
             utc(d.created_at),
             utc(d.last_seen_at),
             escape(d.meta.ip.as_deref().unwrap_or("")),
             escape(d.meta.user_agent.as_deref().unwrap_or("")),
-            if d.current {
-                "this device".to_owned()
-            } else {
-                format!(
-                    "<form method=\"post\" action=\"/devices/revoke\">{csrf}\
-                     <input type=\"hidden\" name=\"handle\" value=\"{}\"><button>Revoke</button></form>",
-                    d.handle
-                )
-            }
         );
     }
     body.push_str("</table>");
@@ -337,6 +350,7 @@ async fn devices_json(session: Session) -> Result<Response, AppError> {
                 "ip": d.meta.ip,
                 "user_agent": d.meta.user_agent,
                 "current": d.current,
+                "kind": if d.kind == DeviceKind::PersistentLogin { "persistent_login" } else { "session" },
             })
         })
         .collect();
@@ -361,6 +375,7 @@ async fn revoke(
 async fn session_json(session: Session) -> Result<Response, AppError> {
     Ok(json_response(json!({
         "user": session.user_id().await?,
+        "remembered": session.remembered().await?,
         "csrf": session.csrf_token().await?,
         "counter": session.get::<u64>("counter").await?.unwrap_or(0),
         "auth_time": session.auth_time().await?.map(Timestamp::as_millis),
