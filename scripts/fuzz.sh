@@ -11,7 +11,12 @@
 # new inputs go to a scratch directory; a crash leaves its input in
 # fuzz/artifacts/<target>/ and fails the script. The same seeds run as
 # ordinary tests on stable (`fuzz_corpus` tests in session-store-core,
-# store-sled and store-redis).
+# store-sled, store-redis and session-store-axum).
+#
+# Targets: token, client_meta, frame, forward (core); sled_record; redis_record,
+# redis_member, redis_script_reply; cookie_header and csrf_form (the axum
+# layer's Cookie-header parser, form/CSRF-field decoding and signed
+# double-submit tokens).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}

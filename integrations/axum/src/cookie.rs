@@ -11,7 +11,8 @@ use crate::config::MAX_COOKIE_BYTES;
 /// every `Cookie` header is read (HTTP/2 splits them), as bytes (another
 /// cookie's non-ASCII bytes do not matter), pairs are split at `;`, empty
 /// pairs and pairs without `=` are skipped, whitespace around names and
-/// values is trimmed, one pair of surrounding double quotes is removed, and
+/// values is trimmed, one pair of surrounding double quotes is removed (and
+/// whitespace inside them trimmed), and
 /// a pair longer than [`MAX_COOKIE_BYTES`] is ignored. Values that are not
 /// valid UTF-8 are skipped.
 pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> Vec<&'a str> {
@@ -30,7 +31,9 @@ pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> Vec<&'
             }
             let mut value = pair[eq + 1..].trim_ascii();
             if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-                value = &value[1..value.len() - 1];
+                // Whitespace inside the quotes is trimmed too (fuzzing found
+                // `s="\t"` giving a tab).
+                value = value[1..value.len() - 1].trim_ascii();
             }
             if let Ok(v) = std::str::from_utf8(value) {
                 out.push(v);
@@ -66,6 +69,12 @@ mod tests {
         let long = format!("s={}", "a".repeat(MAX_COOKIE_BYTES));
         let h = headers(&[long.as_bytes(), b"s=short"]);
         assert_eq!(cookie_values(&h, "s"), ["short"]);
+        let h = headers(&[b"\t;\t;\t\";s=\"\t\";s=\"", b"s=\" tok4 \""]);
+        assert_eq!(
+            cookie_values(&h, "s"),
+            ["", "\"", "tok4"],
+            "whitespace inside quotes is trimmed (a fuzzing find)"
+        );
         let h = headers(&[b"sx=1; xs=2"]);
         assert!(cookie_values(&h, "s").is_empty());
     }
