@@ -70,6 +70,19 @@
 //!   `Cache-Control: no-store`. The token is never read from a query string;
 //!   [`HeaderMode`] (off by default) reads it from `Authorization: Bearer`
 //!   or a named header for API clients.
+//! - **Remember me** ([`Session::login_remembered`]): a persistent login
+//!   (a token family of the manager, rotated on every use, reuse revoking
+//!   the family) in a second cookie, `__Host-remember`
+//!   ([`SessionConfig::with_remember_cookie`]), whose `Max-Age` is the
+//!   family's remaining lifetime. A request without a live session but with
+//!   that cookie gets a new logged-in session ([`Session::remembered`] is
+//!   true: ask for the password before sensitive actions) and both cookies
+//!   again; a refused, malformed or oversized remember cookie is cleared
+//!   (malformed ones without store I/O); a store failure is `503` and keeps
+//!   it. Logout, logout everywhere and revoking the persistent login's
+//!   handle end it. API clients get a refresh token
+//!   ([`Session::refresh_token`]) and exchange it at
+//!   [`SessionLayer::refresh_route`] (tested over HTTP on the same backends).
 //! - **CSRF** for state-changing methods, in the layer (see [`SessionLayer`]).
 //! - **Contextual signals**: a logged-in session loaded from another IP
 //!   network or user agent than at login is reported ([`ContextPolicy`]),
