@@ -1,15 +1,38 @@
-//! WAL checkpoints off the write path.
+//! WAL checkpoints: bounded log size without a checkpoint in every commit.
 //!
 //! A checkpoint copies the write-ahead log back into the database file and,
-//! unless `synchronous=OFF`, syncs both files: milliseconds of `fsync`. SQLite
-//! runs it inside whichever commit crosses `wal_autocheckpoint`, so one write
-//! in every few hundred would pay for it. Instead the writer's WAL hook nudges
-//! this thread, which runs a `PASSIVE` checkpoint on its own connection while
-//! the writer carries on. The writer checkpoints inline only as a backstop,
-//! when the log has grown far beyond the nudge threshold.
+//! unless `synchronous=OFF`, syncs both files: milliseconds of `fsync`.
+//! SQLite's own auto-checkpoint is off on our connections; instead:
+//!
+//! - The writer's WAL hook records how many frames the log holds after each
+//!   commit, and at half the threshold
+//!   ([`SqliteConfig::with_wal_checkpoint`](crate::SqliteConfig::with_wal_checkpoint))
+//!   nudges the checkpointer thread, which copies what it can (`PASSIVE`) on
+//!   its own connection while the writer carries on.
+//! - Once the log passes the threshold, the **writer** finishes the job
+//!   between two jobs (never inside one): a `PASSIVE` checkpoint on its own
+//!   connection, with no write running, backfills every frame the readers no
+//!   longer need, usually the few written since the checkpointer's pass. A
+//!   log that is wholly backfilled is restarted from its beginning by the
+//!   next commit, and truncated to the size limit
+//!   ([`SqliteConfig::with_wal_size_limit`](crate::SqliteConfig::with_wal_size_limit),
+//!   SQLite's `journal_size_limit`). A checkpoint running on a separate
+//!   thread alone cannot do that under sustained writes: new frames arrive
+//!   while it copies, so the log is never wholly backfilled and never
+//!   restarts (the log grew to 90 MiB for 32 sessions that way).
+//! - Readers hold their snapshot only for one statement, so they cannot pin
+//!   the log for long; when one does (a long read from another process),
+//!   the writer tries again after another eighth of the threshold.
+//! - Once the writer has been idle for
+//!   [`SqliteConfig::with_idle_checkpoint`](crate::SqliteConfig::with_idle_checkpoint),
+//!   it checkpoints with `TRUNCATE` (waiting at most 10 ms for readers), so a
+//!   quiet database keeps no log at all and its file shrinks to the pages in
+//!   use.
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::hooks::Wal;
@@ -18,33 +41,151 @@ use rusqlite::Connection;
 use session_store_core::{Error, Result};
 use tokio::sync::oneshot;
 
-/// WAL pages after which the writer nudges the checkpointer (SQLite's own
-/// default auto-checkpoint size, about 4 MiB).
-pub(crate) const NUDGE_PAGES: c_int = 1000;
-/// WAL pages after which the writer checkpoints inline (the checkpointer is
-/// not keeping up, for example because long reads pin old frames).
-pub(crate) const BACKSTOP_PAGES: c_int = 20_000;
-/// The checkpointer also runs this often without a nudge, so a quiet
-/// database does not keep its last writes in the log indefinitely.
-const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+use crate::worker::{Db, Upkeep};
 
-/// Installs the WAL hook on the writer connection.
-pub(crate) fn install_hook(conn: &mut Connection, nudge: SyncSender<()>) -> Result<()> {
-    conn.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
-        if pages >= NUDGE_PAGES {
-            // Capacity 1: a pending nudge is enough.
-            let _ = nudge.try_send(());
-        }
-        if pages >= BACKSTOP_PAGES {
-            // The commit has happened: an error here must not be reported
-            // as the statement's failure, so it is only logged.
-            if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-                tracing::warn!(error = %e, "inline WAL checkpoint failed");
+/// The checkpointer also runs this often without a nudge, so a quiet
+/// database does not keep its last writes in the log when the writer's idle
+/// checkpoint is off.
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the idle `TRUNCATE` checkpoint waits for readers to move to the
+/// newest snapshot before it gives up until the next idle period.
+const IDLE_BUSY_WAIT: Duration = Duration::from_millis(10);
+/// Longest wait between idle `TRUNCATE` attempts that keep failing
+/// (a reader of another process pinning the log), as a multiple of the idle
+/// delay.
+const IDLE_BACKOFF_MAX: u32 = 64;
+
+/// The writer's view of its log, shared between the WAL hook (inside every
+/// commit) and the writer's [`Upkeep`] (between jobs).
+#[derive(Clone, Default)]
+pub(crate) struct WalFrames(Arc<AtomicI32>);
+
+impl WalFrames {
+    fn get(&self) -> c_int {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, frames: c_int) {
+        self.0.store(frames, Ordering::Relaxed);
+    }
+}
+
+/// Installs the WAL hook on the writer connection: it records the frames in
+/// the log after each commit and nudges the checkpointer (`nudge`) when
+/// their number crosses `nudge_pages`.
+pub(crate) fn install_hook(
+    conn: &mut Connection,
+    frames: WalFrames,
+    nudge: Option<SyncSender<()>>,
+    nudge_pages: c_int,
+) -> Result<()> {
+    let mut before = 0;
+    conn.wal_hook(Some(move |_: &mut Wal, pages: c_int| {
+        frames.set(pages);
+        // Once per crossing: a checkpointer running back to back would hold
+        // the checkpoint lock whenever the writer wants it.
+        if pages >= nudge_pages && before < nudge_pages {
+            if let Some(nudge) = &nudge {
+                // Capacity 1: a pending nudge is enough.
+                let _ = nudge.try_send(());
             }
         }
+        before = pages;
         Ok(())
     }))
     .map_err(crate::store::sqlite_error)
+}
+
+/// The writer's checkpoints (see the module docs).
+pub(crate) struct WalUpkeep {
+    frames: WalFrames,
+    /// Frames after which the writer checkpoints between jobs.
+    threshold: c_int,
+    /// Frames in the log when the last checkpoint attempt ran (0 after a
+    /// restart was seen): the next attempt waits for `retry_step` more.
+    attempted_at: c_int,
+    retry_step: c_int,
+    /// `None`: no idle checkpoint.
+    idle_after: Option<Duration>,
+    /// Consecutive idle checkpoints that could not truncate the log.
+    idle_failures: u32,
+    /// The connection's busy timeout, restored after an idle checkpoint.
+    busy_timeout: Duration,
+}
+
+impl WalUpkeep {
+    pub(crate) fn new(
+        frames: WalFrames,
+        threshold: c_int,
+        idle_after: Option<Duration>,
+        busy_timeout: Duration,
+    ) -> Self {
+        let threshold = threshold.max(1);
+        WalUpkeep {
+            frames,
+            threshold,
+            attempted_at: 0,
+            retry_step: (threshold / 8).max(1),
+            idle_after,
+            idle_failures: 0,
+            busy_timeout,
+        }
+    }
+}
+
+impl Upkeep for WalUpkeep {
+    fn after_job(&mut self, db: &mut Db) {
+        let frames = self.frames.get();
+        if frames < self.attempted_at {
+            // The log restarted since the last attempt.
+            self.attempted_at = 0;
+        }
+        if frames < self.threshold || frames < self.attempted_at + self.retry_step {
+            return;
+        }
+        self.attempted_at = frames;
+        match db
+            .conn
+            .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+        {
+            Ok(_) => {}
+            // The checkpointer holds the checkpoint lock: try again later.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+    }
+
+    fn idle_after(&self) -> Option<Duration> {
+        let after = self.idle_after?;
+        // Nothing written since the log was last truncated.
+        if self.frames.get() == 0 {
+            return None;
+        }
+        Some(after.saturating_mul(1 << self.idle_failures.min(IDLE_BACKOFF_MAX.ilog2())))
+    }
+
+    fn idle(&mut self, db: &mut Db) {
+        let conn = &db.conn;
+        let truncated = conn
+            .busy_timeout(IDLE_BUSY_WAIT)
+            .and_then(|()| conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::TRUNCATE));
+        if let Err(e) = conn.busy_timeout(self.busy_timeout.max(Duration::from_millis(1))) {
+            tracing::warn!(error = %e, "could not restore the busy timeout");
+        }
+        match truncated {
+            Ok(_) => {
+                self.frames.set(0);
+                self.attempted_at = 0;
+                self.idle_failures = 0;
+            }
+            Err(e) => {
+                if e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy) {
+                    tracing::warn!(error = %e, "idle WAL checkpoint failed");
+                }
+                self.idle_failures = self.idle_failures.saturating_add(1);
+            }
+        }
+    }
 }
 
 /// Starts the checkpointer thread on a connection from `open`. It stops when
@@ -72,8 +213,11 @@ where
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-                if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                    Ok(_) => {}
+                    // The writer is checkpointing: nothing left for us.
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                 }
             }
         })

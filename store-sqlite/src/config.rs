@@ -33,6 +33,24 @@ pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(1);
 pub const DEFAULT_CACHE_KIB: u64 = 32 * 1024;
 /// Highest accepted page cache per connection, in KiB (16 GiB).
 pub const MAX_CACHE_KIB: u64 = 16 * 1024 * 1024;
+/// Default size of the write-ahead log, in bytes, past which the writer
+/// checkpoints between jobs (4 MiB, about SQLite's own 1000 pages).
+pub const DEFAULT_WAL_CHECKPOINT: u64 = 4 * 1024 * 1024;
+/// Default size, in bytes, to which the write-ahead log file is truncated
+/// when it restarts (SQLite's `journal_size_limit`).
+pub const DEFAULT_WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+/// Highest accepted checkpoint threshold and WAL size limit (1 GiB).
+pub const MAX_WAL_BYTES: u64 = 1024 * 1024 * 1024;
+/// Lowest accepted checkpoint threshold (64 KiB).
+pub const MIN_WAL_CHECKPOINT: u64 = 64 * 1024;
+/// Default time the writer must have been idle before it truncates the log.
+pub const DEFAULT_IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
+/// Default number of expired rows one writer job of
+/// [`cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
+/// deletes.
+pub const DEFAULT_CLEANUP_CHUNK: usize = 256;
+/// Highest accepted cleanup chunk.
+pub const MAX_CLEANUP_CHUNK: usize = 100_000;
 
 /// Where the database lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,6 +145,11 @@ pub struct SqliteConfig {
     pub(crate) busy_timeout: Duration,
     pub(crate) spin_wait: Duration,
     pub(crate) cache_kib: u64,
+    pub(crate) wal_checkpoint: u64,
+    pub(crate) wal_size_limit: u64,
+    pub(crate) idle_checkpoint: Duration,
+    pub(crate) auto_vacuum: bool,
+    pub(crate) cleanup_chunk: usize,
 }
 
 impl fmt::Debug for SqliteConfig {
@@ -139,6 +162,11 @@ impl fmt::Debug for SqliteConfig {
             .field("busy_timeout", &self.busy_timeout)
             .field("spin_wait", &self.spin_wait)
             .field("cache_kib", &self.cache_kib)
+            .field("wal_checkpoint", &self.wal_checkpoint)
+            .field("wal_size_limit", &self.wal_size_limit)
+            .field("idle_checkpoint", &self.idle_checkpoint)
+            .field("auto_vacuum", &self.auto_vacuum)
+            .field("cleanup_chunk", &self.cleanup_chunk)
             .finish()
     }
 }
@@ -152,6 +180,11 @@ const BUSY_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS";
 const OPERATION_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS";
 const CACHE_KIB_VAR: &str = "SESSION_STORE_SQLITE_CACHE_KIB";
 const SPIN_WAIT_VAR: &str = "SESSION_STORE_SQLITE_SPIN_WAIT_US";
+const WAL_CHECKPOINT_VAR: &str = "SESSION_STORE_SQLITE_WAL_CHECKPOINT";
+const WAL_SIZE_LIMIT_VAR: &str = "SESSION_STORE_SQLITE_WAL_SIZE_LIMIT";
+const IDLE_CHECKPOINT_VAR: &str = "SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS";
+const AUTO_VACUUM_VAR: &str = "SESSION_STORE_SQLITE_AUTO_VACUUM";
+const CLEANUP_CHUNK_VAR: &str = "SESSION_STORE_SQLITE_CLEANUP_CHUNK";
 
 /// The value of the path variable that selects [`Location::Memory`].
 const MEMORY_PATH: &str = ":memory:";
@@ -166,13 +199,20 @@ impl SqliteConfig {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             spin_wait: DEFAULT_SPIN_WAIT,
             cache_kib: DEFAULT_CACHE_KIB,
+            wal_checkpoint: DEFAULT_WAL_CHECKPOINT,
+            wal_size_limit: DEFAULT_WAL_SIZE_LIMIT,
+            idle_checkpoint: DEFAULT_IDLE_CHECKPOINT,
+            auto_vacuum: true,
+            cleanup_chunk: DEFAULT_CLEANUP_CHUNK,
         }
     }
 
     /// A database file at `path` (created if missing), with the defaults:
     /// table [`DEFAULT_TABLE`], [`Synchronous::Normal`], [`DEFAULT_READERS`]
-    /// readers, [`DEFAULT_BUSY_TIMEOUT`], [`DEFAULT_SPIN_WAIT`] and
-    /// [`DEFAULT_CACHE_KIB`].
+    /// readers, [`DEFAULT_BUSY_TIMEOUT`], [`DEFAULT_SPIN_WAIT`],
+    /// [`DEFAULT_CACHE_KIB`], [`DEFAULT_WAL_CHECKPOINT`],
+    /// [`DEFAULT_WAL_SIZE_LIMIT`], [`DEFAULT_IDLE_CHECKPOINT`], incremental
+    /// auto-vacuum on and [`DEFAULT_CLEANUP_CHUNK`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self::with_location(Location::File(path.into()))
     }
@@ -196,6 +236,11 @@ impl SqliteConfig {
     /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | The older name of `SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS` (which wins when both are set). | `2000` |
     /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfig::with_cache_kib`]). | `32768` |
     /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfig::with_spin_wait`]); `0` turns it off. | `50` |
+    /// | `SESSION_STORE_SQLITE_WAL_CHECKPOINT` | Size of the write-ahead log past which the writer checkpoints between jobs, `64KiB` to `1GiB` (see [`SqliteConfig::with_wal_checkpoint`]). | `4MiB` |
+    /// | `SESSION_STORE_SQLITE_WAL_SIZE_LIMIT` | Size the write-ahead log file is truncated to when it restarts, `0` to `1GiB` (see [`SqliteConfig::with_wal_size_limit`]). | `4MiB` |
+    /// | `SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS` | Milliseconds the writer must be idle before it truncates the log (see [`SqliteConfig::with_idle_checkpoint`]); `0` turns it off. | `1000` |
+    /// | `SESSION_STORE_SQLITE_AUTO_VACUUM` | Whether free pages go back to the file system (see [`SqliteConfig::with_auto_vacuum`]). | `true` |
+    /// | `SESSION_STORE_SQLITE_CLEANUP_CHUNK` | Expired rows one writer job of `cleanup_expired` deletes, `1` to `100000` (see [`SqliteConfig::with_cleanup_chunk`]). | `256` |
     ///
     /// Values follow the grammar of [`session_store_core::config`].
     ///
@@ -279,6 +324,36 @@ impl SqliteConfig {
         )? {
             config = config.with_spin_wait(bound);
         }
+        if let Some(bytes) =
+            vars.parse_with(WAL_CHECKPOINT_VAR, "a size from 64KiB to 1GiB", |v| {
+                session_store_core::config::parse_size(v)
+                    .filter(|n| (MIN_WAL_CHECKPOINT..=MAX_WAL_BYTES).contains(n))
+            })?
+        {
+            config = config.with_wal_checkpoint(bytes);
+        }
+        if let Some(bytes) = vars.parse_with(WAL_SIZE_LIMIT_VAR, "a size from 0 to 1GiB", |v| {
+            session_store_core::config::parse_size(v).filter(|n| *n <= MAX_WAL_BYTES)
+        })? {
+            config = config.with_wal_size_limit(bytes);
+        }
+        if let Some(after) = vars.millis(IDLE_CHECKPOINT_VAR)? {
+            config = config.with_idle_checkpoint(after);
+        }
+        if let Some(on) = vars.bool(AUTO_VACUUM_VAR)? {
+            config = config.with_auto_vacuum(on);
+        }
+        if let Some(rows) = vars.parse_with(
+            CLEANUP_CHUNK_VAR,
+            &format!("a whole number from 1 to {MAX_CLEANUP_CHUNK}"),
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_CLEANUP_CHUNK).contains(n))
+            },
+        )? {
+            config = config.with_cleanup_chunk(rows);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -357,6 +432,70 @@ impl SqliteConfig {
         self
     }
 
+    /// The size of the write-ahead log, in bytes (default 4 MiB, from 64 KiB
+    /// to 1 GiB), past which the writer checkpoints between two jobs, so
+    /// that the next commit restarts the log from its beginning. The
+    /// checkpointer thread is nudged at half this size and does most of the
+    /// copying off the write path. Smaller keeps the log smaller and costs
+    /// more checkpoints (each syncs both files unless the disk is
+    /// `synchronous=OFF`).
+    pub fn with_wal_checkpoint(mut self, bytes: u64) -> Self {
+        self.wal_checkpoint = bytes;
+        self
+    }
+
+    /// The size, in bytes, the write-ahead log file is cut back to when it
+    /// restarts (SQLite's `PRAGMA journal_size_limit`; default 4 MiB, at
+    /// most 1 GiB). Without it the file keeps the largest size it ever
+    /// reached, for example during a mass cleanup.
+    pub fn with_wal_size_limit(mut self, bytes: u64) -> Self {
+        self.wal_size_limit = bytes;
+        self
+    }
+
+    /// How long the writer must have been idle (no job queued) before it
+    /// checkpoints with `TRUNCATE`: the log file goes to zero bytes and the
+    /// database file to the pages in use (default 1 s). Readers get at most
+    /// 10 ms to move on; if they do not, the writer tries again after
+    /// doubling idle periods. `Duration::ZERO` turns it off.
+    pub fn with_idle_checkpoint(mut self, after: Duration) -> Self {
+        self.idle_checkpoint = after;
+        self
+    }
+
+    /// Whether pages freed by deletes go back to the file system (default
+    /// on). A new database file is created with `auto_vacuum=INCREMENTAL`,
+    /// and every `cleanup_expired` returns free pages with
+    /// `incremental_vacuum` in bounded steps once more than an eighth of the
+    /// file (and at least 1 MiB) is free, so that after a mass expiry the
+    /// file shrinks back towards the live sessions instead of keeping its
+    /// largest size.
+    ///
+    /// A database created without auto-vacuum (by an earlier version) can
+    /// only be switched by rewriting it (`VACUUM`): [`SqliteStore::migrate`]
+    /// does that itself when the file holds nothing but this library's
+    /// tables and is at most 64 MiB; otherwise it logs a warning and leaves
+    /// the file alone, and [`SqliteStore::vacuum`] does it on request.
+    /// Off, nothing is vacuumed (free pages are reused by later writes).
+    ///
+    /// [`SqliteStore::vacuum`]: crate::SqliteStore::vacuum
+    pub fn with_auto_vacuum(mut self, on: bool) -> Self {
+        self.auto_vacuum = on;
+        self
+    }
+
+    /// Expired rows one writer job of
+    /// [`cleanup_expired`](session_store_core::SessionBackend::cleanup_expired)
+    /// deletes (default 256, at most 100 000). A call with a larger limit
+    /// runs several such jobs, each queued behind the requests that arrived
+    /// meanwhile, and waits between them while other work is queued (see
+    /// [`SqliteStore`](crate::SqliteStore)), so that live traffic waits for
+    /// at most one chunk.
+    pub fn with_cleanup_chunk(mut self, rows: usize) -> Self {
+        self.cleanup_chunk = rows;
+        self
+    }
+
     /// Where the database lives.
     pub fn location(&self) -> &Location {
         &self.location
@@ -411,6 +550,35 @@ impl SqliteConfig {
         self.cache_kib
     }
 
+    /// The log size past which the writer checkpoints (see
+    /// [`SqliteConfig::with_wal_checkpoint`]).
+    pub fn wal_checkpoint_threshold(&self) -> u64 {
+        self.wal_checkpoint
+    }
+
+    /// The size the log file is cut back to when it restarts (see
+    /// [`SqliteConfig::with_wal_size_limit`]).
+    pub fn wal_size_limit(&self) -> u64 {
+        self.wal_size_limit
+    }
+
+    /// The idle time before the writer truncates the log (see
+    /// [`SqliteConfig::with_idle_checkpoint`]); zero when off.
+    pub fn idle_checkpoint(&self) -> Duration {
+        self.idle_checkpoint
+    }
+
+    /// Whether free pages go back to the file system (see
+    /// [`SqliteConfig::with_auto_vacuum`]).
+    pub fn auto_vacuum(&self) -> bool {
+        self.auto_vacuum
+    }
+
+    /// Expired rows per cleanup job (see [`SqliteConfig::with_cleanup_chunk`]).
+    pub fn cleanup_chunk(&self) -> usize {
+        self.cleanup_chunk
+    }
+
     /// What errors name as the endpoint: the file path, or `:memory:`.
     pub(crate) fn endpoint(&self) -> String {
         match &self.location {
@@ -424,7 +592,10 @@ impl SqliteConfig {
     /// # Errors
     /// [`Error::Config`] naming the field: an invalid table name, more than
     /// [`MAX_READERS`] readers, a spin wait over [`MAX_SPIN_WAIT`], a cache
-    /// outside 1 KiB to [`MAX_CACHE_KIB`] KiB, or an empty path.
+    /// outside 1 KiB to [`MAX_CACHE_KIB`] KiB, a WAL checkpoint threshold
+    /// outside [`MIN_WAL_CHECKPOINT`] to [`MAX_WAL_BYTES`], a WAL size limit
+    /// over [`MAX_WAL_BYTES`], a cleanup chunk outside 1 to
+    /// [`MAX_CLEANUP_CHUNK`], or an empty path.
     pub fn validate(&self) -> Result<()> {
         validate_table_name(&self.table)?;
         if self.busy_timeout.is_zero() {
@@ -446,6 +617,24 @@ impl SqliteConfig {
             return Err(Error::Config(format!(
                 "spin wait {:?} exceeds the maximum of {MAX_SPIN_WAIT:?}",
                 self.spin_wait
+            )));
+        }
+        if !(MIN_WAL_CHECKPOINT..=MAX_WAL_BYTES).contains(&self.wal_checkpoint) {
+            return Err(Error::Config(format!(
+                "WAL checkpoint threshold of {} bytes is outside {MIN_WAL_CHECKPOINT} to {MAX_WAL_BYTES}",
+                self.wal_checkpoint
+            )));
+        }
+        if self.wal_size_limit > MAX_WAL_BYTES {
+            return Err(Error::Config(format!(
+                "WAL size limit of {} bytes exceeds the maximum of {MAX_WAL_BYTES}",
+                self.wal_size_limit
+            )));
+        }
+        if !(1..=MAX_CLEANUP_CHUNK).contains(&self.cleanup_chunk) {
+            return Err(Error::Config(format!(
+                "cleanup chunk of {} rows is outside 1 to {MAX_CLEANUP_CHUNK}",
+                self.cleanup_chunk
             )));
         }
         if let Location::File(p) = &self.location {
@@ -554,6 +743,11 @@ mod tests {
         assert_eq!(c.busy_timeout(), DEFAULT_BUSY_TIMEOUT);
         assert_eq!(c.spin_wait(), DEFAULT_SPIN_WAIT);
         assert_eq!(c.cache_kib(), DEFAULT_CACHE_KIB);
+        assert_eq!(c.wal_checkpoint_threshold(), DEFAULT_WAL_CHECKPOINT);
+        assert_eq!(c.wal_size_limit(), DEFAULT_WAL_SIZE_LIMIT);
+        assert_eq!(c.idle_checkpoint(), DEFAULT_IDLE_CHECKPOINT);
+        assert!(c.auto_vacuum());
+        assert_eq!(c.cleanup_chunk(), DEFAULT_CLEANUP_CHUNK);
         assert_eq!(c.endpoint(), "/tmp/x.db");
         assert_eq!(SqliteConfig::in_memory().endpoint(), ":memory:");
         let invalid = [
@@ -568,6 +762,26 @@ mod tests {
                 SqliteConfig::new("/tmp/x.db")
                     .with_spin_wait(MAX_SPIN_WAIT + Duration::from_micros(1)),
                 "spin wait",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db").with_wal_checkpoint(MIN_WAL_CHECKPOINT - 1),
+                "WAL checkpoint",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db").with_wal_checkpoint(MAX_WAL_BYTES + 1),
+                "WAL checkpoint",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db").with_wal_size_limit(MAX_WAL_BYTES + 1),
+                "WAL size limit",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db").with_cleanup_chunk(0),
+                "cleanup chunk",
+            ),
+            (
+                SqliteConfig::new("/tmp/x.db").with_cleanup_chunk(MAX_CLEANUP_CHUNK + 1),
+                "cleanup chunk",
             ),
         ];
         for (config, field) in invalid {
@@ -589,7 +803,22 @@ mod tests {
             .with_readers(5)
             .with_busy_timeout(Duration::from_millis(7))
             .with_spin_wait(Duration::ZERO)
-            .with_cache_kib(64);
+            .with_cache_kib(64)
+            .with_wal_checkpoint(1 << 20)
+            .with_wal_size_limit(0)
+            .with_idle_checkpoint(Duration::ZERO)
+            .with_auto_vacuum(false)
+            .with_cleanup_chunk(10);
+        assert_eq!(
+            (
+                c.wal_checkpoint_threshold(),
+                c.wal_size_limit(),
+                c.idle_checkpoint(),
+                c.auto_vacuum(),
+                c.cleanup_chunk()
+            ),
+            (1 << 20, 0, Duration::ZERO, false, 10)
+        );
         assert_eq!(
             (
                 c.table(),
@@ -636,6 +865,11 @@ mod tests {
             ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "250"),
             ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "0"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "1024"),
+            ("SESSION_STORE_SQLITE_WAL_CHECKPOINT", "2MiB"),
+            ("SESSION_STORE_SQLITE_WAL_SIZE_LIMIT", "512 KiB"),
+            ("SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS", "0"),
+            ("SESSION_STORE_SQLITE_AUTO_VACUUM", "off"),
+            ("SESSION_STORE_SQLITE_CLEANUP_CHUNK", "1000"),
         ]))
         .unwrap();
         assert_eq!(c.path(), Some(Path::new("/var/lib/app/sessions.db")));
@@ -645,6 +879,11 @@ mod tests {
         assert_eq!(c.busy_timeout(), Duration::from_millis(250));
         assert_eq!(c.spin_wait(), Duration::ZERO);
         assert_eq!(c.cache_kib(), 1024);
+        assert_eq!(c.wal_checkpoint_threshold(), 2 * 1024 * 1024);
+        assert_eq!(c.wal_size_limit(), 512 * 1024);
+        assert_eq!(c.idle_checkpoint(), Duration::ZERO);
+        assert!(!c.auto_vacuum());
+        assert_eq!(c.cleanup_chunk(), 1000);
 
         let m = SqliteConfig::from_vars(&Vars::from_pairs([(
             "SESSION_STORE_SQLITE_PATH",
@@ -686,6 +925,12 @@ mod tests {
             ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "0"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "16777217"),
+            ("SESSION_STORE_SQLITE_WAL_CHECKPOINT", "1KiB"),
+            ("SESSION_STORE_SQLITE_WAL_CHECKPOINT", "2GiB"),
+            ("SESSION_STORE_SQLITE_WAL_SIZE_LIMIT", "lots"),
+            ("SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS", "1.5"),
+            ("SESSION_STORE_SQLITE_AUTO_VACUUM", "maybe"),
+            ("SESSION_STORE_SQLITE_CLEANUP_CHUNK", "0"),
         ];
         for (name, value) in cases {
             let vars = Vars::from_pairs([("SESSION_STORE_SQLITE_PATH", "x.db"), (name, value)]);

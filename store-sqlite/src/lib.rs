@@ -39,6 +39,21 @@
 //!   WAL checkpoints (the part of a write that `fsync`s) run on their own
 //!   thread, nudged by the writer's WAL hook, instead of inside whichever
 //!   commit crosses SQLite's auto-checkpoint threshold.
+//! - Disk use follows the live sessions: once the log passes
+//!   [`SqliteConfig::with_wal_checkpoint`] (4 MiB) the writer finishes the
+//!   checkpoint between two jobs so that the log restarts, the log file is
+//!   cut back to [`SqliteConfig::with_wal_size_limit`] (4 MiB) when it
+//!   does, and an idle writer truncates it
+//!   ([`SqliteConfig::with_idle_checkpoint`]). New files use incremental
+//!   auto-vacuum and cleanup returns freed pages
+//!   ([`SqliteConfig::with_auto_vacuum`]; older files:
+//!   [`SqliteStore::vacuum`]). `tests/storage.rs` holds the bounds: 50 000
+//!   sessions created and cleaned up leave the files within 2 MiB of
+//!   the live sessions' database.
+//! - Cleanup yields to live traffic: `cleanup_expired` deletes in chunks of
+//!   [`SqliteConfig::with_cleanup_chunk`] rows, each a paced writer job
+//!   that takes at most a third of the writer while requests wait
+//!   (`examples/cleanup_under_load.rs` measures it).
 //! - Threads: one writer, [`SqliteConfig::readers`] readers (default 2) and
 //!   one checkpointer per store; all stop when the last clone of the store
 //!   is dropped. A call whose future is dropped after it was sent still runs
@@ -76,13 +91,16 @@ mod cleanup;
 mod config;
 mod schema;
 mod store;
+mod vacuum;
 mod worker;
 
 pub use cleanup::{spawn_cleanup, CleanupHandle, CleanupStats, MAX_BATCHES_PER_ROUND};
-pub use config::{
-    Location, SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_KIB, DEFAULT_READERS,
-    DEFAULT_SPIN_WAIT, DEFAULT_TABLE, MAX_CACHE_KIB, MAX_READERS, MAX_SPIN_WAIT,
-};
 pub use config::DEFAULT_OPERATION_TIMEOUT;
+pub use config::{
+    Location, SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_KIB,
+    DEFAULT_CLEANUP_CHUNK, DEFAULT_IDLE_CHECKPOINT, DEFAULT_READERS, DEFAULT_SPIN_WAIT,
+    DEFAULT_TABLE, DEFAULT_WAL_CHECKPOINT, DEFAULT_WAL_SIZE_LIMIT, MAX_CACHE_KIB,
+    MAX_CLEANUP_CHUNK, MAX_READERS, MAX_SPIN_WAIT, MAX_WAL_BYTES, MIN_WAL_CHECKPOINT,
+};
 pub use schema::{SCHEMA_TABLE, SCHEMA_VERSION};
 pub use store::SqliteStore;

@@ -23,14 +23,18 @@
 //! Schema versions live in the small table `session_store_schema`, one row
 //! per session table, so several session tables can share a database.
 
+use std::ffi::c_int;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use session_store_core::{Error, Result};
 
+use crate::checkpoint::{self, WalFrames, WalUpkeep};
 use crate::config::{Location, SqliteConfig};
 use crate::store::sqlite_error;
+use crate::vacuum;
+use crate::worker::Upkeep;
 
 /// The schema version this library writes and understands.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -169,7 +173,7 @@ fn create_statements(table: &str) -> String {
 pub(crate) fn open_writer(
     config: &SqliteConfig,
     nudge: Option<std::sync::mpsc::SyncSender<()>>,
-) -> Result<Connection> {
+) -> Result<(Connection, Option<Box<dyn Upkeep>>)> {
     let mut conn = match &config.location {
         Location::Memory => Connection::open_in_memory().map_err(sqlite_error)?,
         Location::File(path) => {
@@ -181,6 +185,11 @@ pub(crate) fn open_writer(
     // The first read: fails with "not a database" for a foreign file, before
     // any write could touch it.
     check_schema_version(&conn, &config.table)?;
+    if config.auto_vacuum {
+        // Only a database with no page yet; it must precede the switch to
+        // WAL, which writes the first page.
+        vacuum::enable_on_new(&conn)?;
+    }
     if matches!(config.location, Location::File(_)) {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -190,11 +199,31 @@ pub(crate) fn open_writer(
                 "could not switch the database to WAL mode (journal_mode is {mode})"
             )));
         }
-        if let Some(nudge) = nudge {
-            crate::checkpoint::install_hook(&mut conn, nudge)?;
-        }
+        set_wal_size_limit(&conn, config)?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sqlite_error)?;
+        let threshold =
+            (config.wal_checkpoint / page_size.max(512) as u64).clamp(1, i32::MAX as u64) as c_int;
+        let frames = WalFrames::default();
+        checkpoint::install_hook(&mut conn, frames.clone(), nudge, (threshold / 2).max(1))?;
+        let idle = (!config.idle_checkpoint.is_zero()).then_some(config.idle_checkpoint);
+        let upkeep = WalUpkeep::new(frames, threshold, idle, config.busy_timeout);
+        return Ok((conn, Some(Box::new(upkeep))));
     }
-    Ok(conn)
+    Ok((conn, None))
+}
+
+/// `journal_size_limit`: the log file is cut back to this size when it
+/// restarts.
+fn set_wal_size_limit(conn: &Connection, config: &SqliteConfig) -> Result<()> {
+    let limit = i64::try_from(config.wal_size_limit).unwrap_or(i64::MAX);
+    let _: i64 = conn
+        .query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |r| {
+            r.get(0)
+        })
+        .map_err(sqlite_error)?;
+    Ok(())
 }
 
 /// Opens a reader connection on a database the writer already opened.
@@ -222,6 +251,7 @@ pub(crate) fn open_checkpointer(config: &SqliteConfig) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, file_flags()).map_err(|e| open_error(path, e))?;
     // Checkpoints sync as `synchronous` says.
     set_connection_pragmas(&conn, config)?;
+    set_wal_size_limit(&conn, config)?;
     Ok(conn)
 }
 
@@ -316,8 +346,18 @@ fn not_a_database(e: rusqlite::Error) -> Error {
 }
 
 /// Creates or upgrades the schema of `table`; idempotent. Runs in one
-/// immediate transaction on the writer connection.
-pub(crate) fn migrate(conn: &mut Connection, table: &str) -> Result<()> {
+/// immediate transaction on the writer connection. With `auto_vacuum`, a
+/// database without auto-vacuum (new files get it when opened) is converted
+/// when that is cheap (see [`vacuum::convert_if_small`]).
+pub(crate) fn migrate(conn: &mut Connection, table: &str, auto_vacuum: bool) -> Result<()> {
+    migrate_table(conn, table)?;
+    if auto_vacuum {
+        vacuum::convert_if_small(conn)?;
+    }
+    Ok(())
+}
+
+fn migrate_table(conn: &mut Connection, table: &str) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
@@ -379,7 +419,7 @@ mod tests {
     #[test]
     fn hot_statements_use_indexes_not_table_scans() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn, "web_sessions").unwrap();
+        migrate(&mut conn, "web_sessions", true).unwrap();
         // Some rows and fresh statistics, so the planner's choice is the real one.
         for i in 0..200i64 {
             conn.execute(
@@ -428,8 +468,8 @@ mod tests {
     fn migrate_is_idempotent_and_records_the_version() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(schema_version(&conn, "s").unwrap(), None);
-        migrate(&mut conn, "s").unwrap();
-        migrate(&mut conn, "s").unwrap();
+        migrate(&mut conn, "s", true).unwrap();
+        migrate(&mut conn, "s", true).unwrap();
         assert_eq!(schema_version(&conn, "s").unwrap(), Some(SCHEMA_VERSION));
         conn.execute(
             "UPDATE session_store_schema SET version = ?1 WHERE name = 's'",
@@ -437,7 +477,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            migrate(&mut conn, "s"),
+            migrate(&mut conn, "s", true),
             Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION }) if found == SCHEMA_VERSION + 1
         ));
         assert!(matches!(
@@ -454,7 +494,12 @@ mod tests {
                 .with_synchronous(mode)
                 .with_busy_timeout(Duration::from_millis(1234))
                 .with_cache_kib(4096);
-            let conn = open_writer(&config, None).unwrap();
+            let (conn, upkeep) = open_writer(&config, None).unwrap();
+            assert!(upkeep.is_some(), "a file's writer checkpoints");
+            let limit: i64 = conn
+                .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(limit as u64, config.wal_size_limit());
             let sync: i64 = conn
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap();

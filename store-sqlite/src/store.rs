@@ -16,7 +16,13 @@ use crate::checkpoint;
 use crate::cleanup::{spawn_cleanup, CleanupHandle};
 use crate::config::{Location, SqliteConfig, Synchronous};
 use crate::schema::{self, Sql};
-use crate::worker::{self, Queue};
+use crate::vacuum;
+use crate::worker::{self, Pacer, Queue};
+
+/// Cleanup yields to other queued work for this many times as long as each
+/// of its chunks ran: at most a third of the writer's time goes to cleanup
+/// while requests are waiting, all of it when none are.
+const CLEANUP_YIELD_FACTOR: u32 = 2;
 
 /// A session store on SQLite.
 ///
@@ -47,6 +53,8 @@ struct Inner {
     writer: Queue,
     /// The reader pool, or the writer again when there are no readers.
     readers: Queue,
+    /// Paces cleanup chunks and vacuum steps on the writer.
+    cleanup_pacer: Arc<Pacer>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -172,7 +180,7 @@ impl SqliteStore {
         let file_backed = matches!(config.location, Location::File(_));
         let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
         let writer_config = config.clone();
-        worker::start(
+        worker::start_with_upkeep(
             "session-sqlite-writer".into(),
             move || schema::open_writer(&writer_config, file_backed.then_some(nudge)),
             sql.clone(),
@@ -210,6 +218,7 @@ impl SqliteStore {
                 config,
                 writer,
                 readers,
+                cleanup_pacer: Arc::new(Pacer::new(CLEANUP_YIELD_FACTOR)),
             }),
         })
     }
@@ -222,14 +231,39 @@ impl SqliteStore {
     /// [`Error::Config`] if a table of that name exists but is not ours;
     /// [`Error::Backend`] on database failure.
     pub async fn migrate(&self) -> Result<()> {
+        let auto_vacuum = self.inner.config.auto_vacuum;
         self.inner
             .writer
-            .run(|db| {
+            .run(move |db| {
                 let table = db.sql.table.clone();
-                schema::migrate(&mut db.conn, &table)
+                schema::migrate(&mut db.conn, &table, auto_vacuum)
             })
             .await
             .map_err(|e| e.context(BACKEND, "migrate", Some(self.endpoint())))
+    }
+
+    /// Rewrites the whole database file (`VACUUM`), switching it to
+    /// incremental auto-vacuum if [`SqliteConfig::auto_vacuum`] is on, then
+    /// truncates the write-ahead log. For a database created without
+    /// auto-vacuum that [`SqliteStore::migrate`] did not convert (larger
+    /// than 64 MiB, or holding tables of others), and to compact a file at
+    /// a quiet moment.
+    ///
+    /// Costs: writes are blocked for the whole rewrite (seconds per GiB),
+    /// the rewrite needs free disk space about twice the database's size
+    /// (a temporary copy and the log), and rows of other tables in the same
+    /// file that have no `INTEGER PRIMARY KEY` may get new rowids.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on database failure (for example a full disk; the
+    /// file is then left as it was).
+    pub async fn vacuum(&self) -> Result<()> {
+        let incremental = self.inner.config.auto_vacuum;
+        self.inner
+            .writer
+            .run(move |db| vacuum::vacuum(&db.conn, incremental))
+            .await
+            .map_err(|e| e.context(BACKEND, "vacuum", Some(self.endpoint())))
     }
 
     /// The schema version recorded for this store's table (`None` before
@@ -241,6 +275,20 @@ impl SqliteStore {
             .run(move |db| schema::schema_version(&db.conn, &table))
             .await
             .map_err(|e| e.context(BACKEND, "schema_version", Some(self.endpoint())))
+    }
+
+    /// One paced step of returning free pages (see `vacuum::step`). A
+    /// failure is logged, not reported: the rows are gone either way, and
+    /// the next cleanup tries again.
+    async fn vacuum_step(&self) {
+        let step = self
+            .inner
+            .writer
+            .run_paced(&self.inner.cleanup_pacer, |db| vacuum::step(&db.conn))
+            .await;
+        if let Err(e) = step {
+            tracing::warn!(error = %e, "sqlite: returning free pages failed");
+        }
     }
 
     /// The file path, or `:memory:`: the endpoint errors name.
@@ -649,23 +697,46 @@ impl SessionBackend for SqliteStore {
             .map_err(|e| e.context(BACKEND, "delete_all", Some(self.endpoint())))
     }
 
+    /// Deletes in chunks of [`SqliteConfig::cleanup_chunk`] rows, each its
+    /// own paced writer job: while requests are queued, a chunk waits behind
+    /// them until twice its running time has passed since the previous
+    /// chunk, so that cleanup takes at most a third of the writer and a
+    /// request waits for at most one chunk. With auto-vacuum on, each chunk
+    /// is followed by a (paced) step returning free pages to the file
+    /// system. A future dropped between chunks leaves the remaining rows for
+    /// the next call.
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
-        if limit == 0 {
-            return Ok(0);
+        let chunk = self.inner.config.cleanup_chunk.max(1);
+        let vacuum = self.inner.config.auto_vacuum;
+        let pacer = &self.inner.cleanup_pacer;
+        let mut removed = 0u64;
+        let mut left = limit;
+        while left > 0 {
+            let want = left.min(chunk);
+            let rows = i64::try_from(want).unwrap_or(i64::MAX);
+            let n = self
+                .inner
+                .writer
+                .run_paced(pacer, move |db| {
+                    let n = db
+                        .conn
+                        .prepare_cached(&db.sql.cleanup)
+                        .and_then(|mut s| s.execute(params![now.as_millis(), rows]))
+                        .map_err(sqlite_error)?;
+                    Ok(n)
+                })
+                .await
+                .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))?;
+            removed += n as u64;
+            left -= n.min(left);
+            if vacuum && n > 0 {
+                self.vacuum_step().await;
+            }
+            if n < want {
+                break;
+            }
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.inner
-            .writer
-            .run(move |db| {
-                let n = db
-                    .conn
-                    .prepare_cached(&db.sql.cleanup)
-                    .and_then(|mut s| s.execute(params![now.as_millis(), limit]))
-                    .map_err(sqlite_error)?;
-                Ok(n as u64)
-            })
-            .await
-            .map_err(|e| e.context(BACKEND, "cleanup_expired", Some(self.endpoint())))
+        Ok(removed)
     }
 
     async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {

@@ -52,6 +52,29 @@ pub(crate) struct Db {
 
 type Job = Box<dyn FnOnce(&mut Db, &Pool) + Send>;
 
+/// Housekeeping a worker does on its own connection between jobs (the
+/// writer's WAL checkpoints). Runs on the worker thread, never under the
+/// queue lock, and never while a job is running.
+pub(crate) trait Upkeep: Send + 'static {
+    /// Runs after every job (after its reply was sent). Must be cheap when
+    /// there is nothing to do.
+    fn after_job(&mut self, db: &mut Db);
+    /// How long the queue must stay empty before [`Upkeep::idle`] runs;
+    /// `None` when there is nothing to do.
+    fn idle_after(&self) -> Option<Duration>;
+    /// Runs once the queue has been empty for [`Upkeep::idle_after`].
+    fn idle(&mut self, db: &mut Db);
+}
+
+/// What a worker does next.
+enum Next {
+    Job(Job),
+    /// The queue stayed empty for the idle delay asked for.
+    Idle,
+    /// The pool is closed and drained.
+    Closed,
+}
+
 /// Counts a job out of [`Pool::in_flight`] when dropped: before its reply is
 /// sent (so a caller's next call sees an accurate count), or while a
 /// panicking job unwinds.
@@ -134,27 +157,46 @@ impl Pool {
         Some(job)
     }
 
-    /// The next job, or `None` once the pool is closed and drained.
-    fn next(&self) -> Option<Job> {
+    /// The next job; [`Next::Idle`] once the queue has stayed empty for
+    /// `idle_after` (if given); [`Next::Closed`] once the pool is closed and
+    /// drained.
+    fn next(&self, idle_after: Option<Duration>) -> Next {
         loop {
             if self.queued.load(Ordering::SeqCst) > 0 {
                 if let Some(job) = self.pop(&mut self.lock()) {
-                    return Some(job);
+                    return Next::Job(job);
                 }
             }
             if self.spin_for_work() {
                 continue;
             }
             let mut state = self.lock();
+            let deadline = idle_after.map(|d| Instant::now() + d);
             loop {
                 if let Some(job) = self.pop(&mut state) {
-                    return Some(job);
+                    return Next::Job(job);
                 }
                 if self.closed.load(Ordering::SeqCst) {
-                    return None;
+                    return Next::Closed;
                 }
                 state.sleeping += 1;
-                state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                match deadline {
+                    None => {
+                        state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                    }
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            state.sleeping -= 1;
+                            return Next::Idle;
+                        }
+                        state = self
+                            .ready
+                            .wait_timeout(state, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                }
                 state.sleeping -= 1;
             }
         }
@@ -194,12 +236,73 @@ impl Pool {
         found
     }
 
+    /// Puts a job that is running back at the end of the queue (it stays
+    /// counted in flight). Called on the worker thread, which is awake.
+    fn requeue(&self, job: Job) {
+        let mut state = self.lock();
+        state.jobs.push_back(job);
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn close(&self) {
         let state = self.lock();
         self.closed.store(true, Ordering::SeqCst);
         drop(state);
         self.ready.notify_all();
     }
+}
+
+/// Paces background jobs (cleanup) against the live traffic of a queue:
+/// see [`Queue::run_paced`].
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    /// How many times as long as a paced job ran the next one yields to
+    /// other jobs.
+    factor: u32,
+    /// When the last paced job ended and how long it ran.
+    last: Mutex<Option<(Instant, Duration)>>,
+}
+
+impl Pacer {
+    pub(crate) fn new(factor: u32) -> Self {
+        Pacer {
+            factor,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<(Instant, Duration)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a paced job may run now.
+    fn due(&self) -> bool {
+        match *self.lock() {
+            None => true,
+            Some((ended, took)) => ended.elapsed() >= took.saturating_mul(self.factor),
+        }
+    }
+
+    fn record(&self, started: Instant) {
+        *self.lock() = Some((Instant::now(), started.elapsed()));
+    }
+}
+
+/// A paced job: runs `work` if nothing else is queued or its turn has come
+/// (see [`Queue::run_paced`]); otherwise goes back to the end of the queue.
+fn paced_job(pacer: Arc<Pacer>, work: Box<dyn FnOnce(&mut Db) + Send>) -> Job {
+    Box::new(move |db, pool| {
+        if pool.queued.load(Ordering::SeqCst) > 0 && !pacer.due() {
+            pool.requeue(paced_job(pacer, work));
+            return;
+        }
+        let started = Instant::now();
+        {
+            let _counted = InFlight(pool);
+            work(db);
+        }
+        pacer.record(started);
+    })
 }
 
 /// Closes its pool when the last [`Queue`] clone is dropped: the workers
@@ -308,6 +411,28 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Runs `f` on a worker thread as a background job: while other jobs
+    /// are queued, it runs only once the time since the previous paced job
+    /// (of `pacer`) ended is at least `factor` times as long as that job
+    /// ran, and until then goes back behind them. So background work takes
+    /// at most `1 / (1 + factor)` of the worker while there is other work,
+    /// and all of it when there is none; no timer is involved.
+    pub(crate) async fn run_paced<T, F>(&self, pacer: &Arc<Pacer>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: Box<dyn FnOnce(&mut Db) + Send> = Box::new(move |db| {
+            // The caller may have gone away; nothing to do then.
+            let _ = reply.send(f(db));
+        });
+        self.push(paced_job(pacer.clone(), work))?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
 /// Starts one thread that opens its connection with `open` and then serves
 /// jobs from `queue` until the last clone of the queue is dropped. Returns
 /// once the connection is open (or failed to open).
@@ -315,13 +440,27 @@ pub(crate) async fn start<O>(name: String, open: O, sql: Arc<Sql>, queue: &Queue
 where
     O: FnOnce() -> Result<Connection> + Send + 'static,
 {
+    start_with_upkeep(name, move || Ok((open()?, None)), sql, queue).await
+}
+
+/// [`start`] for a worker that also does [`Upkeep`] (given by `open` with
+/// its connection) between jobs.
+pub(crate) async fn start_with_upkeep<O>(
+    name: String,
+    open: O,
+    sql: Arc<Sql>,
+    queue: &Queue,
+) -> Result<()>
+where
+    O: FnOnce() -> Result<(Connection, Option<Box<dyn Upkeep>>)> + Send + 'static,
+{
     let (ready_tx, ready_rx) = oneshot::channel();
     let pool = queue.pool().clone();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            let conn = match open() {
-                Ok(conn) => conn,
+            let (conn, upkeep) = match open() {
+                Ok(opened) => opened,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                     return;
@@ -329,19 +468,37 @@ where
             };
             pool.workers.fetch_add(1, Ordering::SeqCst);
             let _ = ready_tx.send(Ok(()));
-            serve(Db { conn, sql }, &pool);
+            serve(Db { conn, sql }, &pool, upkeep);
         })
         .map_err(Error::backend_permanent)?;
     ready_rx.await.map_err(|_| stopped())?
 }
 
-fn serve(mut db: Db, pool: &Pool) {
-    while let Some(job) = pool.next() {
-        // A panicking job drops its reply sender (its caller sees an error);
-        // an open transaction rolls back as the panic unwinds; the thread
-        // keeps serving.
-        if catch_unwind(AssertUnwindSafe(|| job(&mut db, pool))).is_err() {
-            tracing::error!("a SQLite job panicked; the worker continues");
+fn serve(mut db: Db, pool: &Pool, mut upkeep: Option<Box<dyn Upkeep>>) {
+    loop {
+        let idle_after = upkeep.as_ref().and_then(|u| u.idle_after());
+        match pool.next(idle_after) {
+            Next::Job(job) => {
+                // A panicking job drops its reply sender (its caller sees an
+                // error); an open transaction rolls back as the panic
+                // unwinds; the thread keeps serving.
+                if catch_unwind(AssertUnwindSafe(|| job(&mut db, pool))).is_err() {
+                    tracing::error!("a SQLite job panicked; the worker continues");
+                }
+                if let Some(u) = upkeep.as_mut() {
+                    if catch_unwind(AssertUnwindSafe(|| u.after_job(&mut db))).is_err() {
+                        tracing::error!("SQLite upkeep panicked; the worker continues");
+                    }
+                }
+            }
+            Next::Idle => {
+                if let Some(u) = upkeep.as_mut() {
+                    if catch_unwind(AssertUnwindSafe(|| u.idle(&mut db))).is_err() {
+                        tracing::error!("SQLite upkeep panicked; the worker continues");
+                    }
+                }
+            }
+            Next::Closed => return,
         }
     }
 }
