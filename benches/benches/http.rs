@@ -11,6 +11,9 @@
 //!
 //! Bounded: every point runs for the mode's duration or until each client
 //! sent its request cap, whichever comes first, after a discarded warm-up.
+//! The points of one backend and concurrency level are interleaved in
+//! rounds (each round gives every series a slice of its time), so load from
+//! elsewhere on a shared machine falls on all of them alike.
 //! Every response is checked (status and body: the read handler must see
 //! the value the client's session holds, the update handler must return
 //! the previous value plus one), so a request that silently lost its
@@ -30,7 +33,7 @@ use axum::Router;
 use session_store_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use session_store_benches::stats::{self, Record, Summary};
 use session_store_benches::{payload, Fixture, Mode, Target};
-use session_store_core::{ClientMeta, SessionBackend, SessionManager, Timestamp};
+use session_store_core::{ClientMeta, SessionBackend, SessionManager, StorageKey, Timestamp};
 use session_store_tower_sessions::TowerSessionStore;
 use tower_sessions::SessionManagerLayer;
 
@@ -41,21 +44,28 @@ const START: u64 = 7;
 /// The concurrency levels: the 1 and 64 clients, in every mode.
 const CLIENTS: [usize; 2] = [1, 64];
 
-/// How long one point runs, its discarded warm-up, and each client's request
-/// cap (the point ends at whichever bound comes first).
-fn bounds(mode: Mode) -> (Duration, Duration, usize) {
-    match mode {
-        Mode::Ci => (Duration::from_millis(100), Duration::from_millis(20), 40),
-        Mode::Quick => (
-            Duration::from_millis(1000),
-            Duration::from_millis(250),
-            5_000,
-        ),
-        Mode::Full => (
-            Duration::from_millis(3000),
-            Duration::from_millis(600),
-            20_000,
-        ),
+/// Per point: its total measured time, split into `rounds` slices, the
+/// discarded warm-up, and each client's request cap over the whole point
+/// (each slice ends at its share of the time or of the cap, whichever comes
+/// first).
+struct Bounds {
+    time: Duration,
+    rounds: u32,
+    warm_up: Duration,
+    cap: usize,
+}
+
+fn bounds(mode: Mode) -> Bounds {
+    let (ms, rounds, warm_ms, cap) = match mode {
+        Mode::Ci => (100, 2, 20, 40),
+        Mode::Quick => (1_000, 4, 250, 5_000),
+        Mode::Full => (3_000, 6, 600, 20_000),
+    };
+    Bounds {
+        time: Duration::from_millis(ms),
+        rounds,
+        warm_up: Duration::from_millis(warm_ms),
+        cap,
     }
 }
 
@@ -135,25 +145,42 @@ struct Point {
     errors: usize,
 }
 
-/// Runs `clients` tasks, each repeating `op` (which returns whether the
-/// request was right) until `dur` passed or it made `cap` calls.
-async fn drive<F, Fut>(
-    clients: usize,
-    dur: Duration,
-    cap: usize,
-    make: impl Fn(usize) -> F,
-) -> Point
+/// What one slice of a point measured.
+#[derive(Default)]
+struct Slice {
+    latencies: Vec<u64>,
+    errors: usize,
+    wall: Duration,
+}
+
+impl Slice {
+    fn add(&mut self, other: Slice) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.wall += other.wall;
+    }
+
+    fn point(self) -> Point {
+        Point {
+            summary: Summary::of(self.latencies, self.wall).expect("at least one request"),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Runs one task per client, each repeating its request (which returns
+/// whether the answer was right) until `dur` passed or it made `cap` calls.
+async fn drive<Fut>(dur: Duration, cap: usize, ops: Vec<Box<dyn FnMut() -> Fut + Send>>) -> Slice
 where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = bool> + Send + 'static,
 {
     let start = Instant::now();
     let deadline = start + dur;
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let mut op = make(i);
+    let handles: Vec<_> = ops
+        .into_iter()
+        .map(|mut op| {
             tokio::spawn(async move {
-                let (mut lat, mut errors) = (Vec::with_capacity(1024), 0usize);
+                let (mut lat, mut errors) = (Vec::with_capacity(256), 0usize);
                 while lat.len() < cap {
                     let t = Instant::now();
                     let ok = op().await;
@@ -167,16 +194,14 @@ where
             })
         })
         .collect();
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let mut slice = Slice::default();
     for h in handles {
         let (lat, e) = h.await.expect("client task");
-        all.extend(lat);
-        errors += e;
+        slice.latencies.extend(lat);
+        slice.errors += e;
     }
-    Point {
-        summary: Summary::of(all, start.elapsed()).expect("at least one request"),
-        errors,
-    }
+    slice.wall = start.elapsed();
+    slice
 }
 
 /// One simulated browser: a cookie jar, a keep-alive connection, and the
@@ -258,84 +283,136 @@ fn record(
     );
 }
 
-/// Every HTTP point of one stack at one concurrency level: fresh clients
-/// (and sessions) per handler, a discarded warm-up, then the measurement.
-async fn http_points(
-    base: &str,
-    handlers: &[&'static str],
-    session: bool,
-    clients: usize,
-    mode: Mode,
-) -> Vec<(&'static str, Point)> {
-    let (dur, warm, cap) = bounds(mode);
-    let mut points = Vec::new();
-    for &handler in handlers {
+/// One measured series at one concurrency level, with its clients (and
+/// their sessions) or its keys prepared once.
+enum Series {
+    /// HTTP requests to `url`, one client each.
+    Http {
+        clients: Vec<Arc<tokio::sync::Mutex<Client>>>,
+        url: Arc<String>,
+        update: bool,
+    },
+    /// `SessionBackend::load` of one session per task.
+    Load {
+        backend: Arc<dyn SessionBackend>,
+        keys: Vec<StorageKey>,
+    },
+}
+
+type Request = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+
+impl Series {
+    async fn http(base: &str, handler: &str, session: bool, clients: usize) -> Self {
         let mut pool = Vec::with_capacity(clients);
         for _ in 0..clients {
             pool.push(Arc::new(tokio::sync::Mutex::new(
                 Client::new(base, session).await,
             )));
         }
-        let url = Arc::new(format!("{base}/{handler}"));
-        let update = handler == "update";
-        let run = |d: Duration, cap: usize| {
-            drive(clients, d, cap, |i| {
-                let (client, url) = (pool[i].clone(), url.clone());
-                move || {
-                    let (client, url) = (client.clone(), url.clone());
-                    async move { client.lock().await.request(&url, update).await }
-                }
-            })
-        };
-        run(warm, cap / 4 + 1).await;
-        points.push((handler, run(dur, cap).await));
+        Series::Http {
+            clients: pool,
+            url: Arc::new(format!("{base}/{handler}")),
+            update: handler == "update",
+        }
     }
-    points
+
+    async fn load(fx: &Fixture, clients: usize) -> Self {
+        let manager = fx.manager(false, false);
+        let mut keys = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let s = manager
+                .create(payload(64), ClientMeta::default())
+                .await
+                .expect("create");
+            keys.push(s.storage_key());
+        }
+        Series::Load {
+            backend: fx.backend(false),
+            keys,
+        }
+    }
+
+    /// One request closure per client.
+    fn ops(&self) -> Vec<Box<dyn FnMut() -> Request + Send>> {
+        match self {
+            Series::Http {
+                clients,
+                url,
+                update,
+            } => clients
+                .iter()
+                .map(|c| {
+                    let (c, url, update) = (c.clone(), url.clone(), *update);
+                    Box::new(move || {
+                        let (c, url) = (c.clone(), url.clone());
+                        Box::pin(async move { c.lock().await.request(&url, update).await })
+                            as Request
+                    }) as Box<dyn FnMut() -> Request + Send>
+                })
+                .collect(),
+            Series::Load { backend, keys } => keys
+                .iter()
+                .map(|&key| {
+                    let backend = backend.clone();
+                    Box::new(move || {
+                        let backend = backend.clone();
+                        Box::pin(async move {
+                            matches!(backend.load(&key, Timestamp::now_utc()).await, Ok(Some(_)))
+                        }) as Request
+                    }) as Box<dyn FnMut() -> Request + Send>
+                })
+                .collect(),
+        }
+    }
 }
 
-/// One backend round trip: `SessionBackend::load` of the task's own session.
-async fn backend_load(fx: &Fixture, clients: usize, mode: Mode) -> Point {
-    let (dur, warm, cap) = bounds(mode);
-    let backend = fx.backend(false);
-    let manager = fx.manager(false, false);
-    let mut keys = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let s = manager
-            .create(payload(64), ClientMeta::default())
-            .await
-            .expect("create");
-        keys.push(s.storage_key());
+/// Every point of one backend at one concurrency level. The series are
+/// interleaved: each round measures every series for a slice of the point's
+/// time, so a burst of load from elsewhere on the machine falls on all of
+/// them alike; a point is the union of its slices.
+async fn run_level(
+    fx: &Fixture,
+    urls: &[(&'static str, String)],
+    clients: usize,
+    mode: Mode,
+    out: &Path,
+) {
+    let b = bounds(mode);
+    let mut series = vec![("backend-load", "load", Series::load(fx, clients).await)];
+    for (path, base) in urls {
+        let handlers: &[&'static str] = if *path == "none" {
+            &["read"]
+        } else {
+            &["read", "update"]
+        };
+        for &handler in handlers {
+            let s = Series::http(base, handler, *path != "none", clients).await;
+            series.push((path, handler, s));
+        }
     }
-    let run = |d: Duration, cap: usize| {
-        drive(clients, d, cap, |i| {
-            let (backend, key) = (backend.clone(), keys[i]);
-            move || {
-                let backend = backend.clone();
-                async move { matches!(backend.load(&key, Timestamp::now_utc()).await, Ok(Some(_))) }
-            }
-        })
-    };
-    run(warm, cap / 4 + 1).await;
-    run(dur, cap).await
+    for (.., s) in &series {
+        drive(b.warm_up, b.cap / 4 + 1, s.ops()).await;
+    }
+    let mut slices: Vec<Slice> = series.iter().map(|_| Slice::default()).collect();
+    let (slice_time, slice_cap) = (b.time / b.rounds, b.cap.div_ceil(b.rounds as usize));
+    for _ in 0..b.rounds {
+        for ((.., s), acc) in series.iter().zip(&mut slices) {
+            acc.add(drive(slice_time, slice_cap, s.ops()).await);
+        }
+    }
+    for ((path, handler, _), slice) in series.iter().zip(slices) {
+        record(out, mode, fx.target, path, handler, clients, &slice.point());
+    }
 }
 
 async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
-    let t = fx.target;
-    let ours = serve(ours(fx.manager(false, false))).await;
-    let tower = serve(tower(fx.backend(false))).await;
-    let none = serve(none()).await;
+    let urls = [
+        ("none", serve(none()).await),
+        ("ours", serve(ours(fx.manager(false, false))).await),
+        ("tower", serve(tower(fx.backend(false))).await),
+    ];
     for clients in CLIENTS {
-        let p = backend_load(fx, clients, mode).await;
-        record(out, mode, t, "backend-load", "load", clients, &p);
-        for (handler, p) in http_points(&none, &["read"], false, clients, mode).await {
-            record(out, mode, t, "none", handler, clients, &p);
-        }
-        for (handler, p) in http_points(&ours, &["read", "update"], true, clients, mode).await {
-            record(out, mode, t, "ours", handler, clients, &p);
-        }
-        for (handler, p) in http_points(&tower, &["read", "update"], true, clients, mode).await {
-            record(out, mode, t, "tower", handler, clients, &p);
-        }
+        run_level(fx, &urls, clients, mode, out).await;
     }
 }
 
