@@ -154,6 +154,7 @@
 //! - `manager_idle_timeout` — a session unused for `idle_timeout` is gone; each use past the touch interval moves the deadline.
 //! - `manager_absolute_timeout_not_extended_by_activity` — loads and saves never extend the absolute timeout.
 //! - `manager_touch_throttled` — a load within `touch_interval` writes nothing; the first one after it touches.
+//! - `manager_expiry_on_read_event` — loading a session the store still holds past its idle or absolute deadline raises `Event::Expired` (deadline, client IP); an unknown token `Event::LookupMiss`.
 //! - `manager_login_rotation_resets_timers_and_binds_user` — login: new token, old token dead at once, user bound, `auth_time` now, deadlines reset, data kept.
 //! - `manager_privilege_rotation_keeps_absolute` — privilege change: new token, old dead at once, absolute deadline kept.
 //! - `manager_renewal_grace_window` — renewal: within the grace window the old token reaches the successor, after it nothing.

@@ -64,6 +64,19 @@ pub enum Event {
         /// ([`SessionManager::load_from`](crate::SessionManager::load_from)).
         ip: Option<IpAddr>,
     },
+    /// A well-formed token named a session that the store still holds but
+    /// that has expired (idle or absolute deadline passed, not yet cleaned
+    /// up): reported instead of [`Event::LookupMiss`], because it is a
+    /// returning user, not a guess. A store that removes expired entries on
+    /// its own (Redis TTLs) reports such a load as a miss.
+    Expired {
+        /// Short hash of the key.
+        key: String,
+        /// Which deadline ended it.
+        deadline: ExpiredBy,
+        /// The client's address, when the caller supplied it.
+        ip: Option<IpAddr>,
+    },
     /// A stored entry could not be decoded or decrypted. The request that
     /// met it was answered as if the session had ended (fail closed), or with
     /// the error under [`OnCorrupt::Fail`](crate::OnCorrupt::Fail); listings
@@ -138,6 +151,15 @@ pub enum Event {
         /// Short hash of the family key.
         family: String,
     },
+}
+
+/// Which deadline ended a session ([`Event::Expired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpiredBy {
+    /// No activity for the idle timeout.
+    Idle,
+    /// The absolute lifetime ran out.
+    Absolute,
 }
 
 /// Receives lifecycle events. The default sink ([`NoEvents`]) ignores them.

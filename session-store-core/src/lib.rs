@@ -41,7 +41,7 @@ pub use crypto::{
     Encrypted, EncryptionKey, Keyring, Resealed, ENCRYPTION_OVERHEAD, MAX_ENCRYPTIONS_PER_SUBKEY,
 };
 pub use error::{BoxError, Error, Result};
-pub use events::{Event, EventSink, NoEvents};
+pub use events::{Event, EventSink, ExpiredBy, NoEvents};
 pub use fault::{Fault, Faulty, Op};
 pub use manager::{
     CapPolicy, Device, DeviceKind, OnCorrupt, Policy, RotateReason, Session, SessionManager,

@@ -10,7 +10,7 @@ use tracing::{debug, info_span, Instrument as _};
 use crate::backend::SessionBackend;
 use crate::crypto::forward::{seal_successor, unseal_successor};
 use crate::error::{Error, Result};
-use crate::events::{Event, EventSink, NoEvents};
+use crate::events::{Event, EventSink, ExpiredBy, NoEvents};
 use crate::persistent::{PersistentPolicy, StoredMeta};
 use crate::record::{ClientMeta, Damage, Grace, Lookup, Rotation, SessionRecord, SessionSummary};
 use crate::time::{Clock, SystemClock, Timestamp};
@@ -688,7 +688,7 @@ impl SessionManager {
             let (token, key, record) = match self.resolve(token, now).await? {
                 Resolved::Live(token, key, record) => (token, key, record),
                 Resolved::Missing => {
-                    self.emit(miss());
+                    self.report_miss(&presented, client_ip, now).await;
                     return Ok(None);
                 }
                 Resolved::Damaged(key, err) => return self.contain_load(&key, err).await,
@@ -726,6 +726,29 @@ impl SessionManager {
         }
         .instrument(span)
         .await
+    }
+
+    /// A load of `key` found nothing live at `now`: reports
+    /// [`Event::Expired`] when the store still holds the session (a second
+    /// read, at the epoch, where every stored record is live; only on
+    /// misses), [`Event::LookupMiss`] otherwise.
+    async fn report_miss(&self, key: &StorageKey, ip: Option<IpAddr>, now: Timestamp) {
+        let event = match self.backend.load(key, Timestamp::EPOCH).await {
+            Ok(Some(Lookup::Session(r))) if !r.is_live(now) => Event::Expired {
+                key: key.short_hash(),
+                deadline: if r.absolute_deadline <= now {
+                    ExpiredBy::Absolute
+                } else {
+                    ExpiredBy::Idle
+                },
+                ip,
+            },
+            _ => Event::LookupMiss {
+                key: key.short_hash(),
+                ip,
+            },
+        };
+        self.emit(event);
     }
 
     /// Follows forwarders to the live session, if any.

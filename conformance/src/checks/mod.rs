@@ -191,6 +191,7 @@ registry! {
     manager::manager_idle_timeout,
     manager::manager_absolute_timeout_not_extended_by_activity,
     manager::manager_touch_throttled,
+    manager::manager_expiry_on_read_event,
     manager::manager_login_rotation_resets_timers_and_binds_user,
     manager::manager_privilege_rotation_keeps_absolute,
     manager::manager_renewal_grace_window,

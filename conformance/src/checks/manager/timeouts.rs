@@ -152,3 +152,90 @@ pub async fn manager_save_is_compare_and_swap(ctx: Ctx) {
     m.save(&mut c).await.expect("save");
     assert_eq!(c.idle_deadline(), at(m.now(), mins(10)));
 }
+
+/// Expiry on read is reported: a load of a session the store still holds
+/// past its idle or absolute deadline raises `Event::Expired` (which
+/// deadline, the client IP), an unknown token `Event::LookupMiss`; both
+/// answer `None`.
+pub async fn manager_expiry_on_read_event(ctx: Ctx) {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::{Arc, Mutex};
+
+    use session_store_core::{Event, EventSink, ExpiredBy, ManualClock, SessionManager};
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+    impl EventSink for Recorder {
+        fn event(&self, event: &Event) {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(event.clone());
+        }
+    }
+    let recorder = Arc::new(Recorder::default());
+    let clock = Arc::new(ManualClock::starting_now());
+    let m = SessionManager::builder(ctx.backend.clone())
+        .clock(clock.clone())
+        .policy(policy())
+        .events(recorder.clone())
+        .build()
+        .expect("manager");
+    let ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
+    let last = |recorder: &Recorder| recorder.0.lock().unwrap().last().cloned();
+
+    let idle = m
+        .create(Vec::new(), ClientMeta::default())
+        .await
+        .expect("create");
+    clock.advance(mins(10));
+    assert!(m
+        .load_from(idle.token().expose_secret(), ip)
+        .await
+        .expect("load")
+        .is_none());
+    assert_eq!(
+        last(&recorder),
+        Some(Event::Expired {
+            key: idle.storage_key().short_hash(),
+            deadline: ExpiredBy::Idle,
+            ip
+        })
+    );
+
+    // Kept alive by activity until the absolute deadline ends it.
+    let s = m
+        .create(Vec::new(), ClientMeta::default())
+        .await
+        .expect("create");
+    for _ in 0..6 {
+        clock.advance(mins(9));
+        if load(&m, s.token()).await.is_none() {
+            break;
+        }
+    }
+    clock.advance(mins(9));
+    assert!(load(&m, s.token()).await.is_none());
+    assert_eq!(
+        last(&recorder),
+        Some(Event::Expired {
+            key: s.storage_key().short_hash(),
+            deadline: ExpiredBy::Absolute,
+            ip: None
+        })
+    );
+
+    let unknown = session_store_core::SessionToken::generate();
+    assert!(m
+        .load_from(unknown.expose_secret(), ip)
+        .await
+        .expect("load")
+        .is_none());
+    assert_eq!(
+        last(&recorder),
+        Some(Event::LookupMiss {
+            key: unknown.storage_key().short_hash(),
+            ip
+        })
+    );
+}
