@@ -519,6 +519,33 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_checked_before_connecting() {
+        let e = RedisConfig::new("redis://127.0.0.1")
+            .with_tls_ca_file("/etc/ca.pem")
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("not rediss://")),
+            "{e}"
+        );
+        let c = RedisConfig::from_vars(&Vars::from_pairs([
+            ("SESSION_STORE_REDIS_URL", "rediss://127.0.0.1"),
+            ("SESSION_STORE_REDIS_TLS_CA_FILE", "/etc/ca.pem"),
+        ]));
+        let tls = RedisConfig::new("rediss://127.0.0.1").validate();
+        if crate::TLS_SUPPORTED {
+            assert!(tls.is_ok());
+            assert_eq!(
+                c.unwrap().tls_ca_file(),
+                Some(std::path::Path::new("/etc/ca.pem"))
+            );
+        } else {
+            assert!(matches!(&tls, Err(Error::Config(m)) if m.contains("`tls` feature")));
+            assert!(matches!(&c, Err(Error::Config(m)) if m.contains("`tls` feature")));
+        }
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         let c = RedisConfig::cluster(["redis://:pw1@a:1", "redis://b:2"]);
         assert!(!format!("{c:?}").contains("pw1"));
