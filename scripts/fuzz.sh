@@ -13,7 +13,7 @@
 # ordinary tests on stable (`fuzz_corpus` tests in session-store-core,
 # store-sled, store-redis and session-store-axum).
 #
-# Targets: token, client_meta, frame, forward (core); sled_record; redis_record,
+# Targets: token, client_meta, frame, forward, persistent (core); sled_record; redis_record,
 # redis_member, redis_script_reply; cookie_header and csrf_form (the axum
 # layer's Cookie-header parser, form/CSRF-field decoding and signed
 # double-submit tokens).

@@ -106,3 +106,10 @@ pub fn forward(data: &[u8]) {
         assert!(unseal_successor(&old, &next_key, &sealed).is_err());
     }
 }
+
+/// Persistent logins: the family state and stored metadata codecs (what
+/// decodes re-encodes to itself), persistent-token parsing, and the grace
+/// seal (arbitrary bytes never open).
+pub fn persistent(data: &[u8]) {
+    crate::persistent::fuzz_decode(data);
+}

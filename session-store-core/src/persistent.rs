@@ -741,18 +741,31 @@ enum Attempt {
     Raced,
 }
 
-/// Fuzzing entry points (not part of the API).
-#[doc(hidden)]
-pub fn fuzz_decode(bytes: &[u8]) {
+/// Fuzzing entry point ([`crate::fuzzing::persistent`]).
+pub(crate) fn fuzz_decode(bytes: &[u8]) {
     if let Ok(s) = FamilyState::decode(bytes) {
-        assert_eq!(FamilyState::decode(&s.encode()).ok(), Some(s));
+        assert_eq!(
+            FamilyState::decode(&s.encode()).ok(),
+            Some(s),
+            "a decoded family state re-encodes to itself"
+        );
     }
-    let _ = StoredMeta::decode(bytes);
+    if let Ok(m) = StoredMeta::decode(bytes) {
+        assert_eq!(StoredMeta::decode(&m.encode()).ok(), Some(m.clone()));
+        let _ = m.family_key();
+    }
     if let Ok(text) = std::str::from_utf8(bytes) {
         if let Ok(t) = PersistentToken::parse(text) {
-            assert_eq!(t.expose_secret(), text);
+            assert_eq!(t.expose_secret(), text, "a token prints as parsed");
+            assert_eq!(t.family_key(), t.successor().family_key());
         }
     }
+    // Forged seals never open, whatever the bytes.
+    let secret = [7u8; SECRET_BYTES];
+    assert!(
+        open_persistent(&secret, b"family", bytes).is_err(),
+        "arbitrary bytes opened as a sealed successor"
+    );
 }
 
 impl fmt::Debug for FamilyState {

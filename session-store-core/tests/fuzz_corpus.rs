@@ -40,3 +40,8 @@ fn frame_corpus() {
 fn forward_corpus() {
     replay("forward", session_store_core::fuzzing::forward);
 }
+
+#[test]
+fn persistent_corpus() {
+    replay("persistent", session_store_core::fuzzing::persistent);
+}
