@@ -28,6 +28,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Encryption keys, one `ID=HEX` per line, the primary first.
+    /// Default: the file named by SESSION_STORE_KEYS_FILE (as the
+    /// reference app reads it), else the variable of --keys-env.
     #[arg(long, global = true)]
     keys_file: Option<PathBuf>,
     /// The variable holding the keys when no --keys-file is given.
@@ -395,13 +397,18 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
         }
         Command::Rekey { cursor } => {
             let url = store_url(&cli)?;
-            let keyring =
-                keys::load_keyring(cli.keys_file.as_deref(), &cli.keys_env)?.ok_or_else(|| {
-                    usage(format!(
-                        "rekey needs the keys: --keys-file PATH or the variable {}",
-                        cli.keys_env
-                    ))
-                })?;
+            let file = cli.keys_file.clone().or_else(|| {
+                std::env::var_os(keys::KEYS_FILE_VAR)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            });
+            let keyring = keys::load_keyring(file.as_deref(), &cli.keys_env)?.ok_or_else(|| {
+                usage(format!(
+                    "rekey needs the keys: --keys-file PATH, a file named by {} or the variable {}",
+                    keys::KEYS_FILE_VAR,
+                    cli.keys_env
+                ))
+            })?;
             let start = cursor.as_deref().map(ScanCursor::parse).transpose()?;
             let store = open(&url).await?;
             let enc = Encrypted::new(store.backend(), keyring);

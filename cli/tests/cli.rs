@@ -27,6 +27,7 @@ fn run_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output 
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("SESSION_STORE_KEYS")
+        .env_remove("SESSION_STORE_KEYS_FILE")
         .env_remove("SESSION_STORE_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -213,6 +214,14 @@ fn bad_urls_and_bad_keys_are_clear_errors() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("line 2"), "{}", text(&o));
     assert!(!text(&o).contains(&"cd".repeat(32)), "{}", text(&o));
+    // The reference app's SESSION_STORE_KEYS_FILE is read too.
+    let o = run_with(
+        &["--url", &url, "rekey"],
+        &[("SESSION_STORE_KEYS_FILE", keys.to_str().unwrap())],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("line 2"), "{}", text(&o));
     let o = run_with(
         &["--url", &url, "rekey"],
         &[("SESSION_STORE_KEYS", "7=abc")],
