@@ -268,6 +268,8 @@ impl RequestState {
                 inner.issued = false;
                 inner.cleared = true;
                 inner.change = Some(change);
+                // The logout ended the session's persistent login too.
+                self.forget(inner);
             }
         }
         Ok(())

@@ -682,7 +682,51 @@ async fn devices_list_and_revoke_persistent_logins(b: TestBackend) {
     b.finish().await;
 }
 
+/// Another user signing in on a browser that resumed someone's persistent
+/// login ends that persistent login there (a shared computer), and a
+/// password login of the same user is no longer "remembered".
+async fn another_user_login_ends_the_persistent_login(b: TestBackend) {
+    let app = start_app(&b).await;
+    let alice = Browser::new(&app.base, "UA-1");
+    login_remembered(&alice, "alice").await;
+    let shared = restarted(&app.base, &jar_cookie(&alice, REMEMBER).unwrap());
+    assert_eq!(whoami_json(&shared).await.0["remembered"], true);
+    let live = jar_cookie(&shared, REMEMBER).unwrap();
+    shared.login("alice").await;
+    let (me, _) = whoami_json(&shared).await;
+    assert_eq!(
+        (me["user"].as_str(), me["remembered"].as_bool()),
+        (Some("alice"), Some(false))
+    );
+    assert_eq!(
+        jar_cookie(&shared, REMEMBER).as_deref(),
+        Some(live.as_str()),
+        "kept for the same user"
+    );
+
+    let r = shared.act("/login", &[("user", "bob")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.set_cookies.contains(&clear_remember()),
+        "{:?}",
+        r.set_cookies
+    );
+    let (me, _) = whoami_json(&shared).await;
+    assert_eq!(
+        (me["user"].as_str(), me["remembered"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    let (me, _) = whoami_json(&restarted(&app.base, &live)).await;
+    assert_eq!(
+        me["user"],
+        Value::Null,
+        "alice's persistent login on that browser is gone"
+    );
+    b.finish().await;
+}
+
 per_backend!("axum_remember";
+    another_user_login_ends_the_persistent_login,
     browser_restart_resumes,
     stolen_remember_cookie_revokes_family,
     logout_kills_persistent_logins,
