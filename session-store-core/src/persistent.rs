@@ -523,7 +523,7 @@ impl SessionManager {
         async {
             for _ in 0..4 {
                 match self.resume_once(&token, &key, &meta, client_ip).await? {
-                    Attempt::Done(out) => return Ok(out),
+                    Attempt::Done(out) => return Ok(out.map(|b| *b)),
                     Attempt::Raced => continue,
                 }
             }
@@ -602,12 +602,12 @@ impl SessionManager {
                         session: session.storage_key().short_hash(),
                     });
                     self.after_resume(&user, &session, now).await?;
-                    Ok(Attempt::Done(Some(Resumed {
+                    Ok(Attempt::Done(Some(Box::new(Resumed {
                         session,
                         token: successor,
                         expires_at: record.absolute_deadline,
                         joined: false,
-                    })))
+                    }))))
                 }
                 Err(e) => {
                     // The minted session's token was never handed out.
@@ -642,12 +642,12 @@ impl SessionManager {
                 family: key.short_hash(),
             });
             self.after_resume(&user, &session, now).await?;
-            Ok(Attempt::Done(Some(Resumed {
+            Ok(Attempt::Done(Some(Box::new(Resumed {
                 session,
                 token: successor,
                 expires_at: record.absolute_deadline,
                 joined: true,
-            })))
+            }))))
         } else {
             let revoked = self.revoke_family_on_reuse(key, &user, now).await?;
             tracing::warn!(family = %key.short_hash(), sessions = revoked,
@@ -715,10 +715,12 @@ impl SessionManager {
         for (summary, stored) in self.readable_stored(list).await? {
             // Minted by the family: started from one of its tokens, no
             // password login since (that one stays: the user proved it).
-            if !stored.persistent && stored.remembered && stored.family_key() == Some(*key) {
-                if self.backend.delete(&summary.key).await? {
-                    revoked += 1;
-                }
+            if !stored.persistent
+                && stored.remembered
+                && stored.family_key() == Some(*key)
+                && self.backend.delete(&summary.key).await?
+            {
+                revoked += 1;
             }
         }
         Ok(revoked)
@@ -737,7 +739,7 @@ impl SessionManager {
 }
 
 enum Attempt {
-    Done(Option<Resumed>),
+    Done(Option<Box<Resumed>>),
     Raced,
 }
 

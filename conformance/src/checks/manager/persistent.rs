@@ -476,7 +476,7 @@ pub async fn persistent_hashed_at_rest(ctx: Ctx) {
         ));
         needles.push((
             "persistent token base64 body".into(),
-            t.expose_secret()[2..].as_bytes().to_vec(),
+            t.expose_secret().as_bytes()[2..].to_vec(),
         ));
         needles.push(("family id bytes".into(), raw[..16].to_vec()));
         needles.push(("secret bytes".into(), raw[16..].to_vec()));
