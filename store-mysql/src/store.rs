@@ -115,6 +115,11 @@ impl MySqlStore {
     /// migration holds a named lock (`GET_LOCK`) per database, so a second
     /// process waits, then finds the version recorded and changes nothing.
     ///
+    /// Bounded by the operation deadline like every operation (and, on the
+    /// server, by the statement or lock wait timeout): a future migration
+    /// that rewrites a large table needs a store configured with a longer
+    /// deadline for the call.
+    ///
     /// # Errors
     /// [`Error::SchemaTooNew`] if the database records a newer schema version
     /// for this table (nothing is modified); [`Error::Backend`] (operation

@@ -105,6 +105,11 @@ impl PostgresStore {
     /// from several processes at once (one transaction under an advisory
     /// lock per schema).
     ///
+    /// Bounded by the operation deadline like every operation (and, on the
+    /// server, by the statement or lock wait timeout): a future migration
+    /// that rewrites a large table needs a store configured with a longer
+    /// deadline for the call.
+    ///
     /// # Errors
     /// [`Error::SchemaTooNew`] if the database records a newer schema version
     /// for this table (nothing is modified); [`Error::Backend`] on database
