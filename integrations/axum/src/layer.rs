@@ -36,9 +36,11 @@ use crate::session::{RequestState, Session, Shared};
 ///    tokens `403`), compared in constant time with the session's token or,
 ///    without a session, with the signed double-submit cookie (`403`);
 /// 4. the handler runs with a [`Session`] in the request extensions (the
-///    session is loaded only when the handler first uses it);
+///    session is loaded only when the handler first uses it; without a live
+///    session, a remember cookie starts one, see [`Session::login_remembered`]);
 /// 5. the response gets the `Set-Cookie` the handler's calls require (a new
-///    token after creation or rotation, a clearing cookie after logout) and
+///    token after creation or rotation, a clearing cookie after logout, the
+///    remember cookie when it was issued, rotated or refused) and
 ///    then `Cache-Control: no-store`; a response without session changes is
 ///    left untouched.
 ///
