@@ -1,12 +1,16 @@
 //! [`MetricsEvents`]: the manager's lifecycle events as counters.
 
 use metrics::counter;
-use session_store_core::{Event, EventSink, RotateReason};
+use session_store_core::{Event, EventSink, ExpiredBy, RotateReason};
 
 /// An [`EventSink`] that counts every event in
 /// `session_store_events_total{event=…}`; rotations also carry
 /// `reason` (`login`, `privilege_change`, `renewal`), corrupted entries
-/// `damage` (`undecodable`, `undecryptable`). Keys, client addresses and
+/// `damage` (`undecodable`, `undecryptable`), expiries on read `deadline`
+/// (`idle`, `absolute`), context changes `action`; persistent logins count
+/// as `persistent_issued`, `persistent_used`, `persistent_grace_joined`,
+/// `persistent_reuse` (alert on it: a stolen remember-me or refresh token)
+/// and `persistent_revoked`. Keys, client addresses and
 /// user ids are never labels.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MetricsEvents;
@@ -41,6 +45,31 @@ impl EventSink for MetricsEvents {
             Event::DecryptFailed { .. } => counter!(name, "event" => "decrypt_failed").increment(1),
             Event::CleanedUp { removed } => {
                 counter!(name, "event" => "cleaned_up").increment(*removed)
+            }
+            Event::Expired { deadline, .. } => {
+                let deadline = match deadline {
+                    ExpiredBy::Idle => "idle",
+                    ExpiredBy::Absolute => "absolute",
+                };
+                counter!(name, "event" => "expired", "deadline" => deadline).increment(1)
+            }
+            Event::ContextChanged { action, .. } => {
+                counter!(name, "event" => "context_changed", "action" => *action).increment(1)
+            }
+            Event::PersistentIssued { .. } => {
+                counter!(name, "event" => "persistent_issued").increment(1)
+            }
+            Event::PersistentUsed { .. } => {
+                counter!(name, "event" => "persistent_used").increment(1)
+            }
+            Event::PersistentGraceJoined { .. } => {
+                counter!(name, "event" => "persistent_grace_joined").increment(1)
+            }
+            Event::PersistentReuse { .. } => {
+                counter!(name, "event" => "persistent_reuse").increment(1)
+            }
+            Event::PersistentRevoked { .. } => {
+                counter!(name, "event" => "persistent_revoked").increment(1)
             }
             _ => counter!(name, "event" => "other").increment(1),
         }

@@ -105,6 +105,23 @@ fn a_short_load_is_counted_by_operation_kind_and_event() {
             stranger.create(&key.storage_key(), &rec).await.unwrap();
             assert!(store.load(&key.storage_key(), m.now()).await.is_err());
             assert_eq!(m.logout_everywhere("u").await.unwrap(), 5);
+            // A persistent login, used once, then logged out.
+            let mut p = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(
+                &mut p,
+                RotateReason::Login {
+                    user_id: "p".into(),
+                },
+            )
+            .await
+            .unwrap();
+            let issued = m.remember(&mut p).await.unwrap();
+            let resumed = m
+                .resume(issued.token.expose_secret(), ClientMeta::default())
+                .await
+                .unwrap()
+                .expect("resumes");
+            m.logout(&resumed.session).await.unwrap();
         });
     });
     let got = snapshot(&recorder);
@@ -119,12 +136,14 @@ fn a_short_load_is_counted_by_operation_kind_and_event() {
     };
     assert_eq!(
         get("session_store_operation_seconds{operation=create,store=app}"),
-        5.0
+        8.0, // 5 sessions, then a session, its persistent login and the one it started
     );
     assert!(get("session_store_operation_seconds{operation=load,store=app}") >= 9.0);
+    // One miss through the manager is two backend lookups: the second
+    // (only on misses) tells an expired session from an unknown token.
     assert_eq!(
         get("session_store_lookups_total{result=miss,store=app}"),
-        1.0
+        2.0
     );
     assert_eq!(
         get("session_store_conflicts_total{operation=save,store=app}"),
@@ -142,10 +161,10 @@ fn a_short_load_is_counted_by_operation_kind_and_event() {
         get("session_store_operation_errors_total{kind=decrypt,operation=load,retryable=false,store=app}"),
         1.0
     );
-    assert_eq!(get("session_store_events_total{event=created}"), 5.0);
+    assert_eq!(get("session_store_events_total{event=created}"), 7.0);
     assert_eq!(
         get("session_store_events_total{event=rotated,reason=login}"),
-        5.0
+        6.0
     );
     assert_eq!(get("session_store_events_total{event=lookup_miss}"), 1.0);
     assert_eq!(
@@ -153,6 +172,18 @@ fn a_short_load_is_counted_by_operation_kind_and_event() {
         5.0
     );
     assert_eq!(get("session_store_events_total{event=invalid_token}"), 1.0);
+    assert_eq!(
+        get("session_store_events_total{event=persistent_issued}"),
+        1.0
+    );
+    assert_eq!(
+        get("session_store_events_total{event=persistent_used}"),
+        1.0
+    );
+    assert_eq!(
+        get("session_store_events_total{event=persistent_revoked}"),
+        1.0
+    );
     for k in got.keys() {
         assert!(
             !k.contains("=u,") && !k.contains("=u}"),
