@@ -416,46 +416,19 @@ async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
     }
 }
 
-fn selected_targets() -> Vec<Target> {
-    let wanted = [Target::Sqlite, Target::Redis];
-    match std::env::var("BENCH_TARGETS") {
-        Ok(list) if !list.trim().is_empty() => wanted
-            .into_iter()
-            .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
-            .collect(),
-        _ => wanted.to_vec(),
-    }
-}
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
-    use futures::FutureExt as _;
-    let bounded = async {
-        tokio::time::timeout(Duration::from_secs(600), fut)
-            .await
-            .expect("a benchmark part hung for 10 minutes")
-    };
-    std::panic::AssertUnwindSafe(bounded)
-        .catch_unwind()
-        .await
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".into())
-        })
-}
-
 fn main() {
     let mode = Mode::from_env();
     let out = mode.out_dir().join("http.jsonl");
     let _ = std::fs::remove_file(&out);
     let rt = session_store_benches::runtime();
     rt.block_on(async {
-        for target in selected_targets() {
+        for target in Target::selected()
+            .into_iter()
+            .filter(|t| matches!(t, Target::Sqlite | Target::Redis))
+        {
             let result = match Fixture::open(target).await {
                 Ok(fx) => {
-                    let r = guarded(run_target(&fx, mode, &out)).await;
+                    let r = session_store_benches::guarded(run_target(&fx, mode, &out)).await;
                     fx.teardown().await;
                     r
                 }

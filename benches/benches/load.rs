@@ -580,37 +580,6 @@ async fn cleanup(fx: &Fixture, mode: Mode, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `fut`, turning a panic into an error (the caller decides whether it
-/// is fatal: it is in CI).
-async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
-    use futures::FutureExt as _;
-    let bounded = async {
-        tokio::time::timeout(Duration::from_secs(600), fut)
-            .await
-            .expect("a benchmark part hung for 10 minutes")
-    };
-    std::panic::AssertUnwindSafe(bounded)
-        .catch_unwind()
-        .await
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".into())
-        })
-}
-
-fn selected_targets() -> Vec<Target> {
-    match std::env::var("BENCH_TARGETS") {
-        Ok(list) if !list.trim().is_empty() => Target::ALL
-            .into_iter()
-            .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
-            .collect(),
-        _ => Target::ALL.to_vec(),
-    }
-}
-
 fn part(name: &str) -> bool {
     match std::env::var("BENCH_PARTS") {
         Ok(list) if !list.trim().is_empty() => list.split(',').any(|x| x.trim() == name),
@@ -643,7 +612,7 @@ fn main() {
     let out = mode.out_dir().join("load.jsonl");
     let _ = std::fs::remove_file(&out);
     let rt: Runtime = session_store_benches::runtime();
-    let targets = selected_targets();
+    let targets = Target::selected();
     let fail = |what: &str, id: &str, e: String| {
         if mode == Mode::Ci {
             panic!("{what} {id}: {e}");
@@ -663,7 +632,9 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                if let Err(reason) = guarded(concurrency(&fx, mode, &out)).await {
+                if let Err(reason) =
+                    session_store_benches::guarded(concurrency(&fx, mode, &out)).await
+                {
                     fail("concurrency", target.id(), reason);
                 }
                 fx.teardown().await;
@@ -674,7 +645,9 @@ fn main() {
             if targets.contains(&Target::Mysql) {
                 mysql_concurrency(mode, &out).await;
             }
-            if let Err(reason) = guarded(raw_concurrency(mode, &out, &targets)).await {
+            if let Err(reason) =
+                session_store_benches::guarded(raw_concurrency(mode, &out, &targets)).await
+            {
                 fail("concurrency", "raw", reason);
             }
         }
@@ -686,7 +659,7 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                match guarded(scale(&fx, mode, &out)).await {
+                match session_store_benches::guarded(scale(&fx, mode, &out)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) | Err(e) => fail("scale", target.id(), e),
                 }
@@ -704,7 +677,7 @@ fn main() {
                 let Some(fx) = open(target, mode, &out).await else {
                     continue;
                 };
-                match guarded(cleanup(&fx, mode, &out)).await {
+                match session_store_benches::guarded(cleanup(&fx, mode, &out)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) | Err(e) => fail("cleanup", target.id(), e),
                 }

@@ -575,7 +575,7 @@ fn run<'a>(
 
 /// The PostgreSQL baseline (absent if the server is unreachable, outside CI).
 fn postgres_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawPostgres>> {
-    if !selected_targets().contains(&Target::Postgres) {
+    if !Target::selected().contains(&Target::Postgres) {
         return None;
     }
     match block_on(rt, RawPostgres::new()) {
@@ -590,7 +590,7 @@ fn postgres_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawPostgr
 
 /// The MySQL baseline (absent if the server is unreachable, outside CI).
 fn mysql_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawMySql>> {
-    if !selected_targets().contains(&Target::Mysql) {
+    if !Target::selected().contains(&Target::Mysql) {
         return None;
     }
     match block_on(rt, RawMySql::new()) {
@@ -600,16 +600,6 @@ fn mysql_raw(rt: &Runtime, mode: Mode) -> Option<tokio::sync::Mutex<RawMySql>> {
             None
         }
         Err(e) => panic!("raw mysql: {e}"),
-    }
-}
-
-fn selected_targets() -> Vec<Target> {
-    match std::env::var("BENCH_TARGETS") {
-        Ok(list) if !list.trim().is_empty() => Target::ALL
-            .into_iter()
-            .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
-            .collect(),
-        _ => Target::ALL.to_vec(),
     }
 }
 
@@ -629,7 +619,7 @@ fn main() {
         .configure_from_args();
 
     let mut fixtures = Vec::new();
-    for target in selected_targets() {
+    for target in Target::selected() {
         match block_on(&rt, Fixture::open(target)) {
             Ok(f) => fixtures.push(f),
             Err(reason) => {
@@ -648,11 +638,11 @@ fn main() {
         }
     }
     let raw = Raw {
-        redis: selected_targets()
+        redis: Target::selected()
             .contains(&Target::Redis)
             .then(|| block_on(&rt, RawRedis::single()).ok())
             .flatten(),
-        cluster: selected_targets()
+        cluster: Target::selected()
             .contains(&Target::RedisCluster)
             .then(|| block_on(&rt, RawRedis::cluster()).ok())
             .flatten(),

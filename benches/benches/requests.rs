@@ -256,41 +256,12 @@ async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
     actix(fx.backend(false), &format!("{t}/actix"), mode, out).await;
 }
 
-fn selected_targets() -> Vec<Target> {
-    match std::env::var("BENCH_TARGETS") {
-        Ok(list) if !list.trim().is_empty() => Target::ALL
-            .into_iter()
-            .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
-            .collect(),
-        _ => Target::ALL.to_vec(),
-    }
-}
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, String> {
-    use futures::FutureExt as _;
-    let bounded = async {
-        tokio::time::timeout(Duration::from_secs(600), fut)
-            .await
-            .expect("a benchmark part hung for 10 minutes")
-    };
-    std::panic::AssertUnwindSafe(bounded)
-        .catch_unwind()
-        .await
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".into())
-        })
-}
-
 fn main() {
     let mode = Mode::from_env();
     let out = mode.out_dir().join("requests.jsonl");
     let _ = std::fs::remove_file(&out);
     let rt = session_store_benches::runtime();
-    let targets = selected_targets();
+    let targets = Target::selected();
     rt.block_on(async {
         let fail = |id: &str, reason: String| {
             if mode == Mode::Ci {
@@ -307,7 +278,9 @@ fn main() {
         };
         if targets.contains(&Target::Memory) {
             let peer = tower_sessions::MemoryStore::default();
-            if let Err(reason) = guarded(tower(peer, "peer-tower-memory", mode, &out)).await {
+            if let Err(reason) =
+                session_store_benches::guarded(tower(peer, "peer-tower-memory", mode, &out)).await
+            {
                 fail("peer-tower-memory", reason);
             }
         }
@@ -319,7 +292,7 @@ fn main() {
                     continue;
                 }
             };
-            if let Err(reason) = guarded(run_target(&fx, mode, &out)).await {
+            if let Err(reason) = session_store_benches::guarded(run_target(&fx, mode, &out)).await {
                 fail(target.id(), reason);
             }
             fx.teardown().await;

@@ -120,6 +120,18 @@ impl Target {
         Target::RedisCluster,
     ];
 
+    /// The targets a run measures: those named in `BENCH_TARGETS`
+    /// (comma-separated ids), or every target when it is unset or empty.
+    pub fn selected() -> Vec<Target> {
+        match std::env::var("BENCH_TARGETS") {
+            Ok(list) if !list.trim().is_empty() => Target::ALL
+                .into_iter()
+                .filter(|t| list.split(',').any(|x| x.trim() == t.id()))
+                .collect(),
+            _ => Target::ALL.to_vec(),
+        }
+    }
+
     /// Short id used in benchmark names and result files.
     pub fn id(self) -> &'static str {
         match self {

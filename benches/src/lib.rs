@@ -82,3 +82,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// Runs one part of a benchmark, bounded to 10 minutes: its panic (or the
+/// timeout) becomes the `Err` message, so the run goes on with the next part
+/// and the report lists this one as missing.
+pub async fn guarded<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt as _;
+    let bounded = async {
+        tokio::time::timeout(std::time::Duration::from_secs(600), fut)
+            .await
+            .expect("a benchmark part hung for 10 minutes")
+    };
+    std::panic::AssertUnwindSafe(bounded)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panicked".into())
+        })
+}
