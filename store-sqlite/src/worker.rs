@@ -580,6 +580,83 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paced_job_yields_to_queued_jobs_until_its_turn() {
+        let queue = queue_with(1, Duration::ZERO).await;
+        // A factor so large that the second paced job is never due within
+        // this test: it must wait for the queue to empty.
+        let pacer = Arc::new(Pacer::new(100_000));
+        queue
+            .run_paced(&pacer, |_| {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Hold the worker so that everything below is queued before it runs.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let queue = queue.clone();
+            async move {
+                queue
+                    .run(move |_| {
+                        running.send(()).unwrap();
+                        held.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let o = order.clone();
+        let paced = tokio::spawn({
+            let (queue, pacer) = (queue.clone(), pacer.clone());
+            async move {
+                queue
+                    .run_paced(&pacer, move |_| {
+                        o.lock().unwrap().push("paced");
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        while queue.pool().queued.load(Ordering::SeqCst) < 1 {
+            std::thread::yield_now();
+        }
+        let mut plain = Vec::new();
+        for name in ["first", "second"] {
+            let o = order.clone();
+            let q = queue.clone();
+            plain.push(tokio::spawn(async move {
+                q.run(move |_| {
+                    o.lock().unwrap().push(name);
+                    Ok(())
+                })
+                .await
+            }));
+            while queue_len(&queue) < plain.len() + 1 {
+                std::thread::yield_now();
+            }
+        }
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        paced.await.unwrap().unwrap();
+        for p in plain {
+            p.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["first", "second", "paced"]);
+
+        // With nothing else queued, a paced job runs at once, due or not.
+        assert_eq!(queue.run_paced(&pacer, |_| Ok(5)).await.unwrap(), 5);
+        assert_eq!(queue.pool().in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    fn queue_len(queue: &Queue) -> usize {
+        queue.pool().queued.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn workers_exit_when_the_last_queue_is_dropped() {
         let queue = queue_with(2, Duration::from_micros(50)).await;
         let pool = queue.pool().clone();

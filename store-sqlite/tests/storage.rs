@@ -288,3 +288,112 @@ async fn disk_use_follows_the_live_sessions_through_steady_writes_a_burst_and_cl
         assert!(store.load(k, cleanup_now).await.unwrap().is_some());
     }
 }
+
+fn auto_vacuum_mode(path: &Path) -> i64 {
+    free_pages_and_mode(path).1
+}
+
+#[tokio::test]
+async fn cleanup_in_chunks_removes_exactly_the_limit_and_never_live_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteConfig::new(dir.path().join("s.db"))
+        .with_cleanup_chunk(3)
+        .build()
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    for i in 0..25u32 {
+        let idle = Duration::from_secs(if i < 20 { 60 } else { 600 });
+        store.create(&fresh_key(), &record(idle)).await.unwrap();
+    }
+    let at = fixtures::at(T0, Duration::from_secs(60));
+    // 8 = two chunks of 3 and one of 2; the last call ends on a short chunk.
+    assert_eq!(store.cleanup_expired(at, 8).await.unwrap(), 8);
+    assert_eq!(store.cleanup_expired(at, 8).await.unwrap(), 8);
+    assert_eq!(store.cleanup_expired(at, 8).await.unwrap(), 4);
+    assert_eq!(store.cleanup_expired(at, 8).await.unwrap(), 0);
+    assert_eq!(store.cleanup_expired(at, 0).await.unwrap(), 0);
+    assert_eq!(store.dump_raw().await.unwrap().len(), 5 * 3);
+}
+
+#[tokio::test]
+async fn migrate_converts_a_small_database_created_without_auto_vacuum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let old = SqliteConfig::new(&path)
+        .with_auto_vacuum(false)
+        .build()
+        .await
+        .unwrap();
+    old.migrate().await.unwrap();
+    let key = fresh_key();
+    old.create(&key, &record(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    drop(old);
+    assert_eq!(auto_vacuum_mode(&path), 0, "created without auto-vacuum");
+
+    let store = SqliteConfig::new(&path).build().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(auto_vacuum_mode(&path), 2, "migrate converted it");
+    assert!(store.load(&key, T0).await.unwrap().is_some());
+    // Idempotent.
+    store.migrate().await.unwrap();
+    assert_eq!(auto_vacuum_mode(&path), 2);
+}
+
+#[tokio::test]
+async fn migrate_leaves_a_shared_file_alone_and_vacuum_converts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let old = SqliteConfig::new(&path)
+        .with_auto_vacuum(false)
+        .build()
+        .await
+        .unwrap();
+    old.migrate().await.unwrap();
+    let key = fresh_key();
+    old.create(&key, &record(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    drop(old);
+    {
+        let app = rusqlite::Connection::open(&path).unwrap();
+        app.execute_batch(
+            "CREATE TABLE app_users (name TEXT); INSERT INTO app_users VALUES ('ada');",
+        )
+        .unwrap();
+    }
+
+    let store = SqliteConfig::new(&path).build().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(
+        auto_vacuum_mode(&path),
+        0,
+        "another application's table: migrate does not rewrite the file"
+    );
+    store.vacuum().await.unwrap();
+    assert_eq!(auto_vacuum_mode(&path), 2, "vacuum() converted it");
+    assert!(store.load(&key, T0).await.unwrap().is_some());
+    let app = rusqlite::Connection::open(&path).unwrap();
+    let name: String = app
+        .query_row("SELECT name FROM app_users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "ada");
+    assert_eq!(file_len(&wal_path(&path)), 0, "vacuum() truncates the log");
+}
+
+#[tokio::test]
+async fn auto_vacuum_off_creates_files_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteConfig::new(&path)
+        .with_auto_vacuum(false)
+        .build()
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(auto_vacuum_mode(&path), 0);
+    store.vacuum().await.unwrap();
+    assert_eq!(auto_vacuum_mode(&path), 0, "vacuum() keeps the setting off");
+}
