@@ -990,7 +990,7 @@ impl Sut {
         };
         match self.m.remember(&mut copy).await {
             Ok(issued) => {
-                if copy.persistent_handle() != Some(issued.handle.clone()) {
+                if copy.persistent_handle() != Some(issued.handle) {
                     return Err("remember did not link the session to its family".into());
                 }
                 let expires = self.rel(issued.expires_at);
@@ -1285,9 +1285,11 @@ pub async fn model_persistent_sequences(ctx: Ctx) {
         };
         let mut runner = TestRunner::new(config);
         let strategy = Reference::sequential_strategy(1..=steps);
-        runner.run(&strategy, |(initial, transitions, _)| {
-            handle.block_on(run_case(&ctx, initial, &transitions))
-        })
+        runner
+            .run(&strategy, |(initial, transitions, _)| {
+                handle.block_on(run_case(&ctx, initial, &transitions))
+            })
+            .map_err(|e| e.to_string())
     })
     .await
     .expect("the model runner thread");
