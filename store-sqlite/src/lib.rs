@@ -40,9 +40,9 @@
 //!   thread, nudged by the writer's WAL hook, instead of inside whichever
 //!   commit crosses SQLite's auto-checkpoint threshold.
 //! - Disk use follows the live sessions: once the log passes
-//!   [`SqliteConfig::with_wal_checkpoint`] (4 MiB) the writer finishes the
+//!   [`SqliteConfig::with_wal_checkpoint`] (8 MiB) the writer finishes the
 //!   checkpoint between two jobs so that the log restarts, the log file is
-//!   cut back to [`SqliteConfig::with_wal_size_limit`] (4 MiB) when it
+//!   cut back to [`SqliteConfig::with_wal_size_limit`] (8 MiB) when it
 //!   does, and an idle writer truncates it
 //!   ([`SqliteConfig::with_idle_checkpoint`]). New files use incremental
 //!   auto-vacuum and cleanup returns freed pages
