@@ -20,6 +20,9 @@
 //!   thread alone cannot do that under sustained writes: new frames arrive
 //!   while it copies, so the log is never wholly backfilled and never
 //!   restarts (the log grew to 90 MiB for 32 sessions that way).
+//! - Past twice the threshold (the checkpointer is slow, for example on a
+//!   busy disk) the writer waits for the checkpointer's pass to end before
+//!   its own, rather than letting the log grow meanwhile.
 //! - Readers hold their snapshot only for one statement, so they cannot pin
 //!   the log for long; when one does (a long read from another process),
 //!   the writer tries again after another eighth of the threshold.
@@ -32,7 +35,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::hooks::Wal;
@@ -56,17 +59,36 @@ const IDLE_BUSY_WAIT: Duration = Duration::from_millis(10);
 const IDLE_BACKOFF_MAX: u32 = 64;
 
 /// The writer's view of its log, shared between the WAL hook (inside every
-/// commit) and the writer's [`Upkeep`] (between jobs).
+/// commit), the writer's [`Upkeep`] (between jobs) and the checkpointer
+/// thread.
 #[derive(Clone, Default)]
-pub(crate) struct WalFrames(Arc<AtomicI32>);
+pub(crate) struct WalFrames {
+    frames: Arc<AtomicI32>,
+    /// Held by whichever of the checkpointer and the writer is running a
+    /// checkpoint, so that the writer can wait for the checkpointer's pass
+    /// instead of being refused with `SQLITE_BUSY` while the log grows.
+    pass: Arc<Mutex<()>>,
+}
 
 impl WalFrames {
     fn get(&self) -> c_int {
-        self.0.load(Ordering::Relaxed)
+        self.frames.load(Ordering::Relaxed)
     }
 
     fn set(&self, frames: c_int) {
-        self.0.store(frames, Ordering::Relaxed);
+        self.frames.store(frames, Ordering::Relaxed);
+    }
+
+    fn pass(&self) -> MutexGuard<'_, ()> {
+        self.pass.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_pass(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.pass.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -143,6 +165,16 @@ impl Upkeep for WalUpkeep {
         if frames < self.threshold || frames < self.attempted_at + self.retry_step {
             return;
         }
+        // Past twice the threshold the writer waits for a checkpointer pass
+        // in progress; below, it leaves it alone and tries again later.
+        let pass = if frames >= self.threshold.saturating_mul(2) {
+            Some(self.frames.pass())
+        } else {
+            self.frames.try_pass()
+        };
+        let Some(_pass) = pass else {
+            return;
+        };
         self.attempted_at = frames;
         match db
             .conn
@@ -166,6 +198,7 @@ impl Upkeep for WalUpkeep {
 
     fn idle(&mut self, db: &mut Db) {
         let conn = &db.conn;
+        let _pass = self.frames.pass();
         let truncated = conn
             .busy_timeout(IDLE_BUSY_WAIT)
             .and_then(|()| conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::TRUNCATE));
@@ -190,7 +223,7 @@ impl Upkeep for WalUpkeep {
 
 /// Starts the checkpointer thread on a connection from `open`. It stops when
 /// the writer connection (holding the nudge sender) is closed.
-pub(crate) async fn start<O>(open: O, nudges: Receiver<()>) -> Result<()>
+pub(crate) async fn start<O>(open: O, nudges: Receiver<()>, shared: WalFrames) -> Result<()>
 where
     O: FnOnce() -> Result<Connection> + Send + 'static,
 {
@@ -213,7 +246,10 @@ where
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-                match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                let pass = shared.pass();
+                let done = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
+                drop(pass);
+                match done {
                     Ok(_) => {}
                     // The writer is checkpointing: nothing left for us.
                     Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}

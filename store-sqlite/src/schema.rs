@@ -173,6 +173,7 @@ fn create_statements(table: &str) -> String {
 pub(crate) fn open_writer(
     config: &SqliteConfig,
     nudge: Option<std::sync::mpsc::SyncSender<()>>,
+    frames: WalFrames,
 ) -> Result<(Connection, Option<Box<dyn Upkeep>>)> {
     let mut conn = match &config.location {
         Location::Memory => Connection::open_in_memory().map_err(sqlite_error)?,
@@ -205,7 +206,6 @@ pub(crate) fn open_writer(
             .map_err(sqlite_error)?;
         let threshold =
             (config.wal_checkpoint / page_size.max(512) as u64).clamp(1, i32::MAX as u64) as c_int;
-        let frames = WalFrames::default();
         checkpoint::install_hook(&mut conn, frames.clone(), nudge, (threshold / 2).max(1))?;
         let idle = (!config.idle_checkpoint.is_zero()).then_some(config.idle_checkpoint);
         let upkeep = WalUpkeep::new(frames, threshold, idle, config.busy_timeout);
@@ -494,7 +494,7 @@ mod tests {
                 .with_synchronous(mode)
                 .with_busy_timeout(Duration::from_millis(1234))
                 .with_cache_kib(4096);
-            let (conn, upkeep) = open_writer(&config, None).unwrap();
+            let (conn, upkeep) = open_writer(&config, None, WalFrames::default()).unwrap();
             assert!(upkeep.is_some(), "a file's writer checkpoints");
             let limit: i64 = conn
                 .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))

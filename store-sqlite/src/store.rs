@@ -179,10 +179,14 @@ impl SqliteStore {
         let writer = Queue::new(config.spin_wait());
         let file_backed = matches!(config.location, Location::File(_));
         let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
+        let frames = checkpoint::WalFrames::default();
+        let writer_frames = frames.clone();
         let writer_config = config.clone();
         worker::start_with_upkeep(
             "session-sqlite-writer".into(),
-            move || schema::open_writer(&writer_config, file_backed.then_some(nudge)),
+            move || {
+                schema::open_writer(&writer_config, file_backed.then_some(nudge), writer_frames)
+            },
             sql.clone(),
             &writer,
         )
@@ -192,6 +196,7 @@ impl SqliteStore {
             checkpoint::start(
                 move || schema::open_checkpointer(&checkpoint_config),
                 nudges,
+                frames,
             )
             .await?;
         }
