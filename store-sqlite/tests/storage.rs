@@ -7,7 +7,15 @@
 //! the wall clock or on how fast the machine is, except the last step, which
 //! waits (bounded) for the writer's idle checkpoint to truncate the log.
 //!
-//! Run with `--nocapture` to see the figures.
+//! Run with `--nocapture` to see the figures. Measured on the shared 2-core
+//! development machine (debug build), database file / WAL file:
+//!
+//! | phase | before (commit 0e84b44) | after |
+//! | --- | --- | --- |
+//! | steady, 32 sessions, 20 000 saves | 0.04 / 91.5 MiB | 0.04 / 8.0 MiB |
+//! | burst, +50 000 sessions | 25.0 / 145.1 MiB | 25.0 / 8.0 MiB |
+//! | after cleanup of the 50 000 | 25.0 MiB (100 % free pages) / 145.1 MiB | 2.4 / 8.0 MiB (76 pages in use or free) |
+//! | after cleanup, writer idle | 25.0 / 145.1 MiB | 0.30 / 0 MiB |
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
