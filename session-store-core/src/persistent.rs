@@ -862,6 +862,64 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn revocation_failures_are_reported_and_finished_by_calling_again() {
+        use std::sync::Arc;
+
+        use crate::{Fault, Faulty, ManualClock, MemoryStore, Op, RotateReason};
+
+        let store = Arc::new(Faulty::new(MemoryStore::new()));
+        let clock = Arc::new(ManualClock::starting_now());
+        let m = SessionManager::builder(store.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let login = || async {
+            let mut s = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(
+                &mut s,
+                RotateReason::Login {
+                    user_id: "alice".into(),
+                },
+            )
+            .await
+            .unwrap();
+            let issued = m.remember(&mut s).await.unwrap();
+            (s, issued.token)
+        };
+        let resume = |t: &PersistentToken| {
+            let t = t.expose_secret().to_owned();
+            let m = m.clone();
+            async move { m.resume(&t, ClientMeta::default()).await }
+        };
+
+        // Reuse whose revocation fails is an error, never a quiet `None`,
+        // and the next presentation revokes.
+        let (_s, t0) = login().await;
+        let r = resume(&t0).await.unwrap().expect("resumes");
+        clock.advance(Duration::from_secs(10));
+        store.inject(Op::Delete, Fault::Fail);
+        assert!(
+            resume(&t0).await.is_err(),
+            "a failed revocation is reported"
+        );
+        store.clear_all();
+        assert!(resume(&t0).await.unwrap().is_none());
+        assert!(resume(&r.token).await.unwrap().is_none(), "family revoked");
+
+        // A logout whose delete fails after the session went: the family
+        // lives on until the logout is called again.
+        let (s, t) = login().await;
+        store.inject(Op::Delete, Fault::FailAfter);
+        assert!(m.logout(&s).await.is_err());
+        store.clear_all();
+        m.logout(&s).await.unwrap();
+        assert!(
+            resume(&t).await.unwrap().is_none(),
+            "logout finished the job"
+        );
+    }
+
     #[test]
     fn stored_meta_is_client_meta_compatible() {
         let client = ClientMeta {
