@@ -254,6 +254,7 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
             let text = format!(
                 "store                      {}\n\
                  live sessions              {}\n\
+                 persistent logins          {}\n\
                  expired, awaiting cleanup  {}\n\
                  renewal forwarders         {}\n\
                  users                      {}\n\
@@ -262,6 +263,7 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
                  oldest session             {}",
                 url.endpoint(),
                 s.live,
+                s.persistent_logins,
                 s.expired,
                 s.forwarders,
                 s.users,
@@ -280,18 +282,24 @@ async fn run(cli: Cli) -> Result<(Value, String, u8), Failure> {
             let url = store_url(&cli)?;
             let store = open(&url).await?;
             let list = store.backend().list_user(user, now).await?;
-            let mut text = format!("{} live session(s)", list.len());
+            let mut text = format!("{} live session(s) and persistent login(s)", list.len());
             let mut rows = Vec::new();
             for s in &list {
                 let h = SessionHandle::new(s.key).to_string();
+                let kind = if session_store_core::persistent::is_family_metadata(&s.meta) {
+                    "persistent"
+                } else {
+                    "session"
+                };
                 text.push_str(&format!(
-                    "\n{h}  created {} ago  last seen {} ago  expires in {}",
+                    "\n{h}  {kind:<10}  created {} ago  last seen {} ago  expires in {}",
                     age(now, s.created_at),
                     age(now, s.last_seen_at),
                     age(s.idle_deadline.min(s.absolute_deadline), now),
                 ));
                 rows.push(json!({
                     "handle": h,
+                    "kind": kind,
                     "created_ms": s.created_at.as_millis(),
                     "last_seen_ms": s.last_seen_at.as_millis(),
                     "expires_ms": s.idle_deadline.min(s.absolute_deadline).as_millis(),

@@ -81,8 +81,11 @@ impl<'a> Walk<'a> {
 /// What `stats` reports.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Sessions live now.
+    /// Sessions live now (persistent logins not included).
     pub live: u64,
+    /// Live persistent logins ("remember me" families). Under encryption
+    /// the store cannot tell them apart and they count as sessions.
+    pub persistent_logins: u64,
     /// Sessions past their deadline, still stored (awaiting cleanup).
     pub expired: u64,
     /// Renewal forwarders (live or not).
@@ -103,6 +106,7 @@ impl Stats {
     pub fn to_json(&self) -> Value {
         json!({
             "live_sessions": self.live,
+            "persistent_logins": self.persistent_logins,
             "expired_awaiting_cleanup": self.expired,
             "forwarders": self.forwarders,
             "users": self.users,
@@ -139,6 +143,12 @@ pub async fn stats(
         for (_, entry) in page {
             match entry {
                 Lookup::Forwarded(_) => s.forwarders += 1,
+                Lookup::Session(r)
+                    if r.is_live(now)
+                        && session_store_core::persistent::is_family_metadata(&r.meta) =>
+                {
+                    s.persistent_logins += 1;
+                }
                 Lookup::Session(r) if r.is_live(now) => {
                     s.live += 1;
                     s.bytes += (r.data.len() + r.meta.len()) as u64;

@@ -272,6 +272,23 @@ async fn stats_list_revoke_cleanup_and_purge_on_sqlite() {
         );
     }
     let (bob, _) = login(backend.clone(), "bob", b"b").await;
+    // Carol logs in with "remember me": one session and one persistent login.
+    let carol = {
+        let m = session_store_core::SessionManager::new(backend.clone());
+        let mut s = m
+            .create(Vec::new(), session_store_core::ClientMeta::default())
+            .await
+            .unwrap();
+        m.rotate(
+            &mut s,
+            session_store_core::RotateReason::Login {
+                user_id: "carol".into(),
+            },
+        )
+        .await
+        .unwrap();
+        m.remember(&mut s).await.unwrap().handle.to_string()
+    };
 
     let o = run(&["--url", &url, "--json", "ready"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -287,12 +304,27 @@ async fn stats_list_revoke_cleanup_and_purge_on_sqlite() {
     let o = run(&["--url", &url, "--json", "stats"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
-    assert_eq!(v["live_sessions"], 4, "{v}");
-    assert_eq!(v["users"], 2, "{v}");
+    assert_eq!(v["live_sessions"], 5, "{v}");
+    assert_eq!(v["persistent_logins"], 1, "{v}");
+    assert_eq!(v["users"], 3, "{v}");
     assert_eq!(v["sessions_per_user"]["max"], 3, "{v}");
     let o = run(&["--url", &url, "stats"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     println!("{}", String::from_utf8_lossy(&o.stdout));
+
+    let o = run(&["--url", &url, "--json", "list", "--user", "carol"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = json(&o)["user_sessions"].as_array().unwrap().clone();
+    let kinds: Vec<_> = rows
+        .iter()
+        .map(|r| (r["handle"].clone(), r["kind"].clone()))
+        .collect();
+    assert_eq!(rows.len(), 2, "{kinds:?}");
+    assert!(
+        kinds.contains(&(carol.clone().into(), "persistent".into())),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|(_, k)| k == "session"), "{kinds:?}");
 
     // The devices view: handles only, never a token.
     let o = run(&["--url", &url, "--json", "list", "--user", "alice"]);

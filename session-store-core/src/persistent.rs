@@ -743,6 +743,14 @@ enum Attempt {
     Raced,
 }
 
+/// Whether a stored record's client metadata, as the store holds it (after
+/// decryption, if encrypted), marks a persistent-login family rather than a
+/// session: for tools that walk raw records (`scan`, `list_user`), such as
+/// the `session-store` CLI. Ciphertext and foreign bytes are not families.
+pub fn is_family_metadata(meta: &[u8]) -> bool {
+    StoredMeta::decode(meta).is_ok_and(|m| m.persistent)
+}
+
 /// Fuzzing entry point ([`crate::fuzzing::persistent`]).
 pub(crate) fn fuzz_decode(bytes: &[u8]) {
     if let Ok(s) = FamilyState::decode(bytes) {
@@ -918,6 +926,24 @@ mod tests {
             resume(&t).await.unwrap().is_none(),
             "logout finished the job"
         );
+    }
+
+    #[test]
+    fn family_metadata_is_recognised() {
+        let family = StoredMeta {
+            persistent: true,
+            ..StoredMeta::default()
+        };
+        assert!(is_family_metadata(&family.encode()));
+        let session = StoredMeta {
+            family: Some("ab".repeat(32)),
+            remembered: true,
+            ..StoredMeta::default()
+        };
+        assert!(!is_family_metadata(&session.encode()));
+        for other in [&b""[..], b"{}", b"\x00\x01ciphertext", br#"{"_pk":1}"#] {
+            assert!(!is_family_metadata(other));
+        }
     }
 
     #[test]
