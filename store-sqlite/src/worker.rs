@@ -290,17 +290,15 @@ impl Pacer {
 
 /// A paced job: runs `work` if nothing else is queued or its turn has come
 /// (see [`Queue::run_paced`]); otherwise goes back to the end of the queue.
-fn paced_job(pacer: Arc<Pacer>, work: Box<dyn FnOnce(&mut Db) + Send>) -> Job {
+fn paced_job(pacer: Arc<Pacer>, work: Box<dyn FnOnce(&mut Db, &Pool) + Send>) -> Job {
     Box::new(move |db, pool| {
         if pool.queued.load(Ordering::SeqCst) > 0 && !pacer.due() {
             pool.requeue(paced_job(pacer, work));
             return;
         }
         let started = Instant::now();
-        {
-            let _counted = InFlight(pool);
-            work(db);
-        }
+        // `work` counts itself out of `in_flight` before it replies.
+        work(db, pool);
         pacer.record(started);
     })
 }
@@ -424,9 +422,12 @@ impl Queue {
         F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let work: Box<dyn FnOnce(&mut Db) + Send> = Box::new(move |db| {
+        let work: Box<dyn FnOnce(&mut Db, &Pool) + Send> = Box::new(move |db, pool| {
+            let counted = InFlight(pool);
+            let out = f(db);
+            drop(counted);
             // The caller may have gone away; nothing to do then.
-            let _ = reply.send(f(db));
+            let _ = reply.send(out);
         });
         self.push(paced_job(pacer.clone(), work))?;
         answer.await.map_err(|_| stopped())?
@@ -649,6 +650,7 @@ mod tests {
 
         // With nothing else queued, a paced job runs at once, due or not.
         assert_eq!(queue.run_paced(&pacer, |_| Ok(5)).await.unwrap(), 5);
+        // Counted out before the reply, as for every job.
         assert_eq!(queue.pool().in_flight.load(Ordering::SeqCst), 0);
     }
 
