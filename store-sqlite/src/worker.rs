@@ -290,7 +290,7 @@ impl Pacer {
 
 /// A paced job: runs `work` if nothing else is queued or its turn has come
 /// (see [`Queue::run_paced`]); otherwise goes back to the end of the queue.
-fn paced_job(pacer: Arc<Pacer>, work: Box<dyn FnOnce(&mut Db, &Pool) + Send>) -> Job {
+fn paced_job(pacer: Arc<Pacer>, work: Job) -> Job {
     Box::new(move |db, pool| {
         if pool.queued.load(Ordering::SeqCst) > 0 && !pacer.due() {
             pool.requeue(paced_job(pacer, work));
@@ -422,7 +422,7 @@ impl Queue {
         F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let work: Box<dyn FnOnce(&mut Db, &Pool) + Send> = Box::new(move |db, pool| {
+        let work: Job = Box::new(move |db, pool| {
             let counted = InFlight(pool);
             let out = f(db);
             drop(counted);
