@@ -263,13 +263,7 @@ impl Session {
     }
     /// What the session stores as metadata: the client's plus the links.
     fn stored_meta(&self) -> Vec<u8> {
-        StoredMeta {
-            client: self.meta.clone(),
-            family: self.family.map(|k| k.to_hex()),
-            remembered: self.remembered,
-            persistent: false,
-        }
-        .encode()
+        StoredMeta::session(&self.meta, self.family, self.remembered)
     }
 }
 
@@ -474,7 +468,7 @@ impl SessionManager {
 
     /// The metadata limit applies to the client's metadata (the manager's
     /// own links add at most a hundred bytes).
-    fn check_limits_meta(&self, meta: &ClientMeta) -> Result<()> {
+    pub(crate) fn check_limits_meta(&self, meta: &ClientMeta) -> Result<()> {
         self.check_limits(&[], &meta.encode(), None)
     }
 
@@ -577,13 +571,7 @@ impl SessionManager {
         family: Option<StorageKey>,
         remembered: bool,
     ) -> Result<Session> {
-        record.meta = StoredMeta {
-            client: meta.clone(),
-            family: family.map(|k| k.to_hex()),
-            remembered,
-            persistent: false,
-        }
-        .encode();
+        record.meta = StoredMeta::session(&meta, family, remembered);
         loop {
             let token = SessionToken::generate();
             let key = token.storage_key();
@@ -827,13 +815,7 @@ impl SessionManager {
         self.check_limits_meta(&session.meta)?;
         let remembered = session.remembered && !matches!(reason, RotateReason::Login { .. });
         let mut record = session.record.clone();
-        record.meta = StoredMeta {
-            client: session.meta.clone(),
-            family: session.family.map(|k| k.to_hex()),
-            remembered,
-            persistent: false,
-        }
-        .encode();
+        record.meta = StoredMeta::session(&session.meta, session.family, remembered);
         record.last_seen_at = record.last_seen_at.max(now);
         match &reason {
             RotateReason::Login { user_id } => {
@@ -849,13 +831,9 @@ impl SessionManager {
             }
         }
         self.check_limits(&record.data, &[], record.user_id.as_deref())?;
-        if let (RotateReason::Login { user_id }, Some((cap, CapPolicy::Refuse))) =
-            (&reason, self.policy.max_sessions_per_user)
-        {
-            let others = self.user_sessions(user_id, Some(&session.key), now).await?;
-            if others.len() >= cap {
-                return Err(Error::TooManySessions { limit: cap });
-            }
+        if let RotateReason::Login { user_id } = &reason {
+            self.refuse_over_cap(user_id, Some(&session.key), now)
+                .await?;
         }
 
         let new_token = SessionToken::generate_with_affinity(
@@ -924,6 +902,23 @@ impl SessionManager {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Under a refusing per-user cap ([`CapPolicy::Refuse`]): fails with
+    /// [`Error::TooManySessions`] when `user_id` already has `cap` live
+    /// sessions other than `except`, before anything is written.
+    pub(crate) async fn refuse_over_cap(
+        &self,
+        user_id: &str,
+        except: Option<&StorageKey>,
+        now: Timestamp,
+    ) -> Result<()> {
+        if let Some((cap, CapPolicy::Refuse)) = self.policy.max_sessions_per_user {
+            if self.user_sessions(user_id, except, now).await?.len() >= cap {
+                return Err(Error::TooManySessions { limit: cap });
+            }
+        }
+        Ok(())
     }
 
     /// The user's live sessions other than `except`, oldest first

@@ -373,6 +373,22 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl StoredMeta {
+    /// The stored metadata of a session: the client's, its family link and
+    /// whether it was started from a persistent token.
+    pub(crate) fn session(
+        client: &ClientMeta,
+        family: Option<StorageKey>,
+        remembered: bool,
+    ) -> Vec<u8> {
+        StoredMeta {
+            client: client.clone(),
+            family: family.map(|k| k.to_hex()),
+            remembered,
+            persistent: false,
+        }
+        .encode()
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         if *self == StoredMeta::default() {
             return Vec::new();
@@ -470,10 +486,7 @@ impl SessionManager {
             return Err(e);
         }
         if let Some(old) = previous.filter(|old| *old != key) {
-            self.backend.delete(&old).await?;
-            self.emit(Event::PersistentRevoked {
-                family: old.short_hash(),
-            });
+            self.revoke_family(&old).await?;
         }
         self.emit(Event::PersistentIssued {
             family: key.short_hash(),
@@ -517,7 +530,7 @@ impl SessionManager {
                 return Err(e);
             }
         };
-        self.check_limits(&[], &meta.encode(), None)?;
+        self.check_limits_meta(&meta)?;
         let key = token.family_key();
         let span = info_span!("session.resume", family = %key.short_hash());
         async {
@@ -669,12 +682,7 @@ impl SessionManager {
         family: &StorageKey,
         now: Timestamp,
     ) -> Result<Session> {
-        if let Some((cap, CapPolicy::Refuse)) = self.policy.max_sessions_per_user {
-            let others = self.user_sessions(user, None, now).await?;
-            if others.len() >= cap {
-                return Err(Error::TooManySessions { limit: cap });
-            }
-        }
+        self.refuse_over_cap(user, None, now).await?;
         let record = SessionRecord {
             version: 0,
             user_id: Some(user.to_owned()),
@@ -728,12 +736,18 @@ impl SessionManager {
 
     /// Deletes the family `session` is linked to, if any (part of logout).
     pub(crate) async fn revoke_linked_family(&self, session: &Session) -> Result<()> {
-        if let Some(family) = session.family {
-            self.backend.delete(&family).await?;
-            self.emit(Event::PersistentRevoked {
-                family: family.short_hash(),
-            });
+        match session.family {
+            Some(family) => self.revoke_family(&family).await,
+            None => Ok(()),
         }
+    }
+
+    /// Deletes a family (logout, or replaced by a new one) and says so.
+    async fn revoke_family(&self, family: &StorageKey) -> Result<()> {
+        self.backend.delete(family).await?;
+        self.emit(Event::PersistentRevoked {
+            family: family.short_hash(),
+        });
         Ok(())
     }
 }

@@ -19,74 +19,110 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::token::{SessionToken, StorageKey};
 
+/// What one kind of seal derives its key with, and the manager operation
+/// its errors name.
+struct Seal {
+    salt: &'static [u8],
+    info: &'static [u8],
+    operation: &'static str,
+}
+
 /// HKDF labels of the forwarder key. `v1`: the forwarder's derivation has not
 /// changed since it was introduced; it is versioned apart from the record
 /// frame because it seals a different thing under a different key.
-const FORWARD_SALT_LABEL: &[u8] = b"session-store/v1/forward-salt";
-const FORWARD_INFO_LABEL: &[u8] = b"session-store/v1/forward";
+const FORWARD: Seal = Seal {
+    salt: b"session-store/v1/forward-salt",
+    info: b"session-store/v1/forward",
+    operation: "rotate",
+};
 
-fn derive_failed() -> Error {
-    Error::backend_permanent("deriving the forwarder key failed").context("manager", "rotate", None)
-}
+/// HKDF labels of the persistent-login grace seal (see `crate::persistent`).
+const PERSISTENT: Seal = Seal {
+    salt: b"session-store/v1/persistent-salt",
+    info: b"session-store/v1/persistent-successor",
+    operation: "resume",
+};
 
-/// Seals the successor token under a key derived from the old token, so the
-/// forwarder at rest reveals nothing to anyone without the old token.
-fn forward_cipher(old: &SessionToken) -> Result<Aes256Gcm> {
-    let secret = old.secret_bytes();
-    let hk = Hkdf::<Sha256>::new(Some(FORWARD_SALT_LABEL), &secret);
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(FORWARD_INFO_LABEL, &mut okm[..])
-        .map_err(|_| derive_failed())?;
-    Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| derive_failed())
-}
-
-pub(crate) fn seal_successor(
-    old: &SessionToken,
-    new_key: &StorageKey,
-    new: &SessionToken,
-) -> Result<Vec<u8>> {
-    let cipher = forward_cipher(old)?;
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: new.expose_secret().as_bytes(),
-                aad: new_key.as_bytes(),
-            },
-        )
-        .map_err(|_| {
-            Error::backend_permanent("sealing the successor token failed")
-                .context("manager", "rotate", None)
-        })?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    Ok(out)
-}
-
-pub(crate) fn unseal_successor(
-    old: &SessionToken,
-    new_key: &StorageKey,
-    sealed: &[u8],
-) -> Result<SessionToken> {
-    if sealed.len() < 12 + 16 {
-        return Err(Error::Decrypt { key_id: None });
+impl Seal {
+    /// The AES-256-GCM key derived from `secret` (the old token's bytes).
+    fn cipher(&self, secret: &[u8]) -> Result<Aes256Gcm> {
+        let failed = || {
+            Error::backend_permanent("deriving the successor seal key failed").context(
+                "manager",
+                self.operation,
+                None,
+            )
+        };
+        let hk = Hkdf::<Sha256>::new(Some(self.salt), secret);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        hk.expand(self.info, &mut okm[..]).map_err(|_| failed())?;
+        Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| failed())
     }
-    let cipher = forward_cipher(old)?;
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&sealed[..12]);
-    let plain = Zeroizing::new(
+
+    /// `nonce ‖ AES-256-GCM(msg)` under the key derived from `secret`,
+    /// bound to `ad`.
+    fn seal(&self, secret: &[u8], ad: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+        let cipher = self.cipher(secret)?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ct = cipher
+            .encrypt(&Nonce::from(nonce), Payload { msg, aad: ad })
+            .map_err(|_| {
+                Error::backend_permanent("sealing the successor token failed").context(
+                    "manager",
+                    self.operation,
+                    None,
+                )
+            })?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Seal::seal`] sealed: [`Error::Decrypt`] for a wrong
+    /// secret, other associated data, or bytes that are too short or tampered.
+    fn open(&self, secret: &[u8], ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < 12 + 16 {
+            return Err(Error::Decrypt { key_id: None });
+        }
+        let cipher = self.cipher(secret)?;
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&sealed[..12]);
         cipher
             .decrypt(
                 &Nonce::from(nonce),
                 Payload {
                     msg: &sealed[12..],
-                    aad: new_key.as_bytes(),
+                    aad: ad,
                 },
             )
-            .map_err(|_| Error::Decrypt { key_id: None })?,
-    );
+            .map(Zeroizing::new)
+            .map_err(|_| Error::Decrypt { key_id: None })
+    }
+}
+
+/// Seals the successor token under a key derived from the old token, so the
+/// forwarder at rest reveals nothing to anyone without the old token.
+pub(crate) fn seal_successor(
+    old: &SessionToken,
+    new_key: &StorageKey,
+    new: &SessionToken,
+) -> Result<Vec<u8>> {
+    FORWARD.seal(
+        &old.secret_bytes(),
+        new_key.as_bytes(),
+        new.expose_secret().as_bytes(),
+    )
+}
+
+/// Opens a forwarder's sealed successor with the old token; the successor
+/// must hash to `new_key`.
+pub(crate) fn unseal_successor(
+    old: &SessionToken,
+    new_key: &StorageKey,
+    sealed: &[u8],
+) -> Result<SessionToken> {
+    let plain = FORWARD.open(&old.secret_bytes(), new_key.as_bytes(), sealed)?;
     let text = std::str::from_utf8(&plain).map_err(|_| Error::Decrypt { key_id: None })?;
     let token = SessionToken::parse(text).map_err(|_| Error::Decrypt { key_id: None })?;
     if token.storage_key() != *new_key {
@@ -95,34 +131,11 @@ pub(crate) fn unseal_successor(
     Ok(token)
 }
 
-/// HKDF labels of the persistent-login grace seal (see `crate::persistent`).
-const PERSISTENT_SALT_LABEL: &[u8] = b"session-store/v1/persistent-salt";
-const PERSISTENT_INFO_LABEL: &[u8] = b"session-store/v1/persistent-successor";
-
-fn persistent_cipher(old_secret: &[u8]) -> Result<Aes256Gcm> {
-    let hk = Hkdf::<Sha256>::new(Some(PERSISTENT_SALT_LABEL), old_secret);
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(PERSISTENT_INFO_LABEL, &mut okm[..])
-        .map_err(|_| derive_failed())?;
-    Aes256Gcm::new_from_slice(&okm[..]).map_err(|_| derive_failed())
-}
-
 /// Seals `msg` (a successor persistent token) under a key derived from the
 /// presented token's secret bytes `old_secret`, bound to `ad` (the family's
 /// storage key): only a holder of the old token can open it.
 pub(crate) fn seal_persistent(old_secret: &[u8], ad: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
-    let cipher = persistent_cipher(old_secret)?;
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg, aad: ad })
-        .map_err(|_| {
-            Error::backend_permanent("sealing the successor token failed")
-                .context("manager", "resume", None)
-        })?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    Ok(out)
+    PERSISTENT.seal(old_secret, ad, msg)
 }
 
 /// Opens what [`seal_persistent`] sealed.
@@ -135,22 +148,7 @@ pub(crate) fn open_persistent(
     ad: &[u8],
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    if sealed.len() < 12 + 16 {
-        return Err(Error::Decrypt { key_id: None });
-    }
-    let cipher = persistent_cipher(old_secret)?;
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&sealed[..12]);
-    cipher
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: &sealed[12..],
-                aad: ad,
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| Error::Decrypt { key_id: None })
+    PERSISTENT.open(old_secret, ad, sealed)
 }
 
 #[cfg(test)]
