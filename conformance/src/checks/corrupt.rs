@@ -12,36 +12,17 @@
 //! ([`TestStore::with_raw_damage`](crate::TestStore::with_raw_damage)); the
 //! others write through [`Ctx::inner`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use session_store_core::{
-    CapPolicy, ClientMeta, Damage, Encrypted, EncryptionKey, Event, EventSink, Keyring, Lookup,
-    ManualClock, Policy, RotateReason, Session, SessionBackend, SessionManager, StorageKey,
+    CapPolicy, ClientMeta, Damage, Encrypted, EncryptionKey, Event, Keyring, Lookup, ManualClock,
+    Policy, RotateReason, Session, SessionBackend, SessionManager, StorageKey,
 };
 
-use super::Ctx;
+use super::{Ctx, Recorder};
 use crate::fixtures::now;
 use crate::{BoxFuture, RawDamage};
-
-/// Records every event.
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Event>>);
-
-impl EventSink for Recorder {
-    fn event(&self, event: &Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(event.clone());
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
 
 /// A manager over `backend` with a per-user cap of 3 (oldest evicted), a
 /// manual clock and a recorder.

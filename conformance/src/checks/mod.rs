@@ -115,6 +115,31 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// An event sink that keeps every event, for checks that assert on them.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder(Mutex<Vec<session_store_core::Event>>);
+
+impl session_store_core::EventSink for Recorder {
+    fn event(&self, event: &session_store_core::Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.clone());
+    }
+}
+
+impl Recorder {
+    /// The events so far, in order.
+    pub(crate) fn events(&self) -> Vec<session_store_core::Event> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The events so far, forgotten here.
+    pub(crate) fn take(&self) -> Vec<session_store_core::Event> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// A check: takes the context, panics on failure.
 pub type CheckFn = fn(Ctx) -> BoxFuture<'static, ()>;
 

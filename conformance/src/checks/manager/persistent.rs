@@ -2,17 +2,17 @@
 //! on every use, grace, reuse detection, expiry, revocation, listing and
 //! hashing at rest, through the manager over the store under test.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use session_store_core::{
-    ClientMeta, DeviceKind, Error, Event, EventSink, ManualClock, PersistentPolicy,
-    PersistentToken, Policy, RotateReason, Session, SessionManager,
+    ClientMeta, DeviceKind, Error, Event, ManualClock, PersistentPolicy, PersistentToken, Policy,
+    RotateReason, Session, SessionManager,
 };
 
 use super::{load, login, manager, policy};
 use crate::checks::spy::Spy;
-use crate::checks::Ctx;
+use crate::checks::{Ctx, Recorder};
 use crate::fixtures::mins;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -52,17 +52,6 @@ async fn resume(m: &SessionManager, t: &PersistentToken) -> Option<session_store
     m.resume(t.expose_secret(), meta("resumer"))
         .await
         .expect("resume")
-}
-
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Event>>);
-impl EventSink for Recorder {
-    fn event(&self, event: &Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(event.clone());
-    }
 }
 
 /// Use rotates: a live token yields a new logged-in session (user bound,
@@ -200,9 +189,7 @@ pub async fn persistent_reuse_revokes_family(ctx: Ctx) {
         // The victim's copy is now a reused token.
         assert!(resume(&m, &stolen).await.is_none(), "reuse answers None");
         let reuse = recorder
-            .0
-            .lock()
-            .unwrap()
+            .events()
             .iter()
             .find_map(|e| match e {
                 Event::PersistentReuse {

@@ -8,7 +8,7 @@ use session_store_core::{
 };
 
 use super::{load, login, manager, policy, stored};
-use crate::checks::Ctx;
+use crate::checks::{Ctx, Recorder};
 
 /// A stored hash is never accepted as a token: the storage key's bytes,
 /// spelled as a well-formed token, look up the hash of the hash.
@@ -164,16 +164,6 @@ pub async fn manager_unknown_token_never_creates(ctx: Ctx) {
 /// Lifecycle events carry short key hashes, never a token: every event of a
 /// session's life is recorded, and none contains any token's text.
 pub async fn manager_events_never_carry_tokens(ctx: Ctx) {
-    #[derive(Debug, Default)]
-    struct Recorder(std::sync::Mutex<Vec<String>>);
-    impl session_store_core::EventSink for Recorder {
-        fn event(&self, event: &session_store_core::Event) {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(format!("{event:?}"));
-        }
-    }
     let recorder = Arc::new(Recorder::default());
     let clock = Arc::new(ManualClock::starting_now());
     let m = SessionManager::builder(ctx.backend.clone())
@@ -217,7 +207,7 @@ pub async fn manager_events_never_carry_tokens(ctx: Ctx) {
         .await
         .expect("logout everywhere");
 
-    let events = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let events: Vec<String> = recorder.events().iter().map(|e| format!("{e:?}")).collect();
     for kind in [
         "Created",
         "Rotated",

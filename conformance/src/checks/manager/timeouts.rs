@@ -159,20 +159,12 @@ pub async fn manager_save_is_compare_and_swap(ctx: Ctx) {
 /// answer `None`.
 pub async fn manager_expiry_on_read_event(ctx: Ctx) {
     use std::net::{IpAddr, Ipv4Addr};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
-    use session_store_core::{Event, EventSink, ExpiredBy, ManualClock, SessionManager};
+    use session_store_core::{Event, ExpiredBy, ManualClock, SessionManager};
 
-    #[derive(Debug, Default)]
-    struct Recorder(Mutex<Vec<Event>>);
-    impl EventSink for Recorder {
-        fn event(&self, event: &Event) {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(event.clone());
-        }
-    }
+    use crate::checks::Recorder;
+
     let recorder = Arc::new(Recorder::default());
     let clock = Arc::new(ManualClock::starting_now());
     let m = SessionManager::builder(ctx.backend.clone())
@@ -182,7 +174,7 @@ pub async fn manager_expiry_on_read_event(ctx: Ctx) {
         .build()
         .expect("manager");
     let ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
-    let last = |recorder: &Recorder| recorder.0.lock().unwrap().last().cloned();
+    let last = |recorder: &Recorder| recorder.events().last().cloned();
 
     let idle = m
         .create(Vec::new(), ClientMeta::default())
