@@ -113,3 +113,24 @@ pub fn forward(data: &[u8]) {
 pub fn persistent(data: &[u8]) {
     crate::persistent::fuzz_decode(data);
 }
+
+/// Runs `f` on every seed of the committed corpus `fuzz/corpus/<target>`
+/// (in this workspace), each under `catch_unwind`: the replay that every
+/// crate's `fuzz_corpus` test runs on stable Rust.
+///
+/// # Panics
+/// When a seed panics, when the corpus cannot be read, or when it is empty.
+pub fn replay_corpus(target: &str, f: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        let bytes = std::fs::read(&path).expect("corpus file");
+        let outcome = std::panic::catch_unwind(|| f(&bytes));
+        assert!(outcome.is_ok(), "{target}: seed {} panics", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "{target}: empty corpus");
+}
