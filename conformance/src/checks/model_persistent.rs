@@ -21,22 +21,20 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use proptest_state_machine::ReferenceStateMachine;
 use session_store_core::{
     ClientMeta, DeviceKind, Error, Event, EventSink, Lookup, ManualClock, PersistentPolicy,
     PersistentToken, Policy, RotateReason, Session, SessionManager, StorageKey, Timestamp,
 };
 
-use super::model::{env_or, CASES_VAR, STEPS_VAR};
+use super::model::{env_or, run_cases, CASES_VAR, STEPS_VAR};
 use super::Ctx;
 
 /// Default number of sequences: a quarter of the backend model's 256 (each
 /// step here is several manager operations plus a sweep of raw loads).
 const DEFAULT_CASES: u32 = 64;
 const DEFAULT_STEPS: usize = 40;
-const MAX_SHRINK_ITERS: u32 = 300;
-const MAX_SHRINK_MILLIS: u32 = 120_000;
 
 const SEC: i64 = 1_000;
 const MIN: i64 = 60 * SEC;
@@ -1274,33 +1272,22 @@ pub async fn model_persistent_sequences(ctx: Ctx) {
         Err(_) => DEFAULT_CASES,
     };
     let steps: usize = env_or(STEPS_VAR, DEFAULT_STEPS).max(1);
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let config = Config {
-            cases,
-            max_shrink_iters: MAX_SHRINK_ITERS,
-            max_shrink_time: MAX_SHRINK_MILLIS,
-            failure_persistence: None,
-            ..Config::default()
-        };
-        let mut runner = TestRunner::new(config);
-        let strategy = Reference::sequential_strategy(1..=steps);
-        runner
-            .run(&strategy, |(initial, transitions, _)| {
-                handle.block_on(run_case(&ctx, initial, &transitions))
-            })
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .expect("the model runner thread");
-    if let Err(e) = outcome {
-        panic!("persistent-login model failed ({cases} cases of up to {steps} steps): {e}");
-    }
+    run_cases(
+        "persistent-login model",
+        cases,
+        steps,
+        Reference::sequential_strategy(1..=steps),
+        move |handle, (initial, transitions, _)| {
+            handle.block_on(run_case(&ctx, initial, &transitions))
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
 
     use super::*;
 

@@ -27,6 +27,43 @@ const DEFAULT_STEPS: usize = 40;
 const MAX_SHRINK_ITERS: u32 = 300;
 const MAX_SHRINK_MILLIS: u32 = 120_000;
 
+/// Runs `cases` generated sequences of `strategy` on a blocking thread
+/// (proptest's runner is synchronous), each through `case` on the calling
+/// runtime, with bounded shrinking and no failure files; panics naming
+/// `what`, the budget and the minimal failing sequence on a failure.
+pub(crate) async fn run_cases<S, F>(
+    what: &'static str,
+    cases: u32,
+    steps: usize,
+    strategy: S,
+    case: F,
+) where
+    S: proptest::strategy::Strategy + Send + 'static,
+    S::Value: std::fmt::Debug,
+    F: Fn(&tokio::runtime::Handle, S::Value) -> Result<(), proptest::test_runner::TestCaseError>
+        + Send
+        + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let config = Config {
+            cases,
+            max_shrink_iters: MAX_SHRINK_ITERS,
+            max_shrink_time: MAX_SHRINK_MILLIS,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        TestRunner::new(config)
+            .run(&strategy, |value| case(&handle, value))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("the model runner thread");
+    if let Err(e) = outcome {
+        panic!("{what} failed ({cases} cases of up to {steps} steps): {e}");
+    }
+}
+
 pub(crate) fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
     match std::env::var(var) {
         Ok(v) => v
@@ -46,24 +83,14 @@ pub(crate) fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
 pub async fn model_based_sequences(ctx: Ctx) {
     let cases: u32 = env_or(CASES_VAR, DEFAULT_CASES);
     let steps: usize = env_or(STEPS_VAR, DEFAULT_STEPS).max(1);
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let config = Config {
-            cases,
-            max_shrink_iters: MAX_SHRINK_ITERS,
-            max_shrink_time: MAX_SHRINK_MILLIS,
-            failure_persistence: None,
-            ..Config::default()
-        };
-        let mut runner = TestRunner::new(config);
-        let strategy = reference::Reference::sequential_strategy(1..=steps);
-        runner.run(&strategy, |(initial, transitions, seen)| {
+    run_cases(
+        "model-based conformance",
+        cases,
+        steps,
+        reference::Reference::sequential_strategy(1..=steps),
+        move |handle, (initial, transitions, seen)| {
             handle.block_on(sut::run_case(&ctx, initial, &transitions, seen.as_ref()))
-        })
-    })
-    .await
-    .expect("the model runner thread");
-    if let Err(e) = outcome {
-        panic!("model-based conformance failed ({cases} cases of up to {steps} steps): {e}");
-    }
+        },
+    )
+    .await;
 }
