@@ -942,6 +942,75 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_damaged_family_is_contained_and_the_user_can_remember_again() {
+        use std::sync::Arc;
+
+        use crate::{Event, ManualClock, MemoryStore, RotateReason, SessionBackend};
+
+        #[derive(Debug, Default)]
+        struct Events(std::sync::Mutex<Vec<Event>>);
+        impl crate::EventSink for Events {
+            fn event(&self, e: &Event) {
+                self.0.lock().unwrap().push(e.clone());
+            }
+        }
+        let store = Arc::new(MemoryStore::new());
+        let events = Arc::new(Events::default());
+        let m = SessionManager::builder(store.clone())
+            .clock(Arc::new(ManualClock::starting_now()))
+            .events(events.clone())
+            .build()
+            .unwrap();
+        let remembered = || async {
+            let mut s = m.create(Vec::new(), ClientMeta::default()).await.unwrap();
+            m.rotate(
+                &mut s,
+                RotateReason::Login {
+                    user_id: "alice".into(),
+                },
+            )
+            .await
+            .unwrap();
+            m.remember(&mut s).await.unwrap().token
+        };
+        // Each kind of damage under a family's key: state bytes that do not
+        // decode, metadata that does not parse, a session record (no family
+        // marker) in its place.
+        let damages: [fn(&mut SessionRecord); 3] = [
+            |r| r.data = b"\x07garbage".to_vec(),
+            |r| r.meta = b"{not json".to_vec(),
+            |r| r.meta = Vec::new(),
+        ];
+        for damage in damages {
+            let token = remembered().await;
+            let key = token.family_key();
+            let Some(Lookup::Session(mut record)) = store.load(&key, m.now()).await.unwrap() else {
+                panic!("the family is stored");
+            };
+            damage(&mut record);
+            store.save(&key, &record, m.now()).await.unwrap();
+            events.0.lock().unwrap().clear();
+            // No access, no error: the damaged family is removed.
+            let got = m.resume(token.expose_secret(), ClientMeta::default()).await;
+            assert!(matches!(got, Ok(None)), "{got:?}");
+            assert!(store.load(&key, m.now()).await.unwrap().is_none());
+            assert!(events
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::Corrupted { removed: true, .. })));
+            // The user logs in and is remembered again.
+            let again = remembered().await;
+            assert!(m
+                .resume(again.expose_secret(), ClientMeta::default())
+                .await
+                .unwrap()
+                .is_some());
+        }
+    }
+
     #[test]
     fn family_metadata_is_recognised() {
         let family = StoredMeta {
