@@ -58,6 +58,15 @@ cargo test --workspace "$@"
 # rustls and ring to every build), so its one test runs here with the
 # feature, against a private TLS-only redis-server it starts (~50 s more).
 if [[ "${SESSION_STORE_SKIP_REDIS:-}" != 1 ]]; then
+    # The test makes its throwaway CA and certificate with the openssl CLI.
+    if ! command -v openssl >/dev/null; then
+        if [[ "$(id -u)" != 0 ]]; then
+            echo "openssl missing: install it as root, or set SESSION_STORE_SKIP_REDIS=1" >&2
+            exit 1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null; }
+    fi
     cargo test -p session-store-cli --features tls --test tls
 else
     echo "SKIP: rediss:// test (SESSION_STORE_SKIP_REDIS=1)"
