@@ -187,6 +187,18 @@ impl Upkeep for WalUpkeep {
         }
     }
 
+    fn due(&self) -> bool {
+        let frames = self.frames.get();
+        // As in `after_job`: a log that restarted since the last attempt
+        // counts from zero.
+        let attempted_at = if frames < self.attempted_at {
+            0
+        } else {
+            self.attempted_at
+        };
+        frames >= self.threshold && frames >= attempted_at.saturating_add(self.retry_step)
+    }
+
     fn idle_after(&self) -> Option<Duration> {
         let after = self.idle_after?;
         // Nothing written since the log was last truncated.

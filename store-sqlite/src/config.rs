@@ -146,6 +146,7 @@ pub struct SqliteConfig {
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) spin_wait: Duration,
+    pub(crate) inline: bool,
     pub(crate) cache_kib: u64,
     pub(crate) wal_checkpoint: u64,
     pub(crate) wal_size_limit: u64,
@@ -163,6 +164,7 @@ impl fmt::Debug for SqliteConfig {
             .field("readers", &self.readers)
             .field("busy_timeout", &self.busy_timeout)
             .field("spin_wait", &self.spin_wait)
+            .field("inline", &self.inline)
             .field("cache_kib", &self.cache_kib)
             .field("wal_checkpoint", &self.wal_checkpoint)
             .field("wal_size_limit", &self.wal_size_limit)
@@ -182,6 +184,7 @@ const BUSY_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS";
 const OPERATION_TIMEOUT_VAR: &str = "SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS";
 const CACHE_KIB_VAR: &str = "SESSION_STORE_SQLITE_CACHE_KIB";
 const SPIN_WAIT_VAR: &str = "SESSION_STORE_SQLITE_SPIN_WAIT_US";
+const INLINE_VAR: &str = "SESSION_STORE_SQLITE_INLINE";
 const WAL_CHECKPOINT_VAR: &str = "SESSION_STORE_SQLITE_WAL_CHECKPOINT";
 const WAL_SIZE_LIMIT_VAR: &str = "SESSION_STORE_SQLITE_WAL_SIZE_LIMIT";
 const IDLE_CHECKPOINT_VAR: &str = "SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS";
@@ -200,6 +203,7 @@ impl SqliteConfig {
             readers: DEFAULT_READERS,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             spin_wait: DEFAULT_SPIN_WAIT,
+            inline: true,
             cache_kib: DEFAULT_CACHE_KIB,
             wal_checkpoint: DEFAULT_WAL_CHECKPOINT,
             wal_size_limit: DEFAULT_WAL_SIZE_LIMIT,
@@ -326,6 +330,15 @@ impl SqliteConfig {
         )? {
             config = config.with_spin_wait(bound);
         }
+        if let Some(on) = vars.parse_with(INLINE_VAR, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" => Some(true),
+                "false" | "0" | "off" => Some(false),
+                _ => None,
+            }
+        })? {
+            config = config.with_inline(on);
+        }
         if let Some(bytes) =
             vars.parse_with(WAL_CHECKPOINT_VAR, "a size from 64KiB to 1GiB", |v| {
                 session_store_core::config::parse_size(v)
@@ -419,8 +432,33 @@ impl SqliteConfig {
     /// call, and at most `cores - 1` SQLite threads spin at once in the
     /// process (none on a single core, where neither side spins).
     /// `Duration::ZERO` turns spinning off (plain park/unpark).
+    ///
+    /// With [`SqliteConfig::with_inline`] on (the default) the hand-off is
+    /// taken only when a statement cannot run on the calling thread (its
+    /// connection is busy, a lock is held elsewhere, or the writes sync), so
+    /// this bound matters only under contention.
     pub fn with_spin_wait(mut self, bound: Duration) -> Self {
         self.spin_wait = bound;
+        self
+    }
+
+    /// Whether the request path (load, create, save, touch, rotate, delete)
+    /// runs its statement on the calling thread when a connection is free
+    /// and nothing is queued for it (default on). It then costs what the
+    /// statement costs, with no hand-off to another thread; a busy
+    /// connection, a lock held by another process (never waited for on the
+    /// calling thread) and writes under [`Synchronous::Full`] (which sync
+    /// the disk) go to the SQLite threads as when this is off. WAL
+    /// checkpoints always run on the SQLite threads. A caller's thread is
+    /// held for one statement: with the page cache cold, a read takes one
+    /// disk read per B-tree page not cached (see the `worker` module docs
+    /// for the measured figures). Off: every statement is handed to the
+    /// SQLite threads.
+    ///
+    /// `SESSION_STORE_SQLITE_INLINE` (`true`/`false`) sets it from the
+    /// environment.
+    pub fn with_inline(mut self, on: bool) -> Self {
+        self.inline = on;
         self
     }
 
@@ -544,6 +582,12 @@ impl SqliteConfig {
     /// SQLite threads (see [`SqliteConfig::with_spin_wait`]).
     pub fn spin_wait(&self) -> Duration {
         self.spin_wait
+    }
+
+    /// Whether statements of the request path may run on the calling thread
+    /// (see [`SqliteConfig::with_inline`]).
+    pub fn inline(&self) -> bool {
+        self.inline
     }
 
     /// The page cache of each connection, in KiB (see

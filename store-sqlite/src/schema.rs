@@ -256,7 +256,8 @@ pub(crate) fn open_checkpointer(config: &SqliteConfig) -> Result<Connection> {
 }
 
 fn file_flags() -> OpenFlags {
-    // NO_MUTEX: each connection is owned by one thread.
+    // NO_MUTEX: each connection is used by one thread at a time (its worker
+    // thread, or a caller holding its slot's lock: see `worker`).
     OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX

@@ -176,7 +176,12 @@ impl SqliteStore {
     /// [`SqliteConfig::build`], which adds the error context.
     pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
         let sql = Arc::new(Sql::new(&config.table));
-        let writer = Queue::new(config.spin_wait());
+        // Writes that sync the disk at every commit stay on the writer thread.
+        let writer = Queue::new(
+            config.spin_wait(),
+            config.inline() && config.synchronous() != Synchronous::Full,
+            config.busy_timeout(),
+        );
         let file_backed = matches!(config.location, Location::File(_));
         let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
         let frames = checkpoint::WalFrames::default();
@@ -203,7 +208,7 @@ impl SqliteStore {
         let readers = if config.readers() == 0 {
             writer.clone()
         } else {
-            let readers = Queue::new(config.spin_wait());
+            let readers = Queue::new(config.spin_wait(), config.inline(), config.busy_timeout());
             for i in 0..config.readers() {
                 let reader_config = config.clone();
                 // On failure the queues drop and the started threads exit.
@@ -425,13 +430,13 @@ impl SessionBackend for SqliteStore {
         let record = record.clone();
         self.inner
             .writer
-            .run(
-                move |db| match insert_session(&db.conn, &db.sql, &key, &record, record.version) {
+            .run_fast(move |db| {
+                match insert_session(&db.conn, &db.sql, &key, &record, record.version) {
                     Ok(_) => Ok(()),
                     Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists),
                     Err(e) => Err(sqlite_error(e)),
-                },
-            )
+                }
+            })
             .await
             .map_err(|e| e.context(BACKEND, "create", Some(self.endpoint())))
     }
@@ -440,7 +445,7 @@ impl SessionBackend for SqliteStore {
         let key = *key;
         self.inner
             .readers
-            .run(move |db| {
+            .run_fast(move |db| {
                 let mut stmt = db.conn.prepare_cached(&db.sql.load).map_err(sqlite_error)?;
                 let mut rows = stmt
                     .query(params![&key.as_bytes()[..], now.as_millis()])
@@ -459,7 +464,7 @@ impl SessionBackend for SqliteStore {
         let record = record.clone();
         self.inner
             .writer
-            .run(move |db| {
+            .run_fast(move |db| {
                 let r = &record;
                 let next = next_version(r.version)?;
                 let params = params![
@@ -511,7 +516,7 @@ impl SessionBackend for SqliteStore {
         let relaxed = self.inner.config.synchronous() == Synchronous::Full;
         self.inner
             .writer
-            .run(move |db| {
+            .run_fast(move |db| {
                 if relaxed {
                     db.conn
                         .execute_batch("PRAGMA synchronous = NORMAL")
@@ -544,7 +549,7 @@ impl SessionBackend for SqliteStore {
         let rotation = rotation.clone();
         self.inner
             .writer
-            .run(move |db| {
+            .run_fast(move |db| {
                 let rot = &rotation;
                 let next = next_version(rot.record.version)?;
                 let tx = db
@@ -596,7 +601,7 @@ impl SessionBackend for SqliteStore {
         let key = *key;
         self.inner
             .writer
-            .run(move |db| {
+            .run_fast(move |db| {
                 let n = db
                     .conn
                     .prepare_cached(&db.sql.delete)

@@ -1,17 +1,65 @@
-//! Dedicated threads that own the SQLite connections.
+//! The threads that own the SQLite connections, and the calling-thread
+//! fast path.
 //!
-//! SQLite calls block, so they never run on the async runtime: one writer
-//! thread owns the only write connection (SQLite allows one writer at a time
-//! anyway, and a single owner makes every write path lock-free on our side),
-//! and a small pool of reader threads each own a read connection (WAL lets
-//! them read while the writer writes). Callers push a boxed closure onto the
-//! pool's queue and get the result back through a `tokio::sync::oneshot`.
+//! SQLite calls block. One writer thread owns the only write connection
+//! (SQLite allows one writer at a time anyway), and a small pool of reader
+//! threads each own a read connection (WAL lets them read while the writer
+//! writes). Each connection sits in a slot behind a `std::sync::Mutex`.
 //!
-//! # Why the hand-off spins briefly
-//! A primary-key statement takes a few microseconds; waking a parked thread
-//! costs more than that on each side (a `spawn_blocking` hop alone
-//! takes tens of microseconds). So both sides of the
-//! hand-off busy-wait for a bounded time before they park:
+//! # Statements on the calling thread
+//! The request path (load, create, save, touch, rotate, delete) goes through
+//! [`Queue::run_fast`]: when nothing is queued and a connection of the pool
+//! is free (`try_lock`), the statement runs right there, on the caller's
+//! thread, and the call completes in its first poll. A primary-key
+//! statement takes a few microseconds, less than waking another thread, so
+//! this path costs what the statement costs, in any runtime shape (under
+//! criterion's `block_on`, in a multi-thread runtime with one client task,
+//! with other tasks busy), without spinning. Otherwise the job is handed to
+//! the connection's thread ([`Queue::run`], below). The rules:
+//! - **No waiting for another connection's lock on a caller's thread.**
+//!   Inline statements run with a busy handler that refuses at once; a job
+//!   that met `SQLITE_BUSY` (another process holds the write lock) is run
+//!   again on the worker thread, which waits within the operation deadline
+//!   (the busy timeout). Jobs given to `run_fast` write nothing when a
+//!   statement fails with `SQLITE_BUSY`, so running them twice is safe.
+//! - **No fsync on a caller's thread.** Under `synchronous=FULL` every
+//!   commit syncs, so the writer runs no job inline; WAL checkpoints (which
+//!   sync) always run on the writer or checkpointer thread: after an inline
+//!   write that pushed the log past the threshold
+//!   ([`Upkeep::due`]), an empty job wakes the writer for it, and its idle
+//!   checkpoint waits for a period without inline writes too.
+//! - **A slow inline statement pauses the fast path.** An inline job that
+//!   ran longer than [`INLINE_SLOW`] (500 µs) sends the pool's next jobs to
+//!   its threads for [`INLINE_PAUSE`] (200 ms). What makes a statement slow
+//!   here is the disk: measured with `examples/cold_read.rs` (300 000
+//!   sessions, a 1.3 GiB file, the file evicted from the OS page cache
+//!   before each read with `posix_fadvise(DONTNEED)`, load average 5 on 2
+//!   cores), a primary-key read on the calling thread took 1.6 ms at p50,
+//!   13 ms at p99 and 230 ms at worst with the connection's own cache warm,
+//!   and 2.3 / 14.5 / 300 ms through a fresh connection; a warm read takes
+//!   about 7 µs. Blocking a runtime worker for milliseconds on every read
+//!   of a database that does not fit in memory would stall every task on
+//!   that worker; blocking it once per 200 ms of such traffic costs at
+//!   most one slow read per pause, while a store whose working set is in
+//!   the page cache (the common case: a live session is read on every
+//!   request) never pauses.
+//! - **Cancellation and panics.** An inline job runs synchronously inside
+//!   one poll, so a caller dropping its future cannot interrupt it. A panic
+//!   is caught (the caller gets a backend error), and a transaction left
+//!   open by a job, inline or on a worker, is rolled back before the
+//!   connection is used again; the slot's lock is never left poisoned in
+//!   effect (a poisoned lock is taken over).
+//! - **Fairness.** A caller never overtakes queued jobs: with any job
+//!   waiting, it queues behind them.
+//!
+//! [`SqliteConfig::with_inline`](crate::SqliteConfig::with_inline) turns the
+//! fast path off (every job handed over, as before).
+//!
+//! # The hand-off, and why it spins briefly
+//! Callers that cannot run inline push a boxed closure onto the pool's
+//! queue and get the result back through a `tokio::sync::oneshot`. Waking a
+//! parked thread costs more than a primary-key statement on each side, so
+//! both sides of the hand-off busy-wait for a bounded time before they park:
 //! - a worker that runs out of jobs keeps polling its queue for
 //!   [`SqliteConfig::spin_wait`](crate::SqliteConfig::spin_wait) before it
 //!   sleeps, so the next request of a busy store finds it awake. At most
@@ -24,16 +72,19 @@
 //!   call (50 µs by default), never for the duration of a slow statement;
 //!   when the pool is saturated callers do not spin at all.
 //!
-//! `with_spin_wait(Duration::ZERO)` turns both off (pure park/unpark hand-off).
+//! With the fast path on, the hand-off (and so the spin) is taken only under
+//! contention. `with_spin_wait(Duration::ZERO)` turns spinning off (pure
+//! park/unpark hand-off).
 //!
 //! A caller that stops waiting (its future dropped) does not cancel a job
 //! already queued: a write may still be applied, as with any remote database.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -52,6 +103,47 @@ pub(crate) struct Db {
 
 type Job = Box<dyn FnOnce(&mut Db, &Pool) + Send>;
 
+/// A connection and its upkeep, owned by one worker thread and lent to
+/// callers that find it free (see the module docs).
+struct Slot {
+    db: Db,
+    upkeep: Option<Box<dyn Upkeep>>,
+}
+
+type SharedSlot = Arc<Mutex<Slot>>;
+
+fn lock_slot(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // A panic never leaves a slot inconsistent: an open transaction is
+    // rolled back (see `close_open_transaction`) before the slot is used
+    // again.
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Rolls back a transaction that a job left open (it panicked, or it
+/// forgot to commit), so that the connection is never handed on inside one.
+fn close_open_transaction(db: &Db) {
+    if !db.conn.is_autocommit() {
+        tracing::error!("a SQLite job left a transaction open; rolling it back");
+        if let Err(e) = db.conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "could not roll back a transaction left open");
+        }
+    }
+}
+
+thread_local! {
+    /// Set by [`refuse_busy`] when a statement run on this thread met a lock
+    /// held by another connection.
+    static BUSY_HIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The busy handler of a statement run on a caller's thread: never wait
+/// for another connection's lock (that is the worker thread's job, within
+/// the operation deadline); note it and fail at once with `SQLITE_BUSY`.
+fn refuse_busy(_attempts: i32) -> bool {
+    BUSY_HIT.with(|hit| hit.set(true));
+    false
+}
+
 /// Housekeeping a worker does on its own connection between jobs (the
 /// writer's WAL checkpoints). Runs on the worker thread, never under the
 /// queue lock, and never while a job is running.
@@ -59,6 +151,11 @@ pub(crate) trait Upkeep: Send + 'static {
     /// Runs after every job (after its reply was sent). Must be cheap when
     /// there is nothing to do.
     fn after_job(&mut self, db: &mut Db);
+    /// Whether [`Upkeep::after_job`] has work to do now. Asked after a job
+    /// that ran on the calling thread (see the module docs): when true, the
+    /// worker thread is woken to do it, so that a checkpoint never runs on
+    /// a caller's thread.
+    fn due(&self) -> bool;
     /// How long the queue must stay empty before [`Upkeep::idle`] runs;
     /// `None` when there is nothing to do.
     fn idle_after(&self) -> Option<Duration>;
@@ -143,6 +240,43 @@ struct Pool {
     /// [`Queue`] is dropped; read without the lock by spinning workers.
     closed: AtomicBool,
     spin: Duration,
+    /// Whether callers may run statements on their own thread when a
+    /// connection is free ([`Queue::run_fast`]).
+    inline: bool,
+    /// The connections of this pool's workers.
+    slots: RwLock<Vec<SharedSlot>>,
+    /// Jobs run on callers' threads so far: the writer's idle upkeep waits
+    /// for a period without these too.
+    inline_runs: AtomicU64,
+    /// An upkeep wake-up job is queued (at most one at a time).
+    upkeep_queued: AtomicBool,
+    /// The busy timeout restored after a statement on a caller's thread.
+    busy_timeout: Duration,
+    /// Until when (microseconds since `epoch`) callers hand every job over:
+    /// set when a job on a caller's thread took longer than [`INLINE_SLOW`].
+    inline_paused_until: AtomicU64,
+    /// The origin of `inline_paused_until`.
+    epoch: Instant,
+}
+
+/// A job on a caller's thread that takes longer than this went to the disk
+/// (a cold page cache: about 1 ms per read on the test machine, see the
+/// module docs) or waited for something else; such a store hands its jobs
+/// to the SQLite threads for [`INLINE_PAUSE`] before it tries again, so
+/// the runtime's workers are held for at most one slow statement per pause.
+pub(crate) const INLINE_SLOW: Duration = Duration::from_micros(500);
+/// See [`INLINE_SLOW`].
+pub(crate) const INLINE_PAUSE: Duration = Duration::from_millis(200);
+
+impl Pool {
+    fn micros_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn inline_paused(&self) -> bool {
+        let until = self.inline_paused_until.load(Ordering::Relaxed);
+        until != 0 && self.micros_since_epoch() < until
+    }
 }
 
 impl Pool {
@@ -336,8 +470,11 @@ fn stopped() -> Error {
 
 impl Queue {
     /// A new queue with no workers yet (see [`start`]); workers and callers
-    /// busy-wait up to `spin` (see the module docs).
-    pub(crate) fn new(spin: Duration) -> Self {
+    /// busy-wait up to `spin` (see the module docs). With `inline`,
+    /// [`Queue::run_fast`] runs a job on the caller's thread when a
+    /// connection is free; `busy_timeout` is the connections' own, restored
+    /// after each such job.
+    pub(crate) fn new(spin: Duration, inline: bool, busy_timeout: Duration) -> Self {
         let pool = Pool {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -350,6 +487,13 @@ impl Queue {
             workers: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             spin,
+            inline,
+            slots: RwLock::new(Vec::new()),
+            inline_runs: AtomicU64::new(0),
+            upkeep_queued: AtomicBool::new(false),
+            busy_timeout: busy_timeout.max(Duration::from_millis(1)),
+            inline_paused_until: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         Queue {
             closer: Arc::new(Closer(Arc::new(pool))),
@@ -406,6 +550,92 @@ impl Queue {
             }
         }
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `f` on the calling thread if a connection of this queue is free
+    /// and no job is waiting (see the module docs), else as [`Queue::run`]
+    /// does. `f` runs at most twice: a first run on the calling thread that
+    /// met a lock held by another connection (`SQLITE_BUSY`, not waited
+    /// for) is run again on a worker thread, which waits for the lock within
+    /// the operation deadline. So `f` must write nothing when one of its
+    /// statements fails with `SQLITE_BUSY` (single autocommit statements,
+    /// or one transaction, as every caller does).
+    pub(crate) async fn run_fast<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Db) -> Result<T> + Send + 'static,
+    {
+        if let Some(out) = self.try_inline(&f) {
+            return out;
+        }
+        self.run(f).await
+    }
+
+    /// The inline half of [`Queue::run_fast`]: `None` when `f` did not run
+    /// here, or met `SQLITE_BUSY`.
+    fn try_inline<T>(&self, f: &dyn Fn(&mut Db) -> Result<T>) -> Option<Result<T>> {
+        let pool = self.pool();
+        if !pool.inline || pool.queued.load(Ordering::SeqCst) > 0 || pool.inline_paused() {
+            return None;
+        }
+        let slots = pool.slots.read().unwrap_or_else(|e| e.into_inner());
+        for slot in slots.iter() {
+            let mut guard = match slot.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            let slot = &mut *guard;
+            BUSY_HIT.with(|hit| hit.set(false));
+            if let Err(e) = slot.db.conn.busy_handler(Some(refuse_busy)) {
+                tracing::warn!(error = %e, "could not set the busy handler");
+                return None;
+            }
+            let started = Instant::now();
+            let out = catch_unwind(AssertUnwindSafe(|| f(&mut slot.db)));
+            if started.elapsed() > INLINE_SLOW {
+                let until = pool.micros_since_epoch()
+                    + u64::try_from(INLINE_PAUSE.as_micros()).unwrap_or(u64::MAX);
+                pool.inline_paused_until
+                    .store(until.max(1), Ordering::Relaxed);
+            }
+            close_open_transaction(&slot.db);
+            if let Err(e) = slot.db.conn.busy_timeout(pool.busy_timeout) {
+                tracing::error!(error = %e, "could not restore the busy timeout");
+            }
+            let busy = BUSY_HIT.with(|hit| hit.replace(false));
+            let upkeep_due = slot.upkeep.as_ref().is_some_and(|u| u.due());
+            drop(guard);
+            pool.inline_runs.fetch_add(1, Ordering::SeqCst);
+            if upkeep_due {
+                self.wake_for_upkeep();
+            }
+            return match out {
+                Err(_) => {
+                    tracing::error!("a SQLite statement panicked; the store continues");
+                    Some(Err(Error::backend_permanent("a SQLite statement panicked")))
+                }
+                Ok(_) if busy => None,
+                Ok(out) => Some(out),
+            };
+        }
+        None
+    }
+
+    /// Queues an empty job so that the worker wakes and runs its
+    /// [`Upkeep::after_job`] (a checkpoint) on its own thread.
+    fn wake_for_upkeep(&self) {
+        let pool = self.pool();
+        if pool.upkeep_queued.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let job: Job = Box::new(|_, pool| {
+            pool.upkeep_queued.store(false, Ordering::SeqCst);
+            drop(InFlight(pool));
+        });
+        if self.push(job).is_err() {
+            pool.upkeep_queued.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -467,34 +697,56 @@ where
                     return;
                 }
             };
+            let slot = Arc::new(Mutex::new(Slot {
+                db: Db { conn, sql },
+                upkeep,
+            }));
+            pool.slots
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(slot.clone());
             pool.workers.fetch_add(1, Ordering::SeqCst);
             let _ = ready_tx.send(Ok(()));
-            serve(Db { conn, sql }, &pool, upkeep);
+            serve(&slot, &pool);
+            // The connection closes when the pool drops its slots.
         })
         .map_err(Error::backend_permanent)?;
     ready_rx.await.map_err(|_| stopped())?
 }
 
-fn serve(mut db: Db, pool: &Pool, mut upkeep: Option<Box<dyn Upkeep>>) {
+fn serve(slot: &Mutex<Slot>, pool: &Pool) {
+    // Inline runs seen when the idle upkeep was last considered.
+    let mut seen_inline = pool.inline_runs.load(Ordering::SeqCst);
     loop {
-        let idle_after = upkeep.as_ref().and_then(|u| u.idle_after());
+        let idle_after = lock_slot(slot).upkeep.as_ref().and_then(|u| u.idle_after());
         match pool.next(idle_after) {
             Next::Job(job) => {
+                let mut guard = lock_slot(slot);
+                let Slot { db, upkeep } = &mut *guard;
                 // A panicking job drops its reply sender (its caller sees an
                 // error); an open transaction rolls back as the panic
                 // unwinds; the thread keeps serving.
-                if catch_unwind(AssertUnwindSafe(|| job(&mut db, pool))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| job(db, pool))).is_err() {
                     tracing::error!("a SQLite job panicked; the worker continues");
                 }
+                close_open_transaction(db);
                 if let Some(u) = upkeep.as_mut() {
-                    if catch_unwind(AssertUnwindSafe(|| u.after_job(&mut db))).is_err() {
+                    if catch_unwind(AssertUnwindSafe(|| u.after_job(db))).is_err() {
                         tracing::error!("SQLite upkeep panicked; the worker continues");
                     }
                 }
             }
             Next::Idle => {
+                // Statements run on callers' threads meanwhile: not idle.
+                let inline_runs = pool.inline_runs.load(Ordering::SeqCst);
+                if inline_runs != seen_inline {
+                    seen_inline = inline_runs;
+                    continue;
+                }
+                let mut guard = lock_slot(slot);
+                let Slot { db, upkeep } = &mut *guard;
                 if let Some(u) = upkeep.as_mut() {
-                    if catch_unwind(AssertUnwindSafe(|| u.idle(&mut db))).is_err() {
+                    if catch_unwind(AssertUnwindSafe(|| u.idle(db))).is_err() {
                         tracing::error!("SQLite upkeep panicked; the worker continues");
                     }
                 }
@@ -513,7 +765,7 @@ mod tests {
     }
 
     async fn queue_with(workers: usize, spin: Duration) -> Queue {
-        let queue = Queue::new(spin);
+        let queue = Queue::new(spin, true, Duration::from_secs(2));
         for i in 0..workers {
             start(
                 format!("test-worker-{i}"),
@@ -678,5 +930,256 @@ mod tests {
             assert!(Instant::now() < deadline, "worker threads did not exit");
             std::thread::yield_now();
         }
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
+    fn caller_name() -> String {
+        format!("{:?}", std::thread::current().id())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_free_connection_runs_the_job_on_the_calling_thread() {
+        let queue = queue_with(1, Duration::ZERO).await;
+        let (me, ran_on) = queue
+            .run_fast(|_| Ok((caller_name(), thread_name())))
+            .await
+            .map(|(id, name)| (id == caller_name(), name))
+            .unwrap();
+        // The whole call ran in one poll on this thread: the closure saw
+        // this thread's id (a worker thread is named test-worker-0).
+        assert!(me, "ran on {ran_on}");
+        assert_ne!(ran_on, "test-worker-0");
+        assert_eq!(queue.pool().inline_runs.load(Ordering::SeqCst), 1);
+        // `run` always hands over.
+        assert_eq!(
+            queue.run(|_| Ok(thread_name())).await.unwrap(),
+            "test-worker-0"
+        );
+        // Inline off: handed over.
+        let off = Queue::new(Duration::ZERO, false, Duration::from_secs(2));
+        start(
+            "test-worker-0".into(),
+            memory_db,
+            Arc::new(Sql::new("s")),
+            &off,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            off.run_fast(|_| Ok(thread_name())).await.unwrap(),
+            "test-worker-0"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_connection_sends_the_job_to_the_queue() {
+        let queue = queue_with(1, Duration::ZERO).await;
+        // Hold the only connection in a worker job.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let queue = queue.clone();
+            async move {
+                queue
+                    .run(move |_| {
+                        running.send(()).unwrap();
+                        held.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.run_fast(|_| Ok(thread_name())).await }
+        });
+        // It is queued (not spinning on the lock, not run inline).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue_len(&queue) < 1 {
+            assert!(Instant::now() < deadline, "the job was not queued");
+            std::thread::yield_now();
+        }
+        // While a job waits, a caller does not overtake it inline either,
+        // even with the connection free: it queues behind.
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), "test-worker-0");
+        assert_eq!(queue.pool().inline_runs.load(Ordering::SeqCst), 0);
+        assert_eq!(queue.pool().in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inline_panic_is_an_error_and_leaves_no_transaction_open() {
+        let queue = queue_with(1, Duration::ZERO).await;
+        queue
+            .run(|db| {
+                db.conn
+                    .execute_batch("CREATE TABLE t (x INTEGER)")
+                    .map_err(crate::store::sqlite_error)
+            })
+            .await
+            .unwrap();
+        let err = queue
+            .run_fast(|db| -> Result<()> {
+                db.conn
+                    .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+                    .unwrap();
+                panic!("statement panics")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+        // Not poisoned, not inside the transaction: the insert was rolled
+        // back, on the calling thread and on the worker alike.
+        for n in [
+            queue
+                .run_fast(|db| {
+                    assert!(db.conn.is_autocommit());
+                    db.conn
+                        .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                        .map_err(crate::store::sqlite_error)
+                })
+                .await
+                .unwrap(),
+            queue
+                .run(|db| {
+                    assert!(db.conn.is_autocommit());
+                    db.conn
+                        .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                        .map_err(crate::store::sqlite_error)
+                })
+                .await
+                .unwrap(),
+        ] {
+            assert_eq!(n, 0);
+        }
+        // A job that forgets to commit is rolled back too.
+        queue
+            .run_fast(|db| {
+                db.conn
+                    .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2)")
+                    .map_err(crate::store::sqlite_error)
+            })
+            .await
+            .unwrap();
+        let n = queue
+            .run(|db| {
+                db.conn
+                    .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                    .map_err(crate::store::sqlite_error)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lock_held_elsewhere_is_not_waited_for_on_the_calling_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let open = {
+            let path = path.clone();
+            move || {
+                let conn = Connection::open(&path).map_err(crate::store::sqlite_error)?;
+                conn.busy_timeout(Duration::from_secs(5))
+                    .map_err(crate::store::sqlite_error)?;
+                conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (x)")
+                    .map_err(crate::store::sqlite_error)?;
+                Ok(conn)
+            }
+        };
+        let queue = Queue::new(Duration::ZERO, true, Duration::from_secs(5));
+        start(
+            "test-worker-0".into(),
+            open,
+            Arc::new(Sql::new("s")),
+            &queue,
+        )
+        .await
+        .unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let write = tokio::spawn({
+            let (queue, runs) = (queue.clone(), runs.clone());
+            async move {
+                let started = Instant::now();
+                let ran_on = queue
+                    .run_fast(move |db| {
+                        runs.lock().unwrap().push(thread_name());
+                        db.conn
+                            .execute("INSERT INTO t VALUES (1)", [])
+                            .map_err(crate::store::sqlite_error)?;
+                        Ok(thread_name())
+                    })
+                    .await;
+                (ran_on, started.elapsed())
+            }
+        });
+        // The inline attempt failed at once and the job went to the writer
+        // thread, which waits for the lock (busy timeout 5 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "no fallback to the worker");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let hold = Duration::from_millis(100);
+        tokio::time::sleep(hold).await;
+        other.execute_batch("COMMIT").unwrap();
+        let (ran_on, took) = write.await.unwrap();
+        assert_eq!(ran_on.unwrap(), "test-worker-0");
+        assert!(took >= hold, "{took:?}");
+        let names = runs.lock().unwrap().clone();
+        assert_ne!(names[0], "test-worker-0", "{names:?}");
+        assert_eq!(names[1], "test-worker-0", "{names:?}");
+        let n: i64 = other
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "written once");
+        // The connection's busy timeout is back after the inline attempt.
+        let busy = queue
+            .run_fast(|db| {
+                db.conn
+                    .query_row("PRAGMA busy_timeout", [], |r| r.get::<_, i64>(0))
+                    .map_err(crate::store::sqlite_error)
+            })
+            .await
+            .unwrap();
+        assert_eq!(busy, 5000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_inline_job_sends_the_next_ones_to_the_queue_for_a_while() {
+        let queue = queue_with(1, Duration::ZERO).await;
+        // A job that holds the calling thread past the bound (as a read
+        // from a cold disk would).
+        let slow = queue
+            .run_fast(|_| {
+                let t = Instant::now();
+                while t.elapsed() <= INLINE_SLOW * 2 {
+                    std::hint::spin_loop();
+                }
+                Ok(thread_name())
+            })
+            .await
+            .unwrap();
+        assert_ne!(slow, "test-worker-0");
+        assert!(queue.pool().inline_paused());
+        let started = Instant::now();
+        let next = queue.run_fast(|_| Ok(thread_name())).await.unwrap();
+        if started.elapsed() < INLINE_PAUSE {
+            assert_eq!(next, "test-worker-0");
+        }
+        // Once the pause is over, jobs run inline again (pretend it is over).
+        queue.pool().inline_paused_until.store(1, Ordering::Relaxed);
+        assert!(!queue.pool().inline_paused());
+        assert_ne!(
+            queue.run_fast(|_| Ok(thread_name())).await.unwrap(),
+            "test-worker-0"
+        );
     }
 }
