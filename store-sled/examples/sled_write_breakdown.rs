@@ -17,7 +17,10 @@
 //! - `raw tx+bp`: the same with the store's back-pressure (a `Db::flush`
 //!   once 256 KiB were written); `flush` below times those flushes alone.
 //! - `hop+raw tx+bp`: the same on the blocking pool.
-//! - `create`, `save`, `load→save`: the periodic-mode store.
+//! - `create`, `save`, `load→save`: the periodic-mode store, transaction on
+//!   the calling task (the default).
+//! - `... (pool)`: the same with every write on the blocking pool (the path
+//!   before inline writes, `SledDb::set_inline_writes(false)`).
 //! - `durable save` (fewer operations): `Durability::EveryWrite`, for reference.
 //!
 //! The database is a real directory under the system temporary directory
@@ -151,7 +154,7 @@ impl Raw {
     }
 }
 
-const VARIANTS: [&str; 8] = [
+const VARIANTS: [&str; 11] = [
     "hop",
     "decode+copy",
     "raw tx",
@@ -160,6 +163,9 @@ const VARIANTS: [&str; 8] = [
     "create",
     "save",
     "load→save",
+    "create (pool)",
+    "save (pool)",
+    "load→save (pool)",
 ];
 
 struct Sessions {
@@ -215,8 +221,10 @@ async fn run(rounds: usize, ops: usize) {
             for _ in 0..ops {
                 n += 1;
                 let i = n % SESSIONS;
+                store.db().set_inline_writes(v < 8);
                 let t = Instant::now();
-                match v {
+                // The pool variants (8..) repeat the store variants (5..8).
+                match if v >= 8 { v - 3 } else { v } {
                     0 => tokio::task::spawn_blocking(|| ()).await.unwrap(),
                     1 => {
                         let e = decode_entry(std::hint::black_box(&stored)).unwrap();

@@ -5,8 +5,10 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use session_store_core::{Error, Result};
 
@@ -35,6 +37,61 @@ pub(crate) fn sled_error(e: sled::Error) -> Error {
 
 pub(crate) fn io_error(e: std::io::Error) -> Error {
     Error::backend_retryable(e)
+}
+
+/// Every `Db::flush` this crate runs, process-wide.
+///
+/// sled 0.34's concurrency control is one process-wide lock: `Db::flush`
+/// holds its read side while it waits for the log writes it covers (a
+/// `pwrite` and a `sync_file_range` that waits for the disk), and every
+/// transaction takes its write side, so a transaction that starts during
+/// any flush of any sled database in the process waits for that flush to
+/// finish. Periodic-mode writers, which run their transaction on the
+/// calling task, first wait here, asynchronously, for a flush in progress
+/// to finish ([`flush_finished`]), so that their transaction does not block
+/// a runtime worker behind it.
+struct FlushGate {
+    /// Flushes in progress.
+    active: AtomicUsize,
+    /// Notified whenever a flush ends.
+    ended: Notify,
+}
+
+static FLUSH_GATE: FlushGate = FlushGate {
+    active: AtomicUsize::new(0),
+    ended: Notify::const_new(),
+};
+
+/// A flush in progress, registered in [`FLUSH_GATE`] until dropped.
+struct FlushInProgress(());
+
+impl FlushInProgress {
+    fn start() -> Self {
+        FLUSH_GATE.active.fetch_add(1, Ordering::SeqCst);
+        FlushInProgress(())
+    }
+}
+
+impl Drop for FlushInProgress {
+    fn drop(&mut self) {
+        FLUSH_GATE.active.fetch_sub(1, Ordering::SeqCst);
+        FLUSH_GATE.ended.notify_waiters();
+    }
+}
+
+/// Waits (asynchronously) until a flush in progress, if any, has ended.
+/// Waits for one flush to end, not for a moment without any: under a stream
+/// of overlapping flushes (durable writers of another store in the
+/// process) a writer still gets its turn, and then waits in sled for at
+/// most the remaining flush.
+async fn flush_finished() {
+    let ended = FLUSH_GATE.ended.notified();
+    let mut ended = std::pin::pin!(ended);
+    // Registered before the check, so an end between the two is not missed.
+    ended.as_mut().enable();
+    if FLUSH_GATE.active.load(Ordering::SeqCst) > 0 {
+        ended.await;
+    }
 }
 
 /// Runs blocking sled work off the async runtime's worker threads (on tokio's
@@ -82,6 +139,9 @@ struct DbInner {
     durable_upto: Mutex<u64>,
     /// [`Durability::Periodic`]: estimated bytes written since the last flush.
     unflushed: AtomicU64,
+    /// [`Durability::Periodic`]: whether writes run their transaction on the
+    /// calling task (the default) rather than on the blocking pool.
+    inline_writes: AtomicBool,
 }
 
 struct SyncFiles {
@@ -181,6 +241,7 @@ impl SledDb {
                 writes_done: AtomicU64::new(0),
                 durable_upto: Mutex::new(0),
                 unflushed: AtomicU64::new(0),
+                inline_writes: AtomicBool::new(true),
             }),
         })
     }
@@ -283,7 +344,7 @@ impl SledDb {
     /// [`SledDb::flush_blocking`] without the error context, for the
     /// operations that flush as part of their own work.
     fn sync_now(&self) -> Result<()> {
-        self.inner.db.flush().map_err(sled_error)?;
+        self.flush_log()?;
         if let Some(files) = &self.inner.sync {
             files.log.sync_data().map_err(io_error)?;
             sync_blobs(&files.dir)?;
@@ -318,12 +379,74 @@ impl SledDb {
     /// has no back-pressure of its own, and a queue of pending writes on its
     /// thread pool is what deadlocks it.
     fn backpressure(&self, bytes: u64) -> Result<()> {
+        if self.count_unflushed(bytes) {
+            self.flush_log()?;
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` towards the back-pressure bound; true when the bound
+    /// was reached, and the caller must flush (the count restarts at zero).
+    fn count_unflushed(&self, bytes: u64) -> bool {
         let pending = self.inner.unflushed.fetch_add(bytes, Ordering::SeqCst) + bytes;
         if pending >= PERIODIC_BACKPRESSURE_BYTES {
             self.inner.unflushed.store(0, Ordering::SeqCst);
-            self.inner.db.flush().map_err(sled_error)?;
+            true
+        } else {
+            false
         }
+    }
+
+    /// `Db::flush` (blocking), registered in the process-wide flush gate.
+    fn flush_log(&self) -> Result<()> {
+        let _flushing = FlushInProgress::start();
+        self.inner.db.flush().map_err(sled_error)?;
         Ok(())
+    }
+
+    /// Whether writes run their transaction on the calling task: with
+    /// [`Durability::Periodic`] (unless switched off with
+    /// [`SledDb::set_inline_writes`]). See "Where the work runs" on
+    /// [`SledStore`].
+    pub(crate) fn inline_writes(&self) -> bool {
+        matches!(self.inner.durability, Durability::Periodic(_))
+            && self.inner.inline_writes.load(Ordering::Relaxed)
+    }
+
+    /// Benchmark support: with `false`, periodic-mode writes run on the
+    /// blocking pool as with [`Durability::EveryWrite`] (the behaviour
+    /// before inline writes), so that both paths can be timed side by side
+    /// on one database. No effect with [`Durability::EveryWrite`].
+    #[doc(hidden)]
+    pub fn set_inline_writes(&self, inline: bool) {
+        self.inner.inline_writes.store(inline, Ordering::Relaxed);
+    }
+
+    /// Before an inline write's transaction: waits, without blocking the
+    /// thread, for a flush in progress to end (see [`FlushGate`]).
+    pub(crate) async fn before_inline_write(&self) {
+        flush_finished().await;
+    }
+
+    /// After an inline write's transaction: counts its `bytes` and, once
+    /// the back-pressure bound is reached, runs `Db::flush` on the blocking
+    /// pool and waits for it asynchronously. Only the writer that reaches
+    /// the bound waits for the flush; writers arriving meanwhile wait in
+    /// [`SledDb::before_inline_write`].
+    pub(crate) async fn after_inline_write(&self, bytes: u64) -> Result<()> {
+        if !self.count_unflushed(bytes) {
+            return Ok(());
+        }
+        // Registered before the hop, so that writers arriving while the
+        // flush is being scheduled already wait for it.
+        let flushing = FlushInProgress::start();
+        let db = self.inner.db.clone();
+        blocking(move || {
+            let _flushing = flushing;
+            db.flush().map_err(sled_error)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Applies the durability policy after a write has committed in memory:

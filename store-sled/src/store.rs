@@ -261,7 +261,7 @@ impl SledStore {
     #[doc(hidden)]
     pub async fn damage_raw(&self, key: &StorageKey, foreign: bool) -> Result<bool> {
         let key = *key;
-        self.write(0, move |s| {
+        self.small_write(0, false, move |s| {
             let Some(old) = s.records.get(key.as_bytes()).map_err(sled_error)? else {
                 return Ok(false);
             };
@@ -283,6 +283,7 @@ impl SledStore {
 
     /// Runs `op` on the blocking pool, then applies the durability policy;
     /// `bytes` estimates the values it writes (see `SledDb::after_write`).
+    /// For writes of unbounded size (`delete_user`, `delete_all`, cleanup).
     async fn write<T, F>(&self, bytes: usize, op: F) -> Result<T>
     where
         T: Send + 'static,
@@ -292,6 +293,38 @@ impl SledStore {
         blocking(move || {
             let out = op(&inner)?;
             inner.db.after_write(bytes as u64 + WRITE_OVERHEAD_BYTES)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A write of one or two entries (create, save, rotate, delete, touch):
+    /// with [`Durability::Periodic`](crate::Durability::Periodic) its
+    /// transaction runs on the calling task, between an asynchronous wait
+    /// for any flush in progress and the back-pressure count (see "Where
+    /// the work runs" above); otherwise as [`SledStore::write`], or, for an
+    /// `activity` write (touch), on the blocking pool without a flush.
+    async fn small_write<T, F>(&self, bytes: usize, activity: bool, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&StoreInner) -> Result<T> + Send + 'static,
+    {
+        let bytes = bytes as u64 + WRITE_OVERHEAD_BYTES;
+        let db = &self.inner.db;
+        if db.inline_writes() {
+            db.before_inline_write().await;
+            let out = op(&self.inner)?;
+            db.after_inline_write(bytes).await?;
+            return Ok(out);
+        }
+        let inner = self.inner.clone();
+        blocking(move || {
+            let out = op(&inner)?;
+            if activity {
+                inner.db.after_activity(bytes)?;
+            } else {
+                inner.db.after_write(bytes)?;
+            }
             Ok(out)
         })
         .await
@@ -625,7 +658,7 @@ impl SessionBackend for SledStore {
     async fn create(&self, key: &StorageKey, record: &SessionRecord) -> Result<()> {
         let (key, record) = (*key, record.clone());
         let bytes = record.data.len() + record.meta.len();
-        self.write(bytes, move |s| s.create(&key, &record))
+        self.small_write(bytes, false, move |s| s.create(&key, &record))
             .await
             .map_err(|e| e.context(BACKEND, "create", Some(self.endpoint())))
     }
@@ -639,7 +672,7 @@ impl SessionBackend for SledStore {
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {
         let (key, record) = (*key, record.clone());
         let bytes = record.data.len() + record.meta.len();
-        self.write(bytes, move |s| s.save(&key, &record, now))
+        self.small_write(bytes, false, move |s| s.save(&key, &record, now))
             .await
             .map_err(|e| e.context(BACKEND, "save", Some(self.endpoint())))
     }
@@ -652,13 +685,10 @@ impl SessionBackend for SledStore {
         now: Timestamp,
     ) -> Result<bool> {
         let key = *key;
-        let inner = self.inner.clone();
         // The activity class of durability: no sync of its own (see
         // `SledDb::after_activity`).
-        blocking(move || {
-            let touched = inner.touch(&key, idle_deadline, last_seen_at, now)?;
-            inner.db.after_activity(WRITE_OVERHEAD_BYTES)?;
-            Ok(touched)
+        self.small_write(0, true, move |s| {
+            s.touch(&key, idle_deadline, last_seen_at, now)
         })
         .await
         .map_err(|e| e.context(BACKEND, "touch", Some(self.endpoint())))
@@ -667,14 +697,14 @@ impl SessionBackend for SledStore {
     async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> Result<u64> {
         let rotation = rotation.clone();
         let bytes = rotation.record.data.len() + rotation.record.meta.len();
-        self.write(bytes, move |s| s.rotate(&rotation, now))
+        self.small_write(bytes, false, move |s| s.rotate(&rotation, now))
             .await
             .map_err(|e| e.context(BACKEND, "rotate", Some(self.endpoint())))
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
         let key = *key;
-        self.write(0, move |s| s.delete(&key))
+        self.small_write(0, false, move |s| s.delete(&key))
             .await
             .map_err(|e| e.context(BACKEND, "delete", Some(self.endpoint())))
     }

@@ -733,59 +733,72 @@ async fn indexes_stay_consistent_under_concurrent_random_operations() {
 /// back-pressure. Sustained 4 KiB rewrites of a few sessions (which free and
 /// truncate log segments) and large `delete_all`s, under a watchdog: a hang
 /// fails the test instead of stalling the run.
+///
+/// Periodic-mode writes run their transaction on the calling task, so a hung
+/// transaction blocks the thread that polls the test body: the watchdog is a
+/// separate thread (a timer inside the runtime could not fire), and the body
+/// runs on its own thread, which is left behind if it hangs.
 #[test]
 fn periodic_mode_sustained_rewrites_and_clears_do_not_hang() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let s = rt
-        .block_on(
-            SledConfig::new(dir.path().join("db"))
-                .with_durability(Durability::Periodic(Duration::from_millis(500)))
-                .build(),
-        )
-        .unwrap();
-    let body = async {
-        for round in 0..4u8 {
-            let keys: Vec<StorageKey> = (0..8).map(|_| key()).collect();
-            let mut versions = Vec::new();
-            for k in &keys {
-                let mut r = record(Some("u"), 100);
-                r.data = vec![round; 4096];
-                s.create(k, &r).await.unwrap();
-                versions.push(r);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = rt
+            .block_on(
+                SledConfig::new(dir.path().join("db"))
+                    .with_durability(Durability::Periodic(Duration::from_millis(500)))
+                    .build(),
+            )
+            .unwrap();
+        rt.block_on(async {
+            for round in 0..4u8 {
+                let keys: Vec<StorageKey> = (0..8).map(|_| key()).collect();
+                let mut versions = Vec::new();
+                for k in &keys {
+                    let mut r = record(Some("u"), 100);
+                    r.data = vec![round; 4096];
+                    s.create(k, &r).await.unwrap();
+                    versions.push(r);
+                }
+                for i in 0..6_000 {
+                    let r = &mut versions[i % keys.len()];
+                    r.version = s.save(&keys[i % keys.len()], r, t(1)).await.unwrap();
+                }
+                for (k, r) in keys.iter().zip(&versions) {
+                    let Some(Lookup::Session(got)) = s.load(k, t(1)).await.unwrap() else {
+                        panic!("session lost");
+                    };
+                    assert_eq!((got.version, &got.data), (r.version, &r.data));
+                }
+                let created: Vec<StorageKey> = (0..3_000).map(|_| key()).collect();
+                for k in &created {
+                    let mut r = record(None, 100);
+                    r.data = vec![1; 4096];
+                    s.create(k, &r).await.unwrap();
+                }
+                s.delete_all().await.unwrap();
+                for k in created.iter().chain(&keys) {
+                    assert_eq!(s.load(k, t(1)).await.unwrap(), None);
+                }
             }
-            for i in 0..6_000 {
-                let r = &mut versions[i % keys.len()];
-                r.version = s.save(&keys[i % keys.len()], r, t(1)).await.unwrap();
-            }
-            for (k, r) in keys.iter().zip(&versions) {
-                let Some(Lookup::Session(got)) = s.load(k, t(1)).await.unwrap() else {
-                    panic!("session lost");
-                };
-                assert_eq!((got.version, &got.data), (r.version, &r.data));
-            }
-            let created: Vec<StorageKey> = (0..3_000).map(|_| key()).collect();
-            for k in &created {
-                let mut r = record(None, 100);
-                r.data = vec![1; 4096];
-                s.create(k, &r).await.unwrap();
-            }
-            s.delete_all().await.unwrap();
-            for k in created.iter().chain(&keys) {
-                assert_eq!(s.load(k, t(1)).await.unwrap(), None);
-            }
+        });
+        // Only reached when nothing hung (a failed assertion panics instead,
+        // which disconnects the channel).
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(Duration::from_secs(240)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: report its panic.
+            std::panic::resume_unwind(worker.join().unwrap_err())
         }
-    };
-    if rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(240), body).await })
-        .is_err()
-    {
-        // The stuck blocking threads would keep a normal drop waiting.
-        rt.shutdown_background();
-        panic!("periodic-mode writes hung for 240 s (sled deadlock)");
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("periodic-mode writes hung for 240 s (sled deadlock)")
+        }
     }
 }
