@@ -3,11 +3,28 @@
 //! at 1, 8 and 64 concurrent tasks (p50 and p99 of the whole sequence).
 //!
 //! Paths: `SessionManager` (`<target>`), the tower-sessions adapter
-//! (`<target>/tower`: `load` then `save`; rotation is `cycle_id`, a delete
-//! and a create), the actix-session adapter (`<target>/actix`: `load` then
-//! `update`, `update_ttl`, or a renewal's delete and save), and
-//! tower-sessions' own `MemoryStore` as the peer (`peer-tower-memory`),
-//! through the same trait with the same payload.
+//! (`<target>/tower`: `create` and `load` alone, `load` then `save`;
+//! rotation is `cycle_id`, a delete and a create), the actix-session adapter
+//! (`<target>/actix`: `load` then `update`, `update_ttl`, or a renewal's
+//! delete and save), and the peer stores through the same tower-sessions
+//! trait with the same data, right after our paths on the same server:
+//! tower-sessions' `MemoryStore` (`peer-tower-memory`) and
+//! tower-sessions-moka-store (`peer-tower-moka`) with the in-memory target,
+//! tower-sessions-redis-store on one fred client (`peer-tower-redis`) with
+//! the Redis target. The peers implement tower-sessions-core 0.14's trait
+//! (the same shape as 0.15's). tower-sessions-sqlx-store cannot join this
+//! dependency graph (even with only its `postgres` feature, cargo resolves
+//! its optional `sqlx-sqlite`, whose libsqlite3-sys conflicts with
+//! rusqlite's); it is measured out of tree, see `benches/notes.md`.
+//!
+//! Every series runs in each runtime [`Shape`]: `idle` (the harness's
+//! runtime, nothing else running) and `busy` (2 workers shared with 2
+//! CPU-bound tasks that spin 50 µs between yields).
+//!
+//! Cleanup: our stores live in the fixture's namespace; every session a
+//! series creates (ours or a peer's) is deleted when the series ends, and
+//! expires 10 minutes after it was written if a run is interrupted (the
+//! Redis peer's keys are bare session ids, so no key pattern can name them).
 //!
 //! Environment: `BENCH_MODE`, `BENCH_TARGETS` (as for `ops`), `BENCH_OUT`.
 
@@ -21,11 +38,10 @@ use actix_session::storage::{SessionKey, SessionStore as _};
 use serde_json::Value;
 use session_store_actix::ActixSessionStore;
 use session_store_benches::stats::{self, Record, Summary};
-use session_store_benches::{payload, Fixture, Mode, Target};
+use session_store_benches::{payload, Fixture, Mode, Shape, Target};
 use session_store_core::{ClientMeta, RotateReason, SessionBackend};
 use session_store_tower_sessions::TowerSessionStore;
 use tokio::sync::Mutex;
-use tower_sessions::session::{Id, Record as TowerRecord};
 
 /// Bytes of session data in every sequence (about 1 KiB, as in the peer
 /// comparison of issue 17).
@@ -42,15 +58,30 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Runs `tasks` tasks for `dur`, each repeating the sequence `make(i)`
-/// returns; every sequence's latency is recorded.
-async fn drive<F, Fut>(tasks: usize, dur: Duration, make: impl Fn(usize) -> F) -> Summary
+/// What every series of one run shares.
+struct Run<'a> {
+    mode: Mode,
+    shape: Shape,
+    out: &'a Path,
+}
+
+impl Run<'_> {
+    fn max_tasks(&self) -> usize {
+        *levels(self.mode).iter().max().expect("levels")
+    }
+}
+
+/// Runs `tasks` tasks for the mode's request point, each repeating the
+/// sequence `make(i)` returns, next to the shape's background load; every
+/// sequence's latency is recorded.
+async fn drive<F, Fut>(run: &Run<'_>, tasks: usize, make: impl Fn(usize) -> F) -> Summary
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    let load = run.shape.start_load();
     let start = Instant::now();
-    let deadline = start + dur;
+    let deadline = start + run.mode.request_point();
     let handles: Vec<_> = (0..tasks)
         .map(|i| {
             let mut op = make(i);
@@ -72,19 +103,23 @@ where
     for h in handles {
         all.extend(h.await.expect("task"));
     }
-    Summary::of(all, start.elapsed()).expect("at least one sequence")
+    let wall = start.elapsed();
+    load.stop().await;
+    Summary::of(all, wall).expect("at least one sequence")
 }
 
-fn record(out: &Path, sequence: &str, id: &str, tasks: usize, summary: Summary) {
+fn record(run: &Run<'_>, sequence: &str, id: &str, tasks: usize, summary: Summary) {
+    let shape = run.shape.id();
     println!(
-        "request {sequence:<11} {id:<22} {tasks:>3} tasks: {:>9.0} seq/s  p50 {:>8.1} us  p99 {:>8.1} us",
+        "request {shape:<4} {sequence:<11} {id:<22} {tasks:>3} tasks: {:>9.0} seq/s  p50 {:>8.1} us  p99 {:>8.1} us",
         summary.ops_per_sec,
         summary.p50_ns / 1e3,
         summary.p99_ns / 1e3
     );
     stats::append(
-        out,
+        run.out,
         &Record::Request {
+            shape: shape.to_owned(),
             sequence: sequence.to_owned(),
             id: id.to_owned(),
             tasks,
@@ -94,8 +129,8 @@ fn record(out: &Path, sequence: &str, id: &str, tasks: usize, summary: Summary) 
 }
 
 /// Through `SessionManager`: each task holds its session's token.
-async fn manager(fx: &Fixture, mode: Mode, out: &Path) {
-    let max = *levels(mode).iter().max().expect("levels");
+async fn manager(fx: &Fixture, run: &Run<'_>) {
+    let max = run.max_tasks();
     for (sequence, touch) in [
         ("load_save", false),
         ("load_rotate", false),
@@ -110,8 +145,8 @@ async fn manager(fx: &Fixture, mode: Mode, out: &Path) {
                 .expect("create");
             tokens.push(Arc::new(Mutex::new(s.token().expose_secret().to_owned())));
         }
-        for &tasks in levels(mode) {
-            let s = drive(tasks, mode.point_duration(), |i| {
+        for &tasks in levels(run.mode) {
+            let s = drive(run, tasks, |i| {
                 let (m, token) = (m.clone(), tokens[i].clone());
                 move || {
                     let (m, token) = (m.clone(), token.clone());
@@ -137,69 +172,115 @@ async fn manager(fx: &Fixture, mode: Mode, out: &Path) {
                 }
             })
             .await;
-            record(out, sequence, fx.target.id(), tasks, s);
+            record(run, sequence, fx.target.id(), tasks, s);
         }
     }
 }
 
-fn tower_record() -> TowerRecord {
-    TowerRecord {
-        id: Id::default(),
-        data: HashMap::from([
-            ("blob".to_owned(), Value::String("x".repeat(DATA_BYTES))),
-            ("n".to_owned(), Value::from(0u64)),
-        ]),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
-    }
+/// The data of every tower-sessions record: about 1 KiB and a counter.
+fn tower_data() -> HashMap<String, Value> {
+    HashMap::from([
+        ("blob".to_owned(), Value::String("x".repeat(DATA_BYTES))),
+        ("n".to_owned(), Value::from(0u64)),
+    ])
 }
 
-/// Through a tower-sessions store (ours over `fx`, or the peer): load then
-/// save (one changed field), or load then `cycle_id` (delete and create).
-async fn tower<S>(store: S, id: &str, mode: Mode, out: &Path)
-where
-    S: tower_sessions::SessionStore + Clone,
-{
-    let max = *levels(mode).iter().max().expect("levels");
-    for sequence in ["load_save", "load_rotate"] {
-        let mut ids = Vec::new();
-        for _ in 0..max {
-            let mut r = tower_record();
-            store.create(&mut r).await.expect("create");
-            ids.push(Arc::new(Mutex::new(r.id)));
-        }
-        for &tasks in levels(mode) {
-            let s = drive(tasks, mode.point_duration(), |i| {
-                let (store, id) = (store.clone(), ids[i].clone());
-                move || {
-                    let (store, id) = (store.clone(), id.clone());
-                    async move {
-                        let mut id = id.lock().await;
-                        let mut r = store.load(&id).await.expect("load").expect("live");
-                        if sequence == "load_save" {
-                            let n = r.data["n"].as_u64().unwrap_or(0);
-                            r.data.insert("n".into(), Value::from(n + 1));
-                            store.save(&r).await.expect("save");
-                        } else {
-                            store.delete(&id).await.expect("delete");
-                            r.id = Id::default();
-                            store.create(&mut r).await.expect("create");
-                            *id = r.id;
+/// When a record written by the benchmark expires: long after a series,
+/// soon after an interrupted run.
+fn tower_expiry() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::minutes(10)
+}
+
+/// Through a tower-sessions store, for each version of the trait (ours over
+/// `fx` and tower-sessions' `MemoryStore` implement 0.15's, the other peers
+/// 0.14's; the record and the calls are the same): `create` alone, `load`
+/// alone, load then save (one changed field), or load then `cycle_id`
+/// (delete and create). Every session a series created is deleted after it.
+macro_rules! tower_path {
+    ($name:ident, $tower:ident) => {
+        async fn $name<S>(store: S, id: &str, run: &Run<'_>)
+        where
+            S: $tower::SessionStore + Clone,
+        {
+            use $tower::session::{Id, Record};
+            let record = || Record {
+                id: Id::default(),
+                data: tower_data(),
+                expiry_date: tower_expiry(),
+            };
+            let max = run.max_tasks();
+            for sequence in ["create", "load", "load_save", "load_rotate"] {
+                let mut ids = Vec::new();
+                let mut made = Vec::new();
+                for _ in 0..max {
+                    let mut r = record();
+                    store.create(&mut r).await.expect("create");
+                    ids.push(Arc::new(Mutex::new(r.id)));
+                    made.push(Arc::new(Mutex::new(Vec::<Id>::new())));
+                }
+                for &tasks in levels(run.mode) {
+                    let s = drive(run, tasks, |i| {
+                        let (store, id, made) = (store.clone(), ids[i].clone(), made[i].clone());
+                        move || {
+                            let (store, id, made) = (store.clone(), id.clone(), made.clone());
+                            async move {
+                                if sequence == "create" {
+                                    let mut r = record();
+                                    store.create(&mut r).await.expect("create");
+                                    made.lock().await.push(r.id);
+                                    return;
+                                }
+                                let mut id = id.lock().await;
+                                let mut r = store.load(&id).await.expect("load").expect("live");
+                                match sequence {
+                                    "load_save" => {
+                                        let n = r.data["n"].as_u64().unwrap_or(0);
+                                        r.data.insert("n".into(), Value::from(n + 1));
+                                        store.save(&r).await.expect("save");
+                                    }
+                                    "load_rotate" => {
+                                        store.delete(&id).await.expect("delete");
+                                        r.id = Id::default();
+                                        store.create(&mut r).await.expect("create");
+                                        *id = r.id;
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                    })
+                    .await;
+                    record_point(run, sequence, id, tasks, s);
+                    for m in &made {
+                        for made in std::mem::take(&mut *m.lock().await) {
+                            store.delete(&made).await.expect("delete");
                         }
                     }
                 }
-            })
-            .await;
-            record(out, sequence, id, tasks, s);
+                for id in &ids {
+                    let id = *id.lock().await;
+                    store.delete(&id).await.expect("delete");
+                }
+            }
         }
-    }
+    };
+}
+
+tower_path!(tower, tower_sessions);
+tower_path!(tower_014, tower_sessions_core_014);
+
+/// [`record`] under another name, for the macro (whose `record` is the
+/// record maker).
+fn record_point(run: &Run<'_>, sequence: &str, id: &str, tasks: usize, summary: Summary) {
+    record(run, sequence, id, tasks, summary);
 }
 
 /// Through the actix-session adapter: load then update, load then
 /// `update_ttl`, or load then a renewal (delete and save).
-async fn actix(backend: Arc<dyn SessionBackend>, id: &str, mode: Mode, out: &Path) {
+async fn actix(backend: Arc<dyn SessionBackend>, id: &str, run: &Run<'_>) {
     let store = ActixSessionStore::new(backend);
     let ttl = actix_web::cookie::time::Duration::minutes(30);
-    let max = *levels(mode).iter().max().expect("levels");
+    let max = run.max_tasks();
     let state = || {
         HashMap::from([
             ("blob".to_owned(), format!("{:?}", "x".repeat(DATA_BYTES))),
@@ -212,8 +293,8 @@ async fn actix(backend: Arc<dyn SessionBackend>, id: &str, mode: Mode, out: &Pat
             let k = store.save(state(), &ttl).await.expect("save");
             keys.push(Arc::new(Mutex::new(k.as_ref().to_owned())));
         }
-        for &tasks in levels(mode) {
-            let s = drive(tasks, mode.point_duration(), |i| {
+        for &tasks in levels(run.mode) {
+            let s = drive(run, tasks, |i| {
                 let (store, key) = (store.clone(), keys[i].clone());
                 move || {
                     let (store, key) = (store.clone(), key.clone());
@@ -238,64 +319,123 @@ async fn actix(backend: Arc<dyn SessionBackend>, id: &str, mode: Mode, out: &Pat
                 }
             })
             .await;
-            record(out, sequence, id, tasks, s);
+            record(run, sequence, id, tasks, s);
+        }
+        for key in &keys {
+            let key = SessionKey::try_from(key.lock().await.clone()).expect("key");
+            store.delete(&key).await.expect("delete");
         }
     }
 }
 
-async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
+/// tower-sessions-redis-store on one fred client (ours uses one multiplexed
+/// connection too), on the Redis server of the `redis` target.
+async fn redis_peer(run: &Run<'_>) -> Result<(), String> {
+    use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config};
+    use tower_sessions_redis_store::fred::types::Builder;
+    let config =
+        Config::from_url(&session_store_benches::redis_url()).map_err(|e| e.to_string())?;
+    let client = Builder::from_config(config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    client.init().await.map_err(|e| e.to_string())?;
+    tower_014(
+        tower_sessions_redis_store::RedisStore::new(client.clone()),
+        "peer-tower-redis",
+        run,
+    )
+    .await;
+    client.quit().await.map_err(|e| e.to_string())
+}
+
+/// Runs a peer, recording it as missing (failing in CI) when it fails.
+async fn peer(run: &Run<'_>, id: &str, fut: impl Future<Output = Result<(), String>>) {
+    let result = session_store_benches::guarded(fut).await.and_then(|r| r);
+    if let Err(reason) = result {
+        fail(run, id, reason);
+    }
+}
+
+/// A part that could not run: fatal in CI, a `missing` record otherwise.
+fn fail(run: &Run<'_>, id: &str, reason: String) {
+    if run.mode == Mode::Ci {
+        panic!("requests {id}: {reason}");
+    }
+    eprintln!("requests {id} failed: {reason}");
+    stats::append(
+        run.out,
+        &Record::Missing {
+            id: format!("requests:{id}:{}", run.shape.id()),
+            reason,
+        },
+    );
+}
+
+async fn run_target(fx: &Fixture, run: &Run<'_>) {
     let t = fx.target.id();
-    manager(fx, mode, out).await;
+    manager(fx, run).await;
     tower(
         TowerSessionStore::new(fx.backend(false)),
         &format!("{t}/tower"),
-        mode,
-        out,
+        run,
     )
     .await;
-    actix(fx.backend(false), &format!("{t}/actix"), mode, out).await;
+    actix(fx.backend(false), &format!("{t}/actix"), run).await;
+}
+
+/// The peers compared with `target`, run right after it.
+async fn run_peers(target: Target, run: &Run<'_>) {
+    match target {
+        Target::Memory => {
+            peer(run, "peer-tower-memory", async {
+                tower(
+                    tower_sessions::MemoryStore::default(),
+                    "peer-tower-memory",
+                    run,
+                )
+                .await;
+                Ok(())
+            })
+            .await;
+            peer(run, "peer-tower-moka", async {
+                let store = tower_sessions_moka_store::MokaStore::new(Some(100_000));
+                tower_014(store, "peer-tower-moka", run).await;
+                Ok(())
+            })
+            .await;
+        }
+        Target::Redis => peer(run, "peer-tower-redis", redis_peer(run)).await,
+        _ => {}
+    }
 }
 
 fn main() {
     let mode = Mode::from_env();
     let out = mode.out_dir().join("requests.jsonl");
     let _ = std::fs::remove_file(&out);
-    let rt = session_store_benches::runtime();
     let targets = Target::selected();
-    rt.block_on(async {
-        let fail = |id: &str, reason: String| {
-            if mode == Mode::Ci {
-                panic!("requests {id}: {reason}");
-            }
-            eprintln!("requests {id} failed: {reason}");
-            stats::append(
-                &out,
-                &Record::Missing {
-                    id: format!("requests:{id}"),
-                    reason,
-                },
-            );
+    for shape in Shape::ALL {
+        let run = Run {
+            mode,
+            shape,
+            out: &out,
         };
-        if targets.contains(&Target::Memory) {
-            let peer = tower_sessions::MemoryStore::default();
-            if let Err(reason) =
-                session_store_benches::guarded(tower(peer, "peer-tower-memory", mode, &out)).await
-            {
-                fail("peer-tower-memory", reason);
-            }
-        }
-        for &target in &targets {
-            let fx = match Fixture::open(target).await {
-                Ok(fx) => fx,
-                Err(reason) => {
-                    fail(target.id(), reason);
-                    continue;
+        let rt = shape.runtime();
+        rt.block_on(async {
+            for &target in &targets {
+                let fx = match Fixture::open(target).await {
+                    Ok(fx) => fx,
+                    Err(reason) => {
+                        fail(&run, target.id(), reason);
+                        continue;
+                    }
+                };
+                if let Err(reason) = session_store_benches::guarded(run_target(&fx, &run)).await {
+                    fail(&run, target.id(), reason);
                 }
-            };
-            if let Err(reason) = session_store_benches::guarded(run_target(&fx, mode, &out)).await {
-                fail(target.id(), reason);
+                fx.teardown().await;
+                run_peers(target, &run).await;
             }
-            fx.teardown().await;
-        }
-    });
+        });
+    }
 }

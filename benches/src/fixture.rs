@@ -51,7 +51,7 @@ fn required(name: &str) -> String {
 }
 
 /// The Redis URL in use: `SESSION_STORE_REDIS_URL`.
-pub(crate) fn redis_url() -> String {
+pub fn redis_url() -> String {
     required("SESSION_STORE_REDIS_URL")
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn cluster_nodes() -> Vec<String> {
 }
 
 /// The PostgreSQL URL in use: `SESSION_STORE_POSTGRES_URL`.
-pub(crate) fn postgres_url() -> String {
+pub fn postgres_url() -> String {
     required("SESSION_STORE_POSTGRES_URL")
 }
 

@@ -31,6 +31,7 @@
 //!   the same for MySQL/MariaDB,
 //!   rusqlite on the calling thread, sled `get`/`insert`, AES-256-GCM).
 //! - [`populate`]: bulk loading for the scale runs.
+//! - [`Shape`]: the runtime shapes of the request benchmark.
 //! - [`stats`]: percentiles and the JSON-lines result files.
 //! - [`report`]: the Markdown report and its SVG charts.
 #![forbid(unsafe_code)]
@@ -42,10 +43,12 @@ mod mode;
 pub mod populate;
 pub mod raw;
 pub mod report;
+mod shape;
 pub mod stats;
 
-pub use fixture::{payload, Fixture, Target, PAYLOADS};
+pub use fixture::{payload, postgres_url, redis_url, Fixture, Target, PAYLOADS};
 pub use mode::Mode;
+pub use shape::{Load, Shape, BUSY_SPIN, BUSY_TASKS, BUSY_WORKERS};
 
 /// A random lowercase hex tag for namespaces (key prefixes, schema names).
 pub fn random_tag() -> String {

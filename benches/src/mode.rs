@@ -86,6 +86,16 @@ impl Mode {
         }
     }
 
+    /// Duration of one point of the request benchmark (shorter than
+    /// [`Mode::point_duration`]: it has two runtime shapes and more paths).
+    pub fn request_point(self) -> Duration {
+        match self {
+            Mode::Ci => Duration::from_millis(30),
+            Mode::Quick => Duration::from_millis(200),
+            Mode::Full => Duration::from_millis(400),
+        }
+    }
+
     /// Concurrency levels (tasks).
     pub fn concurrency(self) -> &'static [usize] {
         match self {

@@ -80,10 +80,15 @@ pub enum Record {
     },
     /// One point of a request-shaped sequence (`benches/requests.rs`).
     Request {
-        /// `load_save`, `load_rotate` or `load_touch`.
+        /// The runtime shape ([`crate::Shape::id`]); `idle` in results
+        /// written before shapes existed.
+        #[serde(default = "idle_shape")]
+        shape: String,
+        /// `create`, `load`, `load_save`, `load_rotate` or `load_touch`.
         sequence: String,
         /// The path: `<target>` (manager), `<target>/tower`,
-        /// `<target>/actix`, or a peer store (`peer-tower-memory`).
+        /// `<target>/actix`, or a peer store (`peer-tower-memory`,
+        /// `peer-tower-moka`, `peer-tower-redis`).
         id: String,
         /// Concurrent tasks, each on its own session.
         tasks: usize,
@@ -144,6 +149,11 @@ pub enum Record {
         /// Name → value.
         facts: Vec<(String, String)>,
     },
+}
+
+/// The shape of request results that name none.
+fn idle_shape() -> String {
+    crate::Shape::Idle.id().to_owned()
 }
 
 /// Appends `record` as one JSON line to `path`.

@@ -16,7 +16,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::Target;
+use crate::{Shape, Target};
 
 /// An id that is none of the shapes the report knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,12 @@ impl fmt::Display for UnknownId {
                 self.id,
                 Target::ALL.map(Target::id).join(", "),
                 Peer::ALL.map(Peer::id).join(", ")
+            ),
+            "runtime shape" => write!(
+                f,
+                "unknown runtime shape {:?}: expected one of {}",
+                self.id,
+                Shape::ALL.map(Shape::id).join(", ")
             ),
             "http path" => write!(
                 f,
@@ -353,6 +359,10 @@ impl PartialOrd for Baseline {
 /// A request-shaped sequence (`benches/requests.rs`), in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {
+    /// A create alone (`create`; the tower-sessions paths and peers only).
+    Create,
+    /// A load alone (`load`; the tower-sessions paths and peers only).
+    Load,
     /// A load, then a save of changed data (`load_save`).
     LoadSave,
     /// A load, then a rotation (`load_rotate`; through the adapters, the
@@ -364,15 +374,28 @@ pub enum Sequence {
 
 impl Sequence {
     /// Every sequence, in report order.
-    pub const ALL: [Sequence; 3] = [
+    pub const ALL: [Sequence; 5] = [
+        Sequence::Create,
+        Sequence::Load,
         Sequence::LoadSave,
         Sequence::LoadRotate,
         Sequence::LoadTouch,
     ];
 
+    /// The sequences run through the tower-sessions trait (our adapter and
+    /// the peers), in report order.
+    pub const TOWER: [Sequence; 4] = [
+        Sequence::Create,
+        Sequence::Load,
+        Sequence::LoadSave,
+        Sequence::LoadRotate,
+    ];
+
     /// The name the benchmark writes.
     pub fn id(self) -> &'static str {
         match self {
+            Sequence::Create => "create",
+            Sequence::Load => "load",
             Sequence::LoadSave => "load_save",
             Sequence::LoadRotate => "load_rotate",
             Sequence::LoadTouch => "load_touch",
@@ -382,6 +405,8 @@ impl Sequence {
     /// The section title in the report.
     pub fn title(self) -> &'static str {
         match self {
+            Sequence::Create => "create",
+            Sequence::Load => "load",
             Sequence::LoadSave => "load → save",
             Sequence::LoadRotate => "load → rotate (adapters: delete + create)",
             Sequence::LoadTouch => "load → touch",
@@ -403,29 +428,48 @@ impl Sequence {
     }
 }
 
+/// Parses a runtime shape name.
+///
+/// # Errors
+/// [`UnknownId`] for a name not in [`Shape::ALL`].
+pub fn parse_shape(s: &str) -> Result<Shape, UnknownId> {
+    Shape::parse(s).ok_or_else(|| UnknownId {
+        kind: "runtime shape",
+        id: s.to_owned(),
+    })
+}
+
 /// A peer store measured through the same framework trait as our adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Peer {
     /// tower-sessions' `MemoryStore` (`peer-tower-memory`).
     TowerMemory,
+    /// tower-sessions-moka-store's `MokaStore` (`peer-tower-moka`).
+    TowerMoka,
+    /// tower-sessions-redis-store's `RedisStore` on one fred client
+    /// (`peer-tower-redis`), same server as ours.
+    TowerRedis,
 }
 
 impl Peer {
     /// Every peer.
-    pub const ALL: [Peer; 1] = [Peer::TowerMemory];
+    pub const ALL: [Peer; 3] = [Peer::TowerMemory, Peer::TowerMoka, Peer::TowerRedis];
 
     /// The id the benchmark writes.
     pub fn id(self) -> &'static str {
         match self {
             Peer::TowerMemory => "peer-tower-memory",
+            Peer::TowerMoka => "peer-tower-moka",
+            Peer::TowerRedis => "peer-tower-redis",
         }
     }
 
     /// Our path it is compared with: the tower-sessions adapter over the
-    /// in-memory store.
+    /// same kind of store (in-memory, or the same Redis server).
     pub fn ours(self) -> RequestPath {
         match self {
-            Peer::TowerMemory => RequestPath::Tower(Target::Memory),
+            Peer::TowerMemory | Peer::TowerMoka => RequestPath::Tower(Target::Memory),
+            Peer::TowerRedis => RequestPath::Tower(Target::Redis),
         }
     }
 }

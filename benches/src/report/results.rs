@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use super::http::{self, HttpHandler, HttpPath, HttpPoint, HttpResults};
 use super::id::{
-    Baseline, Connection, Level, Op, Peer, RequestPath, ResultId, Sequence, Store, UnknownId,
+    self, Baseline, Connection, Level, Op, Peer, RequestPath, ResultId, Sequence, Store, UnknownId,
 };
 use crate::stats::{Record, Summary};
-use crate::Target;
+use crate::{Shape, Target};
 
 /// One timed task (population, cleanup, delete-by-user).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +42,8 @@ pub struct Results {
     pub ops: BTreeMap<(Op, String, ResultId), Summary>,
     /// Concurrency points: (operation, id, tasks) → summary.
     pub concurrency: BTreeMap<(Op, ResultId, usize), Summary>,
-    /// Request sequences: (sequence, path, tasks) → summary.
-    pub requests: BTreeMap<(Sequence, RequestPath, usize), Summary>,
+    /// Request sequences: (runtime shape, sequence, path, tasks) → summary.
+    pub requests: BTreeMap<(Shape, Sequence, RequestPath, usize), Summary>,
     /// HTTP points: (backend, path, handler, clients) → point.
     pub http: HttpResults,
     /// Scale points: (operation, id, live sessions) → summary.
@@ -83,12 +83,18 @@ impl Results {
                     r.concurrency.insert(key, summary);
                 }
                 Record::Request {
+                    shape,
                     sequence,
                     id,
                     tasks,
                     summary,
                 } => {
-                    let key = (Sequence::parse(&sequence)?, RequestPath::parse(&id)?, tasks);
+                    let key = (
+                        id::parse_shape(&shape)?,
+                        Sequence::parse(&sequence)?,
+                        RequestPath::parse(&id)?,
+                        tasks,
+                    );
                     r.requests.insert(key, summary);
                 }
                 Record::Http {
@@ -138,13 +144,20 @@ impl Results {
         Ok(r)
     }
 
-    /// The paths measured for `sequence`, in report order.
-    pub fn request_paths(&self, sequence: Sequence) -> Vec<RequestPath> {
+    /// The runtime shapes with request results, in report order.
+    pub fn request_shapes(&self) -> Vec<Shape> {
+        let mut shapes: Vec<_> = self.requests.keys().map(|(s, ..)| *s).collect();
+        shapes.dedup();
+        shapes
+    }
+
+    /// The paths measured for `sequence` in `shape`, in report order.
+    pub fn request_paths(&self, shape: Shape, sequence: Sequence) -> Vec<RequestPath> {
         let mut paths: Vec<_> = self
             .requests
             .keys()
-            .filter(|(q, ..)| *q == sequence)
-            .map(|(_, p, _)| *p)
+            .filter(|(s, q, ..)| *s == shape && *q == sequence)
+            .map(|(_, _, p, _)| *p)
             .collect();
         paths.dedup();
         paths
@@ -159,15 +172,39 @@ impl Results {
     }
 
     /// One request point.
-    pub fn request(&self, sequence: Sequence, path: RequestPath, tasks: usize) -> Option<&Summary> {
-        self.requests.get(&(sequence, path, tasks))
+    pub fn request(
+        &self,
+        shape: Shape,
+        sequence: Sequence,
+        path: RequestPath,
+        tasks: usize,
+    ) -> Option<&Summary> {
+        self.requests.get(&(shape, sequence, path, tasks))
     }
 
-    /// p50 of our path over the peer's, same sequence and tasks.
-    pub fn peer_ratio(&self, sequence: Sequence, peer: Peer, tasks: usize) -> Option<f64> {
-        let ours = self.request(sequence, peer.ours(), tasks)?;
-        let theirs = self.request(sequence, RequestPath::Peer(peer), tasks)?;
+    /// p50 of our path over the peer's, same shape, sequence and tasks.
+    pub fn peer_ratio(
+        &self,
+        shape: Shape,
+        sequence: Sequence,
+        peer: Peer,
+        tasks: usize,
+    ) -> Option<f64> {
+        let ours = self.request(shape, sequence, peer.ours(), tasks)?;
+        let theirs = self.request(shape, sequence, RequestPath::Peer(peer), tasks)?;
         (theirs.p50_ns > 0.0).then(|| ours.p50_ns / theirs.p50_ns)
+    }
+
+    /// The peers measured, in report order.
+    pub fn peers(&self) -> Vec<Peer> {
+        Peer::ALL
+            .into_iter()
+            .filter(|p| {
+                self.requests
+                    .keys()
+                    .any(|(_, _, path, _)| *path == RequestPath::Peer(*p))
+            })
+            .collect()
     }
 
     /// The summary of one single-task result.
@@ -351,9 +388,23 @@ pub(super) mod tests {
         }
     }
 
-    /// A request-sequence record with the given p50 and p99 (ns).
+    /// A request-sequence record in the `idle` shape with the given p50
+    /// and p99 (ns).
     pub fn request(sequence: &str, id: &str, tasks: usize, p50: f64, p99: f64) -> Record {
+        request_in("idle", sequence, id, tasks, p50, p99)
+    }
+
+    /// A request-sequence record in `shape` with the given p50 and p99 (ns).
+    pub fn request_in(
+        shape: &str,
+        sequence: &str,
+        id: &str,
+        tasks: usize,
+        p50: f64,
+        p99: f64,
+    ) -> Record {
         Record::Request {
+            shape: shape.into(),
             sequence: sequence.into(),
             id: id.into(),
             tasks,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::budget::{self, Budget, Check};
 use super::chart::{self, Bar, Chart, Group};
 use super::format::{esc, maybe_ns, ns, ops, ratio, secs};
-use super::id::{Level, Op, Peer, ResultId, Sequence};
+use super::id::{Level, Op, RequestPath, ResultId, Sequence};
 use super::results::Results;
 use crate::Target;
 
@@ -264,50 +264,121 @@ fn concurrency_cell(r: &Results, op: Op, id: ResultId, tasks: usize) -> String {
     )
 }
 
+/// The peer comparison: per peer and runtime shape, our tower-sessions
+/// adapter's p50 over the peer's for every sequence run through the trait,
+/// at one task and at the most tasks measured. Empty without peers.
+fn peer_summary(r: &Results, levels: &[usize]) -> String {
+    let peers = r.peers();
+    let (Some(&low), Some(&high)) = (levels.first(), levels.last()) else {
+        return String::new();
+    };
+    if peers.is_empty() {
+        return String::new();
+    }
+    let mut md = format!(
+        "### Ours over each peer
+
+\
+         p50 of our tower-sessions adapter over the peer store's p50, same trait, data, \
+         backend server, runtime shape and run; below 1.00× ours is faster. \
+         Cells: at {low} task(s) / at {high} tasks.\n\n\
+         | peer | ours | shape |"
+    );
+    for q in Sequence::TOWER {
+        let _ = write!(md, " {} |", q.title());
+    }
+    md.push_str("\n| --- | --- | --- |");
+    md.push_str(&" --- |".repeat(Sequence::TOWER.len()));
+    md.push('\n');
+    for peer in peers {
+        for shape in r.request_shapes() {
+            let _ = write!(
+                md,
+                "| {} | {} | {} |",
+                peer.id(),
+                esc(&peer.ours().to_string()),
+                shape.id()
+            );
+            for q in Sequence::TOWER {
+                let _ = write!(
+                    md,
+                    " {} / {} |",
+                    ratio(r.peer_ratio(shape, q, peer, low)),
+                    ratio(r.peer_ratio(shape, q, peer, high))
+                );
+            }
+            md.push('\n');
+        }
+    }
+    md.push('\n');
+    md
+}
+
 /// Request-shaped sequences: p50 and p99 of each sequence at every task
-/// count, per path (manager, adapters, peers), with our adapter's p50 over
-/// the peer's where a peer was measured. Empty without results.
+/// count, per runtime shape and path (manager, adapters, peers), with our
+/// adapter's p50 over each peer's on the peer's row. Empty without results.
 pub fn requests(r: &Results) -> String {
     let levels = r.request_levels();
     if levels.is_empty() {
         return String::new();
     }
     let mut md = String::from(
-        "## Requests (load, then save, rotate or touch; 1 KiB of data)\n\n\
+        "## Requests (create, load, and load then save, rotate or touch; 1 KiB of data)\n\n\
          Each task repeats one sequence on its own session, the way a web handler \
          uses the store. Cells: p50 · p99 of the whole sequence. Through an adapter, \
-         \"rotate\" is the framework's own delete and create. The ratio after an \
-         adapter row is its p50 over the peer store's (same trait, same data, same run).\n\n",
+         \"rotate\" is the framework's own delete and create; `create` and `load` alone \
+         run through the tower-sessions trait only (our adapter and the peers). Peers \
+         run through the same trait with the same data right after our paths on the \
+         same server: `peer-tower-memory` (tower-sessions' `MemoryStore`) and \
+         `peer-tower-moka` (tower-sessions-moka-store) against `memory (tower-sessions \
+         adapter)`, `peer-tower-redis` (tower-sessions-redis-store, one fred client) \
+         against `redis (tower-sessions adapter)`; \"ours N×\" on a peer's row is our \
+         adapter's p50 over the peer's. Runtime shapes: `idle` is the harness's \
+         multi-thread runtime with nothing else running; `busy` a 2-worker \
+         multi-thread runtime where 2 CPU-bound tasks spin 50 µs between yields \
+         throughout, the way handlers share a server's runtime.\n\n",
     );
-    for sequence in Sequence::ALL {
-        let paths = r.request_paths(sequence);
-        if paths.is_empty() {
-            continue;
-        }
-        let _ = write!(md, "### {}\n\n| path |", sequence.title());
-        for l in &levels {
-            let _ = write!(md, " {l} tasks: p50 · p99 |");
-        }
-        md.push_str("\n| --- |");
-        md.push_str(&" --- |".repeat(levels.len()));
-        md.push('\n');
-        for path in paths {
-            let _ = write!(md, "| {} |", esc(&path.to_string()));
-            let peer = Peer::ALL.into_iter().find(|p| p.ours() == path);
-            for &l in &levels {
-                match r.request(sequence, path, l) {
-                    Some(s) => {
-                        let vs = peer
-                            .and_then(|p| r.peer_ratio(sequence, p, l))
-                            .map_or(String::new(), |x| format!(" ({} peer)", ratio(Some(x))));
-                        let _ = write!(md, " {} · {}{vs} |", ns(s.p50_ns), ns(s.p99_ns));
+    md.push_str(&peer_summary(r, &levels));
+    for shape in r.request_shapes() {
+        let _ = write!(md, "### Shape `{}`: {}\n\n", shape.id(), shape.title());
+        for sequence in Sequence::ALL {
+            let paths = r.request_paths(shape, sequence);
+            if paths.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                md,
+                "#### {} (`{}`)\n\n| path |",
+                sequence.title(),
+                shape.id()
+            );
+            for l in &levels {
+                let _ = write!(md, " {l} tasks: p50 · p99 |");
+            }
+            md.push_str("\n| --- |");
+            md.push_str(&" --- |".repeat(levels.len()));
+            md.push('\n');
+            for path in paths {
+                let _ = write!(md, "| {} |", esc(&path.to_string()));
+                let peer = match path {
+                    RequestPath::Peer(p) => Some(p),
+                    _ => None,
+                };
+                for &l in &levels {
+                    match r.request(shape, sequence, path, l) {
+                        Some(s) => {
+                            let vs = peer
+                                .and_then(|p| r.peer_ratio(shape, sequence, p, l))
+                                .map_or(String::new(), |x| format!(" (ours {})", ratio(Some(x))));
+                            let _ = write!(md, " {} · {}{vs} |", ns(s.p50_ns), ns(s.p99_ns));
+                        }
+                        None => md.push_str(" — |"),
                     }
-                    None => md.push_str(" — |"),
                 }
+                md.push('\n');
             }
             md.push('\n');
         }
-        md.push('\n');
     }
     md
 }
@@ -714,35 +785,95 @@ mod tests {
 
     #[test]
     fn requests_table_has_p99_next_to_p50_and_the_peer_ratio() {
-        use super::super::results::tests::request;
+        use super::super::results::tests::{request, request_in};
         let r = results(vec![
             request("load_save", "memory/tower", 1, 2_000.0, 4_000.0),
             request("load_save", "peer-tower-memory", 1, 1_000.0, 3_000.0),
+            request("load_save", "peer-tower-moka", 1, 4_000.0, 5_000.0),
             request("load_save", "memory", 1, 1_500.0, 9_000.0),
             request("load_touch", "sqlite/actix", 8, 50_000.0, 90_000.0),
+            request_in("busy", "create", "redis/tower", 8, 30_000.0, 60_000.0),
+            request_in("busy", "create", "peer-tower-redis", 8, 20_000.0, 90_000.0),
         ]);
         let md = requests(&r);
         assert!(md.starts_with("## Requests"), "{md}");
         assert!(
-            md.contains("### load → save\n\n| path | 1 tasks: p50 · p99 | 8 tasks: p50 · p99 |")
+            md.contains(
+                "#### load → save (`idle`)\n\n| path | 1 tasks: p50 · p99 | 8 tasks: p50 · p99 |"
+            ),
+            "{md}"
         );
         assert!(
             md.contains("| memory (manager) | 1.5 µs · 9.0 µs | — |"),
             "{md}"
         );
         assert!(
-            md.contains("| memory (tower-sessions adapter) | 2.0 µs · 4.0 µs (2.00× peer) | — |"),
+            md.contains("| memory (tower-sessions adapter) | 2.0 µs · 4.0 µs | — |"),
             "{md}"
         );
         assert!(
-            md.contains("| peer-tower-memory | 1.0 µs · 3.0 µs | — |"),
+            md.contains("| peer-tower-memory | 1.0 µs · 3.0 µs (ours 2.00×) | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| peer-tower-moka | 4.0 µs · 5.0 µs (ours 0.50×) | — |"),
             "{md}"
         );
         assert!(
             md.contains("| sqlite (actix-session adapter) | — | 50 µs · 90 µs |"),
             "{md}"
         );
+        // The busy shape has its own tables, and its peer row its ratio.
+        let busy = md.find("### Shape `busy`").expect("busy shape");
+        assert!(md.find("### Shape `idle`").expect("idle shape") < busy);
+        assert!(md[busy..].contains("#### create (`busy`)"), "{md}");
+        assert!(
+            md[busy..].contains("| peer-tower-redis | — | 20 µs · 90 µs (ours 1.50×) |"),
+            "{md}"
+        );
         assert!(!md.contains("load → rotate"));
+        // The summary: one row per peer and shape, 1 task / most tasks.
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| {
+                l.starts_with("| peer-tower-")
+                    && (l.contains(" | idle | ") || l.contains(" | busy | "))
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "| peer-tower-memory | memory (tower-sessions adapter) | idle | — / — | — / — | 2.00× / — | — / — |",
+                "| peer-tower-memory | memory (tower-sessions adapter) | busy | — / — | — / — | — / — | — / — |",
+                "| peer-tower-moka | memory (tower-sessions adapter) | idle | — / — | — / — | 0.50× / — | — / — |",
+                "| peer-tower-moka | memory (tower-sessions adapter) | busy | — / — | — / — | — / — | — / — |",
+                "| peer-tower-redis | redis (tower-sessions adapter) | idle | — / — | — / — | — / — | — / — |",
+                "| peer-tower-redis | redis (tower-sessions adapter) | busy | — / 1.50× | — / — | — / — | — / — |",
+            ]
+        );
         assert_eq!(requests(&results(vec![])), "");
+    }
+
+    #[test]
+    fn request_results_without_a_shape_are_idle_and_unknown_shapes_refused() {
+        let line = r#"{"kind":"request","sequence":"load","id":"redis/tower","tasks":1,"summary":{"n":1,"p50_ns":1.0,"p99_ns":1.0,"mean_ns":1.0,"ops_per_sec":1.0}}"#;
+        let rec: crate::stats::Record = serde_json::from_str(line).expect("record");
+        let r = results(vec![rec.clone()]);
+        assert_eq!(r.request_shapes(), [crate::Shape::Idle]);
+        let crate::stats::Record::Request { summary, .. } = rec else {
+            panic!("not a request");
+        };
+        let bad = crate::stats::Record::Request {
+            shape: "criterion".into(),
+            sequence: "load".into(),
+            id: "redis/tower".into(),
+            tasks: 1,
+            summary,
+        };
+        let err = Results::from_records([bad]).expect_err("unknown shape");
+        assert_eq!(
+            err.to_string(),
+            "unknown runtime shape \"criterion\": expected one of idle, busy"
+        );
     }
 }
