@@ -65,6 +65,12 @@ pub enum Durability {
     /// log writes, once about 256 KiB were written since the last flush, and
     /// `delete_all` and cleanup do the same between their batches: at most
     /// one or two log writes are ever queued.
+    ///
+    /// In this mode the small writes run their (memory-only) transaction on
+    /// the calling task, and the back-pressure flush on the blocking pool:
+    /// only the writer that reaches the bound, and writers arriving during
+    /// the flush, wait for it, asynchronously (see "Where the work runs" on
+    /// [`SledStore`]).
     Periodic(Duration),
 }
 

@@ -1,6 +1,8 @@
 //! The open database and its durability machinery: opening a directory
 //! safely, namespaces (one [`SledStore`] per tree prefix), the flush policy of
-//! [`Durability`], group commit and back-pressure.
+//! [`Durability`], group commit, back-pressure, and the process-wide gate
+//! that lets inline (periodic-mode) writers wait for a flush in progress
+//! without blocking a runtime worker.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

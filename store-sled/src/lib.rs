@@ -68,9 +68,13 @@
 //!   directory (or `temporary`).
 //!
 //! ## Threads
-//! Reads (`load`, `list_user`) run inline; writes and
-//! [`SledConfig::build`] run on tokio's blocking pool because sled 0.34
-//! transactions share a process-wide lock with disk flushes (details on
+//! Reads (`load`, `list_user`) run inline. With [`Durability::Periodic`]
+//! the small writes (create, save, touch, rotate, delete) also run their
+//! transaction inline, which only changes memory, and the back-pressure
+//! flush runs on tokio's blocking pool; every other write, every write with
+//! [`Durability::EveryWrite`] and [`SledConfig::build`] run on the blocking
+//! pool, because sled 0.34 transactions share a process-wide lock with disk
+//! flushes (what can block, for how long and why: "Where the work runs" on
 //! [`SledStore`]). Without a tokio runtime every call runs inline.
 //!
 //! ## Modules

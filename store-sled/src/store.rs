@@ -57,21 +57,62 @@ fn abort<T>(e: Error) -> TxResult<T> {
 /// operation (the method name) and the database directory (or `temporary`).
 ///
 /// A call whose future is dropped before it completes may still take effect:
-/// writes run to completion on the blocking pool (each is one transaction, so
-/// it happens entirely or not at all).
+/// writes on the blocking pool run to completion there, and an inline
+/// (periodic-mode) write may have committed before the wait for its
+/// back-pressure flush; each is one transaction, so it happens entirely or
+/// not at all.
 ///
 /// # Where the work runs
 /// - `load` and `list_user` read sled inline on the calling task: a sled read
 ///   is a lock-free tree lookup (about a microsecond), cheaper than any
 ///   thread hand-off, and it never does I/O for data in the page cache.
-/// - Every write runs on tokio's blocking pool. In sled 0.34 every
-///   multi-tree transaction takes a **process-wide** write lock, and sled's
-///   flushes (ours and the periodic flusher's) hold the read side of that
-///   lock while they write and sync the log. A transaction can therefore wait
-///   for a disk flush; on the blocking pool that wait never stalls a runtime
-///   worker. With [`Durability::EveryWrite`](crate::Durability::EveryWrite)
-///   the flush and `fdatasync` run in the same blocking task, after the
-///   transaction has released the lock.
+/// - With [`Durability::EveryWrite`](crate::Durability::EveryWrite) every
+///   write runs on tokio's blocking pool: its cost is the `Db::flush` and
+///   `fdatasync` that follow the transaction (milliseconds), which must not
+///   run on a runtime worker. They run in the same blocking task, after the
+///   transaction has released sled's lock (group commit: see `SledDb`).
+/// - With [`Durability::Periodic`](crate::Durability::Periodic) the small
+///   writes (create, save, touch, rotate, delete) run their transaction **on
+///   the calling task**: it only changes sled's memory (the log is written
+///   by sled's threads), so it costs about what the transaction costs,
+///   while a hop to the blocking pool and back costs more than the
+///   transaction (measured with `examples/sled_write_breakdown.rs`).
+///   `delete_user`, `delete_all` and cleanup, whose size has no bound, stay
+///   on the blocking pool.
+///
+/// What an inline periodic-mode transaction can wait for, and for how long:
+/// - **Other transactions**: sled 0.34 serialises every multi-tree
+///   transaction on one **process-wide** lock. Each holds it for its few
+///   sled operations (microseconds); ours are one record and two index
+///   entries.
+/// - **Flushes**: `Db::flush` holds the read side of that lock while it
+///   waits for the log writes it covers (`pwrite` and `sync_file_range`
+///   waiting for the disk: milliseconds on a loaded disk). This crate's
+///   flushes (back-pressure, durable writes of any store in the process,
+///   `flush`) are registered in a process-wide gate, and an inline writer
+///   first waits *asynchronously* for a flush in progress to end, so it does
+///   not block a worker behind one. A flush that starts in the microseconds
+///   between that check and the transaction, or one run by other code on
+///   the raw [`sled::Db`], can still hold it up for that flush's duration.
+/// - **The back-pressure flush itself** (see
+///   [`Durability::Periodic`](crate::Durability::Periodic)) runs on the
+///   blocking pool; the writer that reaches the bound waits for it
+///   asynchronously, and so do writers arriving meanwhile (as above).
+/// - **sled's log segments**: the writer whose transaction fills sled's I/O
+///   buffer seals it and queues its write on sled's threads (no waiting);
+///   when that buffer also ends a log segment and the file is being
+///   truncated (after rewrites freed segments at its end), it waits for the
+///   truncation (`set_len` and `fsync`) to get the next segment. This is
+///   rare (at most once per 512 KiB segment written, and only while a
+///   truncation is pending), and back-pressure keeps sled's queue short so
+///   the wait is one truncation, not a queue of writes.
+///
+/// So a runtime worker is held for microseconds per write, and for a disk
+/// operation only in the rare cases above; that trade is what this mode
+/// chooses (the same transaction on the blocking pool cost several times
+/// more per write, always). Applications that cannot accept any disk wait
+/// on a worker use [`Durability::EveryWrite`](crate::Durability::EveryWrite),
+/// whose writes all run on the blocking pool.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<StoreInner>,
