@@ -673,7 +673,7 @@ impl SessionManager {
                 key: presented.short_hash(),
                 ip: client_ip,
             };
-            let (token, key, record) = match self.resolve(token, now).await? {
+            let (token, key, record) = match self.resolve(token, presented, now).await? {
                 Resolved::Live(token, key, record) => (token, key, record),
                 Resolved::Missing => {
                     self.report_miss(&presented, client_ip, now).await;
@@ -739,9 +739,15 @@ impl SessionManager {
         self.emit(event);
     }
 
-    /// Follows forwarders to the live session, if any.
-    async fn resolve(&self, mut token: SessionToken, now: Timestamp) -> Result<Resolved> {
-        let mut key = token.storage_key();
+    /// Follows forwarders to the live session, if any. `key` is
+    /// `token.storage_key()`, which the caller already has (one hash less
+    /// per load).
+    async fn resolve(
+        &self,
+        mut token: SessionToken,
+        mut key: StorageKey,
+        now: Timestamp,
+    ) -> Result<Resolved> {
         for _ in 0..=MAX_FORWARD_HOPS {
             let found = match self.backend.load(&key, now).await {
                 Ok(found) => found,
@@ -881,7 +887,10 @@ impl SessionManager {
             Err(Error::Conflict) if matches!(reason, RotateReason::Renewal) => {
                 // Someone else renewed this token first: join their successor
                 // if the grace window lets the old token reach it.
-                match self.resolve(session.token.clone(), now).await? {
+                match self
+                    .resolve(session.token.clone(), session.key, now)
+                    .await?
+                {
                     Resolved::Live(token, key, record) if key != session.key => {
                         let stored = StoredMeta::decode(&record.meta)?;
                         session.family = stored.family_key();

@@ -15,19 +15,24 @@ use crate::config::MAX_COOKIE_BYTES;
 /// whitespace inside them trimmed), and
 /// a pair longer than [`MAX_COOKIE_BYTES`] is ignored. Values that are not
 /// valid UTF-8 are skipped.
-pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    // An iterator, not a collected list: the callers stop at the first
+    // usable value, and a request costs no allocation here.
+    headers
+        .get_all(COOKIE)
+        .into_iter()
+        .flat_map(|header| header.as_bytes().split(|b| *b == b';'))
+        .filter_map(move |pair| {
             let pair = pair.trim_ascii();
             if pair.is_empty() || pair.len() > MAX_COOKIE_BYTES {
-                continue;
+                return None;
             }
-            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
-                continue;
-            };
+            let eq = pair.iter().position(|b| *b == b'=')?;
             if pair[..eq].trim_ascii() != name.as_bytes() {
-                continue;
+                return None;
             }
             let mut value = pair[eq + 1..].trim_ascii();
             if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
@@ -35,18 +40,18 @@ pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> Vec<&'
                 // `s="\t"` giving a tab).
                 value = value[1..value.len() - 1].trim_ascii();
             }
-            if let Ok(v) = std::str::from_utf8(value) {
-                out.push(v);
-            }
-        }
-    }
-    out
+            std::str::from_utf8(value).ok()
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    fn values<'a>(h: &'a HeaderMap, name: &'a str) -> Vec<&'a str> {
+        cookie_values(h, name).collect()
+    }
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -59,23 +64,20 @@ mod tests {
     #[test]
     fn foreign_bytes_quotes_and_empty_pairs_do_not_matter() {
         let h = headers(&[b"a=\xff\xfe; ;; =x; junk; s=\"tok\"; b=\xc3\xa9"]);
-        assert_eq!(cookie_values(&h, "s"), ["tok"]);
+        assert_eq!(values(&h, "s"), ["tok"]);
         let h = headers(&[b"a=1", b"s = tok2 ", b"s=tok3"]);
-        assert_eq!(cookie_values(&h, "s"), ["tok2", "tok3"]);
-        assert!(
-            cookie_values(&h, "S").is_empty(),
-            "names are case-sensitive"
-        );
+        assert_eq!(values(&h, "s"), ["tok2", "tok3"]);
+        assert!(values(&h, "S").is_empty(), "names are case-sensitive");
         let long = format!("s={}", "a".repeat(MAX_COOKIE_BYTES));
         let h = headers(&[long.as_bytes(), b"s=short"]);
-        assert_eq!(cookie_values(&h, "s"), ["short"]);
+        assert_eq!(values(&h, "s"), ["short"]);
         let h = headers(&[b"\t;\t;\t\";s=\"\t\";s=\"", b"s=\" tok4 \""]);
         assert_eq!(
-            cookie_values(&h, "s"),
+            values(&h, "s"),
             ["", "\"", "tok4"],
             "whitespace inside quotes is trimmed (a fuzzing find)"
         );
         let h = headers(&[b"sx=1; xs=2"]);
-        assert!(cookie_values(&h, "s").is_empty());
+        assert!(values(&h, "s").is_empty());
     }
 }

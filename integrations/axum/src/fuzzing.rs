@@ -48,7 +48,7 @@ pub fn cookie_header(data: &[u8]) {
             HeaderValue::from_str(&format!("{name}={TOKEN}")).expect("valid header"),
         );
         assert!(
-            cookie_values(&extra, name).contains(&TOKEN),
+            cookie_values(&extra, name).any(|v| v == TOKEN),
             "another Cookie header cannot hide the session"
         );
 
@@ -63,7 +63,7 @@ pub fn cookie_header(data: &[u8]) {
                 }
                 joined.append(COOKIE, v);
                 assert!(
-                    cookie_values(&joined, name).contains(&TOKEN),
+                    cookie_values(&joined, name).any(|v| v == TOKEN),
                     "other cookies' bytes cannot hide the session"
                 );
             }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::response::{IntoResponse, Response};
@@ -212,7 +212,13 @@ where
         return error_response(&shared, SessionError::BodyTooLarge);
     }
     let state = Arc::new(RequestState::new(shared.clone(), &parts));
-    let mut body = Body::new(Limited::new(body, limit));
+    // An empty body (a `GET`) cannot pass the limit: it is passed on as is,
+    // without the boxed wrapper every other body gets.
+    let mut body = if HttpBody::is_end_stream(&body) {
+        body
+    } else {
+        Body::new(Limited::new(body, limit))
+    };
 
     if shared.config.csrf.enabled() && !is_safe(&parts.method) && !state.token_via_header() {
         match check_csrf(&shared, &state, &parts, body).await {

@@ -134,7 +134,6 @@ impl RequestState {
         // cookie with the longest path first); malformed ones are skipped.
         let presented = from_header.or_else(|| {
             cookie_values(&parts.headers, config.cookie.name())
-                .into_iter()
                 .find_map(|v| SessionToken::parse(v).ok())
                 .map(|token| Presented {
                     token,
@@ -142,7 +141,6 @@ impl RequestState {
                 })
         });
         let anon_csrf = cookie_values(&parts.headers, config.csrf.cookie_name())
-            .into_iter()
             .find(|v| csrf::verify_anonymous(&shared.csrf_key, v))
             .map(str::to_owned);
         let ip = signals::client_ip(parts, &config.client_ip);
