@@ -831,7 +831,7 @@ mod tests {
             md[busy..].contains("| peer-tower-redis | — | 20 µs · 90 µs (ours 1.50×) |"),
             "{md}"
         );
-        assert!(!md.contains("load → rotate"));
+        assert!(!md.contains("#### load → rotate"));
         // The summary: one row per peer and shape, 1 task / most tasks.
         let rows: Vec<&str> = md
             .lines()
