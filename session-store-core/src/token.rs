@@ -94,13 +94,12 @@ impl SessionToken {
         {
             return Err(Error::InvalidId);
         }
-        let mut bytes = URL_SAFE_NO_PAD
-            .decode(input)
-            .map_err(|_| Error::InvalidId)?;
-        let ok = bytes.len() == TOKEN_BYTES;
-        bytes.zeroize();
-        if !ok {
-            return Err(Error::InvalidId);
+        // Decoded on the stack (no allocation per parsed cookie), zeroized
+        // on drop.
+        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
+        match URL_SAFE_NO_PAD.decode_slice(input, &mut bytes[..]) {
+            Ok(TOKEN_BYTES) => {}
+            _ => return Err(Error::InvalidId),
         }
         Ok(SessionToken {
             text: input.to_owned(),
