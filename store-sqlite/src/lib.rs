@@ -28,10 +28,20 @@
 //! ## Capabilities
 //! - The whole contract, [`Capabilities::full`](session_store_core::Capabilities::full):
 //!   counted, bounded cleanup.
-//! - Never blocks the async runtime: a dedicated writer thread owns the only
-//!   write connection and a small pool of reader threads own read
-//!   connections; calls cross over a queue and come back through a tokio
-//!   oneshot (no `spawn_blocking`). Both sides busy-wait briefly (bounded by
+//! - The request path costs what its statement costs: when a connection is
+//!   free and nothing is queued, load, create, save, touch, rotate and
+//!   delete run their statement on the calling thread (no hand-off, no
+//!   spinning; [`SqliteConfig::with_inline`], on by default). What could
+//!   block the async runtime stays off it: a lock held by another process is
+//!   never waited for there, writes that `fsync` (`synchronous=FULL`) and
+//!   WAL checkpoints run on the SQLite threads, and an inline statement
+//!   slower than 1 ms (a cold page cache) sends the next 20 ms of work to
+//!   the threads (the measured cold-read figures are in the `worker` module
+//!   source docs).
+//! - Otherwise, a dedicated writer thread owns the only write connection
+//!   and a small pool of reader threads own read connections; calls cross
+//!   over a queue and come back through a tokio oneshot (no
+//!   `spawn_blocking`). Both sides busy-wait briefly (bounded by
 //!   [`SqliteConfig::with_spin_wait`], 50 µs by default) before parking,
 //!   because waking a parked thread costs several times a primary-key
 //!   statement. Statements are prepared once per connection and cached.
