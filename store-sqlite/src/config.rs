@@ -242,6 +242,7 @@ impl SqliteConfig {
     /// | `SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS` | The older name of `SESSION_STORE_SQLITE_OPERATION_TIMEOUT_MS` (which wins when both are set). | `2000` |
     /// | `SESSION_STORE_SQLITE_CACHE_KIB` | Page cache of each connection in KiB, `1` to `16777216` (see [`SqliteConfig::with_cache_kib`]). | `32768` |
     /// | `SESSION_STORE_SQLITE_SPIN_WAIT_US` | Microseconds, `0` to `1000`, that callers and idle workers busy-wait before parking (see [`SqliteConfig::with_spin_wait`]); `0` turns it off. | `50` |
+    /// | `SESSION_STORE_SQLITE_INLINE` | `true` or `false` (also `1`/`0`, `on`/`off`): whether uncontended statements run on the calling thread (see [`SqliteConfig::with_inline`]). | `true` |
     /// | `SESSION_STORE_SQLITE_WAL_CHECKPOINT` | Size of the write-ahead log past which the writer checkpoints between jobs, `64KiB` to `1GiB` (see [`SqliteConfig::with_wal_checkpoint`]). | `8MiB` |
     /// | `SESSION_STORE_SQLITE_WAL_SIZE_LIMIT` | Size the write-ahead log file is truncated to when it restarts, `0` to `1GiB` (see [`SqliteConfig::with_wal_size_limit`]). | `8MiB` |
     /// | `SESSION_STORE_SQLITE_IDLE_CHECKPOINT_MS` | Milliseconds the writer must be idle before it truncates the log (see [`SqliteConfig::with_idle_checkpoint`]); `0` turns it off. | `1000` |
@@ -910,6 +911,7 @@ mod tests {
             ("SESSION_STORE_SQLITE_READERS", "3"),
             ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "250"),
             ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "0"),
+            ("SESSION_STORE_SQLITE_INLINE", "off"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "1024"),
             ("SESSION_STORE_SQLITE_WAL_CHECKPOINT", "2MiB"),
             ("SESSION_STORE_SQLITE_WAL_SIZE_LIMIT", "512 KiB"),
@@ -924,6 +926,7 @@ mod tests {
         assert_eq!(c.readers(), 3);
         assert_eq!(c.busy_timeout(), Duration::from_millis(250));
         assert_eq!(c.spin_wait(), Duration::ZERO);
+        assert!(!c.inline());
         assert_eq!(c.cache_kib(), 1024);
         assert_eq!(c.wal_checkpoint_threshold(), 2 * 1024 * 1024);
         assert_eq!(c.wal_size_limit(), 512 * 1024);
@@ -969,6 +972,7 @@ mod tests {
             ("SESSION_STORE_SQLITE_READERS", "65"),
             ("SESSION_STORE_SQLITE_BUSY_TIMEOUT_MS", "soon"),
             ("SESSION_STORE_SQLITE_SPIN_WAIT_US", "1001"),
+            ("SESSION_STORE_SQLITE_INLINE", "sometimes"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "0"),
             ("SESSION_STORE_SQLITE_CACHE_KIB", "16777217"),
             ("SESSION_STORE_SQLITE_WAL_CHECKPOINT", "1KiB"),
