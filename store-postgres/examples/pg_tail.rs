@@ -4,13 +4,14 @@
 //! that machine noise hits them alike. A measuring aid, not a benchmark:
 //!
 //! `cargo run --release -p session-store-postgres --example pg_tail -- \
-//!     [--secs 2] [--rounds 2] [--tasks 1,8,32,64] [--pools 10,tasks] [--workers 2] [--ops load,save]`
+//!     [--secs 2] [--rounds 2] [--tasks 1,8,32,64] [--pools 10,tasks] [--workers 2] [--ops load,save] [--variants store,lease,lease+dl,sqlx-fair,sqlx-unfair]`
 //!
 //! Variants (same statement, same 1 KiB row):
 //! - `store`: `SessionBackend::load` / `save` of a `PostgresStore`;
 //! - `lease`: the store's connection layer (`session_store_sqlx_pool`) used
 //!   directly, timing the wait for a connection apart from the statement,
-//!   and checking that waiters are served in arrival order;
+//!   and checking that waiters are served in arrival order (`lease+dl`:
+//!   the same inside an operation deadline, as the store runs it);
 //! - `sqlx-fair` / `sqlx-unfair`: a plain sqlx `PgPool` (fair, the default,
 //!   or `__fair(false)`), the statement run on `&pool`.
 //!
@@ -51,6 +52,9 @@ fn record(now: Timestamp) -> SessionRecord {
 enum Variant {
     Store,
     Lease,
+    /// `Lease` inside an operation deadline (`tokio::time::timeout`), as
+    /// the store runs every operation.
+    LeaseDeadline,
     SqlxFair,
     SqlxUnfair,
 }
@@ -60,6 +64,7 @@ impl Variant {
         match self {
             Variant::Store => "store",
             Variant::Lease => "lease",
+            Variant::LeaseDeadline => "lease+dl",
             Variant::SqlxFair => "sqlx-fair",
             Variant::SqlxUnfair => "sqlx-unfair",
         }
@@ -179,6 +184,15 @@ async fn one_op(
                 let store = sh.store.as_ref().expect("store");
                 store.load(key, now).await.expect("load").expect("row");
             }
+        }
+        Variant::LeaseDeadline => {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                Box::pin(one_op(sh, Variant::Lease, save, key, rec, now, log)),
+            )
+            .await
+            .expect("deadline");
+            return;
         }
         Variant::Lease => {
             let a = sh.arrival.fetch_add(1, Ordering::SeqCst);
@@ -304,10 +318,10 @@ async fn cell(
         100.0 * over1 as f64 / ops.max(1) as f64,
         per_task.iter().min().unwrap_or(&0),
         per_task.iter().max().unwrap_or(&0),
-        us(Duration::from_nanos((s1 - s0) / ops.max(1) as u64)),
-        us(Duration::from_nanos((c1 - c0) / ops.max(1) as u64)),
+        us(Duration::from_nanos(s1.saturating_sub(s0) / ops.max(1) as u64)),
+        us(Duration::from_nanos(c1.saturating_sub(c0) / ops.max(1) as u64)),
     );
-    if variant == Variant::Lease {
+    if matches!(variant, Variant::Lease | Variant::LeaseDeadline) {
         let mut wait: Vec<Duration> = logs.iter().flat_map(|l| l.wait.clone()).collect();
         let mut exec: Vec<Duration> = logs.iter().flat_map(|l| l.exec.clone()).collect();
         let waited1 = wait
@@ -379,6 +393,7 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
         .map(|v| match v {
             "store" => Variant::Store,
             "lease" => Variant::Lease,
+            "lease+dl" => Variant::LeaseDeadline,
             "sqlx-fair" => Variant::SqlxFair,
             _ => Variant::SqlxUnfair,
         })
@@ -451,7 +466,7 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
                                         .await?,
                                 )
                             }
-                            Variant::Lease => {
+                            Variant::Lease | Variant::LeaseDeadline => {
                                 sh.lease = Some(Connections::new(
                                     opts(true).connect(&url).await?,
                                     None,
