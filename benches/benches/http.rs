@@ -3,8 +3,8 @@
 //! `session-store-axum` (`ours`), through axum + tower-sessions with
 //! `session-store-tower-sessions` over the same backend (`tower`), and with
 //! no session layer at all (`none`); SQLite and Redis; 1 and 64 concurrent
-//! clients, each a `reqwest` client with its own cookie jar, keep-alive
-//! connection and session. In the same run, one backend round trip
+//! clients, each a `reqwest` client with its own cookies (kept by hand, see
+//! `Client`), keep-alive connection and session. In the same run, one backend round trip
 //! (`SessionBackend::load` called directly at the same concurrency,
 //! `backend-load`) so the report can judge "the read path adds at most one
 //! round trip over the no-session baseline".
@@ -204,19 +204,71 @@ where
     slice
 }
 
-/// One simulated browser: a cookie jar, a keep-alive connection, and the
+/// One simulated browser: its cookies, a keep-alive connection, and the
 /// value its session should hold.
+///
+/// The cookies are kept by hand ([`Jar`]) rather than by reqwest's cookie
+/// store: that store parses the URL and matches every cookie's domain and
+/// path on each request, client work that a real browser does on another
+/// machine but that here runs on the server's two cores, inside the
+/// measured latency, and only for the series that have a session. The
+/// hand-kept jar still follows every `Set-Cookie` the server sends
+/// (renewal, removal), so a session that was lost or replaced shows up as a
+/// wrong answer.
 struct Client {
     http: reqwest::Client,
+    jar: Jar,
     expected: u64,
+}
+
+/// The cookies one client holds: name and value of each, in the order the
+/// server set them. Attributes are not kept: every cookie of this benchmark
+/// is sent back to the one loopback origin.
+#[derive(Default)]
+struct Jar {
+    cookies: Vec<(String, String)>,
+    /// The `Cookie` header the cookies make, rebuilt when they change.
+    header: Option<reqwest::header::HeaderValue>,
+}
+
+impl Jar {
+    /// Applies the `Set-Cookie` headers of a response.
+    fn store(&mut self, headers: &reqwest::header::HeaderMap) {
+        let mut changed = false;
+        for v in headers.get_all(reqwest::header::SET_COOKIE) {
+            let Ok(v) = v.to_str() else { continue };
+            let mut parts = v.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+                continue;
+            };
+            let removed = value.is_empty()
+                || parts.any(|a| {
+                    let a = a.trim().to_ascii_lowercase();
+                    a == "max-age=0" || a.starts_with("max-age=-")
+                });
+            self.cookies.retain(|(n, _)| n != name);
+            if !removed {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+            changed = true;
+        }
+        if changed {
+            let line = self
+                .cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.header = (!line.is_empty())
+                .then(|| reqwest::header::HeaderValue::from_str(&line).expect("cookie header"));
+        }
+    }
 }
 
 impl Client {
     async fn new(base: &str, start: bool) -> Self {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .expect("reqwest client");
+        let http = reqwest::Client::builder().build().expect("reqwest client");
+        let mut jar = Jar::default();
         if start {
             let r = http
                 .get(format!("{base}/start"))
@@ -224,9 +276,12 @@ impl Client {
                 .await
                 .expect("start request");
             assert!(r.status().is_success(), "start: {}", r.status());
+            jar.store(r.headers());
+            assert!(jar.header.is_some(), "start set no cookie");
         }
         Client {
             http,
+            jar,
             expected: START,
         }
     }
@@ -234,9 +289,14 @@ impl Client {
     /// Sends one request; whether the status and body are what this
     /// client's session implies.
     async fn request(&mut self, url: &str, update: bool) -> bool {
-        let Ok(r) = self.http.get(url).send().await else {
+        let mut req = self.http.get(url);
+        if let Some(cookie) = &self.jar.header {
+            req = req.header(reqwest::header::COOKIE, cookie.clone());
+        }
+        let Ok(r) = req.send().await else {
             return false;
         };
+        self.jar.store(r.headers());
         let ok = r.status().is_success();
         let body = r.text().await.unwrap_or_default();
         if update {
