@@ -849,21 +849,7 @@ mod tests {
             .unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         // Hold the worker so that everything below is queued before it runs.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (running, started) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let queue = queue.clone();
-            async move {
-                queue
-                    .run(move |_| {
-                        running.send(()).unwrap();
-                        held.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (release, blocker) = hold_worker(&queue);
         let o = order.clone();
         let paced = tokio::spawn({
             let (queue, pacer) = (queue.clone(), pacer.clone());
@@ -906,6 +892,32 @@ mod tests {
         assert_eq!(queue.run_paced(&pacer, |_| Ok(5)).await.unwrap(), 5);
         // Counted out before the reply, as for every job.
         assert_eq!(queue.pool().in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    /// Runs a job on `queue`'s worker that holds it (and its connection)
+    /// until the returned sender sends; returns once the job is running.
+    fn hold_worker(
+        queue: &Queue,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let queue = queue.clone();
+            async move {
+                queue
+                    .run(move |_| {
+                        running.send(()).unwrap();
+                        held.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        (release, blocker)
     }
 
     fn queue_len(queue: &Queue) -> usize {
@@ -980,21 +992,7 @@ mod tests {
     async fn a_busy_connection_sends_the_job_to_the_queue() {
         let queue = queue_with(1, Duration::ZERO).await;
         // Hold the only connection in a worker job.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (running, started) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let queue = queue.clone();
-            async move {
-                queue
-                    .run(move |_| {
-                        running.send(()).unwrap();
-                        held.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (release, blocker) = hold_worker(&queue);
         let waiting = tokio::spawn({
             let queue = queue.clone();
             async move { queue.run_fast(|_| Ok(thread_name())).await }
