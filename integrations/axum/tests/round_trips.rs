@@ -1,112 +1,33 @@
 //! Backend round trips per request, counted per operation (issue 11's
 //! benchmark target: "the read path adds at most one backend round trip over
 //! the no-session baseline"). The router is called in-process (no socket),
-//! over a `MemoryStore` wrapped in a wrapper that counts every
+//! over a `MemoryStore` wrapped in the tests' `Probe`, which counts every
 //! `SessionBackend` call by kind; time is a `ManualClock`, so whether a touch
 //! or a renewal is due is decided by the test, not by the machine's speed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use common::{Probe, RENEW_AFTER};
 use session_store_axum::{Session, SessionConfig, SessionError, SessionLayer};
-use session_store_core::{
-    async_trait, Capabilities, Lookup, ManualClock, MemoryStore, Policy, Result, Rotation,
-    SessionBackend, SessionManager, SessionRecord, SessionSummary, StorageKey, Timestamp,
-};
+use session_store_core::{ManualClock, MemoryStore, Policy, SessionManager};
 use tower_service::Service;
 
 const TOUCH: Duration = Duration::from_secs(60);
-const RENEW_AFTER: Duration = Duration::from_secs(15 * 60);
 const COOKIE: &str = "__Host-session";
 const CSRF_COOKIE: &str = "__Host-csrf";
 
-/// Counts `SessionBackend` calls by operation.
-#[derive(Debug)]
-struct Counting {
-    inner: MemoryStore,
-    calls: Mutex<BTreeMap<&'static str, usize>>,
-}
-
-impl Counting {
-    fn count(&self, op: &'static str) {
-        *self.calls.lock().unwrap().entry(op).or_default() += 1;
-    }
-    /// The calls since the last `take`, by operation.
-    fn take(&self) -> BTreeMap<&'static str, usize> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
-}
-
-#[async_trait]
-impl SessionBackend for Counting {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn rotation_affinity_bits(&self) -> u8 {
-        self.inner.rotation_affinity_bits()
-    }
-    async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> {
-        self.count("create");
-        self.inner.create(key, r).await
-    }
-    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        self.count("load");
-        self.inner.load(key, now).await
-    }
-    async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> Result<u64> {
-        self.count("save");
-        self.inner.save(key, r, now).await
-    }
-    async fn touch(
-        &self,
-        key: &StorageKey,
-        idle: Timestamp,
-        seen: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool> {
-        self.count("touch");
-        self.inner.touch(key, idle, seen, now).await
-    }
-    async fn rotate(&self, rot: &Rotation, now: Timestamp) -> Result<u64> {
-        self.count("rotate");
-        self.inner.rotate(rot, now).await
-    }
-    async fn delete(&self, key: &StorageKey) -> Result<bool> {
-        self.count("delete");
-        self.inner.delete(key).await
-    }
-    async fn delete_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-        now: Timestamp,
-    ) -> Result<u64> {
-        self.count("delete_user");
-        self.inner.delete_user(user, except, now).await
-    }
-    async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
-        self.count("list_user");
-        self.inner.list_user(user, now).await
-    }
-    async fn delete_all(&self) -> Result<()> {
-        self.count("delete_all");
-        self.inner.delete_all().await
-    }
-    async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
-        self.count("cleanup_expired");
-        self.inner.cleanup_expired(now, limit).await
-    }
-}
-
 struct App {
     router: Router,
-    backend: Arc<Counting>,
+    backend: Arc<Probe>,
     clock: Arc<ManualClock>,
 }
 
@@ -138,10 +59,7 @@ async fn login(s: Session) -> Result<&'static str, SessionError> {
 
 fn app(config: SessionConfig) -> App {
     let clock = Arc::new(ManualClock::starting_now());
-    let backend = Arc::new(Counting {
-        inner: MemoryStore::new(),
-        calls: Mutex::default(),
-    });
+    let backend = Probe::new(Arc::new(MemoryStore::new()));
     let manager = SessionManager::builder(backend.clone())
         .clock(clock.clone())
         .policy(Policy {
@@ -205,7 +123,7 @@ impl App {
         let token = set_cookie(&res, COOKIE).expect("the first write sets the cookie");
         assert_eq!(body(res).await, "1");
         assert_eq!(
-            self.backend.take(),
+            self.backend.take_ops(),
             BTreeMap::from([("create", 1)]),
             "an anonymous session is created by its first write, in one call"
         );
@@ -226,7 +144,7 @@ impl App {
         let res = self.call(req).await;
         assert_eq!(res.status(), 200);
         let token = set_cookie(&res, COOKIE).expect("login sets the cookie");
-        self.backend.take();
+        self.backend.take_ops();
         format!("{COOKIE}={token}")
     }
 }
@@ -254,7 +172,7 @@ async fn a_read_is_one_load() {
             assert!(res.headers().get("set-cookie").is_none());
             assert_eq!(body(res).await, expected);
             assert_eq!(
-                app.backend.take(),
+                app.backend.take_ops(),
                 BTreeMap::from([("load", 1)]),
                 "read (logged in: {logged_in})"
             );
@@ -263,7 +181,7 @@ async fn a_read_is_one_load() {
         let user = if logged_in { "alice" } else { "" };
         assert_eq!(body(res).await, format!("{expected} {user} true"));
         assert_eq!(
-            app.backend.take(),
+            app.backend.take_ops(),
             BTreeMap::from([("load", 1)]),
             "four reads in one handler (logged in: {logged_in})"
         );
@@ -271,7 +189,7 @@ async fn a_read_is_one_load() {
         assert!(res.headers().get("set-cookie").is_none());
         assert_eq!(body(res).await, "no session");
         assert!(
-            app.backend.take().is_empty(),
+            app.backend.take_ops().is_empty(),
             "a request that never touches the session (logged in: {logged_in})"
         );
     }
@@ -287,7 +205,7 @@ async fn an_update_is_one_load_and_one_save() {
         assert!(res.headers().get("set-cookie").is_none());
         assert_eq!(body(res).await, n.to_string());
         assert_eq!(
-            app.backend.take(),
+            app.backend.take_ops(),
             BTreeMap::from([("load", 1), ("save", 1)])
         );
     }
@@ -300,14 +218,14 @@ async fn no_session_costs_no_round_trip() {
     let mut app = app(config());
     let res = app.get("/read", None).await;
     assert_eq!(body(res).await, "0");
-    assert!(app.backend.take().is_empty(), "no cookie, no I/O");
+    assert!(app.backend.take_ops().is_empty(), "no cookie, no I/O");
     let unknown = format!(
         "{COOKIE}={}",
         session_store_core::SessionToken::generate().expose_secret()
     );
     let res = app.get("/read", Some(&unknown)).await;
     assert_eq!(body(res).await, "0");
-    let calls = app.backend.take();
+    let calls = app.backend.take_ops();
     assert_eq!(calls.keys().collect::<Vec<_>>(), [&"load"], "{calls:?}");
 }
 
@@ -321,10 +239,10 @@ async fn a_due_touch_is_one_more_call() {
     let res = app.get("/read", Some(&cookie)).await;
     assert_eq!(body(res).await, "1");
     assert_eq!(
-        app.backend.take(),
+        app.backend.take_ops(),
         BTreeMap::from([("load", 1), ("touch", 1)])
     );
     let res = app.get("/read", Some(&cookie)).await;
     assert_eq!(body(res).await, "1");
-    assert_eq!(app.backend.take(), BTreeMap::from([("load", 1)]));
+    assert_eq!(app.backend.take_ops(), BTreeMap::from([("load", 1)]));
 }

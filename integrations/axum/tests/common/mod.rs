@@ -3,9 +3,10 @@
 //! `__Host-` cookies travel over http://127.0.0.1 as browsers do on localhost).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Form;
@@ -39,12 +40,14 @@ pub const ABSOLUTE: Duration = Duration::from_secs(60 * 60);
 pub const GRACE: Duration = Duration::from_secs(30);
 pub const RENEW_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Counts backend calls and fails every one while `down` is set.
+/// Counts backend calls (in all, and by operation) and fails every one
+/// while `down` is set.
 #[derive(Debug)]
 pub struct Probe {
     inner: Arc<dyn SessionBackend>,
     pub calls: AtomicUsize,
     pub down: AtomicBool,
+    ops: Mutex<BTreeMap<&'static str, usize>>,
 }
 
 impl Probe {
@@ -53,9 +56,18 @@ impl Probe {
             inner,
             calls: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            ops: Mutex::default(),
         })
     }
-    fn check(&self) -> Result<()> {
+    fn record(&self, op: &'static str) {
+        *self.ops.lock().unwrap().entry(op).or_default() += 1;
+    }
+    /// The calls since the last `take_ops`, by operation.
+    pub fn take_ops(&self) -> BTreeMap<&'static str, usize> {
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+    fn check(&self, op: &'static str) -> Result<()> {
+        self.record(op);
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::backend_retryable("probe: backend down").context("probe", "", None));
@@ -79,15 +91,15 @@ impl SessionBackend for Probe {
         self.inner.capabilities()
     }
     async fn create(&self, key: &StorageKey, r: &SessionRecord) -> Result<()> {
-        self.check()?;
+        self.check("create")?;
         self.inner.create(key, r).await
     }
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        self.check()?;
+        self.check("load")?;
         self.inner.load(key, now).await
     }
     async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> Result<u64> {
-        self.check()?;
+        self.check("save")?;
         self.inner.save(key, r, now).await
     }
     async fn touch(
@@ -97,15 +109,15 @@ impl SessionBackend for Probe {
         seen: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
-        self.check()?;
+        self.check("touch")?;
         self.inner.touch(key, idle, seen, now).await
     }
     async fn rotate(&self, rot: &Rotation, now: Timestamp) -> Result<u64> {
-        self.check()?;
+        self.check("rotate")?;
         self.inner.rotate(rot, now).await
     }
     async fn delete(&self, key: &StorageKey) -> Result<bool> {
-        self.check()?;
+        self.check("delete")?;
         self.inner.delete(key).await
     }
     async fn delete_user(
@@ -114,18 +126,19 @@ impl SessionBackend for Probe {
         except: Option<&StorageKey>,
         now: Timestamp,
     ) -> Result<u64> {
-        self.check()?;
+        self.check("delete_user")?;
         self.inner.delete_user(user, except, now).await
     }
     async fn list_user(&self, user: &str, now: Timestamp) -> Result<Vec<SessionSummary>> {
-        self.check()?;
+        self.check("list_user")?;
         self.inner.list_user(user, now).await
     }
     async fn delete_all(&self) -> Result<()> {
+        self.record("delete_all");
         self.inner.delete_all().await
     }
     async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
-        self.check()?;
+        self.check("cleanup_expired")?;
         self.inner.cleanup_expired(now, limit).await
     }
 }
