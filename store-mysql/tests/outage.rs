@@ -66,6 +66,17 @@ impl Instance {
         self.dir.path().join("server.log")
     }
 
+    /// The instance's own temp dir. MariaDB names its internal temporary
+    /// tables `#sql-temptable-*` in `--tmpdir` (by default `/tmp`) and every
+    /// server removes such files from its tmpdir when it starts: with a
+    /// shared `/tmp`, one test's server starting deleted the other test's
+    /// bootstrap tables mid-install ("Unknown table 'mysql.tmp_user_sys'"),
+    /// and could do the same to the shared instance's. Each private
+    /// instance therefore keeps its temporary files in its own directory.
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
     fn user_args() -> Vec<String> {
         // mariadbd refuses to run as root unless told to.
         if is_root() {
@@ -89,9 +100,11 @@ impl Instance {
             port,
             server: None,
         };
+        std::fs::create_dir_all(instance.tmp()).expect("instance tmpdir");
         let out = Command::new(program("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", instance.data().display()))
+            .arg(format!("--tmpdir={}", instance.tmp().display()))
             .args(Self::user_args())
             .args(["--skip-test-db", "--auth-root-authentication-method=normal"])
             .output()
@@ -116,6 +129,7 @@ impl Instance {
         let child = Command::new(program("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--tmpdir={}", self.tmp().display()))
             .arg(format!(
                 "--socket={}",
                 self.dir.path().join("sock").display()
