@@ -108,6 +108,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod carried;
+mod json;
 mod store;
 
 pub use session_store_core::LOADED_FIELD;

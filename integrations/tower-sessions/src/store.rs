@@ -7,7 +7,6 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Serialize, Serializer};
 use serde_json::Value;
 use session_store_core::{
     AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey,
@@ -162,7 +161,7 @@ impl TowerSessionStore {
     /// The session data as stored (JSON, without [`LOADED_FIELD`]) and the
     /// user it names.
     fn encode(&self, record: &Record) -> session_store::Result<(Vec<u8>, Option<String>)> {
-        let data = serde_json::to_vec(&WithoutLoaded(&record.data))
+        let data = crate::json::encode_data(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         if data.len() > self.config.max_data_bytes() {
             return Err(session_store::Error::Encode(format!(
@@ -227,15 +226,6 @@ impl TowerSessionStore {
         Err(session_store::Error::Backend(
             "session kept changing concurrently; not saved".into(),
         ))
-    }
-}
-
-/// Session data minus the carried [`LOADED_FIELD`], serialized without a copy.
-struct WithoutLoaded<'a>(&'a HashMap<String, Value>);
-
-impl Serialize for WithoutLoaded<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != LOADED_FIELD))
     }
 }
 

@@ -1,0 +1,143 @@
+//! The in-memory request path of the adapter against tower-sessions' own
+//! `MemoryStore`, one task on a current-thread runtime, in interleaved
+//! rounds (ours, peer, ours, peer, ...): `create`, `load`, and `load` then
+//! `save` of one changed field, with about 1 KiB of data (the request
+//! benchmark's record). Prints p50 and p99 per operation and the ratio of
+//! our p50 to the peer's.
+//!
+//! `cargo run --release -p session-store-tower-sessions --example memory_path`
+//! (arguments: `[rounds] [iterations per round]`), or under callgrind with
+//! `memory_path callgrind <ours|peer|encrypted> <create|load|load_save> [n]`
+//! to count the instructions of one path alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use session_store_core::{Encrypted, EncryptionKey, Keyring, MemoryStore};
+use session_store_tower_sessions::TowerSessionStore;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::SessionStore;
+
+fn record() -> Record {
+    Record {
+        id: Id::default(),
+        data: HashMap::from([
+            ("blob".to_owned(), Value::String("x".repeat(1024))),
+            ("n".to_owned(), Value::from(0u64)),
+        ]),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(10),
+    }
+}
+
+/// One operation of the sequence `op` on `store`, on the session `id`.
+async fn step<S: SessionStore>(store: &S, op: &str, id: Id) {
+    match op {
+        "create" => {
+            let mut r = record();
+            store.create(&mut r).await.expect("create");
+            store.delete(&r.id).await.expect("delete");
+        }
+        "load" => {
+            store.load(&id).await.expect("load").expect("live");
+        }
+        _ => {
+            let mut r = store.load(&id).await.expect("load").expect("live");
+            let n = r.data["n"].as_u64().unwrap_or(0);
+            r.data.insert("n".into(), Value::from(n + 1));
+            store.save(&r).await.expect("save");
+        }
+    }
+}
+
+/// `n` timed steps; nanoseconds of each.
+async fn round<S: SessionStore>(store: &S, op: &str, id: Id, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        step(store, op, id).await;
+        out.push(t.elapsed().as_nanos() as u64);
+    }
+    out
+}
+
+fn pct(v: &mut [u64], p: f64) -> f64 {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p) as usize] as f64 / 1e3
+}
+
+async fn seeded<S: SessionStore>(store: &S) -> Id {
+    let mut r = record();
+    store.create(&mut r).await.expect("create");
+    r.id
+}
+
+fn ours() -> TowerSessionStore {
+    TowerSessionStore::new(Arc::new(MemoryStore::new()))
+}
+
+fn encrypted() -> TowerSessionStore {
+    TowerSessionStore::new(Arc::new(Encrypted::new(
+        Arc::new(MemoryStore::new()),
+        Keyring::new(1, EncryptionKey::generate()),
+    )))
+}
+
+async fn main_async() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("callgrind") {
+        let op = args.get(2).map_or("load_save", String::as_str);
+        let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+        match args.get(1).map_or("ours", String::as_str) {
+            "peer" => {
+                let s = tower_sessions::MemoryStore::default();
+                let id = seeded(&s).await;
+                round(&s, op, id, n).await;
+            }
+            "encrypted" => {
+                let s = encrypted();
+                let id = seeded(&s).await;
+                round(&s, op, id, n).await;
+            }
+            _ => {
+                let s = ours();
+                let id = seeded(&s).await;
+                round(&s, op, id, n).await;
+            }
+        }
+        return;
+    }
+    let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let (a, b, c) = (ours(), tower_sessions::MemoryStore::default(), encrypted());
+    let (ida, idb, idc) = (seeded(&a).await, seeded(&b).await, seeded(&c).await);
+    println!("op         path       p50 us   p99 us   ours/peer p50");
+    for op in ["create", "load", "load_save"] {
+        let (mut sa, mut sb, mut sc) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            sa.extend(round(&a, op, ida, n).await);
+            sb.extend(round(&b, op, idb, n).await);
+            sc.extend(round(&c, op, idc, n).await);
+        }
+        let (pa, pb, pc) = (pct(&mut sa, 0.5), pct(&mut sb, 0.5), pct(&mut sc, 0.5));
+        println!(
+            "{op:<10} ours      {pa:>7.2}  {:>7.2}   {:.2}x",
+            pct(&mut sa, 0.99),
+            pa / pb
+        );
+        println!("{op:<10} peer      {pb:>7.2}  {:>7.2}", pct(&mut sb, 0.99));
+        println!(
+            "{op:<10} encrypted {pc:>7.2}  {:>7.2}   {:.2}x",
+            pct(&mut sc, 0.99),
+            pc / pb
+        );
+    }
+}
+
+fn main() {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(main_async());
+}
