@@ -4,10 +4,12 @@
 //! `session-store-tower-sessions` over the same backend (`tower`), and with
 //! no session layer at all (`none`); SQLite and Redis; 1 and 64 concurrent
 //! clients, each a `reqwest` client with its own cookies (kept by hand, see
-//! `Client`), keep-alive connection and session. In the same run, one backend round trip
-//! (`SessionBackend::load` called directly at the same concurrency,
-//! `backend-load`) so the report can judge "the read path adds at most one
-//! round trip over the no-session baseline".
+//! `Client`), keep-alive connection and session. In the same run, one
+//! backend round trip two ways, so the report can judge "the read path adds
+//! at most one round trip over the no-session baseline": made by a handler
+//! of a server without sessions (`none`/`load`: one `SessionBackend::load`
+//! of the client's session, named by a header), and called directly at the
+//! same concurrency, no HTTP (`backend-load`).
 //!
 //! Bounded: every point runs for the mode's duration or until each client
 //! sent its request cap, whichever comes first, after a discarded warm-up.
@@ -134,9 +136,60 @@ fn tower(backend: Arc<dyn SessionBackend>) -> Router {
         .layer(SessionManagerLayer::new(TowerSessionStore::new(backend)).with_secure(false))
 }
 
-/// No session layer: the same body a read returns.
-fn none() -> Router {
-    Router::new().route("/read", get(|| async { START.to_string() }))
+/// The header a `none`/`load` client names its session with: the index of
+/// its storage key in [`RoundTrip::keys`].
+const KEY_HEADER: &str = "x-bench-key";
+
+/// What the `none`/`load` handler reads: one session per client, written
+/// before the run.
+struct RoundTrip {
+    backend: Arc<dyn SessionBackend>,
+    keys: Vec<StorageKey>,
+}
+
+/// No session layer: `/read` returns the same body a session read returns;
+/// `/load` also makes one `SessionBackend::load` of the session the
+/// request's [`KEY_HEADER`] names (no cookie, token, decoding or session
+/// logic): one backend round trip as a handler of this server makes it,
+/// with the same task wake-ups as a session layer's load.
+fn none(round_trip: Arc<RoundTrip>) -> Router {
+    async fn load(
+        axum::extract::State(rt): axum::extract::State<Arc<RoundTrip>>,
+        headers: axum::http::HeaderMap,
+    ) -> Result<String, axum::http::StatusCode> {
+        let key = headers
+            .get(KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|i| rt.keys.get(i))
+            .ok_or(axum::http::StatusCode::BAD_REQUEST)?;
+        match rt.backend.load(key, Timestamp::now_utc()).await {
+            Ok(Some(_)) => Ok(START.to_string()),
+            _ => Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+    Router::new()
+        .route("/read", get(|| async { START.to_string() }))
+        .route("/load", get(load))
+        .with_state(round_trip)
+}
+
+/// One session per possible client for the `none`/`load` handler.
+async fn round_trip(fx: &Fixture) -> Arc<RoundTrip> {
+    let manager = fx.manager(false, false);
+    let max = CLIENTS.into_iter().max().unwrap_or(1);
+    let mut keys = Vec::with_capacity(max);
+    for _ in 0..max {
+        let s = manager
+            .create(payload(64), ClientMeta::default())
+            .await
+            .expect("create");
+        keys.push(s.storage_key());
+    }
+    Arc::new(RoundTrip {
+        backend: fx.backend(false),
+        keys,
+    })
 }
 
 /// One measured point: latencies and errors of every client.
@@ -219,6 +272,8 @@ struct Client {
     http: reqwest::Client,
     jar: Jar,
     expected: u64,
+    /// The `none`/`load` client's [`KEY_HEADER`] value.
+    key: Option<reqwest::header::HeaderValue>,
 }
 
 /// The cookies one client holds: name and value of each, in the order the
@@ -283,6 +338,7 @@ impl Client {
             http,
             jar,
             expected: START,
+            key: None,
         }
     }
 
@@ -292,6 +348,9 @@ impl Client {
         let mut req = self.http.get(url);
         if let Some(cookie) = &self.jar.header {
             req = req.header(reqwest::header::COOKIE, cookie.clone());
+        }
+        if let Some(key) = &self.key {
+            req = req.header(KEY_HEADER, key.clone());
         }
         let Ok(r) = req.send().await else {
             return false;
@@ -364,10 +423,12 @@ type Request = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
 impl Series {
     async fn http(base: &str, handler: &str, session: bool, clients: usize) -> Self {
         let mut pool = Vec::with_capacity(clients);
-        for _ in 0..clients {
-            pool.push(Arc::new(tokio::sync::Mutex::new(
-                Client::new(base, session).await,
-            )));
+        for i in 0..clients {
+            let mut client = Client::new(base, session).await;
+            if handler == "load" {
+                client.key = Some(i.into());
+            }
+            pool.push(Arc::new(tokio::sync::Mutex::new(client)));
         }
         Series::Http {
             clients: pool,
@@ -441,7 +502,7 @@ async fn run_level(
     let mut series = vec![("backend-load", "load", Series::load(fx, clients).await)];
     for (path, base) in urls {
         let handlers: &[&'static str] = if *path == "none" {
-            &["read"]
+            &["read", "load"]
         } else {
             &["read", "update"]
         };
@@ -467,7 +528,7 @@ async fn run_level(
 
 async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
     let urls = [
-        ("none", serve(none()).await),
+        ("none", serve(none(round_trip(fx).await)).await),
         ("ours", serve(ours(fx.manager(false, false))).await),
         ("tower", serve(tower(fx.backend(false))).await),
     ];

@@ -6,13 +6,16 @@
 //! - **At least as fast as tower-sessions**: for each backend, client count
 //!   and handler, `ours` p50 ≤ `tower` p50 and `ours` req/s ≥ `tower` req/s.
 //! - **The read path adds at most one round trip**: for each backend and
-//!   client count, `ours` read p50 − `none` read p50 ≤ the p50 of one
-//!   `SessionBackend::load` called directly at the same concurrency.
+//!   client count, `ours` read p50 − `none` read p50 ≤ one round trip as a
+//!   handler makes it: `none` load p50 − `none` read p50 (a server without
+//!   sessions whose handler makes one `SessionBackend::load`). The p50 of one
+//!   load called directly, no HTTP (`backend-load`), is shown next to it;
+//!   without a `none` load point (older runs) it is the yardstick.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::format::{ns, ops, ratio};
+use super::format::{maybe_ns, ns, ops, ratio};
 use super::id::UnknownId;
 use crate::stats::Summary;
 use crate::Target;
@@ -81,7 +84,9 @@ pub enum HttpHandler {
     Read,
     /// Increments one value in the session.
     Update,
-    /// The direct backend load (only with [`HttpPath::BackendLoad`]).
+    /// One backend load: called directly ([`HttpPath::BackendLoad`]), or
+    /// made by the handler of the server without sessions
+    /// ([`HttpPath::NoSession`]).
     Load,
 }
 
@@ -161,21 +166,30 @@ impl VsTower {
 /// The read path's added latency against one backend round trip.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReadCost {
-    /// ours read p50 − no-session p50, nanoseconds.
+    /// ours read p50 − no-session read p50, nanoseconds.
     pub added_ns: f64,
-    /// p50 of one direct backend load, nanoseconds.
-    pub round_trip_ns: f64,
+    /// One round trip as a handler makes it: no-session load p50 −
+    /// no-session read p50, nanoseconds (`None` in runs without that point).
+    pub in_handler_ns: Option<f64>,
+    /// p50 of one backend load called directly (no HTTP), nanoseconds.
+    pub direct_ns: f64,
 }
 
 impl ReadCost {
+    /// The round trip the target is judged against: the in-handler one when
+    /// measured, else the direct one.
+    pub fn round_trip_ns(self) -> f64 {
+        self.in_handler_ns.unwrap_or(self.direct_ns)
+    }
+
     /// Whether the added latency is at most one round trip.
     pub fn met(self) -> bool {
-        self.added_ns <= self.round_trip_ns
+        self.added_ns <= self.round_trip_ns()
     }
 
     /// The added latency in round trips.
     pub fn round_trips(self) -> f64 {
-        self.added_ns / self.round_trip_ns
+        self.added_ns / self.round_trip_ns()
     }
 }
 
@@ -203,9 +217,12 @@ pub fn read_cost(h: &HttpResults, t: Target, clients: usize) -> Option<ReadCost>
     let ours = point(h, (t, HttpPath::Ours, HttpHandler::Read, clients))?.summary;
     let none = point(h, (t, HttpPath::NoSession, HttpHandler::Read, clients))?.summary;
     let load = point(h, (t, HttpPath::BackendLoad, HttpHandler::Load, clients))?.summary;
+    let in_handler = point(h, (t, HttpPath::NoSession, HttpHandler::Load, clients))
+        .map(|p| p.summary.p50_ns - none.p50_ns);
     Some(ReadCost {
         added_ns: ours.p50_ns - none.p50_ns,
-        round_trip_ns: load.p50_ns,
+        in_handler_ns: in_handler,
+        direct_ns: load.p50_ns,
     })
 }
 
@@ -235,7 +252,9 @@ pub fn section(h: &HttpResults) -> String {
          increments it (session-store-axum: `Session::update`, a compare-and-swap; \
          tower-sessions: `get` then `insert`, saved by its layer after the handler, \
          through `session-store-tower-sessions`). `no session` is a router without a \
-         session layer returning the same body. `one backend load` is \
+         session layer: `read` returns the same body, `load` also makes one \
+         `SessionBackend::load` of the client's session (named by a header: no cookie, \
+         token or decoding), one round trip as a handler makes it. `one backend load` is \
          `SessionBackend::load` of one session called directly at the same concurrency, \
          no HTTP: one round trip. Every response is checked (status and the value the \
          client's session holds). Cells: req/s · p50 · p99.\n\n",
@@ -309,11 +328,14 @@ pub fn section(h: &HttpResults) -> String {
     }
     md.push_str(
         "\nThe read path adds at most one backend round trip over the no-session \
-         baseline: session-store-axum's read p50 minus the no-session p50, against the \
-         p50 of one direct `SessionBackend::load` at the same concurrency (met when the \
-         difference is at most that).\n\n\
-         | backend | clients | read p50 − no-session p50 | one backend load p50 | in round trips | verdict |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
+         baseline: session-store-axum's read p50 minus the no-session read p50, against \
+         one round trip as a handler makes it (the no-session load p50 minus the \
+         no-session read p50; met when the difference is at most that). The p50 of one \
+         `SessionBackend::load` called directly at the same concurrency, without HTTP, \
+         is shown for comparison: it skips the wake-ups a server's handler pays \
+         between its connection's task, the client library's task and the store.\n\n\
+         | backend | clients | read p50 − no-session p50 | one round trip in a handler | one direct load | in round trips | verdict |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for &t in &targets {
         for &l in &levels {
@@ -322,10 +344,11 @@ pub fn section(h: &HttpResults) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {l} | {} | {} | {:.2} | {} |",
+                "| {} | {l} | {} | {} | {} | {:.2} | {} |",
                 t.id(),
                 ns(c.added_ns),
-                ns(c.round_trip_ns),
+                maybe_ns(c.in_handler_ns),
+                ns(c.direct_ns),
                 c.round_trips(),
                 verdict(c.met())
             );
@@ -377,6 +400,7 @@ mod tests {
             rec("redis", "ours", "read", 64, 2_000_000.0, 20_000.0),
             rec("redis", "none", "read", 64, 1_000_000.0, 40_000.0),
             rec("redis", "backend-load", "load", 64, 1_500_000.0, 30_000.0),
+            rec("redis", "none", "load", 64, 2_100_000.0, 21_000.0),
         ])
         .expect("known ids")
     }
@@ -394,10 +418,26 @@ mod tests {
             None
         );
         let c = read_cost(&r.http, Target::Sqlite, 1).unwrap();
-        assert_eq!((c.added_ns, c.round_trip_ns), (40_000.0, 30_000.0));
-        assert!(!c.met());
+        assert_eq!(
+            (c.added_ns, c.in_handler_ns, c.direct_ns),
+            (40_000.0, None, 30_000.0)
+        );
+        assert!(
+            !c.met(),
+            "without an in-handler point the direct load judges"
+        );
         let c = read_cost(&r.http, Target::Redis, 64).unwrap();
-        assert!(c.met() && (c.round_trips() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(c.in_handler_ns, Some(1_100_000.0));
+        assert!(
+            c.met() && (c.round_trips() - 1.0 / 1.1).abs() < 1e-9,
+            "{c:?}"
+        );
+        // Judged on the in-handler round trip, not the (longer) direct load.
+        let slower = ReadCost {
+            added_ns: 1_200_000.0,
+            ..c
+        };
+        assert!(!slower.met() && slower.added_ns < slower.direct_ns);
     }
 
     #[test]
@@ -426,11 +466,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | 40 µs | 30 µs | 1.33 | **missed** |"),
+            md.contains("| sqlite | 1 | 40 µs | — | 30 µs | 1.33 | **missed** |"),
             "{md}"
         );
         assert!(
-            md.contains("| redis | 64 | 1.00 ms | 1.50 ms | 0.67 | met |"),
+            md.contains("| redis | 64 | 1.00 ms | 1.10 ms | 1.50 ms | 0.91 | met |"),
             "{md}"
         );
         assert!(
