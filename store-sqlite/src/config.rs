@@ -389,7 +389,11 @@ impl SqliteConfig {
 
     /// Reader threads, each with its own connection (default
     /// [`DEFAULT_READERS`], at most [`MAX_READERS`]). `0` sends reads to the
-    /// writer thread. Ignored in memory.
+    /// writer thread. Ignored in memory. With [`SqliteConfig::with_inline`]
+    /// on, a load runs on the calling thread with the writer's connection
+    /// when that is free (its page cache is current after its own writes),
+    /// and with a free reader's otherwise; the reader threads serve the
+    /// rest.
     pub fn with_readers(mut self, n: usize) -> Self {
         self.readers = n;
         self

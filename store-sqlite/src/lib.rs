@@ -37,7 +37,11 @@
 //!   WAL checkpoints run on the SQLite threads, and an inline statement
 //!   slower than 1 ms (a cold page cache) sends the next 20 ms of work to
 //!   the threads (the measured cold-read figures are in the `worker` module
-//!   source docs).
+//!   source docs). A load borrows the writer's connection when it is free:
+//!   its page cache is current after its own writes, where a reader's is
+//!   dropped after every write of another connection (WAL), so a load that
+//!   follows a save costs close to what it costs on one rusqlite
+//!   connection (figures in the `worker` module source docs).
 //! - Otherwise, a dedicated writer thread owns the only write connection
 //!   and a small pool of reader threads own read connections; calls cross
 //!   over a queue and come back through a tokio oneshot (no

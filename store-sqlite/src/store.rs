@@ -177,9 +177,11 @@ impl SqliteStore {
     pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
         let sql = Arc::new(Sql::new(&config.table));
         // Writes that sync the disk at every commit stay on the writer thread.
-        let writer = Queue::new(
+        // Reads may borrow its connection either way (they never sync).
+        let writer = Queue::with_reads(
             config.spin_wait(),
             config.inline() && config.synchronous() != Synchronous::Full,
+            config.inline(),
             config.busy_timeout(),
         );
         let file_backed = matches!(config.location, Location::File(_));
@@ -445,7 +447,7 @@ impl SessionBackend for SqliteStore {
         let key = *key;
         self.inner
             .readers
-            .run_fast(move |db| {
+            .run_read_fast(&self.inner.writer, move |db| {
                 let mut stmt = db.conn.prepare_cached(&db.sql.load).map_err(sqlite_error)?;
                 let mut rows = stmt
                     .query(params![&key.as_bytes()[..], now.as_millis()])
