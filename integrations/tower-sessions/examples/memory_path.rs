@@ -8,7 +8,8 @@
 //! `cargo run --release -p session-store-tower-sessions --example memory_path`
 //! (arguments: `[rounds] [iterations per round]`), or under callgrind with
 //! `memory_path callgrind <ours|peer|encrypted> <create|load|load_save> [n]`
-//! to count the instructions of one path alone.
+//! to count the instructions of one path alone, or `memory_path parts` for
+//! the pieces of a request alone (what a decoded-data cache would save).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,8 +85,75 @@ fn encrypted() -> TowerSessionStore {
     )))
 }
 
+/// Median nanoseconds per call of each piece, batches of 1000 calls in
+/// interleaved rounds: decoding the stored JSON, what a cache hit costs
+/// instead (compare the stored bytes, clone the map), encoding (serde_json
+/// and ours), the save's fingerprint, the carried version's text.
+fn parts() {
+    use std::hash::BuildHasher;
+    let data = record().data;
+    let bytes = serde_json::to_vec(&data).expect("json");
+    let cached = bytes.clone();
+    let state = std::collections::hash_map::RandomState::new();
+    let loaded = session_store_core::LoadedRecord {
+        version: 12,
+        load: 123_456,
+        created_at: session_store_core::Timestamp::now_utc(),
+        last_seen_at: session_store_core::Timestamp::now_utc(),
+        absolute_deadline: session_store_core::Timestamp::now_utc(),
+        auth_time: None,
+    };
+    type Part<'a> = (&'a str, Box<dyn Fn() -> usize + 'a>);
+    let parts: Vec<Part> = vec![
+        (
+            "decode (serde_json::from_slice)",
+            Box::new(|| {
+                serde_json::from_slice::<HashMap<String, Value>>(&bytes)
+                    .expect("decode")
+                    .len()
+            }),
+        ),
+        (
+            "cache hit (compare bytes, clone map)",
+            Box::new(|| {
+                assert!(std::hint::black_box(&cached) == &bytes);
+                data.clone().len()
+            }),
+        ),
+        (
+            "encode (serde_json::to_vec)",
+            Box::new(|| serde_json::to_vec(&data).expect("json").len()),
+        ),
+        (
+            "fingerprint (SipHash of the bytes)",
+            Box::new(|| state.hash_one((&bytes, &None::<String>)) as usize),
+        ),
+        (
+            "carried version text (LoadedRecord::encode)",
+            Box::new(|| loaded.encode().len()),
+        ),
+    ];
+    let mut samples = vec![Vec::new(); parts.len()];
+    for _ in 0..200 {
+        for (i, (_, f)) in parts.iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                std::hint::black_box(f());
+            }
+            samples[i].push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    for ((name, _), s) in parts.iter().zip(&mut samples) {
+        println!("{name:<45} p50 {:>7.0} ns", pct(s, 0.5));
+    }
+}
+
 async fn main_async() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("parts") {
+        parts();
+        return;
+    }
     if args.first().map(String::as_str) == Some("callgrind") {
         let op = args.get(2).map_or("load_save", String::as_str);
         let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);

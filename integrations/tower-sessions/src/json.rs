@@ -90,6 +90,8 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
 /// otherwise written by serde_json.
 fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     if needs_escape(s.as_bytes()) {
+        #[cfg(test)]
+        tests::ESCAPED.with(|n| n.set(n.get() + 1));
         serde_json::to_writer(&mut *out, s)
     } else {
         out.push(b'"');
@@ -112,6 +114,34 @@ mod tests {
     use super::*;
     use serde::{Serialize, Serializer};
     use serde_json::json;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Strings this thread handed to serde_json for escaping.
+        pub(super) static ESCAPED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn escaped_during(f: impl FnOnce()) -> usize {
+        let before = ESCAPED.with(Cell::get);
+        f();
+        ESCAPED.with(Cell::get) - before
+    }
+
+    /// The fast path is the one taken for ordinary data: a 1 KiB string and
+    /// plain keys are copied, never handed to serde_json's escaping; only a
+    /// string that needs escaping is.
+    #[test]
+    fn plain_strings_take_the_copy_path() {
+        let data = HashMap::from([
+            ("blob".to_owned(), json!("x".repeat(1024))),
+            ("n".to_owned(), json!(7)),
+            ("user".to_owned(), json!("alice@example.com")),
+            ("nested".to_owned(), json!({"k": ["é", "日本"]})),
+        ]);
+        assert_eq!(escaped_during(|| drop(encode_data(&data).unwrap())), 0);
+        let quoted = HashMap::from([("q".to_owned(), json!("say \"hi\""))]);
+        assert_eq!(escaped_during(|| drop(encode_data(&quoted).unwrap())), 1);
+    }
 
     /// serde_json's own encoding of the same map without the carried field.
     fn reference(data: &HashMap<String, Value>) -> Vec<u8> {

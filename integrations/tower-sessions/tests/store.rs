@@ -191,8 +191,143 @@ async fn the_carried_version_stays_in_memory(b: TestBackend) {
     b.finish().await;
 }
 
+/// Data in every JSON form: escapes, control characters, non-ASCII,
+/// nesting, numbers at their limits, and 1 KiB of text.
+fn varied() -> HashMap<String, serde_json::Value> {
+    HashMap::from([
+        ("blob".to_owned(), json!("x".repeat(1024))),
+        (
+            "quote\"key".to_owned(),
+            json!("a \"quoted\" \\ value\n\t\u{1}"),
+        ),
+        ("unicode".to_owned(), json!("é 日本語 😀 \u{7f}")),
+        (
+            "numbers".to_owned(),
+            json!([0, -1, u64::MAX, i64::MIN, 0.1, 1e300, -0.5]),
+        ),
+        (
+            "flags".to_owned(),
+            json!({"t": true, "f": false, "none": null}),
+        ),
+        (
+            "nested".to_owned(),
+            json!({"a": {"b": [[], {}, [{"c": "</script>"}]]}}),
+        ),
+    ])
+}
+
+fn without_carried(
+    mut data: HashMap<String, serde_json::Value>,
+) -> HashMap<String, serde_json::Value> {
+    data.remove(LOADED_FIELD);
+    data
+}
+
+/// What a load returns is exactly the map that was created or saved (the
+/// carried version aside), whatever the values hold.
+async fn load_after_save_returns_the_saved_map_on(backend: Arc<dyn SessionBackend>) {
+    let store = TowerSessionStore::new(backend);
+    let mut r = Record {
+        id: Id::default(),
+        data: varied(),
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(10),
+    };
+    store.create(&mut r).await.unwrap();
+    let mut loaded = store.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(without_carried(loaded.data.clone()), varied());
+    loaded.data.remove("blob");
+    loaded
+        .data
+        .insert("added".into(), json!({"k\\": ["\u{0}", 2.5, i64::MAX]}));
+    loaded.data.insert("unicode".into(), json!(""));
+    store.save(&loaded).await.unwrap();
+    let again = store.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(without_carried(again.data), without_carried(loaded.data));
+}
+
+async fn load_after_save_returns_the_saved_map(b: TestBackend) {
+    load_after_save_returns_the_saved_map_on(b.backend.clone()).await;
+    b.finish().await;
+}
+
+fn encrypted_memory() -> (Arc<MemoryStore>, Arc<dyn SessionBackend>) {
+    let memory = Arc::new(MemoryStore::new());
+    let encrypted = Arc::new(session_store_core::Encrypted::new(
+        memory.clone(),
+        session_store_core::Keyring::new(1, session_store_core::EncryptionKey::generate()),
+    ));
+    (memory, encrypted)
+}
+
+#[tokio::test]
+async fn load_after_save_returns_the_saved_map_in_memory() {
+    load_after_save_returns_the_saved_map_on(Arc::new(MemoryStore::new())).await;
+    load_after_save_returns_the_saved_map_on(encrypted_memory().1).await;
+}
+
+/// A stale save is a conflict on the in-memory store too, plain and
+/// encrypted, and writes nothing.
+#[tokio::test]
+async fn a_stale_save_is_a_conflict_in_memory() {
+    let (_, encrypted) = encrypted_memory();
+    for backend in [
+        Arc::new(MemoryStore::new()) as Arc<dyn SessionBackend>,
+        encrypted,
+    ] {
+        let store = TowerSessionStore::new(backend);
+        let mut r = record("0", 10);
+        store.create(&mut r).await.unwrap();
+        let mut first = store.load(&r.id).await.unwrap().unwrap();
+        let mut second = store.load(&r.id).await.unwrap().unwrap();
+        first.data.insert("v".into(), json!("first"));
+        second.data.insert("v".into(), json!("second"));
+        store.save(&first).await.unwrap();
+        let lost = store.save(&second).await.unwrap_err();
+        assert!(is_conflict(&lost), "{lost:?}");
+        assert_eq!(
+            store.load(&r.id).await.unwrap().unwrap().data["v"],
+            json!("first")
+        );
+    }
+}
+
+/// Over the encrypted in-memory store, neither a created nor a saved
+/// session's data (values or field names) is held in the clear.
+#[tokio::test]
+async fn the_encrypted_memory_store_never_holds_plaintext() {
+    let (memory, encrypted) = encrypted_memory();
+    let store = TowerSessionStore::new(encrypted);
+    let created = "created-secret-".repeat(70);
+    let saved = "saved-secret-".repeat(80);
+    let mut r = record(&created, 10);
+    r.data.insert("field-name-secret".into(), json!(1));
+    store.create(&mut r).await.unwrap();
+    let mut loaded = store.load(&r.id).await.unwrap().unwrap();
+    loaded.data.insert("v".into(), json!(saved));
+    store.save(&loaded).await.unwrap();
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!(saved)
+    );
+    let dump = memory.dump_raw();
+    assert!(
+        dump.iter().any(|b| b.len() > saved.len()),
+        "the data is stored"
+    );
+    for stored in &dump {
+        for needle in [
+            &b"created-secret-"[..],
+            b"saved-secret-",
+            b"field-name-secret",
+        ] {
+            assert!(!contains(stored, needle));
+        }
+    }
+}
+
 per_backend!(
     "adapter";
+    load_after_save_returns_the_saved_map,
     a_stale_save_is_a_conflict,
     one_load_saves_twice,
     the_carried_version_stays_in_memory,
