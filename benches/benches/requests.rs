@@ -173,8 +173,115 @@ async fn manager(fx: &Fixture, run: &Run<'_>) {
             })
             .await;
             record(run, sequence, fx.target.id(), tasks, s);
+            // Its baseline right after it, on the same database.
+            #[cfg(feature = "store-sqlite")]
+            if sequence == "load_save" && tasks == 1 {
+                if let Err(reason) = raw_sqlite(fx, run).await {
+                    fail(run, "raw-rusqlite", reason);
+                }
+            }
         }
     }
+}
+
+/// `raw-rusqlite`: the baseline of the SQLite store's load → save. The
+/// store's own `load` SELECT and common `save` UPDATE (`load` and
+/// `save_same_owner` in `store-sqlite/src/schema.rs`), run by rusqlite on
+/// the calling thread on one connection to the fixture's database file and
+/// table, on a session the store created (1 KiB of data, the same change of
+/// one byte per save as the manager series), 1 task. The connection is set
+/// up as the store's: WAL (a property of the file), `synchronous=NORMAL`,
+/// no automatic checkpoint inside a commit (the store checkpoints on its own
+/// threads; the log is checkpointed after the series, outside the timing).
+#[cfg(feature = "store-sqlite")]
+async fn raw_sqlite(fx: &Fixture, run: &Run<'_>) -> Result<(), String> {
+    use rusqlite::params;
+    use session_store_core::Timestamp;
+    let Some((path, table)) = fx.sqlite() else {
+        return Ok(());
+    };
+    let err = |e: rusqlite::Error| format!("raw-rusqlite: {e}");
+    let m = fx.manager(false, false);
+    let s = m
+        .create(payload(DATA_BYTES), ClientMeta::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = s.storage_key().as_bytes().to_vec();
+    let conn = rusqlite::Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
+        .map_err(err)?;
+    let select = format!(
+        "SELECT kind, version, user_id, created_at, last_seen_at, auth_time, idle_deadline, \
+         absolute_deadline, meta, data, successor, sealed_token, expires_at \
+         FROM \"{table}\" WHERE key = ?1 AND expires_at > ?2"
+    );
+    let update = format!(
+        "UPDATE \"{table}\" SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
+         idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, expires_at = ?12 \
+         WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
+         AND user_id IS ?4 AND created_at = ?5"
+    );
+    let conn = Arc::new(std::sync::Mutex::new(conn));
+    let idle = session_store_core::Policy::default().idle_timeout;
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    let summary = drive(run, 1, |_| {
+        let (conn, key, select, update) =
+            (conn.clone(), key.clone(), select.clone(), update.clone());
+        move || {
+            let (conn, key, select, update) =
+                (conn.clone(), key.clone(), select.clone(), update.clone());
+            async move {
+                let conn = conn.lock().expect("raw connection");
+                let now = Timestamp::now_utc().as_millis();
+                type Row = (i64, Option<String>, i64, Option<i64>, i64, Vec<u8>, Vec<u8>);
+                let (version, user, created, auth, absolute, meta, mut data): Row = conn
+                    .prepare_cached(&select)
+                    .and_then(|mut st| {
+                        st.query_row(params![&key, now], |r| {
+                            Ok((
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(5)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                                r.get(9)?,
+                            ))
+                        })
+                    })
+                    .expect("raw select");
+                data[0] = data[0].wrapping_add(1);
+                let idle_deadline = now.saturating_add(idle_ms).min(absolute);
+                let changed = conn
+                    .prepare_cached(&update)
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            &key,
+                            version,
+                            version + 1,
+                            user,
+                            created,
+                            now,
+                            auth,
+                            idle_deadline,
+                            absolute,
+                            meta,
+                            data,
+                            idle_deadline,
+                            now
+                        ])
+                    })
+                    .expect("raw update");
+                assert_eq!(changed, 1, "raw update matched no row");
+            }
+        }
+    })
+    .await;
+    record(run, "load_save", "raw-rusqlite", 1, summary);
+    let conn = conn.lock().map_err(|e| e.to_string())?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(err)
 }
 
 /// The data of every tower-sessions record: about 1 KiB and a counter.

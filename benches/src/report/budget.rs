@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::id::{Baseline, Level, Op, Store};
+use super::id::{Baseline, Level, Op, RawPath, RequestPath, Sequence, Store};
 use super::results::Results;
 use crate::Target;
 
@@ -68,6 +68,17 @@ pub enum Measure {
     ScaleGrowth {
         /// `load` or `save`.
         op: Op,
+    },
+    /// For every runtime shape measured: p50 of `sequence` through the
+    /// manager of `raw`'s target over `raw`'s p50 (the same statements
+    /// without the store), at `tasks` tasks, in the request benchmark.
+    Request {
+        /// The baseline, and so the target.
+        raw: RawPath,
+        /// The request sequence.
+        sequence: Sequence,
+        /// Concurrent tasks.
+        tasks: usize,
     },
 }
 
@@ -199,6 +210,19 @@ pub const BUDGETS: &[Budget] = &[
         how: "ops/s / ops/s",
     },
     Budget {
+        subject: "SQLite load → save",
+        bound: Bound::AtMost,
+        limit: 1.5,
+        versus: "the same two statements with rusqlite on the calling thread",
+        measure: Measure::Request {
+            raw: RawPath::Rusqlite,
+            sequence: Sequence::LoadSave,
+            tasks: 1,
+        },
+        how: "p50 of `sqlite (manager)` / p50 of `raw-rusqlite` in the request benchmark \
+              (the store's load `SELECT` and save `UPDATE` on its own table, 1 KiB)",
+    },
+    Budget {
         subject: "load latency",
         bound: Bound::AtMost,
         limit: 1.5,
@@ -282,7 +306,9 @@ impl Budget {
                 r.wrapper_ratio(payload, Level::Backend),
                 r.wrapper_ratio(payload, Level::Manager),
             ),
-            Measure::Throughput { .. } | Measure::ScaleGrowth { .. } => return None,
+            Measure::Throughput { .. } | Measure::ScaleGrowth { .. } | Measure::Request { .. } => {
+                return None
+            }
         };
         Some(Check {
             what: self.describe("", "", &format!(" ({payload})")),
@@ -322,6 +348,28 @@ impl Budget {
                         manager: None,
                         budget: *self,
                     })
+                })
+                .collect(),
+            Measure::Request {
+                raw,
+                sequence,
+                tasks,
+            } => r
+                .request_shapes()
+                .into_iter()
+                .filter(|&shape| {
+                    r.request(shape, sequence, RequestPath::Raw(raw), tasks)
+                        .is_some()
+                })
+                .map(|shape| Check {
+                    what: self.describe(
+                        "",
+                        "",
+                        &format!(" (`{}` shape, {tasks} task(s))", shape.id()),
+                    ),
+                    backend: None,
+                    manager: r.raw_ratio(shape, sequence, raw, tasks),
+                    budget: *self,
                 })
                 .collect(),
             Measure::Latency { .. } | Measure::EncryptionCost => Vec::new(),

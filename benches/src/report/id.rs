@@ -474,8 +474,38 @@ impl Peer {
     }
 }
 
+/// A request sequence done without any store, as the baseline of a target's
+/// manager path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RawPath {
+    /// The SQLite store's own `load` SELECT and common `save` UPDATE, run by
+    /// rusqlite on the calling thread (one connection) on the SQLite
+    /// fixture's database and table (`raw-rusqlite`).
+    Rusqlite,
+}
+
+impl RawPath {
+    /// Every raw path.
+    pub const ALL: [RawPath; 1] = [RawPath::Rusqlite];
+
+    /// The id the benchmark writes.
+    pub fn id(self) -> &'static str {
+        match self {
+            RawPath::Rusqlite => "raw-rusqlite",
+        }
+    }
+
+    /// The target whose manager path it is the baseline of.
+    pub fn target(self) -> Target {
+        match self {
+            RawPath::Rusqlite => Target::Sqlite,
+        }
+    }
+}
+
 /// How a request sequence reached the store. Ordered as the report lists
-/// them: per target the manager, then the adapters; peers last.
+/// them: per target the manager, then the adapters; peers, then raw
+/// baselines last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RequestPath {
     /// Through `SessionManager` (`<target>`).
@@ -486,6 +516,8 @@ pub enum RequestPath {
     Actix(Target),
     /// A peer store.
     Peer(Peer),
+    /// A raw baseline (no store).
+    Raw(RawPath),
 }
 
 impl RequestPath {
@@ -500,6 +532,9 @@ impl RequestPath {
         };
         if let Some(peer) = Peer::ALL.into_iter().find(|p| p.id() == s) {
             return Ok(RequestPath::Peer(peer));
+        }
+        if let Some(raw) = RawPath::ALL.into_iter().find(|p| p.id() == s) {
+            return Ok(RequestPath::Raw(raw));
         }
         let (name, make): (&str, fn(Target) -> RequestPath) =
             if let Some(name) = s.strip_suffix("/tower") {
@@ -524,6 +559,7 @@ impl fmt::Display for RequestPath {
             RequestPath::Tower(t) => write!(f, "{} (tower-sessions adapter)", t.id()),
             RequestPath::Actix(t) => write!(f, "{} (actix-session adapter)", t.id()),
             RequestPath::Peer(p) => f.write_str(p.id()),
+            RequestPath::Raw(p) => f.write_str(p.id()),
         }
     }
 }

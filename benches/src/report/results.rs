@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::http::{self, HttpHandler, HttpPath, HttpPoint, HttpResults};
 use super::id::{
-    self, Baseline, Connection, Level, Op, Peer, RequestPath, ResultId, Sequence, Store, UnknownId,
+    self, Baseline, Connection, Level, Op, Peer, RawPath, RequestPath, ResultId, Sequence, Store,
+    UnknownId,
 };
 use crate::stats::{Record, Summary};
 use crate::{Shape, Target};
@@ -193,6 +194,20 @@ impl Results {
         let ours = self.request(shape, sequence, peer.ours(), tasks)?;
         let theirs = self.request(shape, sequence, RequestPath::Peer(peer), tasks)?;
         (theirs.p50_ns > 0.0).then(|| ours.p50_ns / theirs.p50_ns)
+    }
+
+    /// p50 of `raw`'s target through the manager over `raw`'s p50, same
+    /// shape, sequence and tasks.
+    pub fn raw_ratio(
+        &self,
+        shape: Shape,
+        sequence: Sequence,
+        raw: RawPath,
+        tasks: usize,
+    ) -> Option<f64> {
+        let ours = self.request(shape, sequence, RequestPath::Manager(raw.target()), tasks)?;
+        let base = self.request(shape, sequence, RequestPath::Raw(raw), tasks)?;
+        (base.p50_ns > 0.0).then(|| ours.p50_ns / base.p50_ns)
     }
 
     /// The peers measured, in report order.

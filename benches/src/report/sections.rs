@@ -333,7 +333,11 @@ pub fn requests(r: &Results) -> String {
          `peer-tower-moka` (tower-sessions-moka-store) against `memory (tower-sessions \
          adapter)`, `peer-tower-redis` (tower-sessions-redis-store, one fred client) \
          against `redis (tower-sessions adapter)`; \"ours N×\" on a peer's row is our \
-         adapter's p50 over the peer's. Runtime shapes: `idle` is the harness's \
+         adapter's p50 over the peer's. `raw-rusqlite` (load → save, 1 task) is the \
+         SQLite store's own load `SELECT` and save `UPDATE` run by rusqlite on the \
+         calling thread, on one connection to the fixture's database and table, with the \
+         same data change; \"ours N×\" on its row is `sqlite (manager)`'s p50 over its \
+         p50. Runtime shapes: `idle` is the harness's \
          multi-thread runtime with nothing else running; `busy` a 2-worker \
          multi-thread runtime where 2 CPU-bound tasks spin 50 µs between yields \
          throughout, the way handlers share a server's runtime.\n\n",
@@ -360,16 +364,15 @@ pub fn requests(r: &Results) -> String {
             md.push('\n');
             for path in paths {
                 let _ = write!(md, "| {} |", esc(&path.to_string()));
-                let peer = match path {
-                    RequestPath::Peer(p) => Some(p),
-                    _ => None,
-                };
                 for &l in &levels {
                     match r.request(shape, sequence, path, l) {
                         Some(s) => {
-                            let vs = peer
-                                .and_then(|p| r.peer_ratio(shape, sequence, p, l))
-                                .map_or(String::new(), |x| format!(" (ours {})", ratio(Some(x))));
+                            let vs = match path {
+                                RequestPath::Peer(p) => r.peer_ratio(shape, sequence, p, l),
+                                RequestPath::Raw(p) => r.raw_ratio(shape, sequence, p, l),
+                                _ => None,
+                            }
+                            .map_or(String::new(), |x| format!(" (ours {})", ratio(Some(x))));
                             let _ = write!(md, " {} · {}{vs} |", ns(s.p50_ns), ns(s.p99_ns));
                         }
                         None => md.push_str(" — |"),
@@ -852,6 +855,48 @@ mod tests {
             ]
         );
         assert_eq!(requests(&results(vec![])), "");
+    }
+
+    #[test]
+    fn the_sqlite_request_baseline_has_our_ratio_and_a_target_per_shape() {
+        use super::super::results::tests::{request, request_in};
+        let r = results(vec![
+            request("load_save", "sqlite", 1, 60_000.0, 200_000.0),
+            request("load_save", "raw-rusqlite", 1, 40_000.0, 90_000.0),
+            request_in("busy", "load_save", "sqlite", 1, 90_000.0, 300_000.0),
+            request_in("busy", "load_save", "raw-rusqlite", 1, 50_000.0, 80_000.0),
+            request("load_save", "sqlite", 8, 500_000.0, 900_000.0),
+        ]);
+        let md = requests(&r);
+        // Listed after our paths, with the manager's p50 over its own.
+        let ours = md.find("| sqlite (manager) | 60 µs").expect("ours");
+        let raw = md
+            .find("| raw-rusqlite | 40 µs · 90 µs (ours 1.50×) | — |")
+            .expect(&md);
+        assert!(ours < raw);
+        assert!(
+            md.contains("| raw-rusqlite | 50 µs · 80 µs (ours 1.80×) | — |"),
+            "{md}"
+        );
+        let rows = targets(&r, budget::BUDGETS);
+        let judged: Vec<&str> = rows
+            .lines()
+            .filter(|l| l.starts_with("| SQLite load → save"))
+            .collect();
+        assert_eq!(judged.len(), 2, "{rows}");
+        assert!(
+            judged[0].starts_with(
+                "| SQLite load → save ≤ 1.5× the same two statements with rusqlite on the calling \
+             thread (`idle` shape, 1 task(s)) | — | — | 1.50× | met |"
+            ),
+            "{}",
+            judged[0]
+        );
+        assert!(
+            judged[1].contains("(`busy` shape, 1 task(s)) | — | — | 1.80× | **missed** |"),
+            "{}",
+            judged[1]
+        );
     }
 
     #[test]
