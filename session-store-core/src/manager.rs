@@ -575,7 +575,7 @@ impl SessionManager {
         loop {
             let token = SessionToken::generate();
             let key = token.storage_key();
-            let span = info_span!("session.create", key = %key.short_hash());
+            let span = info_span!("session.create", key = %key.short());
             match self.backend.create(&key, &record).instrument(span).await {
                 Ok(()) => {
                     self.emit(Event::Created {
@@ -667,7 +667,7 @@ impl SessionManager {
     ) -> Result<Option<Session>> {
         let now = self.now();
         let presented = token.storage_key();
-        let span = info_span!("session.load", key = %presented.short_hash());
+        let span = info_span!("session.load", key = %presented.short());
         async move {
             let miss = || Event::LookupMiss {
                 key: presented.short_hash(),
@@ -795,7 +795,7 @@ impl SessionManager {
         record.idle_deadline = record
             .idle_deadline
             .max(self.idle_deadline_at(now, record.absolute_deadline));
-        let span = info_span!("session.save", key = %session.key.short_hash());
+        let span = info_span!("session.save", key = %session.key.short());
         let version = self
             .backend
             .save(&session.key, &record, now)
@@ -862,7 +862,7 @@ impl SessionManager {
             record,
             grace,
         };
-        let span = info_span!("session.rotate", from = %session.key.short_hash(), to = %new_key.short_hash(), reason = reason.label());
+        let span = info_span!("session.rotate", from = %session.key.short(), to = %new_key.short(), reason = reason.label());
         match self.backend.rotate(&rotation, now).instrument(span).await {
             Ok(version) => {
                 self.emit(Event::Rotated {
@@ -978,7 +978,7 @@ impl SessionManager {
     /// Backend errors (a delete is never silently skipped). The session is
     /// deleted first; on an error from the family's delete, call again.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        let span = info_span!("session.logout", key = %session.key.short_hash());
+        let span = info_span!("session.logout", key = %session.key.short());
         async {
             self.backend.delete(&session.key).await?;
             self.emit(Event::Deleted {
@@ -1075,7 +1075,7 @@ impl SessionManager {
     /// Backend errors.
     pub async fn revoke(&self, user_id: &str, handle: &SessionHandle) -> Result<bool> {
         let key = *handle.storage_key();
-        let span = info_span!("session.revoke", key = %key.short_hash());
+        let span = info_span!("session.revoke", key = %key.short());
         async {
             // A session never changes user under the same key (login rotates),
             // so checking ownership first and deleting second is safe.

@@ -468,7 +468,7 @@ impl SessionManager {
                 .encode(),
                 data: state.encode(),
             };
-            let span = info_span!("session.remember", family = %key.short_hash());
+            let span = info_span!("session.remember", family = %key.short());
             match self.backend.create(&key, &record).instrument(span).await {
                 Ok(()) => break (token, key),
                 Err(Error::AlreadyExists) => continue,
@@ -532,7 +532,7 @@ impl SessionManager {
         };
         self.check_limits_meta(&meta)?;
         let key = token.family_key();
-        let span = info_span!("session.resume", family = %key.short_hash());
+        let span = info_span!("session.resume", family = %key.short());
         async {
             for _ in 0..4 {
                 match self.resume_once(&token, &key, &meta, client_ip).await? {

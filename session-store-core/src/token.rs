@@ -232,6 +232,28 @@ impl StorageKey {
     pub fn short_hash(&self) -> String {
         hex::encode(&self.0[..4])
     }
+
+    /// [`StorageKey::short_hash`] as a `Display` value that formats only
+    /// when written: for span fields, which are evaluated on every call
+    /// (with `tracing`'s `log` feature even without a subscriber) and would
+    /// otherwise allocate a `String` per operation.
+    pub(crate) fn short(&self) -> ShortHash {
+        ShortHash([self.0[0], self.0[1], self.0[2], self.0[3]])
+    }
+}
+
+/// The first 4 bytes of a storage key, written as 8 lowercase hex digits
+/// (the same text as [`StorageKey::short_hash`]).
+#[derive(Clone, Copy)]
+pub(crate) struct ShortHash([u8; 4]);
+
+impl fmt::Display for ShortHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = [0u8; 8];
+        // Cannot fail: the buffer is twice the input's length.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
 }
 
 impl fmt::Debug for StorageKey {
@@ -292,6 +314,16 @@ impl fmt::Debug for SessionHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_display_is_short_hash() {
+        for _ in 0..8 {
+            let key = SessionToken::generate().storage_key();
+            assert_eq!(key.short().to_string(), key.short_hash());
+        }
+        let key = StorageKey::from_bytes([0xab; 32]);
+        assert_eq!(key.short().to_string(), "abababab");
+    }
 
     #[test]
     fn generated_tokens_are_43_chars_and_round_trip() {
