@@ -3,7 +3,10 @@
 //! a shared machine does not): serves `N` requests in-process (the router
 //! called as a `tower` service, no socket) over a `MemoryStore`, through this
 //! layer (`ours`), through tower-sessions with the `session-store-tower-sessions`
-//! adapter on the same store (`tower`), or with no session (`none`).
+//! adapter on the same store (`tower`), with no session (`none`), or with
+//! no session layer and a handler that makes one `SessionBackend::load` of a
+//! stored session (`none-load`: the cost of "one backend round trip" on
+//! this store, as the HTTP benchmark's `none`/`load` handler makes it).
 //!
 //! ```text
 //! cargo build --release -p session-store-axum --example per_request
@@ -21,7 +24,9 @@ use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use session_store_axum::{Session, SessionConfig, SessionError, SessionLayer};
-use session_store_core::{MemoryStore, SessionBackend, SessionManager};
+use session_store_core::{
+    ClientMeta, MemoryStore, SessionBackend, SessionManager, StorageKey, Timestamp,
+};
 use session_store_tower_sessions::TowerSessionStore;
 use tower_service::Service;
 use tower_sessions::SessionManagerLayer;
@@ -59,7 +64,23 @@ async fn tower_update(s: tower_sessions::Session) -> Result<String, &'static str
     Ok((n + 1).to_string())
 }
 
-fn router(kind: &str) -> Router {
+/// The `none-load` handler's state: the store and the key it loads.
+#[derive(Clone)]
+struct RoundTrip {
+    backend: Arc<dyn SessionBackend>,
+    key: StorageKey,
+}
+
+async fn none_load(
+    axum::extract::State(rt): axum::extract::State<RoundTrip>,
+) -> Result<&'static str, StatusCode> {
+    match rt.backend.load(&rt.key, Timestamp::now_utc()).await {
+        Ok(Some(_)) => Ok("7"),
+        _ => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+async fn router(kind: &str) -> Router {
     let backend: Arc<dyn SessionBackend> = Arc::new(MemoryStore::new());
     match kind {
         "ours" => Router::new()
@@ -78,7 +99,21 @@ fn router(kind: &str) -> Router {
         "none" => Router::new()
             .route("/start", get(|| async { "7" }))
             .route("/read", get(|| async { "7" })),
-        other => panic!("unknown kind {other:?}: ours, tower or none"),
+        "none-load" => {
+            let session = SessionManager::new(backend.clone())
+                .create(br#"{"v":{"n":7}}"#.to_vec(), ClientMeta::default())
+                .await
+                .expect("create");
+            let rt = RoundTrip {
+                backend,
+                key: session.storage_key(),
+            };
+            Router::new()
+                .route("/start", get(|| async { "7" }))
+                .route("/read", get(none_load))
+                .with_state(rt)
+        }
+        other => panic!("unknown kind {other:?}: ours, tower, none or none-load"),
     }
 }
 
@@ -96,11 +131,11 @@ async fn call(router: &mut Router, path: &str, cookie: Option<&str>) -> Response
         .expect("infallible")
 }
 
-/// Serves `n` requests of `kind` (`ours`, `tower`, `none`) to `path`
+/// Serves `n` requests of `kind` (`ours`, `tower`, `none`, `none-load`) to `path`
 /// (`read`, `update`) on one session; returns the last body.
 #[inline(never)]
 async fn serve(kind: &str, path: &str, n: usize) -> String {
-    let mut router = router(kind);
+    let mut router = router(kind).await;
     let start = call(&mut router, "/start", None).await;
     let cookie = start
         .headers()

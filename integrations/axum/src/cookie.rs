@@ -21,27 +21,65 @@ pub(crate) fn cookie_values<'a>(
 ) -> impl Iterator<Item = &'a str> + 'a {
     // An iterator, not a collected list: the callers stop at the first
     // usable value, and a request costs no allocation here.
+    pairs(headers)
+        .filter(move |pair| pair.name() == name.as_bytes())
+        .filter_map(|pair| pair.value())
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers, in header
+/// order, each split once: the layer reads the session, CSRF and remember
+/// cookies in one pass over the headers. Pairs are split and trimmed as
+/// [`cookie_values`] says; pairs without `=` (empty ones included) are skipped.
+pub(crate) fn pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
     headers
         .get_all(COOKIE)
         .into_iter()
         .flat_map(|header| header.as_bytes().split(|b| *b == b';'))
-        .filter_map(move |pair| {
+        .filter_map(|pair| {
             let pair = pair.trim_ascii();
-            if pair.is_empty() || pair.len() > MAX_COOKIE_BYTES {
-                return None;
-            }
             let eq = pair.iter().position(|b| *b == b'=')?;
-            if pair[..eq].trim_ascii() != name.as_bytes() {
-                return None;
-            }
-            let mut value = pair[eq + 1..].trim_ascii();
-            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-                // Whitespace inside the quotes is trimmed too (fuzzing found
-                // `s="\t"` giving a tab).
-                value = value[1..value.len() - 1].trim_ascii();
-            }
-            std::str::from_utf8(value).ok()
+            Some(Pair { pair, eq })
         })
+}
+
+/// One trimmed `name=value` pair of a `Cookie` header.
+#[derive(Clone, Copy)]
+pub(crate) struct Pair<'a> {
+    pair: &'a [u8],
+    /// Index of the first `=`.
+    eq: usize,
+}
+
+impl<'a> Pair<'a> {
+    /// The name, trimmed (compared byte for byte: names are case-sensitive).
+    pub(crate) fn name(&self) -> &'a [u8] {
+        self.pair[..self.eq].trim_ascii()
+    }
+
+    /// Length of the whole pair, name and `=` included.
+    pub(crate) fn len(&self) -> usize {
+        self.pair.len()
+    }
+
+    /// What follows the `=`, untrimmed.
+    pub(crate) fn raw_value(&self) -> &'a [u8] {
+        &self.pair[self.eq + 1..]
+    }
+
+    /// The value as [`cookie_values`] yields it: `None` for a pair longer
+    /// than [`MAX_COOKIE_BYTES`] or a value that is not UTF-8.
+    pub(crate) fn value(&self) -> Option<&'a str> {
+        if self.pair.len() > MAX_COOKIE_BYTES {
+            return None;
+        }
+        let mut value = self.raw_value().trim_ascii();
+        if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+            // Whitespace inside the quotes is trimmed too (fuzzing found
+            // `s="\t"` giving a tab).
+            value = value[1..value.len() - 1].trim_ascii();
+        }
+        std::str::from_utf8(value).ok()
+    }
 }
 
 #[cfg(test)]

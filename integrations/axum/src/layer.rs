@@ -186,7 +186,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(handle(shared, inner, req).await) })
+        Box::pin(handle(shared, inner, req))
     }
 }
 
@@ -197,7 +197,11 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
-async fn handle<S>(shared: Arc<Shared>, mut inner: S, req: Request<Body>) -> Response
+async fn handle<S>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    req: Request<Body>,
+) -> Result<Response, Infallible>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
@@ -209,7 +213,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return error_response(&shared, SessionError::BodyTooLarge);
+        return Ok(error_response(&shared, SessionError::BodyTooLarge));
     }
     let state = Arc::new(RequestState::new(shared.clone(), &parts));
     // An empty body (a `GET`) cannot pass the limit: it is passed on as is,
@@ -221,11 +225,12 @@ where
     };
 
     if shared.config.csrf.enabled() && !is_safe(&parts.method) && !state.token_via_header() {
-        match check_csrf(&shared, &state, &parts, body).await {
+        // Boxed: a `GET` never holds the check's (body-reading) future.
+        match Box::pin(check_csrf(&shared, &state, &parts, body)).await {
             Ok(b) => body = b,
             Err(e) => {
                 let res = error_response(&shared, e);
-                return finish(&shared, &state, res).await;
+                return Ok(finish(&shared, &state, res).await);
             }
         }
     }
@@ -235,7 +240,7 @@ where
         Ok(res) => res,
         Err(never) => match never {},
     };
-    finish(&shared, &state, res).await
+    Ok(finish(&shared, &state, res).await)
 }
 
 async fn check_csrf(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use rand::Rng as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, error, warn};
 
 use crate::config::{HeaderMode, SessionConfig};
-use crate::cookie::cookie_values;
+use crate::cookie;
 use crate::csrf;
 use crate::error::SessionError;
 use crate::limit::Limiter;
@@ -113,7 +114,9 @@ pub(crate) struct RequestState {
     shared: Arc<Shared>,
     presented: Option<Presented>,
     ip: Option<IpAddr>,
-    meta: ClientMeta,
+    /// The `User-Agent` header, turned into [`ClientMeta`] only when a
+    /// login, a resume or a creation records it ([`RequestState::meta`]).
+    user_agent: Option<HeaderValue>,
     anon_csrf: Option<String>,
     remember: remember::Presented,
     inner: Mutex<Inner>,
@@ -130,22 +133,42 @@ impl RequestState {
                 token,
                 via_header: true,
             });
-        // The first well-formed token in header order wins (browsers send the
-        // cookie with the longest path first); malformed ones are skipped.
-        let presented = from_header.or_else(|| {
-            cookie_values(&parts.headers, config.cookie.name())
-                .find_map(|v| SessionToken::parse(v).ok())
-                .map(|token| Presented {
-                    token,
-                    via_header: false,
-                })
-        });
-        let anon_csrf = cookie_values(&parts.headers, config.csrf.cookie_name())
-            .find(|v| csrf::verify_anonymous(&shared.csrf_key, v))
-            .map(str::to_owned);
+        // One pass over the `Cookie` headers for the session, CSRF and
+        // remember cookies. For each, the first usable value in header order
+        // wins (browsers send the cookie with the longest path first):
+        // the first well-formed session token (malformed ones are skipped),
+        // the first validly signed anonymous CSRF token, the first
+        // well-formed remember token (see [`remember::Presented::offer`]).
+        let want_cookie_token = from_header.is_none();
+        let mut from_cookie = None;
+        let mut anon_csrf = None;
+        let mut remember = remember::Presented::NONE;
+        let (session_name, csrf_name, remember_name) = (
+            config.cookie.name().as_bytes(),
+            config.csrf.cookie_name().as_bytes(),
+            config.remember_cookie.name().as_bytes(),
+        );
+        for pair in cookie::pairs(&parts.headers) {
+            let name = pair.name();
+            if name == session_name && want_cookie_token && from_cookie.is_none() {
+                from_cookie = pair.value().and_then(|v| SessionToken::parse(v).ok());
+            }
+            if name == csrf_name && anon_csrf.is_none() {
+                anon_csrf = pair
+                    .value()
+                    .filter(|v| csrf::verify_anonymous(&shared.csrf_key, v))
+                    .map(str::to_owned);
+            }
+            if name == remember_name {
+                remember.offer(pair);
+            }
+        }
+        let presented = from_header.or(from_cookie.map(|token| Presented {
+            token,
+            via_header: false,
+        }));
         let ip = signals::client_ip(parts, &config.client_ip);
-        let meta = signals::client_meta(parts, ip);
-        let remember = remember::presented(&parts.headers, config.remember_cookie.name());
+        let user_agent = signals::user_agent_header(parts);
         let inner = Inner {
             // A malformed or oversized remember cookie is cleared, without I/O.
             remember: (remember.present && remember.token.is_none())
@@ -156,11 +179,17 @@ impl RequestState {
             shared,
             presented,
             ip,
-            meta,
+            user_agent,
             anon_csrf,
             remember,
             inner: Mutex::new(inner),
         }
+    }
+
+    /// This request's client metadata (IP and user agent), as a login,
+    /// a resume or a creation records it.
+    fn meta(&self) -> ClientMeta {
+        signals::meta_of(self.ip, self.user_agent.as_ref())
     }
 
     pub(crate) fn token_via_header(&self) -> bool {
@@ -195,13 +224,18 @@ impl RequestState {
     /// Loads the presented session once per request: touch (throttled by the
     /// manager), contextual signals, scheduled renewal. A failure leaves the
     /// request unloaded (a later call tries again), never anonymous.
+    ///
+    /// The rare paths (resuming from a remember cookie, ending a session on
+    /// a context change, renewal) run in boxed futures of their own, entered
+    /// only when needed: this future, which every [`Session`] call embeds
+    /// and moves, holds only the load.
     async fn ensure_loaded(&self, inner: &mut Inner) -> Result<(), SessionError> {
         if inner.loaded {
             return Ok(());
         }
         let Some(presented) = &self.presented else {
             inner.loaded = true;
-            return self.resume_remembered(inner).await;
+            return self.resume_if_remembered(inner).await;
         };
         let loaded = self
             .manager()
@@ -211,30 +245,44 @@ impl RequestState {
         inner.loaded = true;
         let Some(session) = loaded else {
             debug!(key = %presented.token.storage_key().short_hash(), "no live session for the presented token");
-            return self.resume_remembered(inner).await;
+            return self.resume_if_remembered(inner).await;
         };
         inner.issued |= session.token_changed();
         let payload = Payload::decode(session.data())?;
         inner.current = Some(Current { session, payload });
-        self.check_context(inner).await?;
-        self.renew_if_due(inner).await
+        if let Some(change) = self.check_context(inner) {
+            Box::pin(self.end_for_context(inner, change)).await?;
+        }
+        if self.renewal_due(inner) {
+            Box::pin(self.renew(inner)).await?;
+        }
+        Ok(())
     }
 
-    async fn check_context(&self, inner: &mut Inner) -> Result<(), SessionError> {
-        let Some(cur) = &inner.current else {
-            return Ok(());
-        };
-        if cur.session.user_id().is_none() {
-            return Ok(());
+    /// [`RequestState::resume_remembered`] when the request carries a
+    /// remember token it may use (boxed: the resume is the rare path).
+    async fn resume_if_remembered(&self, inner: &mut Inner) -> Result<(), SessionError> {
+        if self.may_resume(inner) {
+            Box::pin(self.resume_remembered(inner)).await
+        } else {
+            Ok(())
         }
-        let Some(change) = signals::compare(
+    }
+
+    /// Compares a logged-in session's client context at login with this
+    /// request's, reports a change (log, hook, event) and applies the
+    /// policy; returns the change when the policy ends the session (the
+    /// caller then runs [`RequestState::end_for_context`]).
+    fn check_context(&self, inner: &mut Inner) -> Option<ContextChange> {
+        let cur = inner.current.as_ref()?;
+        cur.session.user_id()?;
+        let change = signals::compare(
             cur.session.client_meta(),
-            &self.meta,
+            self.ip,
+            self.user_agent.as_ref(),
             self.config().ip_granularity,
-            cur.session.storage_key().short_hash(),
-        ) else {
-            return Ok(());
-        };
+            || cur.session.storage_key().short_hash(),
+        )?;
         warn!(
             key = %change.key,
             ip_changed = change.ip_changed,
@@ -254,42 +302,62 @@ impl RequestState {
             });
         }
         match self.config().context_policy {
-            ContextPolicy::Ignore => {}
-            ContextPolicy::Flag => inner.change = Some(change),
-            ContextPolicy::RequireReauth => {
-                let session = &inner.current.as_ref().expect("checked above").session;
-                self.manager()
-                    .logout(session)
-                    .await
-                    .map_err(|e| self.fail(inner, "logout", e))?;
-                inner.current = None;
-                inner.issued = false;
-                inner.cleared = true;
+            ContextPolicy::Ignore => None,
+            ContextPolicy::Flag => {
                 inner.change = Some(change);
-                // The logout ended the session's persistent login too.
-                self.forget(inner);
+                None
             }
+            ContextPolicy::RequireReauth => Some(change),
         }
+    }
+
+    /// Policy [`ContextPolicy::RequireReauth`] after a context change: logs
+    /// the session out (its persistent login too) and clears the cookie.
+    async fn end_for_context(
+        &self,
+        inner: &mut Inner,
+        change: ContextChange,
+    ) -> Result<(), SessionError> {
+        if let Some(cur) = &inner.current {
+            self.manager()
+                .logout(&cur.session)
+                .await
+                .map_err(|e| self.fail(inner, "logout", e))?;
+        }
+        inner.current = None;
+        inner.issued = false;
+        inner.cleared = true;
+        inner.change = Some(change);
+        // The logout ended the session's persistent login too.
+        self.forget(inner);
         Ok(())
     }
 
-    async fn renew_if_due(&self, inner: &mut Inner) -> Result<(), SessionError> {
+    /// Whether the loaded session is logged in and due for its scheduled
+    /// renewal ([`SessionConfig::with_renew_after`]).
+    fn renewal_due(&self, inner: &Inner) -> bool {
         let Some(after) = self.config().renew_after else {
-            return Ok(());
+            return false;
         };
         let Some(cur) = &inner.current else {
-            return Ok(());
+            return false;
         };
         let Some(auth) = cur.session.auth_time() else {
-            return Ok(());
+            return false;
         };
         let now = self.manager().now();
         // A session started from a persistent login counts from its start.
         let since = auth.max(cur.session.created_at());
         let last = cur.payload.renewed_at.unwrap_or(since.as_millis());
-        if now.saturating_duration_since(Timestamp::from_millis(last)) < after {
+        now.saturating_duration_since(Timestamp::from_millis(last)) >= after
+    }
+
+    /// The scheduled renewal rotation (see [`RequestState::renewal_due`]).
+    async fn renew(&self, inner: &mut Inner) -> Result<(), SessionError> {
+        let Some(cur) = &inner.current else {
             return Ok(());
-        }
+        };
+        let now = self.manager().now();
         let mut payload = cur.payload.clone();
         payload.renewed_at = Some(now.as_millis());
         let mut session = cur.session.clone();
@@ -367,21 +435,7 @@ impl RequestState {
                 if !self.config().allow_anonymous {
                     return Err(SessionError::AnonymousDisabled);
                 }
-                if let Some(limiter) = &self.shared.limiter {
-                    if !limiter.try_acquire(self.ip, self.manager().now().as_millis()) {
-                        debug!(ip = ?self.ip, "anonymous session refused by the rate limit");
-                        return Err(SessionError::AnonymousRateLimited);
-                    }
-                }
-                let session = self
-                    .manager()
-                    .create(payload.encode()?, self.meta.clone())
-                    .await
-                    .map_err(|e| self.fail(&inner, "create", e))?;
-                inner.current = Some(Current { session, payload });
-                inner.issued = true;
-                inner.cleared = false;
-                inner.clear_anon_csrf = true;
+                Box::pin(self.create_anonymous(&mut inner, payload)).await?;
                 return Ok(r);
             };
             let mut payload = cur.payload.clone();
@@ -401,8 +455,13 @@ impl RequestState {
                         warn!(key = %self.key_hash(&inner), attempts = attempt, "session write gave up after repeated conflicts");
                         return Err(SessionError::Conflict { attempts: attempt });
                     }
-                    Self::backoff(attempt).await;
-                    if !self.reload(&mut inner).await? {
+                    // Boxed: the retry is the rare path of every write.
+                    let reloaded = Box::pin(async {
+                        Self::backoff(attempt).await;
+                        self.reload(&mut inner).await
+                    })
+                    .await?;
+                    if !reloaded {
                         warn!(key = %self.key_hash(&inner), "session removed during a write");
                         return Err(SessionError::Gone);
                     }
@@ -410,6 +469,30 @@ impl RequestState {
                 Err(e) => return Err(self.fail(&inner, "save", e)),
             }
         }
+    }
+
+    /// Creates the anonymous session of a first write (rate limit first).
+    async fn create_anonymous(
+        &self,
+        inner: &mut Inner,
+        payload: Payload,
+    ) -> Result<(), SessionError> {
+        if let Some(limiter) = &self.shared.limiter {
+            if !limiter.try_acquire(self.ip, self.manager().now().as_millis()) {
+                debug!(ip = ?self.ip, "anonymous session refused by the rate limit");
+                return Err(SessionError::AnonymousRateLimited);
+            }
+        }
+        let session = self
+            .manager()
+            .create(payload.encode()?, self.meta())
+            .await
+            .map_err(|e| self.fail(inner, "create", e))?;
+        inner.current = Some(Current { session, payload });
+        inner.issued = true;
+        inner.cleared = false;
+        inner.clear_anon_csrf = true;
+        Ok(())
     }
 
     /// Rotates with `reason` (reloading and retrying on conflict). `payload`
@@ -637,12 +720,13 @@ impl Session {
     /// [`SessionError::Serde`] if the stored value is not a `T`;
     /// [`SessionError::Unavailable`] when the store fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let value = self
-            .read(|c| c.and_then(|c| c.payload.values.get(key).cloned()))
-            .await?;
-        value
-            .map(|v| serde_json::from_value(v).map_err(SessionError::Serde))
-            .transpose()
+        // Deserialized from the stored value in place, not from a copy.
+        self.read(|c| {
+            c.and_then(|c| c.payload.values.get(key))
+                .map(|v| T::deserialize(v).map_err(SessionError::Serde))
+                .transpose()
+        })
+        .await?
     }
 
     /// Stores `value` under `key`, at once, with compare-and-swap (a
@@ -707,7 +791,7 @@ impl Session {
         self.state
             .mutate(true, |p| {
                 let mut value: T = match p.values.get(key) {
-                    Some(v) => serde_json::from_value(v.clone()).map_err(SessionError::Serde)?,
+                    Some(v) => T::deserialize(v).map_err(SessionError::Serde)?,
                     None => T::default(),
                 };
                 let r = f(&mut value);
@@ -912,7 +996,7 @@ impl Session {
             let session = self
                 .state
                 .manager()
-                .create(payload.encode()?, self.state.meta.clone())
+                .create(payload.encode()?, self.state.meta())
                 .await
                 .map_err(|e| self.state.fail(&inner, "create", e))?;
             inner.current = Some(Current { session, payload });
@@ -928,7 +1012,7 @@ impl Session {
                     p.csrf = Some(csrf::random_token());
                     p.renewed_at = None;
                 },
-                Some(self.state.meta.clone()),
+                Some(self.state.meta()),
             )
             .await?;
         inner.change = None;

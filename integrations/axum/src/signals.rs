@@ -1,12 +1,13 @@
 //! Contextual signals: the client IP and user agent recorded at login,
 //! compared with each request that loads the session.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use session_store_core::ClientMeta;
 
 /// Longest user agent kept in session metadata (longer ones are cut at a
@@ -66,6 +67,22 @@ impl IpGranularity {
             }
             (Ok(_), Ok(_)) => false,
             _ => a == b,
+        }
+    }
+}
+
+impl IpGranularity {
+    /// [`IpGranularity::same_network`] with the second address parsed
+    /// (text that is not an address never matches one).
+    fn same_network_as(&self, a: &str, b: IpAddr) -> bool {
+        match (a.parse::<IpAddr>(), b) {
+            (Ok(IpAddr::V4(x)), IpAddr::V4(y)) => {
+                prefix_eq(&x.octets(), &y.octets(), self.v4_prefix)
+            }
+            (Ok(IpAddr::V6(x)), IpAddr::V6(y)) => {
+                prefix_eq(&x.octets(), &y.octets(), self.v6_prefix)
+            }
+            _ => false,
         }
     }
 }
@@ -131,24 +148,39 @@ pub(crate) fn client_ip(parts: &Parts, source: &ClientIpSource) -> Option<IpAddr
 
 /// The client IP (see [`client_ip`]) and user agent of a request.
 pub(crate) fn client_meta(parts: &Parts, ip: Option<IpAddr>) -> ClientMeta {
-    let user_agent = parts
-        .headers
-        .get(USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .map(|ua| truncate(&ua, MAX_USER_AGENT_BYTES));
+    meta_of(ip, parts.headers.get(USER_AGENT))
+}
+
+/// The request's `User-Agent` header (for [`meta_of`]; a cheap reference
+/// count, not a copy of the text).
+pub(crate) fn user_agent_header(parts: &Parts) -> Option<HeaderValue> {
+    parts.headers.get(USER_AGENT).cloned()
+}
+
+/// Client metadata from the client IP and the `User-Agent` header.
+pub(crate) fn meta_of(ip: Option<IpAddr>, user_agent: Option<&HeaderValue>) -> ClientMeta {
     ClientMeta {
         ip: ip.map(|ip| ip.to_string()),
-        user_agent,
+        user_agent: user_agent.map(|v| user_agent_text(v).into_owned()),
         label: None,
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// The user agent as recorded: lossy UTF-8, cut to [`MAX_USER_AGENT_BYTES`]
+/// at a character boundary (borrowed unless the header is not UTF-8).
+fn user_agent_text(v: &HeaderValue) -> Cow<'_, str> {
+    match String::from_utf8_lossy(v.as_bytes()) {
+        Cow::Borrowed(s) => Cow::Borrowed(truncated(s, MAX_USER_AGENT_BYTES)),
+        Cow::Owned(s) => Cow::Owned(truncated(&s, MAX_USER_AGENT_BYTES).to_owned()),
+    }
+}
+
+fn truncated(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
 }
 
 impl ContextPolicy {
@@ -162,22 +194,27 @@ impl ContextPolicy {
     }
 }
 
-/// Compares the login's metadata with this request's.
+/// Compares the login's metadata with this request's client IP and
+/// `User-Agent` header (as [`meta_of`] would record them, without copying
+/// them); `key` names the session in the change, computed only when there
+/// is one.
 pub(crate) fn compare(
     at_login: &ClientMeta,
-    now: &ClientMeta,
+    ip: Option<IpAddr>,
+    user_agent: Option<&HeaderValue>,
     granularity: IpGranularity,
-    key: String,
+    key: impl FnOnce() -> String,
 ) -> Option<ContextChange> {
-    let ip_changed = match (&at_login.ip, &now.ip) {
-        (Some(a), Some(b)) => !granularity.same_network(a, b),
+    let ip_changed = match (&at_login.ip, ip) {
+        (Some(a), Some(b)) => !granularity.same_network_as(a, b),
         _ => false,
     };
-    let user_agent_changed = at_login.user_agent != now.user_agent;
-    (ip_changed || user_agent_changed).then_some(ContextChange {
+    let user_agent_changed =
+        at_login.user_agent.as_deref() != user_agent.map(user_agent_text).as_deref();
+    (ip_changed || user_agent_changed).then(|| ContextChange {
         ip_changed,
         user_agent_changed,
-        key,
+        key: key(),
     })
 }
 
@@ -213,19 +250,78 @@ mod tests {
             label: None,
         };
         let g = IpGranularity::default();
-        assert_eq!(compare(&login, &login, g, "k".into()), None);
-        let moved = ClientMeta {
-            ip: Some("198.51.100.1".into()),
-            ..login.clone()
-        };
-        let c = compare(&login, &moved, g, "k".into()).unwrap();
+        let here: Option<IpAddr> = "192.0.2.1".parse().ok();
+        let a = HeaderValue::from_static("A");
+        assert_eq!(compare(&login, here, Some(&a), g, || "k".into()), None);
+        let moved = "198.51.100.1".parse().ok();
+        let c = compare(&login, moved, Some(&a), g, || "k".into()).unwrap();
         assert!(c.ip_changed && !c.user_agent_changed);
-        let ua = ClientMeta {
-            user_agent: Some("B".into()),
-            ..login.clone()
-        };
-        let c = compare(&login, &ua, g, "k".into()).unwrap();
+        assert_eq!(c.key, "k");
+        let b = HeaderValue::from_static("B");
+        let c = compare(&login, here, Some(&b), g, || "k".into()).unwrap();
         assert!(!c.ip_changed && c.user_agent_changed);
-        assert_eq!(truncate("héllo", 2), "h");
+        let c = compare(&login, here, None, g, || "k".into()).unwrap();
+        assert!(
+            !c.ip_changed && c.user_agent_changed,
+            "a user agent removed is a change"
+        );
+        assert_eq!(truncated("héllo", 2), "h");
+    }
+
+    /// Comparing with the request's IP and header gives what comparing with
+    /// the metadata [`meta_of`] records for them gives (same network at the
+    /// granularity, user agents equal as recorded: lossy, truncated).
+    #[test]
+    fn compare_agrees_with_recorded_meta() {
+        let long = "x".repeat(MAX_USER_AGENT_BYTES + 10);
+        let uas: Vec<Option<HeaderValue>> = vec![
+            None,
+            Some(HeaderValue::from_static("A")),
+            Some(HeaderValue::from_bytes(b"caf\xe9").unwrap()),
+            Some(HeaderValue::from_str(&long).unwrap()),
+            Some(HeaderValue::from_str(&"x".repeat(MAX_USER_AGENT_BYTES)).unwrap()),
+        ];
+        let ips: Vec<Option<IpAddr>> = vec![
+            None,
+            "192.0.2.1".parse().ok(),
+            "192.0.2.200".parse().ok(),
+            "2001:db8::1".parse().ok(),
+        ];
+        let stored_ips = [
+            None,
+            Some("192.0.2.9"),
+            Some("2001:db8::2"),
+            Some("not an ip"),
+        ];
+        for g in [IpGranularity::default(), IpGranularity::exact()] {
+            for stored_ip in stored_ips {
+                for stored_ua in &uas {
+                    let mut login = meta_of(None, stored_ua.as_ref());
+                    login.ip = stored_ip.map(str::to_owned);
+                    for ip in &ips {
+                        for ua in &uas {
+                            let now = meta_of(*ip, ua.as_ref());
+                            let ip_changed = match (&login.ip, &now.ip) {
+                                (Some(a), Some(b)) => !g.same_network(a, b),
+                                _ => false,
+                            };
+                            let ua_changed = login.user_agent != now.user_agent;
+                            let got = compare(&login, *ip, ua.as_ref(), g, || "k".into());
+                            assert_eq!(
+                                got.map(|c| (c.ip_changed, c.user_agent_changed)),
+                                (ip_changed || ua_changed).then_some((ip_changed, ua_changed)),
+                                "{stored_ip:?} {ip:?} {ua:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            meta_of(None, Some(&HeaderValue::from_str(&long).unwrap()))
+                .user_agent
+                .map(|u| u.len()),
+            Some(MAX_USER_AGENT_BYTES)
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use serde_json::{json, Value};
@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use super::{Current, Inner, Payload, RequestState, Session, Shared};
 use crate::config::{SessionConfig, MAX_COOKIE_BYTES};
+use crate::cookie::Pair;
 use crate::error::SessionError;
 use crate::signals;
 
@@ -54,34 +55,29 @@ pub(crate) struct Presented {
     pub(crate) present: bool,
 }
 
-pub(crate) fn presented(headers: &HeaderMap, name: &str) -> Presented {
-    let mut out = Presented {
+impl Presented {
+    /// Nothing presented yet.
+    pub(crate) const NONE: Presented = Presented {
         token: None,
         present: false,
     };
-    for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
-                continue;
-            };
-            if pair[..eq].trim_ascii() != name.as_bytes() {
-                continue;
-            }
-            out.present = true;
-            if out.token.is_some() || pair.len() > MAX_COOKIE_BYTES {
-                continue;
-            }
-            let mut value = pair[eq + 1..].trim_ascii();
-            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-                value = &value[1..value.len() - 1];
-            }
-            out.token = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| PersistentToken::parse(v).ok());
+
+    /// Takes one `Cookie` pair named like the remember cookie (the caller
+    /// matched the name), in header order: the first well-formed token
+    /// wins; an oversized pair counts as present but is never parsed.
+    pub(crate) fn offer(&mut self, pair: Pair<'_>) {
+        self.present = true;
+        if self.token.is_some() || pair.len() > MAX_COOKIE_BYTES {
+            return;
         }
+        let mut value = pair.raw_value().trim_ascii();
+        if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+            value = &value[1..value.len() - 1];
+        }
+        self.token = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| PersistentToken::parse(v).ok());
     }
-    out
 }
 
 /// What the response does with the remember cookie.
@@ -120,18 +116,15 @@ impl RequestState {
     /// if there is one. A store failure leaves the request unloaded and
     /// keeps the cookie (`503`, never a logout).
     pub(super) async fn resume_remembered(&self, inner: &mut Inner) -> Result<(), SessionError> {
-        if self.token_via_header() || inner.current.is_some() {
+        if !self.may_resume(inner) {
             return Ok(());
         }
         let Some(token) = &self.remember.token else {
             return Ok(());
         };
-        if matches!(inner.remember, Some(Change::Clear)) {
-            return Ok(());
-        }
         let resumed = self
             .manager()
-            .resume_from(token.expose_secret(), self.meta.clone(), self.ip)
+            .resume_from(token.expose_secret(), self.meta(), self.ip)
             .await;
         match resumed {
             Ok(Some(r)) => {
@@ -161,6 +154,16 @@ impl RequestState {
                 Err(self.fail(inner, "resume", e))
             }
         }
+    }
+
+    /// Whether [`RequestState::resume_remembered`] has anything to do: no
+    /// session, not in header mode, a well-formed remember token that this
+    /// request has not already refused.
+    pub(super) fn may_resume(&self, inner: &Inner) -> bool {
+        !self.token_via_header()
+            && inner.current.is_none()
+            && self.remember.token.is_some()
+            && !matches!(inner.remember, Some(Change::Clear))
     }
 
     /// Issues a persistent login for the logged-in session (retrying on a
