@@ -1,7 +1,8 @@
 //! The log that lets one request save twice: what a `load` carries to the
 //! `save` of the same request is [`session_store_core::LoadedRecord`] under
 //! [`session_store_core::LOADED_FIELD`]; a second save of the same load
-//! continues from the version its first save stored.
+//! continues from the version its first save stored. The typed in-memory
+//! path keeps its own log of the same kind ([`TypedSaved`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -9,6 +10,9 @@ use std::sync::Mutex;
 /// Successful saves remembered for a second save by the same request
 /// (`Session::save` in a handler, then the middleware's own save).
 const SAVE_LOG_CAPACITY: usize = 4096;
+/// Most session data bytes (JSON-encoded size) the typed path's log keeps
+/// alive: its entries hold the saved maps themselves.
+pub(crate) const TYPED_LOG_BYTES: usize = 8 << 20;
 
 /// A successful save: the version it stored and a fingerprint of what it
 /// wrote.
@@ -18,38 +22,81 @@ pub(crate) struct Saved {
     pub fingerprint: u64,
 }
 
-/// The last successful save of each recent load, oldest forgotten first. A
+/// A successful save on the typed in-memory path: which session, the stamp
+/// the load saw, and what the save stored (the map itself: comparing it is
+/// cheaper than fingerprinting).
+#[derive(Clone)]
+pub(crate) struct TypedSaved {
+    pub key: session_store_core::StorageKey,
+    pub seen_stamp: u64,
+    pub version: u64,
+    pub stamp: u64,
+    pub data: std::sync::Arc<crate::typed::Data>,
+}
+
+/// The last successful save of each recent load, oldest forgotten first
+/// (beyond [`SAVE_LOG_CAPACITY`] entries or `max_weight` in total). A
 /// forgotten entry only costs a request that saves twice a conflict error,
 /// never a lost write.
-#[derive(Debug, Default)]
-pub(crate) struct SaveLog {
-    inner: Mutex<LogInner>,
+#[derive(Debug)]
+pub(crate) struct SaveLog<S = Saved> {
+    inner: Mutex<LogInner<S>>,
+    max_weight: usize,
 }
 
-#[derive(Debug, Default)]
-struct LogInner {
-    by_load: HashMap<u64, Saved>,
+impl<S> Default for SaveLog<S> {
+    fn default() -> Self {
+        Self::with_max_weight(usize::MAX)
+    }
+}
+
+#[derive(Debug)]
+struct LogInner<S> {
+    by_load: HashMap<u64, (S, usize)>,
     order: VecDeque<u64>,
+    weight: usize,
 }
 
-impl SaveLog {
-    pub fn get(&self, load: u64) -> Option<Saved> {
-        self.lock().by_load.get(&load).copied()
+impl<S> SaveLog<S> {
+    /// A log that also forgets its oldest entries while the weights given
+    /// to [`SaveLog::put`] add up to more than `max_weight`.
+    pub fn with_max_weight(max_weight: usize) -> Self {
+        SaveLog {
+            inner: Mutex::new(LogInner {
+                by_load: HashMap::new(),
+                order: VecDeque::new(),
+                weight: 0,
+            }),
+            max_weight,
+        }
+    }
+}
+
+impl<S: Clone> SaveLog<S> {
+    pub fn get(&self, load: u64) -> Option<S> {
+        self.lock().by_load.get(&load).map(|(s, _)| s.clone())
     }
 
-    pub fn put(&self, load: u64, saved: Saved) {
+    pub fn put(&self, load: u64, saved: S, weight: usize) {
         let mut inner = self.lock();
-        if inner.by_load.insert(load, saved).is_none() {
-            inner.order.push_back(load);
-            if inner.order.len() > SAVE_LOG_CAPACITY {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.by_load.remove(&old);
-                }
+        inner.weight += weight;
+        match inner.by_load.insert(load, (saved, weight)) {
+            Some((_, old)) => inner.weight -= old,
+            None => inner.order.push_back(load),
+        }
+        while inner.order.len() > SAVE_LOG_CAPACITY
+            || (inner.weight > self.max_weight && inner.order.len() > 1)
+        {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some((_, w)) = inner.by_load.remove(&old) {
+                inner.weight -= w;
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner<S>> {
         // The map stays consistent whatever panicked while holding it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -69,6 +116,7 @@ mod tests {
                     version: load,
                     fingerprint: 0,
                 },
+                0,
             );
         }
         assert_eq!(log.get(0), None);
@@ -79,7 +127,32 @@ mod tests {
                 version: 9,
                 fingerprint: 1,
             },
+            0,
         );
         assert_eq!(log.get(1).map(|s| s.version), Some(9));
+    }
+
+    #[test]
+    fn log_forgets_oldest_beyond_its_weight() {
+        let log = SaveLog::<u64>::with_max_weight(100);
+        for load in 0..10 {
+            log.put(load, load, 30);
+        }
+        // 3 entries of 30 fit in 100; the 4th pushes the oldest out.
+        assert_eq!(log.get(6), None);
+        assert_eq!(
+            (7..10).map(|l| log.get(l)).collect::<Vec<_>>(),
+            [Some(7), Some(8), Some(9)]
+        );
+        // Replacing an entry counts its new weight only.
+        log.put(9, 90, 10);
+        log.put(10, 10, 31);
+        assert_eq!(log.get(7), None);
+        assert_eq!(log.get(8), Some(8));
+        assert_eq!(log.get(9), Some(90));
+        // One entry heavier than the whole budget is still kept.
+        log.put(11, 11, 500);
+        assert_eq!(log.get(11), Some(11));
+        assert_eq!(log.get(10), None);
     }
 }

@@ -36,6 +36,77 @@ pub(crate) fn encode_data(data: &HashMap<String, Value>) -> serde_json::Result<V
     Ok(out)
 }
 
+/// The exact length of [`encode_data`]'s output, without writing it (the
+/// typed in-memory path applies the size limit to it).
+pub(crate) fn encoded_len(data: &HashMap<String, Value>) -> usize {
+    let mut n = 2;
+    let mut first = true;
+    for (key, value) in data {
+        if key == LOADED_FIELD {
+            continue;
+        }
+        if !first {
+            n += 1;
+        }
+        first = false;
+        n += str_len(key) + 1 + value_len(value);
+    }
+    n
+}
+
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => {
+            /// Counts what serde_json writes.
+            struct Count(usize);
+            impl std::io::Write for Count {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0 += buf.len();
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut count = Count(0);
+            // Writing a number to a counter cannot fail.
+            let _ = serde_json::to_writer(&mut count, n);
+            count.0
+        }
+        Value::String(s) => str_len(s),
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>()
+        }
+        Value::Object(map) => {
+            2 + map.len().saturating_sub(1)
+                + map
+                    .iter()
+                    .map(|(k, v)| str_len(k) + 1 + value_len(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// The length of a JSON string as serde_json escapes it: `\"`, `\\` and
+/// the short escapes of `\b \f \n \r \t` take two bytes, other control
+/// characters six (`\u00XX`).
+fn str_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        return bytes.len() + 2;
+    }
+    2 + bytes
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
 /// A first guess at the encoded length (strings at their own length), so
 /// that the buffer rarely grows.
 fn size_hint(data: &HashMap<String, Value>) -> usize {
@@ -222,6 +293,7 @@ mod tests {
         cases.push(HashMap::from([(LOADED_FIELD.to_owned(), json!("only"))]));
         for data in &cases {
             let ours = encode_data(data).unwrap();
+            assert_eq!(encoded_len(data), ours.len(), "{data:?}");
             assert_eq!(
                 String::from_utf8_lossy(&ours),
                 String::from_utf8_lossy(&reference(data)),

@@ -21,6 +21,16 @@
 //! # let _ = layer;
 //! ```
 //!
+//! ## The typed in-memory path
+//! [`TowerSessionStore::in_memory`] keeps the sessions in this process as
+//! the maps tower-sessions hands over, never encoded to JSON nor decoded,
+//! with the guarantees below: hashed keys, create-if-absent,
+//! compare-and-swap saves, expiry by the adapter's clock, absolute timeout,
+//! size limit, per-user revocation.
+//! The data is plaintext in process memory, nothing else can read the
+//! sessions (no `SessionManager`, no CLI) and a restart loses them; for
+//! encryption use the backend path over `Encrypted<MemoryStore>`.
+//!
 //! ## Configuration
 //! One [`AdapterConfig`](session_store_core::AdapterConfig), from
 //! `session-store-core` and shared with the actix-session adapter: the
@@ -110,6 +120,7 @@
 mod carried;
 mod json;
 mod store;
+mod typed;
 
 pub use session_store_core::LOADED_FIELD;
 pub use store::{is_conflict, storage_key_for, TowerSessionStore, CREATE_ATTEMPTS};

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::carried::{SaveLog, Saved};
+use crate::carried::{SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
+use crate::typed::{self, Carried, Data, NewSession, TypedMap, Write};
 use session_store_core::{LoadedRecord, LOADED_FIELD};
 
 /// How many fresh ids `create` tries before giving up. A collision of
@@ -70,32 +71,98 @@ pub fn storage_key_for(id: &Id) -> StorageKey {
 
 /// A [`tower_sessions_core::SessionStore`] over any
 /// [`SessionBackend`] (SQLite, Redis, PostgreSQL, sled, memory, or any of
-/// them inside [`Encrypted`](session_store_core::Encrypted)). Cheap to clone.
+/// them inside [`Encrypted`](session_store_core::Encrypted)), or over the
+/// typed in-memory map of [`TowerSessionStore::in_memory`]. Cheap to clone.
 ///
 /// See the crate documentation for what holds and what does not.
 #[derive(Clone)]
 pub struct TowerSessionStore {
-    backend: Arc<dyn SessionBackend>,
+    storage: Storage,
     clock: Arc<dyn Clock>,
     config: Arc<AdapterConfig>,
     saves: Arc<SaveLog>,
     fingerprints: RandomState,
 }
 
+/// Where the sessions are.
+#[derive(Clone)]
+enum Storage {
+    Backend(Arc<dyn SessionBackend>),
+    Typed {
+        map: Arc<TypedMap>,
+        saves: Arc<SaveLog<TypedSaved>>,
+    },
+}
+
 impl fmt::Debug for TowerSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TowerSessionStore")
-            .field("backend", &self.backend)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        let mut s = f.debug_struct("TowerSessionStore");
+        match &self.storage {
+            Storage::Backend(backend) => s.field("backend", backend),
+            Storage::Typed { .. } => s.field("backend", &"in_memory (typed)"),
+        };
+        s.field("config", &self.config).finish_non_exhaustive()
     }
 }
 
 impl TowerSessionStore {
     /// An adapter with the default [`AdapterConfig`] and the system clock.
     pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
+        Self::with_storage(Storage::Backend(backend))
+    }
+
+    /// An adapter that keeps the sessions in this process as the typed
+    /// maps tower-sessions hands over, never encoded to JSON: the fastest
+    /// path for a single-process server (no JSON encode on `create` and
+    /// `save`, no decode on `load`; a load clones the map, like
+    /// tower-sessions' own `MemoryStore`), with the same guarantees as the
+    /// adapter over a backend:
+    ///
+    /// - keys are SHA-256 of the id ([`storage_key_for`]), never the id;
+    /// - `create` never overwrites (a colliding id is redrawn, at most
+    ///   [`CREATE_ATTEMPTS`] times);
+    /// - `save` is a compare-and-swap on what `load` carried: a session
+    ///   saved by a concurrent request, deleted, cycled or expired since it
+    ///   was loaded is not written ([`is_conflict`]);
+    /// - expiry is judged by the adapter's clock on every read, the
+    ///   absolute timeout and the size limit of the [`AdapterConfig`] apply
+    ///   (the size of the data's JSON encoding is counted, not written);
+    /// - [`logout_user`](TowerSessionStore::logout_user) and
+    ///   [`list_user`](TowerSessionStore::list_user) work as over a backend.
+    ///
+    /// What a load carries under [`LOADED_FIELD`] is the version, a random
+    /// 64-bit stamp drawn at each write, and which load it was; a save
+    /// writes only if both the version and the stamp match the session's,
+    /// and takes the creation time and the absolute deadline from the
+    /// session itself, never from the carried field. An application that
+    /// writes that field itself cannot extend a session, and matches a
+    /// session only by guessing its stamp.
+    ///
+    /// Expired sessions are removed when read, by
+    /// [`ExpiredDeletion::delete_expired`], and by `create` itself: a shard
+    /// of the map sweeps its expired sessions when it has grown to twice
+    /// what it held after its last sweep, so memory follows the live
+    /// sessions even if `delete_expired` never runs.
+    ///
+    /// What does **not** hold, by design:
+    /// - The data is **plaintext in process memory**, like tower-sessions'
+    ///   `MemoryStore`. For data that must stay encrypted in memory, use
+    ///   [`TowerSessionStore::new`] over
+    ///   [`Encrypted`](session_store_core::Encrypted)`<`[`MemoryStore`](session_store_core::MemoryStore)`>`
+    ///   (the backend path, which encodes and encrypts).
+    /// - The sessions live and die with this store: nothing else reads them
+    ///   (a `SessionManager`, the CLI, another process) and a restart loses
+    ///   them. There is no [`backend`](TowerSessionStore::backend).
+    pub fn in_memory() -> Self {
+        Self::with_storage(Storage::Typed {
+            map: Arc::new(TypedMap::default()),
+            saves: Arc::new(SaveLog::with_max_weight(TYPED_LOG_BYTES)),
+        })
+    }
+
+    fn with_storage(storage: Storage) -> Self {
         TowerSessionStore {
-            backend,
+            storage,
             clock: Arc::new(SystemClock),
             config: Arc::new(AdapterConfig::default()),
             saves: Arc::new(SaveLog::default()),
@@ -124,9 +191,21 @@ impl TowerSessionStore {
         self
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &Arc<dyn SessionBackend> {
-        &self.backend
+    /// The backend; `None` for [`TowerSessionStore::in_memory`].
+    pub fn backend(&self) -> Option<&Arc<dyn SessionBackend>> {
+        match &self.storage {
+            Storage::Backend(backend) => Some(backend),
+            Storage::Typed { .. } => None,
+        }
+    }
+
+    /// How many sessions [`TowerSessionStore::in_memory`] holds, live or
+    /// expired and not yet removed; `None` over a backend.
+    pub fn in_memory_len(&self) -> Option<usize> {
+        match &self.storage {
+            Storage::Backend(_) => None,
+            Storage::Typed { map, .. } => Some(map.len()),
+        }
     }
 
     /// The configuration.
@@ -142,9 +221,10 @@ impl TowerSessionStore {
     /// # Errors
     /// Backend errors.
     pub async fn logout_user(&self, user_id: &str) -> session_store_core::Result<u64> {
-        self.backend
-            .delete_user(user_id, None, self.clock.now())
-            .await
+        match &self.storage {
+            Storage::Backend(backend) => backend.delete_user(user_id, None, self.clock.now()).await,
+            Storage::Typed { map, .. } => Ok(map.delete_user(user_id, self.clock.now())),
+        }
     }
 
     /// The live sessions of `user_id` (see [`TowerSessionStore::logout_user`]).
@@ -155,7 +235,10 @@ impl TowerSessionStore {
         &self,
         user_id: &str,
     ) -> session_store_core::Result<Vec<SessionSummary>> {
-        self.backend.list_user(user_id, self.clock.now()).await
+        match &self.storage {
+            Storage::Backend(backend) => backend.list_user(user_id, self.clock.now()).await,
+            Storage::Typed { map, .. } => Ok(map.list_user(user_id, self.clock.now())),
+        }
     }
 
     /// The session data as stored (JSON, without [`LOADED_FIELD`]) and the
@@ -163,16 +246,27 @@ impl TowerSessionStore {
     fn encode(&self, record: &Record) -> session_store::Result<(Vec<u8>, Option<String>)> {
         let data = crate::json::encode_data(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        if data.len() > self.config.max_data_bytes() {
+        self.check_size(data.len())?;
+        Ok((data, self.user_of(&record.data)?))
+    }
+
+    /// Refuses data whose JSON encoding is over the limit.
+    fn check_size(&self, len: usize) -> session_store::Result<()> {
+        if len > self.config.max_data_bytes() {
             return Err(session_store::Error::Encode(format!(
                 "session data is too large: {} bytes, limit {}",
-                data.len(),
+                len,
                 self.config.max_data_bytes()
             )));
         }
-        let user = match self.config.user_id_key() {
+        Ok(())
+    }
+
+    /// The user the data names under the configured field.
+    fn user_of(&self, data: &Data) -> session_store::Result<Option<String>> {
+        Ok(match self.config.user_id_key() {
             None => None,
-            Some(field) => match record.data.get(field) {
+            Some(field) => match data.get(field) {
                 Some(Value::String(u)) if !u.is_empty() && u.len() <= MAX_USER_ID_BYTES => {
                     Some(u.clone())
                 }
@@ -183,8 +277,7 @@ impl TowerSessionStore {
                     )))
                 }
             },
-        };
-        Ok((data, user))
+        })
     }
 
     /// A save without a carried version: re-reads the stored version and
@@ -192,6 +285,7 @@ impl TowerSessionStore {
     /// cycled or expired is never written again (an error instead).
     async fn save_reloading(
         &self,
+        backend: &dyn SessionBackend,
         key: &StorageKey,
         record: &Record,
         data: Vec<u8>,
@@ -199,7 +293,7 @@ impl TowerSessionStore {
     ) -> session_store::Result<()> {
         for _ in 0..SAVE_ATTEMPTS {
             let now = self.clock.now();
-            let current = match self.backend.load(key, now).await.map_err(backend_error)? {
+            let current = match backend.load(key, now).await.map_err(backend_error)? {
                 Some(Lookup::Session(r)) => r,
                 Some(Lookup::Forwarded(_)) | None => {
                     return Err(session_store::Error::Backend(
@@ -215,7 +309,7 @@ impl TowerSessionStore {
                 data: data.clone(),
                 ..current
             };
-            match self.backend.save(key, &next, now).await {
+            match backend.save(key, &next, now).await {
                 Ok(_) => return Ok(()),
                 // A concurrent save bumped the version: read again. If the
                 // session is gone, the next read says so.
@@ -265,11 +359,18 @@ fn backend_error(e: Error) -> session_store::Error {
     }
 }
 
-#[async_trait]
-impl SessionStore for TowerSessionStore {
-    /// Inserts a new session; on an id collision draws a fresh [`Id`] and
-    /// tries again (never an overwrite).
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+/// The error of a save that lost a race (see [`is_conflict`]).
+fn conflict() -> session_store::Error {
+    session_store::Error::Backend(CONFLICT.into())
+}
+
+/// The backend path: the data as JSON bytes in a [`SessionBackend`].
+impl TowerSessionStore {
+    async fn backend_create(
+        &self,
+        backend: &dyn SessionBackend,
+        record: &mut Record,
+    ) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
         let now = self.clock.now();
         let absolute = now.saturating_add(self.config.absolute_timeout());
@@ -285,11 +386,7 @@ impl SessionStore for TowerSessionStore {
             data,
         };
         for _ in 0..CREATE_ATTEMPTS {
-            match self
-                .backend
-                .create(&storage_key_for(&record.id), &stored)
-                .await
-            {
+            match backend.create(&storage_key_for(&record.id), &stored).await {
                 Ok(()) => {
                     if let Some(loaded) = LoadedRecord::of(&stored) {
                         record
@@ -302,26 +399,20 @@ impl SessionStore for TowerSessionStore {
                 Err(e) => return Err(backend_error(e)),
             }
         }
-        Err(session_store::Error::Backend(
-            "no unused session id after repeated attempts (broken random source?)".into(),
-        ))
+        Err(no_unused_id())
     }
 
-    /// Writes the data of an existing, live session: one compare-and-swap
-    /// on the version `load` (or `create`) carried in the record under
-    /// [`LOADED_FIELD`], so a session that was saved by a concurrent request,
-    /// deleted, cycled or expired since it was loaded is not written (an
-    /// error that [`is_conflict`] recognizes). A second save of the same
-    /// loaded record (a handler's `Session::save`, then the middleware's)
-    /// continues from the version the first one stored, and only moves the
-    /// expiry (the backend's `touch`) if the data did not change in between. Without a carried version
-    /// (after `Session::clear`, or for a record built by hand) it reads the
-    /// stored version first.
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
+    async fn backend_save(
+        &self,
+        backend: &dyn SessionBackend,
+        record: &Record,
+    ) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
         let key = storage_key_for(&record.id);
         let Some(loaded) = carried(record) else {
-            return self.save_reloading(&key, record, data, user_id).await;
+            return self
+                .save_reloading(backend, &key, record, data, user_id)
+                .await;
         };
         let fingerprint = self.fingerprints.hash_one((&data, &user_id));
         let now = self.clock.now();
@@ -331,9 +422,9 @@ impl SessionStore for TowerSessionStore {
             if previous.fingerprint == fingerprint {
                 // This request already stored exactly this data: only the
                 // expiry moves, whatever other requests saved since.
-                return match self.backend.touch(&key, idle_deadline, now, now).await {
+                return match backend.touch(&key, idle_deadline, now, now).await {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(session_store::Error::Backend(CONFLICT.into())),
+                    Ok(false) => Err(conflict()),
                     Err(e) => Err(backend_error(e)),
                 };
             }
@@ -350,7 +441,7 @@ impl SessionStore for TowerSessionStore {
             meta: Vec::new(),
             data,
         };
-        match self.backend.save(&key, &next, now).await {
+        match backend.save(&key, &next, now).await {
             Ok(version) => {
                 self.saves.put(
                     loaded.load,
@@ -358,21 +449,22 @@ impl SessionStore for TowerSessionStore {
                         version,
                         fingerprint,
                     },
+                    0,
                 );
                 Ok(())
             }
-            Err(Error::Conflict) => Err(session_store::Error::Backend(CONFLICT.into())),
+            Err(Error::Conflict) => Err(conflict()),
             Err(e) => Err(backend_error(e)),
         }
     }
 
-    /// Reads a live session; `None` when unknown, deleted or expired at the
-    /// adapter clock's now (whether or not cleanup ran). The record carries
-    /// its stored version under [`LOADED_FIELD`] for `save`.
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+    async fn backend_load(
+        &self,
+        backend: &dyn SessionBackend,
+        id: &Id,
+    ) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
-        match self
-            .backend
+        match backend
             .load(&storage_key_for(id), now)
             .await
             .map_err(backend_error)?
@@ -394,14 +486,199 @@ impl SessionStore for TowerSessionStore {
             _ => Ok(None),
         }
     }
+}
+
+/// The typed path: the data as the map itself in a [`TypedMap`].
+impl TowerSessionStore {
+    fn typed_create(&self, map: &TypedMap, record: &mut Record) -> session_store::Result<()> {
+        self.check_size(crate::json::encoded_len(&record.data))?;
+        let user_id = self.user_of(&record.data)?;
+        let now = self.clock.now();
+        let absolute = now.saturating_add(self.config.absolute_timeout());
+        let stamp = map.stamp();
+        let mut new = NewSession {
+            data: Arc::new(typed::stored(&record.data)),
+            stamp,
+            user_id,
+            now,
+            idle_deadline: deadline_of(record.expiry_date, now),
+            absolute_deadline: absolute,
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            match map.insert(storage_key_for(&record.id), new) {
+                Ok(()) => {
+                    let carried = Carried {
+                        version: 0,
+                        stamp,
+                        load: map.next_load(),
+                    };
+                    record
+                        .data
+                        .insert(LOADED_FIELD.to_owned(), Value::String(carried.encode()));
+                    return Ok(());
+                }
+                Err(back) => {
+                    new = back;
+                    record.id = Id::default();
+                }
+            }
+        }
+        Err(no_unused_id())
+    }
+
+    fn typed_save(
+        &self,
+        map: &TypedMap,
+        saves: &SaveLog<TypedSaved>,
+        record: &Record,
+    ) -> session_store::Result<()> {
+        let len = crate::json::encoded_len(&record.data);
+        self.check_size(len)?;
+        let user_id = self.user_of(&record.data)?;
+        let key = storage_key_for(&record.id);
+        let now = self.clock.now();
+        let idle_deadline = deadline_of(record.expiry_date, now);
+        let carried = record
+            .data
+            .get(LOADED_FIELD)
+            .and_then(Value::as_str)
+            .and_then(Carried::decode);
+        let mut expect = None;
+        if let Some(c) = carried {
+            expect = Some((c.version, c.stamp));
+            // A second save of the same load: continue from what the first
+            // one stored. The entry must be of this session and this load's
+            // stamp, so a load number copied from elsewhere matches nothing.
+            if let Some(previous) = saves
+                .get(c.load)
+                .filter(|p| p.key == key && p.seen_stamp == c.stamp)
+            {
+                if typed::same_data(&previous.data, &record.data) {
+                    // This request already stored exactly this data: only
+                    // the expiry moves, whatever other requests saved since.
+                    return match map.touch(&key, idle_deadline, now) {
+                        true => Ok(()),
+                        false => Err(conflict()),
+                    };
+                }
+                expect = Some((previous.version, previous.stamp));
+            }
+        }
+        let data = Arc::new(typed::stored(&record.data));
+        let stamp = map.stamp();
+        let write = Write {
+            data: data.clone(),
+            user_id,
+            idle_deadline,
+            stamp,
+            expect,
+        };
+        match (map.save(&key, write, now), carried) {
+            (Some(version), Some(c)) => {
+                saves.put(
+                    c.load,
+                    TypedSaved {
+                        key,
+                        seen_stamp: c.stamp,
+                        version,
+                        stamp,
+                        data,
+                    },
+                    len,
+                );
+                Ok(())
+            }
+            (Some(_), None) => Ok(()),
+            (None, Some(_)) => Err(conflict()),
+            (None, None) => Err(session_store::Error::Backend(
+                "session no longer exists (deleted, cycled or expired); not re-created".into(),
+            )),
+        }
+    }
+
+    fn typed_load(&self, map: &TypedMap, id: &Id) -> Option<Record> {
+        let now = self.clock.now();
+        let hit = map.get(&storage_key_for(id), now)?;
+        let mut data = Data::clone(&hit.data);
+        let carried = Value::String(
+            Carried {
+                version: hit.version,
+                stamp: hit.stamp,
+                load: map.next_load(),
+            }
+            .encode(),
+        );
+        match data.get_mut(LOADED_FIELD) {
+            Some(slot) => *slot = carried,
+            None => {
+                data.insert(LOADED_FIELD.to_owned(), carried);
+            }
+        }
+        Some(Record {
+            id: *id,
+            data,
+            expiry_date: expiry_of(hit.expires_at, now),
+        })
+    }
+}
+
+fn no_unused_id() -> session_store::Error {
+    session_store::Error::Backend(
+        "no unused session id after repeated attempts (broken random source?)".into(),
+    )
+}
+
+#[async_trait]
+impl SessionStore for TowerSessionStore {
+    /// Inserts a new session; on an id collision draws a fresh [`Id`] and
+    /// tries again (never an overwrite).
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match &self.storage {
+            Storage::Backend(backend) => self.backend_create(&**backend, record).await,
+            Storage::Typed { map, .. } => self.typed_create(map, record),
+        }
+    }
+
+    /// Writes the data of an existing, live session: one compare-and-swap
+    /// on the version `load` (or `create`) carried in the record under
+    /// [`LOADED_FIELD`], so a session that was saved by a concurrent request,
+    /// deleted, cycled or expired since it was loaded is not written (an
+    /// error that [`is_conflict`] recognizes). A second save of the same
+    /// loaded record (a handler's `Session::save`, then the middleware's)
+    /// continues from the version the first one stored, and only moves the
+    /// expiry (the backend's `touch`) if the data did not change in between. Without a carried version
+    /// (after `Session::clear`, or for a record built by hand) it reads the
+    /// stored version first.
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match &self.storage {
+            Storage::Backend(backend) => self.backend_save(&**backend, record).await,
+            Storage::Typed { map, saves } => self.typed_save(map, saves, record),
+        }
+    }
+
+    /// Reads a live session; `None` when unknown, deleted or expired at the
+    /// adapter clock's now (whether or not cleanup ran). The record carries
+    /// its stored version under [`LOADED_FIELD`] for `save`.
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match &self.storage {
+            Storage::Backend(backend) => self.backend_load(&**backend, id).await,
+            Storage::Typed { map, .. } => Ok(self.typed_load(map, id)),
+        }
+    }
 
     /// Deletes the session at once (idempotent).
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.backend
-            .delete(&storage_key_for(id))
-            .await
-            .map(|_| ())
-            .map_err(backend_error)
+        match &self.storage {
+            Storage::Backend(backend) => backend
+                .delete(&storage_key_for(id))
+                .await
+                .map(|_| ())
+                .map_err(backend_error),
+            Storage::Typed { map, .. } => {
+                map.remove(&storage_key_for(id));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -411,9 +688,15 @@ impl ExpiredDeletion for TowerSessionStore {
     /// server expires keys itself, Redis, may remove nothing here).
     async fn delete_expired(&self) -> session_store::Result<()> {
         let now = self.clock.now();
+        let backend = match &self.storage {
+            Storage::Backend(backend) => backend,
+            Storage::Typed { map, .. } => {
+                map.delete_expired(now);
+                return Ok(());
+            }
+        };
         loop {
-            let n = self
-                .backend
+            let n = backend
                 .cleanup_expired(now, CLEANUP_BATCH)
                 .await
                 .map_err(backend_error)?;

@@ -1,6 +1,7 @@
 //! The adapter under tower-sessions' real middleware: an axum `Router` with
 //! `SessionManagerLayer`, served on 127.0.0.1, driven by reqwest with a
-//! cookie jar. Every scenario runs on SQLite, encrypted SQLite and Redis.
+//! cookie jar. Every scenario runs on every backend and on the typed
+//! in-memory path (`TowerSessionStore::in_memory`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
 use session_store_core::{AdapterConfig, Clock as _, ManualClock, Timestamp};
-use session_store_test_support::{per_backend, Browser, TestBackend};
+use session_store_test_support::{Browser, TestBackend};
 use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore};
 use tower_sessions::session::{self, Id};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -81,15 +82,39 @@ async fn count(session: Session) -> String {
     n.to_string()
 }
 
-async fn start(b: &TestBackend, absolute: Duration) -> App {
+/// Where a scenario runs: over a backend, or on the typed in-memory path.
+enum Target {
+    Backend(TestBackend),
+    Typed,
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Backend(b) => b.name,
+            Target::Typed => "in_memory (typed)",
+        }
+    }
+
+    async fn finish(self) {
+        if let Target::Backend(b) = self {
+            b.finish().await;
+        }
+    }
+}
+
+async fn start(b: &Target, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
     let config = AdapterConfig::new()
         .with_absolute_timeout(absolute)
         .with_user_id_key("user");
-    let store = TowerSessionStore::new(b.backend.clone())
-        .with_config(config)
-        .unwrap()
-        .with_clock(clock.clone());
+    let store = match b {
+        Target::Backend(b) => TowerSessionStore::new(b.backend.clone()),
+        Target::Typed => TowerSessionStore::in_memory(),
+    }
+    .with_config(config)
+    .unwrap()
+    .with_clock(clock.clone());
     let layer = SessionManagerLayer::new(store.clone())
         // Plain http on loopback: a real jar only sends Secure cookies over https.
         .with_secure(false)
@@ -114,17 +139,22 @@ async fn start(b: &TestBackend, absolute: Duration) -> App {
     }
 }
 
+/// Whether a session is stored under the id (over a backend: under
+/// SHA-256 of it, read from the backend itself).
 async fn stored(app: &App, cookie: &str) -> bool {
+    use tower_sessions::SessionStore as _;
     let id: Id = cookie.parse().unwrap();
-    app.store
-        .backend()
-        .load(&storage_key_for(&id), app.clock.now())
-        .await
-        .unwrap()
-        .is_some()
+    match app.store.backend() {
+        Some(backend) => backend
+            .load(&storage_key_for(&id), app.clock.now())
+            .await
+            .unwrap()
+            .is_some(),
+        None => app.store.load(&id).await.unwrap().is_some(),
+    }
 }
 
-async fn session_survives_requests(b: TestBackend) {
+async fn session_survives_requests(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let browser = Browser::new(&app.base);
     assert_eq!(browser.get("/get").await, "none");
@@ -132,7 +162,7 @@ async fn session_survives_requests(b: TestBackend) {
     browser.post("/set/hello").await;
     let cookie = browser.cookie("id").expect("session cookie");
     for _ in 0..3 {
-        assert_eq!(browser.get("/get").await, "hello", "{}", b.name);
+        assert_eq!(browser.get("/get").await, "hello", "{}", b.name());
     }
     assert_eq!(browser.cookie("id").as_deref(), Some(cookie.as_str()));
     // At rest under SHA-256 of the id, never under the id itself.
@@ -142,7 +172,7 @@ async fn session_survives_requests(b: TestBackend) {
     b.finish().await;
 }
 
-async fn cycle_gives_new_cookie_and_kills_old(b: TestBackend) {
+async fn cycle_gives_new_cookie_and_kills_old(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let browser = Browser::new(&app.base);
     browser.post("/set/kept").await;
@@ -164,7 +194,7 @@ async fn cycle_gives_new_cookie_and_kills_old(b: TestBackend) {
     b.finish().await;
 }
 
-async fn logout_removes_server_side(b: TestBackend) {
+async fn logout_removes_server_side(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let browser = Browser::new(&app.base);
     browser.post("/set/secret").await;
@@ -181,7 +211,7 @@ async fn logout_removes_server_side(b: TestBackend) {
     b.finish().await;
 }
 
-async fn idle_and_absolute_expiry(b: TestBackend) {
+async fn idle_and_absolute_expiry(b: Target) {
     let app = start(&b, Duration::from_secs(30 * 60)).await;
     // Idle: no modification for longer than the inactivity expiry.
     let idle = Browser::new(&app.base);
@@ -211,7 +241,7 @@ async fn idle_and_absolute_expiry(b: TestBackend) {
     b.finish().await;
 }
 
-async fn logout_user_revokes_every_session(b: TestBackend) {
+async fn logout_user_revokes_every_session(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let phone = Browser::new(&app.base);
     let laptop = Browser::new(&app.base);
@@ -229,7 +259,7 @@ async fn logout_user_revokes_every_session(b: TestBackend) {
     b.finish().await;
 }
 
-async fn concurrent_clients_never_see_each_other(b: TestBackend) {
+async fn concurrent_clients_never_see_each_other(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let browsers: Vec<_> = (0..16).map(|_| Arc::new(Browser::new(&app.base))).collect();
     let mut tasks = Vec::new();
@@ -285,14 +315,14 @@ async fn race_on_one_session(app: &App, path: &str) -> (Vec<u16>, u64) {
 /// 64 concurrent increments of one session through the middleware's own
 /// save: every increment that answered 200 is in the counter, every other
 /// one answered 500 (the stale save was refused); none vanishes silently.
-async fn concurrent_increments_are_never_lost_silently(b: TestBackend) {
+async fn concurrent_increments_are_never_lost_silently(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let (statuses, n) = race_on_one_session(&app, "/incr").await;
     let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
     let refused = statuses.iter().filter(|s| **s == 500).count() as u64;
     println!(
         "{}: {ok} of {} increments survived, {refused} answered 500 (conflict)",
-        b.name,
+        b.name(),
         statuses.len()
     );
     assert!(ok >= 1, "{statuses:?}");
@@ -303,16 +333,39 @@ async fn concurrent_increments_are_never_lost_silently(b: TestBackend) {
 
 /// The same race with a handler that saves itself and retries on a
 /// conflict: all 64 increments are stored.
-async fn concurrent_increments_with_retry_all_survive(b: TestBackend) {
+async fn concurrent_increments_with_retry_all_survive(b: Target) {
     let app = start(&b, Duration::from_secs(3600)).await;
     let (statuses, n) = race_on_one_session(&app, "/incr-retrying").await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(n, statuses.len() as u64, "{}", b.name);
+    assert_eq!(n, statuses.len() as u64, "{}", b.name());
     b.finish().await;
 }
 
-per_backend!(
-    "adapter";
+/// Each scenario over every backend (`backend_path::<backend>::<scenario>`)
+/// and on the typed in-memory path (`typed_path::<scenario>`).
+macro_rules! on_both_paths {
+    ($($scenario:ident),* $(,)?) => {
+        mod backend_path {
+            use session_store_test_support::{per_backend, TestBackend};
+            $(
+                async fn $scenario(b: TestBackend) {
+                    super::$scenario(super::Target::Backend(b)).await
+                }
+            )*
+            per_backend!("adapter"; $($scenario),*);
+        }
+        mod typed_path {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Target::Typed).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_paths!(
     concurrent_increments_are_never_lost_silently,
     concurrent_increments_with_retry_all_survive,
     session_survives_requests,

@@ -1,5 +1,7 @@
 //! The adapter's `SessionStore` methods directly: create never overwrites,
-//! no resurrection, read-time expiry, size limit, cleanup.
+//! no resurrection, read-time expiry, size limit, cleanup. The scenarios run
+//! over every backend and over the typed in-memory path
+//! (`TowerSessionStore::in_memory`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_store_core::{AdapterConfig, ManualClock, MemoryStore, SessionBackend};
-use session_store_test_support::{per_backend, TestBackend};
+use session_store_test_support::TestBackend;
 use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore, LOADED_FIELD};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -22,13 +24,42 @@ fn record(value: &str, minutes: i64) -> Record {
     }
 }
 
-fn store(b: &TestBackend) -> (TowerSessionStore, Arc<ManualClock>) {
+/// Where a scenario runs: over a backend, or on the typed in-memory path.
+enum Target {
+    Backend(TestBackend),
+    Typed,
+}
+
+impl Target {
+    /// A fresh adapter (each call on the typed path is a new, empty store).
+    fn adapter(&self) -> TowerSessionStore {
+        match self {
+            Target::Backend(b) => TowerSessionStore::new(b.backend.clone()),
+            Target::Typed => TowerSessionStore::in_memory(),
+        }
+    }
+
+    fn backend(&self) -> Option<&Arc<dyn SessionBackend>> {
+        match self {
+            Target::Backend(b) => Some(&b.backend),
+            Target::Typed => None,
+        }
+    }
+
+    async fn finish(self) {
+        if let Target::Backend(b) = self {
+            b.finish().await;
+        }
+    }
+}
+
+fn store(b: &Target) -> (TowerSessionStore, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_now());
-    let store = TowerSessionStore::new(b.backend.clone()).with_clock(clock.clone());
+    let store = b.adapter().with_clock(clock.clone());
     (store, clock)
 }
 
-async fn create_never_overwrites(b: TestBackend) {
+async fn create_never_overwrites(b: Target) {
     let (store, _) = store(&b);
     let mut first = record("first", 10);
     store.create(&mut first).await.unwrap();
@@ -49,7 +80,7 @@ async fn create_never_overwrites(b: TestBackend) {
     b.finish().await;
 }
 
-async fn no_resurrection_after_delete(b: TestBackend) {
+async fn no_resurrection_after_delete(b: Target) {
     let (store, _) = store(&b);
     let mut r = record("x", 10);
     store.create(&mut r).await.unwrap();
@@ -62,19 +93,21 @@ async fn no_resurrection_after_delete(b: TestBackend) {
         Err(StoreError::Backend(_))
     ));
     assert!(store.load(&r.id).await.unwrap().is_none());
-    assert!(b
-        .backend
-        .load(
-            &storage_key_for(&r.id),
-            session_store_core::Timestamp::now_utc()
-        )
-        .await
-        .unwrap()
-        .is_none());
+    if let Some(backend) = b.backend() {
+        assert!(backend
+            .load(
+                &storage_key_for(&r.id),
+                session_store_core::Timestamp::now_utc()
+            )
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(store.in_memory_len().unwrap_or(0), 0);
     b.finish().await;
 }
 
-async fn save_updates_live_sessions_only(b: TestBackend) {
+async fn save_updates_live_sessions_only(b: Target) {
     let (store, clock) = store(&b);
     let mut r = record("one", 10);
     store.create(&mut r).await.unwrap();
@@ -97,9 +130,10 @@ async fn save_updates_live_sessions_only(b: TestBackend) {
     b.finish().await;
 }
 
-async fn oversized_data_is_refused(b: TestBackend) {
+async fn oversized_data_is_refused(b: Target) {
     let clock = Arc::new(ManualClock::starting_now());
-    let store = TowerSessionStore::new(b.backend.clone())
+    let store = b
+        .adapter()
         .with_config(AdapterConfig::new().with_max_data_bytes(64))
         .unwrap()
         .with_clock(clock);
@@ -109,12 +143,26 @@ async fn oversized_data_is_refused(b: TestBackend) {
         Err(StoreError::Encode(_))
     ));
     assert!(store.load(&r.id).await.unwrap().is_none());
+    // The limit is on the JSON encoding: {"v":"<56 bytes>"} is 64 bytes,
+    // and one escaped quote instead of an x is 65.
+    let mut fits = record(&"x".repeat(56), 10);
+    store.create(&mut fits).await.unwrap();
+    fits.data
+        .insert("v".into(), json!(format!("\"{}", "x".repeat(55))));
+    assert!(matches!(
+        store.save(&fits).await,
+        Err(StoreError::Encode(_))
+    ));
+    assert_eq!(
+        store.load(&fits.id).await.unwrap().unwrap().data["v"],
+        json!("x".repeat(56))
+    );
     b.finish().await;
 }
 
 /// Two requests load one session; the first save wins, the second is a
 /// conflict (not a silent overwrite) and writes nothing; a reload saves.
-async fn a_stale_save_is_a_conflict(b: TestBackend) {
+async fn a_stale_save_is_a_conflict(b: Target) {
     let (store, _) = store(&b);
     let mut r = record("0", 10);
     store.create(&mut r).await.unwrap();
@@ -138,7 +186,7 @@ async fn a_stale_save_is_a_conflict(b: TestBackend) {
 
 /// One loaded record saved several times (a handler's `Session::save`,
 /// then the middleware's): each save continues from the previous one.
-async fn one_load_saves_twice(b: TestBackend) {
+async fn one_load_saves_twice(b: Target) {
     let (store, _) = store(&b);
     let mut r = record("0", 10);
     store.create(&mut r).await.unwrap();
@@ -162,27 +210,29 @@ async fn one_load_saves_twice(b: TestBackend) {
 
 /// The carried version is never stored; a record without it (after
 /// `Session::clear`, or built by hand) still saves, reading the version.
-async fn the_carried_version_stays_in_memory(b: TestBackend) {
+async fn the_carried_version_stays_in_memory(b: Target) {
     let (store, _) = store(&b);
     let mut r = record("x", 10);
     store.create(&mut r).await.unwrap();
     assert!(r.data.contains_key(LOADED_FIELD));
     let mut loaded = store.load(&r.id).await.unwrap().unwrap();
     assert!(loaded.data.contains_key(LOADED_FIELD));
-    let stored = b
-        .backend
-        .load(
-            &storage_key_for(&r.id),
-            session_store_core::Timestamp::now_utc(),
-        )
-        .await
-        .unwrap();
-    match stored {
-        Some(session_store_core::Lookup::Session(s)) => {
-            let data: HashMap<String, serde_json::Value> = serde_json::from_slice(&s.data).unwrap();
-            assert_eq!(data, HashMap::from([("v".to_owned(), json!("x"))]));
+    if let Some(backend) = b.backend() {
+        let stored = backend
+            .load(
+                &storage_key_for(&r.id),
+                session_store_core::Timestamp::now_utc(),
+            )
+            .await
+            .unwrap();
+        match stored {
+            Some(session_store_core::Lookup::Session(s)) => {
+                let data: HashMap<String, serde_json::Value> =
+                    serde_json::from_slice(&s.data).unwrap();
+                assert_eq!(data, HashMap::from([("v".to_owned(), json!("x"))]));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
     loaded.data.clear();
     store.save(&loaded).await.unwrap();
@@ -225,8 +275,7 @@ fn without_carried(
 
 /// What a load returns is exactly the map that was created or saved (the
 /// carried version aside), whatever the values hold.
-async fn load_after_save_returns_the_saved_map_on(backend: Arc<dyn SessionBackend>) {
-    let store = TowerSessionStore::new(backend);
+async fn load_after_save_returns_the_saved_map_on(store: TowerSessionStore) {
     let mut r = Record {
         id: Id::default(),
         data: varied(),
@@ -245,8 +294,8 @@ async fn load_after_save_returns_the_saved_map_on(backend: Arc<dyn SessionBacken
     assert_eq!(without_carried(again.data), without_carried(loaded.data));
 }
 
-async fn load_after_save_returns_the_saved_map(b: TestBackend) {
-    load_after_save_returns_the_saved_map_on(b.backend.clone()).await;
+async fn load_after_save_returns_the_saved_map(b: Target) {
+    load_after_save_returns_the_saved_map_on(b.adapter()).await;
     b.finish().await;
 }
 
@@ -261,8 +310,9 @@ fn encrypted_memory() -> (Arc<MemoryStore>, Arc<dyn SessionBackend>) {
 
 #[tokio::test]
 async fn load_after_save_returns_the_saved_map_in_memory() {
-    load_after_save_returns_the_saved_map_on(Arc::new(MemoryStore::new())).await;
-    load_after_save_returns_the_saved_map_on(encrypted_memory().1).await;
+    load_after_save_returns_the_saved_map_on(TowerSessionStore::new(Arc::new(MemoryStore::new())))
+        .await;
+    load_after_save_returns_the_saved_map_on(TowerSessionStore::new(encrypted_memory().1)).await;
 }
 
 /// A stale save is a conflict on the in-memory store too, plain and
@@ -325,8 +375,31 @@ async fn the_encrypted_memory_store_never_holds_plaintext() {
     }
 }
 
-per_backend!(
-    "adapter";
+/// Each scenario over every backend (`backend_path::<backend>::<scenario>`)
+/// and on the typed in-memory path (`typed_path::<scenario>`).
+macro_rules! on_both_paths {
+    ($($scenario:ident),* $(,)?) => {
+        mod backend_path {
+            use session_store_test_support::{per_backend, TestBackend};
+            $(
+                async fn $scenario(b: TestBackend) {
+                    super::$scenario(super::Target::Backend(b)).await
+                }
+            )*
+            per_backend!("adapter"; $($scenario),*);
+        }
+        mod typed_path {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Target::Typed).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_paths!(
     load_after_save_returns_the_saved_map,
     a_stale_save_is_a_conflict,
     one_load_saves_twice,
@@ -401,4 +474,114 @@ async fn only_the_hash_of_the_id_is_stored() {
         assert!(!contains(stored, &r.id.0.to_le_bytes()));
         assert!(!contains(stored, b"secret-value"));
     }
+}
+
+#[tokio::test]
+async fn delete_expired_removes_only_expired_sessions_in_memory() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let store = TowerSessionStore::in_memory().with_clock(clock.clone());
+    let mut short = record("short", 1);
+    let mut long = record("long", 60);
+    store.create(&mut short).await.unwrap();
+    store.create(&mut long).await.unwrap();
+    clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(store.in_memory_len(), Some(2), "nothing removed yet");
+    store.delete_expired().await.unwrap();
+    assert_eq!(store.in_memory_len(), Some(1));
+    assert!(store.load(&short.id).await.unwrap().is_none());
+    assert!(store.load(&long.id).await.unwrap().is_some());
+    // Past the long one's expiry a load finds nothing and removes it.
+    clock.advance(Duration::from_secs(60 * 60));
+    assert!(store.load(&long.id).await.unwrap().is_none());
+    assert_eq!(store.in_memory_len(), Some(0));
+}
+
+/// On the typed path the carried field is a version, a random stamp and a
+/// random load number: one written by the application (the next version
+/// with a guessed stamp, a guessed load number, the backend path's format
+/// with a far deadline) never wins a race it lost, and never moves the
+/// absolute deadline.
+#[tokio::test]
+async fn a_forged_carried_field_does_not_defeat_the_typed_compare_and_swap() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let store = TowerSessionStore::in_memory()
+        .with_config(AdapterConfig::new().with_absolute_timeout(Duration::from_secs(3600)))
+        .unwrap()
+        .with_clock(clock.clone());
+    let mut r = record("0", 120);
+    store.create(&mut r).await.unwrap();
+    let mut stale = store.load(&r.id).await.unwrap().unwrap();
+    let mut winner = store.load(&r.id).await.unwrap().unwrap();
+    winner.data.insert("v".into(), json!("winner"));
+    store.save(&winner).await.unwrap();
+    let text = stale.data[LOADED_FIELD].as_str().unwrap().to_owned();
+    assert!(text.starts_with("t1:"), "{text}");
+    let parts: Vec<&str> = text[3..].split(':').collect();
+    let next_version = format!("{:016x}", u64::from_str_radix(parts[0], 16).unwrap() + 1);
+    let stale_load = u64::from_str_radix(parts[2], 16).unwrap();
+    for forged in [
+        // The winner's version with the stale stamp, or a made-up stamp.
+        format!("t1:{next_version}:{}:{}", parts[1], parts[2]),
+        format!("t1:{next_version}:{:016x}:{}", 0, parts[2]),
+        // Load numbers next to this one's (the winner's is random).
+        format!(
+            "t1:{}:{}:{:016x}",
+            parts[0],
+            parts[1],
+            stale_load.wrapping_add(1)
+        ),
+        format!(
+            "t1:{}:{}:{:016x}",
+            parts[0],
+            parts[1],
+            stale_load.wrapping_sub(1)
+        ),
+    ] {
+        stale.data.insert(LOADED_FIELD.into(), json!(forged));
+        stale.data.insert("v".into(), json!("forged"));
+        let lost = store.save(&stale).await.unwrap_err();
+        assert!(is_conflict(&lost), "{forged}: {lost:?}");
+    }
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!("winner")
+    );
+    // The backend path's format naming a far absolute deadline: not this
+    // path's field, so the save is one without a carried version, and the
+    // session still ends at its own absolute deadline.
+    let mut fresh = store.load(&r.id).await.unwrap().unwrap();
+    fresh.data.insert(
+        LOADED_FIELD.into(),
+        json!(format!("v1:1:1:0:0:{}:-", i64::MAX)),
+    );
+    fresh.expiry_date = OffsetDateTime::now_utc() + time::Duration::days(30);
+    store.save(&fresh).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        store.load(&r.id).await.unwrap().is_none(),
+        "absolute deadline kept"
+    );
+}
+
+/// A second save of one load after a concurrent request saved: with the
+/// same data only the expiry moves; with changed data it is a conflict.
+#[tokio::test]
+async fn a_second_save_after_a_concurrent_one_in_memory() {
+    let store = TowerSessionStore::in_memory();
+    let mut r = record("0", 10);
+    store.create(&mut r).await.unwrap();
+    let mut mine = store.load(&r.id).await.unwrap().unwrap();
+    mine.data.insert("v".into(), json!("mine"));
+    store.save(&mine).await.unwrap();
+    let mut other = store.load(&r.id).await.unwrap().unwrap();
+    other.data.insert("v".into(), json!("other"));
+    store.save(&other).await.unwrap();
+    store.save(&mine).await.unwrap();
+    assert_eq!(
+        store.load(&r.id).await.unwrap().unwrap().data["v"],
+        json!("other"),
+        "the repeated save of unchanged data writes nothing"
+    );
+    mine.data.insert("v".into(), json!("mine again"));
+    assert!(is_conflict(&store.save(&mine).await.unwrap_err()));
 }
