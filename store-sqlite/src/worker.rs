@@ -661,7 +661,9 @@ impl Queue {
                 tracing::error!(error = %e, "could not restore the busy timeout");
             }
             let busy = BUSY_HIT.with(|hit| hit.replace(false));
-            let upkeep_due = slot.upkeep.as_ref().is_some_and(|u| u.due());
+            // A read adds nothing to the log: no checkpoint can be due
+            // because of it.
+            let upkeep_due = !read && slot.upkeep.as_ref().is_some_and(|u| u.due());
             drop(guard);
             // Only writes keep the writer's idle checkpoint waiting: a read
             // adds nothing to the log.
@@ -1106,6 +1108,51 @@ mod tests {
             // writer's idle checkpoint.
             assert_eq!(writer.pool().inline_runs.load(Ordering::SeqCst), 0);
             assert_eq!(readers.pool().inline_runs.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    /// Upkeep that is always due and counts its runs.
+    struct AlwaysDue(Arc<AtomicUsize>);
+
+    impl Upkeep for AlwaysDue {
+        fn after_job(&mut self, _db: &mut Db) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn due(&self) -> bool {
+            true
+        }
+        fn idle_after(&self) -> Option<Duration> {
+            None
+        }
+        fn idle(&mut self, _db: &mut Db) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_on_the_writer_never_wakes_it_for_upkeep() {
+        let writer = Queue::with_reads(Duration::ZERO, true, true, Duration::from_secs(2));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let upkeep = AlwaysDue(runs.clone());
+        start_with_upkeep(
+            "test-writer".into(),
+            move || Ok((memory_db()?, Some(Box::new(upkeep) as Box<dyn Upkeep>))),
+            Arc::new(Sql::new("s")),
+            &writer,
+        )
+        .await
+        .unwrap();
+        let readers = queue_with(1, Duration::ZERO).await;
+        for _ in 0..20 {
+            readers.run_read_fast(&writer, |_| Ok(())).await.unwrap();
+        }
+        assert!(!writer.pool().upkeep_queued.load(Ordering::SeqCst));
+        assert_eq!(writer.pool().in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        // A write does wake it (the upkeep runs on the writer thread).
+        writer.run_fast(|_| Ok(())).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the writer was not woken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
