@@ -109,6 +109,36 @@ pub(crate) struct Outcome {
     pub(crate) remember_cookie: Option<String>,
 }
 
+/// New data set on a session for a save: restores the old data when
+/// dropped, unless [`Unsaved::keep`] says the save succeeded.
+struct Unsaved<'a> {
+    session: &'a mut CoreSession,
+    old: Option<Vec<u8>>,
+}
+
+impl<'a> Unsaved<'a> {
+    fn new(session: &'a mut CoreSession, data: Vec<u8>) -> Self {
+        let old = session.data().to_vec();
+        session.set_data(data);
+        Unsaved {
+            session,
+            old: Some(old),
+        }
+    }
+
+    fn keep(&mut self) {
+        self.old = None;
+    }
+}
+
+impl Drop for Unsaved<'_> {
+    fn drop(&mut self) {
+        if let Some(old) = self.old.take() {
+            self.session.set_data(old);
+        }
+    }
+}
+
 /// One request's session state.
 pub(crate) struct RequestState {
     shared: Arc<Shared>,
@@ -443,14 +473,23 @@ impl RequestState {
             if !changed {
                 return Ok(r);
             }
-            let mut session = cur.session.clone();
-            session.set_data(payload.encode()?);
-            match self.manager().save(&mut session).await {
+            let data = payload.encode()?;
+            let Some(cur) = inner.current.as_mut() else {
+                return Err(SessionError::Gone);
+            };
+            // Saved in place instead of on a copy of the session: `save`
+            // changes it only when it succeeds, and the guard puts the old
+            // data back on an error or if this future is dropped mid-save.
+            let mut unsaved = Unsaved::new(&mut cur.session, data);
+            let saved = self.manager().save(unsaved.session).await;
+            match saved {
                 Ok(()) => {
-                    inner.current = Some(Current { session, payload });
+                    unsaved.keep();
+                    cur.payload = payload;
                     return Ok(r);
                 }
                 Err(Error::Conflict) => {
+                    drop(unsaved);
                     if attempt >= bound {
                         warn!(key = %self.key_hash(&inner), attempts = attempt, "session write gave up after repeated conflicts");
                         return Err(SessionError::Conflict { attempts: attempt });
@@ -466,7 +505,10 @@ impl RequestState {
                         return Err(SessionError::Gone);
                     }
                 }
-                Err(e) => return Err(self.fail(&inner, "save", e)),
+                Err(e) => {
+                    drop(unsaved);
+                    return Err(self.fail(&inner, "save", e));
+                }
             }
         }
     }

@@ -179,3 +179,71 @@ async fn after_the_bound_an_update_fails_visibly_never_silently() {
     let n: u64 = b.get("/n").await.body.parse().unwrap();
     assert_eq!(n, ok, "exactly the acknowledged updates are stored");
 }
+
+/// A save that fails (here: over the data limit, before any I/O) changes
+/// nothing: the request goes on with the session as it was, a later write
+/// in the same request stores only its own change, and the next request
+/// sees neither the refused value nor a lost one.
+#[tokio::test]
+async fn a_failed_save_leaves_the_session_as_it_was() {
+    let policy = session_store_core::Policy {
+        max_data_bytes: 200,
+        ..Default::default()
+    };
+    let manager = SessionManager::builder(Arc::new(MemoryStore::new()))
+        .policy(policy)
+        .build()
+        .unwrap();
+    let config = SessionConfig::default();
+    let mut app = Router::new()
+        .route(
+            "/start",
+            get(|s: Session| async move {
+                s.insert("n", &1u64).await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .route(
+            "/write",
+            get(|s: Session| async move {
+                let big = "x".repeat(500);
+                let refused = s.insert("big", &big).await;
+                assert!(
+                    matches!(refused, Err(SessionError::TooLarge(_))),
+                    "{refused:?}"
+                );
+                assert_eq!(s.get::<String>("big").await?, None);
+                s.update("n", |n: &mut u64| *n += 1).await?;
+                Ok::<_, SessionError>(s.get::<u64>("n").await?.unwrap_or(0).to_string())
+            }),
+        )
+        .route(
+            "/read",
+            get(|s: Session| async move {
+                let big = s.get::<String>("big").await?;
+                let n = s.get::<u64>("n").await?.unwrap_or(0);
+                Ok::<_, SessionError>(format!("{n} {}", big.is_some()))
+            }),
+        )
+        .layer(SessionLayer::new(manager, config).unwrap());
+    let res = app
+        .call(Request::get("/start").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let req = |path: &str| {
+        Request::get(path)
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        call(&mut app, req("/write")).await,
+        (StatusCode::OK, "2".into())
+    );
+    assert_eq!(
+        call(&mut app, req("/read")).await,
+        (StatusCode::OK, "2 false".into())
+    );
+}
