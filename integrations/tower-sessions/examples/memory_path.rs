@@ -1,13 +1,15 @@
 //! The in-memory request path of the adapter against tower-sessions' own
 //! `MemoryStore`, one task on a current-thread runtime, in interleaved
-//! rounds (ours, peer, ours, peer, ...): `create`, `load`, and `load` then
+//! rounds (ours, peer, encrypted, typed, ...): `create`, `load`, and `load` then
 //! `save` of one changed field, with about 1 KiB of data (the request
 //! benchmark's record). Prints p50 and p99 per operation and the ratio of
 //! our p50 to the peer's.
 //!
 //! `cargo run --release -p session-store-tower-sessions --example memory_path`
 //! (arguments: `[rounds] [iterations per round]`), or under callgrind with
-//! `memory_path callgrind <ours|peer|encrypted> <create|load|load_save> [n]`
+//! `memory_path callgrind <ours|peer|encrypted|typed> <create|load|load_save> [n]`
+//! ("typed" is `TowerSessionStore::in_memory`, "ours" the adapter over
+//! `MemoryStore`)
 //! to count the instructions of one path alone, or `memory_path parts` for
 //! the pieces of a request alone (what a decoded-data cache would save).
 
@@ -163,6 +165,11 @@ async fn main_async() {
                 let id = seeded(&s).await;
                 round(&s, op, id, n).await;
             }
+            "typed" => {
+                let s = TowerSessionStore::in_memory();
+                let id = seeded(&s).await;
+                round(&s, op, id, n).await;
+            }
             "encrypted" => {
                 let s = encrypted();
                 let id = seeded(&s).await;
@@ -179,16 +186,21 @@ async fn main_async() {
     let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let (a, b, c) = (ours(), tower_sessions::MemoryStore::default(), encrypted());
+    let d = TowerSessionStore::in_memory();
     let (ida, idb, idc) = (seeded(&a).await, seeded(&b).await, seeded(&c).await);
+    let idd = seeded(&d).await;
     println!("op         path       p50 us   p99 us   ours/peer p50");
     for op in ["create", "load", "load_save"] {
         let (mut sa, mut sb, mut sc) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sd = Vec::new();
         for _ in 0..rounds {
             sa.extend(round(&a, op, ida, n).await);
             sb.extend(round(&b, op, idb, n).await);
             sc.extend(round(&c, op, idc, n).await);
+            sd.extend(round(&d, op, idd, n).await);
         }
         let (pa, pb, pc) = (pct(&mut sa, 0.5), pct(&mut sb, 0.5), pct(&mut sc, 0.5));
+        let pd = pct(&mut sd, 0.5);
         println!(
             "{op:<10} ours      {pa:>7.2}  {:>7.2}   {:.2}x",
             pct(&mut sa, 0.99),
@@ -199,6 +211,11 @@ async fn main_async() {
             "{op:<10} encrypted {pc:>7.2}  {:>7.2}   {:.2}x",
             pct(&mut sc, 0.99),
             pc / pb
+        );
+        println!(
+            "{op:<10} typed     {pd:>7.2}  {:>7.2}   {:.2}x",
+            pct(&mut sd, 0.99),
+            pd / pb
         );
     }
 }

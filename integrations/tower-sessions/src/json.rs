@@ -36,8 +36,47 @@ pub(crate) fn encode_data(data: &HashMap<String, Value>) -> serde_json::Result<V
     Ok(out)
 }
 
-/// The exact length of [`encode_data`]'s output, without writing it (the
-/// typed in-memory path applies the size limit to it).
+/// Whether [`encode_data`]'s output would be longer than `limit` bytes,
+/// without writing it: first a bound that counts every string byte as an
+/// escape (no scan of the strings), and the exact length only when the
+/// bound is over the limit (the typed in-memory path's size limit).
+pub(crate) fn encoded_len_over(data: &HashMap<String, Value>, limit: usize) -> Option<usize> {
+    if upper_bound(data) <= limit {
+        return None;
+    }
+    Some(encoded_len(data)).filter(|n| *n > limit)
+}
+
+/// At least [`encoded_len`]: strings at six bytes a byte (`\u00XX`), numbers
+/// at 40 (serde_json writes at most 20 digits and a sign for integers, and
+/// at most 24 characters for a float).
+fn upper_bound(data: &HashMap<String, Value>) -> usize {
+    fn str_bound(s: &str) -> usize {
+        s.len().saturating_mul(6).saturating_add(2)
+    }
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 40,
+            Value::String(s) => str_bound(s),
+            Value::Array(a) => a
+                .iter()
+                .fold(2usize, |n, v| n.saturating_add(value(v)).saturating_add(1)),
+            Value::Object(m) => m.iter().fold(2usize, |n, (k, v)| {
+                n.saturating_add(str_bound(k))
+                    .saturating_add(value(v))
+                    .saturating_add(2)
+            }),
+        }
+    }
+    data.iter().fold(2usize, |n, (k, v)| {
+        n.saturating_add(str_bound(k))
+            .saturating_add(value(v))
+            .saturating_add(2)
+    })
+}
+
+/// The exact length of [`encode_data`]'s output, without writing it.
 pub(crate) fn encoded_len(data: &HashMap<String, Value>) -> usize {
     let mut n = 2;
     let mut first = true;
@@ -109,7 +148,7 @@ fn str_len(s: &str) -> usize {
 
 /// A first guess at the encoded length (strings at their own length), so
 /// that the buffer rarely grows.
-fn size_hint(data: &HashMap<String, Value>) -> usize {
+pub(crate) fn size_hint(data: &HashMap<String, Value>) -> usize {
     fn value(v: &Value) -> usize {
         match v {
             Value::String(s) => s.len() + 2,
@@ -294,6 +333,14 @@ mod tests {
         for data in &cases {
             let ours = encode_data(data).unwrap();
             assert_eq!(encoded_len(data), ours.len(), "{data:?}");
+            assert!(upper_bound(data) >= ours.len(), "{data:?}");
+            for limit in [0, ours.len() - 1, ours.len(), ours.len() + 1, usize::MAX] {
+                assert_eq!(
+                    encoded_len_over(data, limit),
+                    (ours.len() > limit).then_some(ours.len()),
+                    "{data:?} {limit}"
+                );
+            }
             assert_eq!(
                 String::from_utf8_lossy(&ours),
                 String::from_utf8_lossy(&reference(data)),

@@ -490,8 +490,17 @@ impl TowerSessionStore {
 
 /// The typed path: the data as the map itself in a [`TypedMap`].
 impl TowerSessionStore {
+    /// Refuses data whose JSON encoding would be over the limit (counted,
+    /// not written).
+    fn check_typed_size(&self, data: &Data) -> session_store::Result<()> {
+        match crate::json::encoded_len_over(data, self.config.max_data_bytes()) {
+            Some(len) => self.check_size(len),
+            None => Ok(()),
+        }
+    }
+
     fn typed_create(&self, map: &TypedMap, record: &mut Record) -> session_store::Result<()> {
-        self.check_size(crate::json::encoded_len(&record.data))?;
+        self.check_typed_size(&record.data)?;
         let user_id = self.user_of(&record.data)?;
         let now = self.clock.now();
         let absolute = now.saturating_add(self.config.absolute_timeout());
@@ -532,8 +541,7 @@ impl TowerSessionStore {
         saves: &SaveLog<TypedSaved>,
         record: &Record,
     ) -> session_store::Result<()> {
-        let len = crate::json::encoded_len(&record.data);
-        self.check_size(len)?;
+        self.check_typed_size(&record.data)?;
         let user_id = self.user_of(&record.data)?;
         let key = storage_key_for(&record.id);
         let now = self.clock.now();
@@ -584,7 +592,7 @@ impl TowerSessionStore {
                         stamp,
                         data,
                     },
-                    len,
+                    crate::json::size_hint(&record.data),
                 );
                 Ok(())
             }

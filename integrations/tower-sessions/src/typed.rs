@@ -375,28 +375,35 @@ const CARRIED_LEN: usize = PREFIX.len() + 3 * 16 + 2;
 impl Carried {
     /// `t1:<version>:<stamp>:<load>`, each 16 lowercase hex digits.
     pub fn encode(&self) -> String {
-        fn hex(out: &mut String, n: u64) {
+        fn hex(out: &mut [u8], n: u64) {
             const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            for shift in (0..16).rev() {
-                out.push(char::from(DIGITS[((n >> (shift * 4)) & 0xf) as usize]));
+            for (i, digit) in out.iter_mut().enumerate() {
+                *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
             }
         }
-        let mut out = String::with_capacity(CARRIED_LEN);
-        out.push_str(PREFIX);
-        hex(&mut out, self.version);
-        out.push(':');
-        hex(&mut out, self.stamp);
-        out.push(':');
-        hex(&mut out, self.load);
-        out
+        let mut out = [b':'; CARRIED_LEN];
+        out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        hex(&mut out[3..19], self.version);
+        hex(&mut out[20..36], self.stamp);
+        hex(&mut out[37..53], self.load);
+        // ASCII by construction.
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// The inverse of [`Carried::encode`]; `None` for anything else.
     pub fn decode(text: &str) -> Option<Self> {
         fn hex(s: &str) -> Option<u64> {
-            (s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-                .then(|| u64::from_str_radix(s, 16).ok())
-                .flatten()
+            if s.len() != 16 {
+                return None;
+            }
+            s.bytes().try_fold(0u64, |n, b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u64::from(digit))
+            })
         }
         if text.len() != CARRIED_LEN || !text.is_ascii() {
             return None;
