@@ -6,7 +6,9 @@
 //! (`<target>/tower`: `create` and `load` alone, `load` then `save`;
 //! rotation is `cycle_id`, a delete and a create), the actix-session adapter
 //! (`<target>/actix`: `load` then `update`, `update_ttl`, or a renewal's
-//! delete and save), and the peer stores through the same tower-sessions
+//! delete and save), the adapter's typed in-memory path
+//! (`memory-typed/tower`, `TowerSessionStore::in_memory`, with the in-memory
+//! target, right before its peers), and the peer stores through the same tower-sessions
 //! trait with the same data, right after our paths on the same server:
 //! tower-sessions' `MemoryStore` (`peer-tower-memory`) and
 //! tower-sessions-moka-store (`peer-tower-moka`) with the in-memory target,
@@ -494,6 +496,8 @@ async fn run_target(fx: &Fixture, run: &Run<'_>) {
 async fn run_peers(target: Target, run: &Run<'_>) {
     match target {
         Target::Memory => {
+            // Our typed in-memory path, next to the peers it is compared with.
+            tower(TowerSessionStore::in_memory(), "memory-typed/tower", run).await;
             peer(run, "peer-tower-memory", async {
                 tower(
                     tower_sessions::MemoryStore::default(),

@@ -45,9 +45,10 @@ impl fmt::Display for UnknownId {
             "request path" => write!(
                 f,
                 "unknown request path {:?}: expected `<target>`, `<target>/tower`, \
-                 `<target>/actix` (target one of {}) or a peer ({})",
+                 `<target>/actix` (target one of {}), `{}` or a peer ({})",
                 self.id,
                 Target::ALL.map(Target::id).join(", "),
+                RequestPath::TOWER_TYPED,
                 Peer::ALL.map(Peer::id).join(", ")
             ),
             "runtime shape" => write!(
@@ -512,6 +513,9 @@ pub enum RequestPath {
     Manager(Target),
     /// Through the tower-sessions adapter (`<target>/tower`).
     Tower(Target),
+    /// Through the tower-sessions adapter's typed in-memory path,
+    /// `TowerSessionStore::in_memory` (`memory-typed/tower`).
+    TowerTyped,
     /// Through the actix-session adapter (`<target>/actix`).
     Actix(Target),
     /// A peer store.
@@ -521,6 +525,9 @@ pub enum RequestPath {
 }
 
 impl RequestPath {
+    /// The id of [`RequestPath::TowerTyped`].
+    pub const TOWER_TYPED: &'static str = "memory-typed/tower";
+
     /// Parses a path id as the benchmark writes it.
     ///
     /// # Errors
@@ -535,6 +542,9 @@ impl RequestPath {
         }
         if let Some(raw) = RawPath::ALL.into_iter().find(|p| p.id() == s) {
             return Ok(RequestPath::Raw(raw));
+        }
+        if s == Self::TOWER_TYPED {
+            return Ok(RequestPath::TowerTyped);
         }
         let (name, make): (&str, fn(Target) -> RequestPath) =
             if let Some(name) = s.strip_suffix("/tower") {
@@ -557,6 +567,7 @@ impl fmt::Display for RequestPath {
         match self {
             RequestPath::Manager(t) => write!(f, "{} (manager)", t.id()),
             RequestPath::Tower(t) => write!(f, "{} (tower-sessions adapter)", t.id()),
+            RequestPath::TowerTyped => f.write_str("memory-typed (tower-sessions adapter)"),
             RequestPath::Actix(t) => write!(f, "{} (actix-session adapter)", t.id()),
             RequestPath::Peer(p) => f.write_str(p.id()),
             RequestPath::Raw(p) => f.write_str(p.id()),
@@ -714,6 +725,25 @@ mod tests {
 
     fn store(s: &str) -> Store {
         ResultId::parse(s).unwrap().store().unwrap()
+    }
+
+    #[test]
+    fn the_typed_tower_path_parses_and_sorts_after_the_adapter_paths() {
+        assert_eq!(
+            RequestPath::parse("memory-typed/tower"),
+            Ok(RequestPath::TowerTyped)
+        );
+        assert_eq!(
+            RequestPath::TowerTyped.to_string(),
+            "memory-typed (tower-sessions adapter)"
+        );
+        // Not a target: no manager or actix path of that name.
+        assert!(RequestPath::parse("memory-typed").is_err());
+        assert!(RequestPath::parse("memory-typed/actix").is_err());
+        assert!(RequestPath::Tower(Target::Memory) < RequestPath::TowerTyped);
+        assert!(RequestPath::TowerTyped < RequestPath::Actix(Target::Memory));
+        let err = RequestPath::parse("nope").unwrap_err().to_string();
+        assert!(err.contains("memory-typed/tower"), "{err}");
     }
 
     #[test]
