@@ -4,7 +4,9 @@
 //! continues from the version its first save stored. The typed in-memory
 //! path keeps its own log of the same kind ([`TypedSaved`]).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
 /// Successful saves remembered for a second save by the same request
@@ -39,31 +41,62 @@ pub(crate) struct TypedSaved {
 /// forgotten entry only costs a request that saves twice a conflict error,
 /// never a lost write.
 #[derive(Debug)]
-pub(crate) struct SaveLog<S = Saved> {
-    inner: Mutex<LogInner<S>>,
+pub(crate) struct SaveLog<S = Saved, H = RandomState> {
+    inner: Mutex<LogInner<S, H>>,
     max_weight: usize,
 }
 
-impl<S> Default for SaveLog<S> {
+impl<S, H: BuildHasher + Default> Default for SaveLog<S, H> {
     fn default() -> Self {
         Self::with_max_weight(usize::MAX)
     }
 }
 
 #[derive(Debug)]
-struct LogInner<S> {
-    by_load: HashMap<u64, (S, usize)>,
+struct LogInner<S, H> {
+    by_load: HashMap<u64, (S, usize), H>,
     order: VecDeque<u64>,
     weight: usize,
 }
 
-impl<S> SaveLog<S> {
+/// Hashes a load number that is already uniformly random (the typed path
+/// draws them with a keyed hash) as itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RandomKey;
+
+impl BuildHasher for RandomKey {
+    type Hasher = RandomKeyHasher;
+    fn build_hasher(&self) -> RandomKeyHasher {
+        RandomKeyHasher(0)
+    }
+}
+
+/// See [`RandomKey`].
+#[derive(Debug, Default)]
+pub(crate) struct RandomKeyHasher(u64);
+
+impl Hasher for RandomKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with it; anything else still spreads.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl<S, H: BuildHasher + Default> SaveLog<S, H> {
     /// A log that also forgets its oldest entries while the weights given
     /// to [`SaveLog::put`] add up to more than `max_weight`.
     pub fn with_max_weight(max_weight: usize) -> Self {
         SaveLog {
             inner: Mutex::new(LogInner {
-                by_load: HashMap::new(),
+                by_load: HashMap::default(),
                 order: VecDeque::new(),
                 weight: 0,
             }),
@@ -72,7 +105,7 @@ impl<S> SaveLog<S> {
     }
 }
 
-impl<S: Clone> SaveLog<S> {
+impl<S: Clone, H: BuildHasher> SaveLog<S, H> {
     pub fn get(&self, load: u64) -> Option<S> {
         self.lock().by_load.get(&load).map(|(s, _)| s.clone())
     }
@@ -96,7 +129,7 @@ impl<S: Clone> SaveLog<S> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner<S>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner<S, H>> {
         // The map stays consistent whatever panicked while holding it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -108,7 +141,7 @@ mod tests {
 
     #[test]
     fn log_forgets_oldest_first() {
-        let log = SaveLog::default();
+        let log: SaveLog = SaveLog::default();
         for load in 0..(SAVE_LOG_CAPACITY as u64 + 1) {
             log.put(
                 load,
@@ -134,7 +167,7 @@ mod tests {
 
     #[test]
     fn log_forgets_oldest_beyond_its_weight() {
-        let log = SaveLog::<u64>::with_max_weight(100);
+        let log = SaveLog::<u64, RandomKey>::with_max_weight(100);
         for load in 0..10 {
             log.put(load, load, 30);
         }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::carried::{SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
+use crate::carried::{RandomKey, SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
 use crate::typed::{self, Carried, Data, NewSession, TypedMap, Write};
 use session_store_core::{LoadedRecord, LOADED_FIELD};
 
@@ -90,7 +90,7 @@ enum Storage {
     Backend(Arc<dyn SessionBackend>),
     Typed {
         map: Arc<TypedMap>,
-        saves: Arc<SaveLog<TypedSaved>>,
+        saves: Arc<SaveLog<TypedSaved, RandomKey>>,
     },
 }
 
@@ -538,7 +538,7 @@ impl TowerSessionStore {
     fn typed_save(
         &self,
         map: &TypedMap,
-        saves: &SaveLog<TypedSaved>,
+        saves: &SaveLog<TypedSaved, RandomKey>,
         record: &Record,
     ) -> session_store::Result<()> {
         self.check_typed_size(&record.data)?;

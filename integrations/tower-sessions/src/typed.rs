@@ -15,7 +15,7 @@
 
 use std::collections::hash_map::{Entry as Slot, RandomState};
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -88,9 +88,43 @@ pub(crate) struct Write {
     pub expect: Option<(u64, u64)>,
 }
 
+/// Hashes a storage key (SHA-256 of a random id, so already uniform) as
+/// its bytes 8 to 15; byte 0 chooses the shard and is the same for every
+/// key of one shard. Keys are only inserted by `create`, under ids drawn by
+/// tower-sessions, never chosen by a client.
+#[derive(Default, Clone, Copy)]
+struct KeyBits;
+
+impl BuildHasher for KeyBits {
+    type Hasher = KeyBitsHasher;
+    fn build_hasher(&self) -> KeyBitsHasher {
+        KeyBitsHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct KeyBitsHasher(u64);
+
+impl Hasher for KeyBitsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(b) => self.0 ^= u64::from_le_bytes(b),
+            // The array's length prefix, and anything shorter.
+            None => {
+                for &b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(b);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<StorageKey, Entry>,
+    entries: HashMap<StorageKey, Entry, KeyBits>,
     /// Keys of this shard's entries by user id (only entries with one).
     users: HashMap<String, HashSet<StorageKey>>,
     sweep_at: usize,
@@ -386,8 +420,8 @@ impl Carried {
         hex(&mut out[3..19], self.version);
         hex(&mut out[20..36], self.stamp);
         hex(&mut out[37..53], self.load);
-        // ASCII by construction.
-        String::from_utf8_lossy(&out).into_owned()
+        // ASCII by construction, so never the empty fallback.
+        String::from_utf8(out.to_vec()).unwrap_or_default()
     }
 
     /// The inverse of [`Carried::encode`]; `None` for anything else.
@@ -515,6 +549,20 @@ mod tests {
         let later = now.saturating_add(Duration::from_secs(1));
         assert!(map.get(&key(1), later).is_none());
         assert_eq!(map.len(), 0);
+    }
+
+    /// Keys of one shard (same first byte) spread over the low bits the
+    /// table's buckets use.
+    #[test]
+    fn key_hashes_spread_within_a_shard() {
+        use sha2::{Digest, Sha256};
+        let keys: Vec<StorageKey> = (0u32..100_000)
+            .map(|i| StorageKey::from_bytes(Sha256::digest(i.to_le_bytes()).into()))
+            .filter(|k| usize::from(k.as_bytes()[0]) % SHARDS == 3)
+            .collect();
+        assert!(keys.len() > 2_000);
+        let buckets: HashSet<u64> = keys.iter().map(|k| KeyBits.hash_one(k) & 1023).collect();
+        assert!(buckets.len() > 800, "{} of 1024 buckets", buckets.len());
     }
 
     #[test]
