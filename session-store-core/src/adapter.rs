@@ -245,17 +245,25 @@ impl LoadedRecord {
     /// `v1:version:load:created:last_seen:absolute:auth` (milliseconds;
     /// `-` for no auth time).
     pub fn encode(&self) -> String {
-        let auth = self
-            .auth_time
-            .map_or_else(|| "-".to_owned(), |t| t.as_millis().to_string());
-        format!(
-            "v1:{}:{}:{}:{}:{}:{auth}",
-            self.version,
-            self.load,
-            self.created_at.as_millis(),
-            self.last_seen_at.as_millis(),
-            self.absolute_deadline.as_millis(),
-        )
+        // Written digit by digit into a stack buffer, then one allocation:
+        // the same text as `format!` (tested), at a fraction of its cost on
+        // every load.
+        let mut out = Digits::default();
+        out.push(b"v1:");
+        out.push_u64(self.version);
+        out.push(b":");
+        out.push_u64(self.load);
+        for t in [self.created_at, self.last_seen_at, self.absolute_deadline] {
+            out.push(b":");
+            out.push_i64(t.as_millis());
+        }
+        out.push(b":");
+        match self.auth_time {
+            None => out.push(b"-"),
+            Some(t) => out.push_i64(t.as_millis()),
+        }
+        // ASCII by construction, so never the empty fallback.
+        String::from_utf8(out.buf[..out.len].to_vec()).unwrap_or_default()
     }
 
     /// The inverse of [`LoadedRecord::encode`]; `None` for anything else.
@@ -283,9 +291,111 @@ impl LoadedRecord {
     }
 }
 
+/// The text of [`LoadedRecord::encode`]: at most `v1:`, two `u64`, four
+/// `:` and `i64`, one more `:` (3 + 2 × 20 + 4 × 21 + 1 = 128 bytes).
+struct Digits {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Self {
+        Digits {
+            buf: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+impl Digits {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends the decimal digits of `n`.
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+
+    /// Appends `n` in decimal, with a `-` when negative.
+    fn push_i64(&mut self, n: i64) {
+        if n < 0 {
+            self.push(b"-");
+        }
+        self.push_u64(n.unsigned_abs());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text `encode` wrote with `format!` before; the hand-written
+    /// digits must give exactly the same.
+    fn reference(r: &LoadedRecord) -> String {
+        let auth = r
+            .auth_time
+            .map_or_else(|| "-".to_owned(), |t| t.as_millis().to_string());
+        format!(
+            "v1:{}:{}:{}:{}:{}:{auth}",
+            r.version,
+            r.load,
+            r.created_at.as_millis(),
+            r.last_seen_at.as_millis(),
+            r.absolute_deadline.as_millis(),
+        )
+    }
+
+    #[test]
+    fn encode_writes_what_format_wrote() {
+        let mut unsigned = vec![0, 1, 9, 10, 11, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
+        let mut signed = vec![
+            0,
+            1,
+            -1,
+            9,
+            -9,
+            10,
+            -10,
+            1_733_000_000_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        for p in 0..20 {
+            let n = 10u64.pow(p);
+            unsigned.extend([n - 1, n, n + 1]);
+            let n = n as i64;
+            signed.extend([n - 1, n, -n, 1 - n]);
+        }
+        for (i, &version) in unsigned.iter().enumerate() {
+            for (j, &millis) in signed.iter().enumerate() {
+                let t = |k: usize| Timestamp::from_millis(signed[(j + k) % signed.len()]);
+                let r = LoadedRecord {
+                    version,
+                    load: unsigned[(i + 1) % unsigned.len()],
+                    created_at: Timestamp::from_millis(millis),
+                    last_seen_at: t(1),
+                    absolute_deadline: t(2),
+                    auth_time: (j % 2 == 0).then(|| t(3)),
+                };
+                let text = r.encode();
+                assert_eq!(text, reference(&r));
+                assert_eq!(LoadedRecord::decode(&text), Some(r));
+            }
+        }
+    }
 
     fn from(pairs: &[(&str, &str)]) -> Result<AdapterConfig> {
         AdapterConfig::from_vars(&Vars::from_pairs(pairs.iter().copied()))
