@@ -146,7 +146,10 @@ impl TowerSessionStore {
     ///
     /// What does **not** hold, by design:
     /// - The data is **plaintext in process memory**, like tower-sessions'
-    ///   `MemoryStore`. For data that must stay encrypted in memory, use
+    ///   `MemoryStore`. Besides the sessions, the maps of the most recent
+    ///   saves (at most 4096 of them and 8 MiB of data) stay referenced for
+    ///   a second save of the same request, also after their session was
+    ///   deleted or saved again, until newer saves push them out. For data that must stay encrypted in memory, use
     ///   [`TowerSessionStore::new`] over
     ///   [`Encrypted`](session_store_core::Encrypted)`<`[`MemoryStore`](session_store_core::MemoryStore)`>`
     ///   (the backend path, which encodes and encrypts).
