@@ -354,29 +354,34 @@ impl SledDb {
         Ok(())
     }
 
-    /// After an activity write (`touch`): back-pressure with
-    /// [`Durability::Periodic`]; no flush and no `fdatasync` with
-    /// [`Durability::EveryWrite`]. The touch reaches the disk with the next
-    /// durable write's sync (which covers everything committed before it)
-    /// or when the store is flushed or dropped; a crash before then loses
-    /// only the touch, which shortens an idle timer. Create, save, rotate and
-    /// every delete keep [`SledDb::after_write`].
+    /// After an activity write (`touch`), in both durability modes: no
+    /// `fdatasync` of its own, only back-pressure. With
+    /// [`Durability::EveryWrite`] the touch reaches the disk with the next
+    /// durable write's sync (which covers everything committed before it),
+    /// the next back-pressure flush, or when the store is flushed or
+    /// dropped; a crash before then loses only the touch, which shortens an
+    /// idle timer. Create, save, rotate and every delete keep
+    /// [`SledDb::after_write`].
+    ///
+    /// The back-pressure applies to `EveryWrite` too: touches that nothing
+    /// flushes pile up sled's queued log writes exactly as periodic-mode
+    /// writes do, and hung the request benchmark's 64-task load → touch on
+    /// durable sled (2026-12-04: the thread dump of the sled deadlock
+    /// described on `backpressure`).
     pub(crate) fn after_activity(&self, bytes: u64) -> Result<()> {
-        self.between_batches(bytes)
+        self.backpressure(bytes)
     }
 
-    /// Between the batches of one large write (`delete_all`, cleanup):
-    /// back-pressure with [`Durability::Periodic`]; nothing with
-    /// [`Durability::EveryWrite`], whose flush follows the whole write.
+    /// Between the batches of one large write (`delete_all`, cleanup), in
+    /// both durability modes: back-pressure (with
+    /// [`Durability::EveryWrite`] the durable flush still follows the whole
+    /// write).
     pub(crate) fn between_batches(&self, bytes: u64) -> Result<()> {
-        match self.inner.durability {
-            Durability::Periodic(_) => self.backpressure(bytes),
-            Durability::EveryWrite => Ok(()),
-        }
+        self.backpressure(bytes)
     }
 
-    /// [`Durability::Periodic`]: counts `bytes` (estimated by the caller)
-    /// and, once about [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs
+    /// Counts `bytes` (estimated by the caller) written without a durable
+    /// flush and, once about [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs
     /// `Db::flush`, so this writer waits for sled's queued log writes. sled
     /// has no back-pressure of its own, and a queue of pending writes on its
     /// thread pool is what deadlocks it.
@@ -511,4 +516,39 @@ fn sync_blobs(dir: &Path) -> Result<()> {
         sync_dir(&blobs)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Touches on a durable (`EveryWrite`) database count towards the
+    /// back-pressure bound and flush when they reach it, as periodic-mode
+    /// writes do (before, durable-mode touches were never counted, so
+    /// nothing bounded sled's queue of log writes behind them).
+    #[test]
+    fn durable_touches_are_back_pressured() {
+        for durability in [
+            Durability::EveryWrite,
+            Durability::Periodic(std::time::Duration::from_millis(500)),
+        ] {
+            let db =
+                SledDb::open(&SledConfig::temporary().with_durability(durability)).expect("open");
+            db.after_activity(1000).expect("touch");
+            assert_eq!(
+                db.inner.unflushed.load(Ordering::SeqCst),
+                1000,
+                "{durability:?}: a touch counts"
+            );
+            db.between_batches(24).expect("batch");
+            assert_eq!(db.inner.unflushed.load(Ordering::SeqCst), 1024);
+            db.after_activity(PERIODIC_BACKPRESSURE_BYTES)
+                .expect("touch at the bound");
+            assert_eq!(
+                db.inner.unflushed.load(Ordering::SeqCst),
+                0,
+                "{durability:?}: reaching the bound flushed"
+            );
+        }
+    }
 }
