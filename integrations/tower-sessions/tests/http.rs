@@ -10,10 +10,13 @@ use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
 use session_store_core::{AdapterConfig, Clock as _, ManualClock, Timestamp};
-use session_store_test_support::{Browser, TestBackend};
+use session_store_test_support::Browser;
 use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore};
 use tower_sessions::session::{self, Id};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+mod support;
+use support::{on_both_paths, Target};
 
 const IDLE_MINUTES: i64 = 10;
 
@@ -82,39 +85,16 @@ async fn count(session: Session) -> String {
     n.to_string()
 }
 
-/// Where a scenario runs: over a backend, or on the typed in-memory path.
-enum Target {
-    Backend(TestBackend),
-    Typed,
-}
-
-impl Target {
-    fn name(&self) -> &'static str {
-        match self {
-            Target::Backend(b) => b.name,
-            Target::Typed => "in_memory (typed)",
-        }
-    }
-
-    async fn finish(self) {
-        if let Target::Backend(b) = self {
-            b.finish().await;
-        }
-    }
-}
-
 async fn start(b: &Target, absolute: Duration) -> App {
     let clock = Arc::new(ManualClock::starting_now());
     let config = AdapterConfig::new()
         .with_absolute_timeout(absolute)
         .with_user_id_key("user");
-    let store = match b {
-        Target::Backend(b) => TowerSessionStore::new(b.backend.clone()),
-        Target::Typed => TowerSessionStore::in_memory(),
-    }
-    .with_config(config)
-    .unwrap()
-    .with_clock(clock.clone());
+    let store = b
+        .adapter()
+        .with_config(config)
+        .unwrap()
+        .with_clock(clock.clone());
     let layer = SessionManagerLayer::new(store.clone())
         // Plain http on loopback: a real jar only sends Secure cookies over https.
         .with_secure(false)
@@ -339,30 +319,6 @@ async fn concurrent_increments_with_retry_all_survive(b: Target) {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(n, statuses.len() as u64, "{}", b.name());
     b.finish().await;
-}
-
-/// Each scenario over every backend (`backend_path::<backend>::<scenario>`)
-/// and on the typed in-memory path (`typed_path::<scenario>`).
-macro_rules! on_both_paths {
-    ($($scenario:ident),* $(,)?) => {
-        mod backend_path {
-            use session_store_test_support::{per_backend, TestBackend};
-            $(
-                async fn $scenario(b: TestBackend) {
-                    super::$scenario(super::Target::Backend(b)).await
-                }
-            )*
-            per_backend!("adapter"; $($scenario),*);
-        }
-        mod typed_path {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Target::Typed).await
-                }
-            )*
-        }
-    };
 }
 
 on_both_paths!(

@@ -9,47 +9,20 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_store_core::{AdapterConfig, ManualClock, MemoryStore, SessionBackend};
-use session_store_test_support::TestBackend;
 use session_store_tower_sessions::{is_conflict, storage_key_for, TowerSessionStore, LOADED_FIELD};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::Error as StoreError;
 use tower_sessions::{ExpiredDeletion, SessionStore};
 
+mod support;
+use support::{on_both_paths, Target};
+
 fn record(value: &str, minutes: i64) -> Record {
     Record {
         id: Id::default(),
         data: HashMap::from([("v".to_owned(), json!(value))]),
         expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(minutes),
-    }
-}
-
-/// Where a scenario runs: over a backend, or on the typed in-memory path.
-enum Target {
-    Backend(TestBackend),
-    Typed,
-}
-
-impl Target {
-    /// A fresh adapter (each call on the typed path is a new, empty store).
-    fn adapter(&self) -> TowerSessionStore {
-        match self {
-            Target::Backend(b) => TowerSessionStore::new(b.backend.clone()),
-            Target::Typed => TowerSessionStore::in_memory(),
-        }
-    }
-
-    fn backend(&self) -> Option<&Arc<dyn SessionBackend>> {
-        match self {
-            Target::Backend(b) => Some(&b.backend),
-            Target::Typed => None,
-        }
-    }
-
-    async fn finish(self) {
-        if let Target::Backend(b) = self {
-            b.finish().await;
-        }
     }
 }
 
@@ -373,30 +346,6 @@ async fn the_encrypted_memory_store_never_holds_plaintext() {
             assert!(!contains(stored, needle));
         }
     }
-}
-
-/// Each scenario over every backend (`backend_path::<backend>::<scenario>`)
-/// and on the typed in-memory path (`typed_path::<scenario>`).
-macro_rules! on_both_paths {
-    ($($scenario:ident),* $(,)?) => {
-        mod backend_path {
-            use session_store_test_support::{per_backend, TestBackend};
-            $(
-                async fn $scenario(b: TestBackend) {
-                    super::$scenario(super::Target::Backend(b)).await
-                }
-            )*
-            per_backend!("adapter"; $($scenario),*);
-        }
-        mod typed_path {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Target::Typed).await
-                }
-            )*
-        }
-    };
 }
 
 on_both_paths!(
