@@ -662,11 +662,10 @@ impl Queue {
             }
             let busy = BUSY_HIT.with(|hit| hit.replace(false));
             // A read adds nothing to the log: no checkpoint can be due
-            // because of it.
+            // because of it, and it does not keep the writer's idle
+            // checkpoint waiting.
             let upkeep_due = !read && slot.upkeep.as_ref().is_some_and(|u| u.due());
             drop(guard);
-            // Only writes keep the writer's idle checkpoint waiting: a read
-            // adds nothing to the log.
             if !read {
                 pool.inline_runs.fetch_add(1, Ordering::SeqCst);
             }
