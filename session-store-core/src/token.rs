@@ -25,7 +25,12 @@ pub const TOKEN_LEN: usize = 43;
 /// never sees a token, only its [`StorageKey`].
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SessionToken {
-    text: String,
+    /// The text form, always `TOKEN_LEN` bytes of the base64url alphabet
+    /// (ASCII), inline: parsing or cloning a token allocates nothing.
+    text: [u8; TOKEN_LEN],
+    /// The decoded bytes, kept so that [`SessionToken::storage_key`] and
+    /// [`SessionToken::secret_bytes`] do not decode the text again.
+    bytes: [u8; TOKEN_BYTES],
 }
 
 impl SessionToken {
@@ -39,9 +44,22 @@ impl SessionToken {
         OsRng
             .try_fill_bytes(&mut bytes)
             .expect("the OS random number generator failed");
-        let text = URL_SAFE_NO_PAD.encode(bytes);
+        let token = SessionToken::from_bytes(&bytes);
         bytes.zeroize();
-        SessionToken { text }
+        token
+    }
+
+    /// The token of 32 bytes (its text is their unpadded base64url).
+    fn from_bytes(bytes: &[u8; TOKEN_BYTES]) -> Self {
+        let mut text = [0u8; TOKEN_LEN];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .expect("32 bytes are 43 characters of unpadded base64url");
+        debug_assert_eq!(n, TOKEN_LEN);
+        SessionToken {
+            text,
+            bytes: *bytes,
+        }
     }
 
     /// A fresh token whose storage key shares its first `bits` bits (at most
@@ -76,9 +94,7 @@ impl SessionToken {
         let drawn = u16::from_be_bytes([bytes[0], bytes[1]]);
         let head = ((wanted ^ pad) & fixed) | (drawn & !fixed);
         bytes[..HEAD_BYTES].copy_from_slice(&head.to_be_bytes());
-        SessionToken {
-            text: URL_SAFE_NO_PAD.encode(&bytes[..]),
-        }
+        SessionToken::from_bytes(&bytes)
     }
 
     /// Parses a token from untrusted input (a cookie value).
@@ -94,31 +110,29 @@ impl SessionToken {
         {
             return Err(Error::InvalidId);
         }
-        // Decoded on the stack (no allocation per parsed cookie), zeroized
-        // on drop.
-        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
-        match URL_SAFE_NO_PAD.decode_slice(input, &mut bytes[..]) {
+        // Decoded once, into the token (no allocation per parsed cookie);
+        // a rejected input's partial decode is zeroized with it.
+        let mut token = SessionToken {
+            text: [0u8; TOKEN_LEN],
+            bytes: [0u8; TOKEN_BYTES],
+        };
+        match URL_SAFE_NO_PAD.decode_slice(input, &mut token.bytes[..]) {
             Ok(TOKEN_BYTES) => {}
             _ => return Err(Error::InvalidId),
         }
-        Ok(SessionToken {
-            text: input.to_owned(),
-        })
+        token.text.copy_from_slice(input.as_bytes());
+        Ok(token)
     }
 
     /// The text to send to the client (for example as a cookie value).
     /// Treat it as a secret: never log it.
     pub fn expose_secret(&self) -> &str {
-        &self.text
+        std::str::from_utf8(&self.text).expect("a SessionToken's text is base64url (ASCII)")
     }
 
     /// The raw 32 token bytes. Treat them as a secret.
     pub fn secret_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(
-            URL_SAFE_NO_PAD
-                .decode(&self.text)
-                .expect("a SessionToken always holds valid base64url"),
-        )
+        zeroize::Zeroizing::new(self.bytes.to_vec())
     }
 
     /// The key under which a backend stores this session, a SHA-256 hash of
@@ -134,14 +148,9 @@ impl SessionToken {
     /// starts like its predecessor's (same Redis Cluster slot) with one draw
     /// and one hash.
     pub fn storage_key(&self) -> StorageKey {
-        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(&self.text, &mut bytes[..])
-            .expect("a SessionToken always holds 32 bytes of valid base64url");
-        debug_assert_eq!(n, TOKEN_BYTES);
-        let mut key = tail_hash(&bytes);
-        key[0] ^= bytes[0];
-        key[1] ^= bytes[1];
+        let mut key = tail_hash(&self.bytes);
+        key[0] ^= self.bytes[0];
+        key[1] ^= self.bytes[1];
         StorageKey(key)
     }
 }
@@ -174,7 +183,7 @@ impl fmt::Debug for SessionToken {
 impl PartialEq for SessionToken {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq as _;
-        self.text.as_bytes().ct_eq(other.text.as_bytes()).into()
+        self.text.ct_eq(&other.text).into()
     }
 }
 impl Eq for SessionToken {}
@@ -333,6 +342,30 @@ mod tests {
         assert_eq!(parsed, t);
         assert_eq!(parsed.storage_key(), t.storage_key());
         assert_ne!(SessionToken::generate(), t);
+    }
+
+    /// The kept bytes are the text's: for generated, affinity and parsed
+    /// tokens, and for their clones.
+    #[test]
+    fn kept_bytes_are_the_decoded_text() {
+        let old = SessionToken::generate().storage_key();
+        for t in [
+            SessionToken::generate(),
+            SessionToken::generate_with_affinity(&old, 12),
+            SessionToken::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap(),
+        ] {
+            let decoded = URL_SAFE_NO_PAD.decode(t.expose_secret()).unwrap();
+            assert_eq!(t.secret_bytes().as_slice(), decoded.as_slice());
+            assert_eq!(t.clone().secret_bytes().as_slice(), decoded.as_slice());
+            assert_eq!(
+                SessionToken::parse(t.expose_secret())
+                    .unwrap()
+                    .storage_key(),
+                t.storage_key()
+            );
+        }
+        let t = SessionToken::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
+        assert_eq!(t.secret_bytes().as_slice(), (0u8..32).collect::<Vec<_>>());
     }
 
     #[test]
