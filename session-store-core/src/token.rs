@@ -103,15 +103,14 @@ impl SessionToken {
     /// [`Error::InvalidId`] unless the input is exactly 43 characters of the
     /// base64url alphabet encoding 32 bytes canonically. No I/O happens.
     pub fn parse(input: &str) -> Result<Self> {
-        if input.len() != TOKEN_LEN
-            || !input
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if input.len() != TOKEN_LEN {
             return Err(Error::InvalidId);
         }
         // Decoded once, into the token (no allocation per parsed cookie);
-        // a rejected input's partial decode is zeroized with it.
+        // a rejected input's partial decode is zeroized with it. The
+        // decoder is the alphabet check: it refuses any byte outside the
+        // base64url alphabet (padding and non-ASCII included) and trailing
+        // bits that are not zero (a non-canonical encoding).
         let mut token = SessionToken {
             text: [0u8; TOKEN_LEN],
             bytes: [0u8; TOKEN_BYTES],
@@ -449,6 +448,11 @@ mod tests {
             &format!("{}=", &"A".repeat(42)),
             &format!("{}+", &"A".repeat(42)),
             &format!("{}é", &"A".repeat(41)),
+            &format!("{}/{}", &"A".repeat(20), &"A".repeat(22)),
+            &format!("{}+{}", &"A".repeat(20), &"A".repeat(22)),
+            &format!("{} {}", &"A".repeat(20), &"A".repeat(22)),
+            &format!("{}={}", &"A".repeat(20), &"A".repeat(22)),
+            &format!("{}\n", &"A".repeat(42)),
             &non_canonical,
         ] {
             assert!(
