@@ -17,7 +17,7 @@ use session_store_core::{
     ClientMeta, Device, Error, Event, RotateReason, Session as CoreSession, SessionHandle,
     SessionManager, SessionToken, Timestamp,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tracing::{debug, error, warn};
 
 use crate::config::{HeaderMode, SessionConfig};
@@ -228,6 +228,16 @@ impl RequestState {
 
     fn manager(&self) -> &SessionManager {
         &self.shared.manager
+    }
+
+    /// The request's state, locked: at once when free (the usual case, one
+    /// handler task; no waiter is queued then, so this takes nobody's
+    /// turn), else in the mutex's fair queue.
+    async fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => self.inner.lock().await,
+        }
     }
 
     fn config(&self) -> &SessionConfig {
@@ -582,7 +592,7 @@ impl RequestState {
 
     /// What the response needs, once the handler is done.
     pub(crate) async fn outcome(&self) -> Outcome {
-        let inner = self.inner.lock().await;
+        let inner = self.lock().await;
         let via_header = self.token_via_header();
         let set_token = match (&inner.current, inner.issued) {
             (Some(cur), true) => {
@@ -697,7 +707,7 @@ impl Session {
     }
 
     async fn read<R>(&self, f: impl FnOnce(Option<&Current>) -> R) -> Result<R, SessionError> {
-        let mut inner = self.state.inner.lock().await;
+        let mut inner = self.state.lock().await;
         self.state.ensure_loaded(&mut inner).await?;
         Ok(f(inner.current.as_ref()))
     }
