@@ -592,7 +592,21 @@ impl RequestState {
 
     /// What the response needs, once the handler is done.
     pub(crate) async fn outcome(&self) -> Outcome {
-        let inner = self.lock().await;
+        if let Ok(inner) = self.inner.try_lock() {
+            return self.outcome_of(&inner);
+        }
+        // Boxed: the lock is held past the handler only by a task it left
+        // running with a clone of the session; every response's future
+        // (see `layer::handle`) holds this one, and without the mutex's
+        // acquire future inline it fits the allocator's small-size cache.
+        Box::pin(async {
+            let inner = self.inner.lock().await;
+            self.outcome_of(&inner)
+        })
+        .await
+    }
+
+    fn outcome_of(&self, inner: &Inner) -> Outcome {
         let via_header = self.token_via_header();
         let set_token = match (&inner.current, inner.issued) {
             (Some(cur), true) => {
@@ -615,7 +629,7 @@ impl RequestState {
             clear_anon_csrf: inner.clear_anon_csrf
                 && self.anon_csrf.is_some()
                 && inner.new_anon_csrf.is_none(),
-            remember_cookie: self.remember_cookie(&inner),
+            remember_cookie: self.remember_cookie(inner),
         }
     }
 
