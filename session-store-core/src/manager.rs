@@ -673,37 +673,47 @@ impl SessionManager {
                 key: presented.short_hash(),
                 ip: client_ip,
             };
-            let (token, key, record) = match self.resolve(token, presented, now).await? {
-                Resolved::Live(token, key, record) => (token, key, record),
-                Resolved::Missing => {
-                    self.report_miss(&presented, client_ip, now).await;
+            // Built in a block, with the miss and the damaged-record paths
+            // in boxed futures of their own: what the lookup leaves behind
+            // (the resolved record, the decoded metadata) takes no room
+            // beside the touch's await, and every load's future, which a
+            // web layer embeds in each request's, stays that much smaller.
+            let mut session = {
+                let resolved = self.resolve(token, presented, now).await?;
+                let (token, key, record) = match resolved {
+                    Resolved::Live(token, key, record) => (token, key, record),
+                    Resolved::Missing => {
+                        Box::pin(self.report_miss(&presented, client_ip, now)).await;
+                        return Ok(None);
+                    }
+                    Resolved::Damaged(key, err) => {
+                        return Box::pin(self.contain_load(&key, err)).await
+                    }
+                };
+                let stored = match StoredMeta::decode(&record.meta) {
+                    Ok(stored) => stored,
+                    Err(e) => return Box::pin(self.contain_load(&key, e)).await,
+                };
+                if stored.persistent {
+                    // A persistent-login family is never a session.
+                    self.emit(miss());
                     return Ok(None);
                 }
-                Resolved::Damaged(key, err) => return self.contain_load(&key, err).await,
-            };
-            let stored = match StoredMeta::decode(&record.meta) {
-                Ok(stored) => stored,
-                Err(e) => return self.contain_load(&key, e).await,
-            };
-            if stored.persistent {
-                // A persistent-login family is never a session.
-                self.emit(miss());
-                return Ok(None);
-            }
-            let mut session = Session {
-                token_changed: key != presented,
-                token,
-                key,
-                record,
-                family: stored.family_key(),
-                remembered: stored.remembered,
-                meta: stored.client,
+                Session {
+                    token_changed: key != presented,
+                    token,
+                    key,
+                    record,
+                    family: stored.family_key(),
+                    remembered: stored.remembered,
+                    meta: stored.client,
+                }
             };
             if now.saturating_duration_since(session.record.last_seen_at)
                 >= self.policy.touch_interval
             {
                 let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
-                if !self.backend.touch(&key, idle, now, now).await? {
+                if !self.backend.touch(&session.key, idle, now, now).await? {
                     self.emit(miss());
                     return Ok(None);
                 }
