@@ -295,45 +295,28 @@ pub fn section(h: &HttpResults) -> String {
          client's session holds). Cells: req/s · p50 · p99.\n\n",
     );
     for &t in &targets {
-        let _ = write!(md, "### {}\n\n| path | handler |", t.id());
-        for l in &levels {
-            let _ = write!(md, " {l} client{}: req/s · p50 · p99 |", plural(*l));
-        }
-        md.push_str("\n| --- | --- |");
-        md.push_str(&" --- |".repeat(levels.len()));
-        md.push('\n');
-        for path in HttpPath::ALL {
-            for handler in HttpHandler::ALL {
-                if !levels
-                    .iter()
-                    .any(|&l| h.contains_key(&(t, path, handler, l)))
-                {
-                    continue;
+        let _ = write!(md, "### {}\n\n", t.id());
+        series_table(
+            &mut md,
+            h,
+            t,
+            &levels,
+            "req/s · p50 · p99",
+            |_| true,
+            |p| {
+                let s = &p.summary;
+                let mut cell = format!(
+                    "{} · {} · {}",
+                    ops(s.ops_per_sec),
+                    ns(s.p50_ns),
+                    ns(s.p99_ns)
+                );
+                if p.errors > 0 {
+                    let _ = write!(cell, " ({} of {} failed)", p.errors, s.n);
                 }
-                let _ = write!(md, "| {} | {} |", path.label(), handler.id());
-                for &l in &levels {
-                    match h.get(&(t, path, handler, l)) {
-                        Some(p) => {
-                            let s = &p.summary;
-                            let _ = write!(
-                                md,
-                                " {} · {} · {}",
-                                ops(s.ops_per_sec),
-                                ns(s.p50_ns),
-                                ns(s.p99_ns)
-                            );
-                            if p.errors > 0 {
-                                let _ = write!(md, " ({} of {} failed)", p.errors, s.n);
-                            }
-                            md.push_str(" |");
-                        }
-                        None => md.push_str(" — |"),
-                    }
-                }
-                md.push('\n');
-            }
-        }
-        md.push('\n');
+                cell
+            },
+        );
         cost_table(&mut md, h, t, &levels);
     }
     md.push_str(
@@ -407,6 +390,45 @@ pub fn section(h: &HttpResults) -> String {
     md
 }
 
+/// One backend's table: a row per path and handler measured at any level
+/// (and kept by `keep`), a `cell` per level (`—` where not measured).
+fn series_table(
+    md: &mut String,
+    h: &HttpResults,
+    t: Target,
+    levels: &[usize],
+    columns: &str,
+    keep: impl Fn(&HttpPoint) -> bool,
+    cell: impl Fn(&HttpPoint) -> String,
+) {
+    md.push_str("| path | handler |");
+    for l in levels {
+        let _ = write!(md, " {l} client{}: {columns} |", plural(*l));
+    }
+    md.push_str("\n| --- | --- |");
+    md.push_str(&" --- |".repeat(levels.len()));
+    md.push('\n');
+    for path in HttpPath::ALL {
+        for handler in HttpHandler::ALL {
+            let at = |l: usize| h.get(&(t, path, handler, l)).filter(|p| keep(p));
+            if !levels.iter().any(|&l| at(l).is_some()) {
+                continue;
+            }
+            let _ = write!(md, "| {} | {} |", path.label(), handler.id());
+            for &l in levels {
+                match at(l) {
+                    Some(p) => {
+                        let _ = write!(md, " {} |", cell(p));
+                    }
+                    None => md.push_str(" — |"),
+                }
+            }
+            md.push('\n');
+        }
+    }
+    md.push('\n');
+}
+
 /// Per request, for one backend: the whole process's CPU, thread switches
 /// and backend calls of each series (nothing when no point has them).
 fn cost_table(md: &mut String, h: &HttpResults, t: Target, levels: &[usize]) {
@@ -417,41 +439,17 @@ fn cost_table(md: &mut String, h: &HttpResults, t: Target, levels: &[usize]) {
     md.push_str(
         "Per request: CPU time of the whole process (clients, server, store client and \
          store threads, from `/proc/self/task/*/schedstat`) · times a thread was \
-         switched onto a CPU · backend calls.\n\n| path | handler |",
+         switched onto a CPU · backend calls.\n\n",
     );
-    for l in levels {
-        let _ = write!(md, " {l} client{}: CPU · switches · calls |", plural(*l));
-    }
-    md.push_str("\n| --- | --- |");
-    md.push_str(&" --- |".repeat(levels.len()));
-    md.push('\n');
-    for path in HttpPath::ALL {
-        for handler in HttpHandler::ALL {
-            if !levels
-                .iter()
-                .any(|&l| h.get(&(t, path, handler, l)).is_some_and(has))
-            {
-                continue;
-            }
-            let _ = write!(md, "| {} | {} |", path.label(), handler.id());
-            for &l in levels {
-                let c = h
-                    .get(&(t, path, handler, l))
-                    .map(|p| p.cost)
-                    .unwrap_or_default();
-                let count = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
-                let _ = write!(
-                    md,
-                    " {} · {} · {} |",
-                    maybe_ns(c.cpu_ns),
-                    count(c.switches),
-                    count(c.backend_calls)
-                );
-            }
-            md.push('\n');
-        }
-    }
-    md.push('\n');
+    let count = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
+    series_table(md, h, t, levels, "CPU · switches · calls", has, |p| {
+        format!(
+            "{} · {} · {}",
+            maybe_ns(p.cost.cpu_ns),
+            count(p.cost.switches),
+            count(p.cost.backend_calls)
+        )
+    });
 }
 
 fn plural(n: usize) -> &'static str {
