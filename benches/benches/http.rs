@@ -27,7 +27,11 @@
 //! session counts as an error; in `ci` mode any error fails the run.
 //!
 //! Environment: `BENCH_MODE`, `BENCH_TARGETS` (`sqlite`, `redis`; others are
-//! ignored), `BENCH_OUT`. Results: `http.jsonl`.
+//! ignored), `BENCH_OUT`; `BENCH_HTTP_SERIES`, a comma-separated subset of
+//! the series as `path/handler` (`ours/read`, `ours/update`, `tower/read`,
+//! `tower/update`, `none/read`, `none/load`, `backend-load/load`; default:
+//! all), and `BENCH_HTTP_CLIENTS`, a subset of `1,64`: to profile one series
+//! alone (`perf record` of the process sees only it). Results: `http.jsonl`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +58,71 @@ const START: u64 = 7;
 
 /// The concurrency levels: the 1 and 64 clients, in every mode.
 const CLIENTS: [usize; 2] = [1, 64];
+
+/// Every series, as `path/handler`.
+const SERIES: [&str; 7] = [
+    "backend-load/load",
+    "none/read",
+    "none/load",
+    "ours/read",
+    "ours/update",
+    "tower/read",
+    "tower/update",
+];
+
+/// Which series and client counts run: `BENCH_HTTP_SERIES` and
+/// `BENCH_HTTP_CLIENTS` (see the module docs); unset or empty means all.
+struct Selection {
+    series: Vec<String>,
+    clients: Vec<usize>,
+}
+
+impl Selection {
+    /// Reads the environment; a name that is not a series or client count
+    /// is an error naming the valid ones.
+    fn from_env() -> Result<Self, String> {
+        let list = |var: &str| {
+            std::env::var(var)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let mut series = list("BENCH_HTTP_SERIES");
+        if let Some(bad) = series.iter().find(|s| !SERIES.contains(&s.as_str())) {
+            return Err(format!(
+                "BENCH_HTTP_SERIES: unknown series {bad:?} (one of {})",
+                SERIES.join(", ")
+            ));
+        }
+        if series.is_empty() {
+            series = SERIES.iter().map(|s| (*s).to_owned()).collect();
+        }
+        let mut clients = Vec::new();
+        for c in list("BENCH_HTTP_CLIENTS") {
+            match c.parse::<usize>() {
+                Ok(n) if CLIENTS.contains(&n) => clients.push(n),
+                _ => {
+                    return Err(format!(
+                        "BENCH_HTTP_CLIENTS: unknown client count {c:?} (one of {CLIENTS:?})"
+                    ))
+                }
+            }
+        }
+        if clients.is_empty() {
+            clients = CLIENTS.to_vec();
+        }
+        Ok(Selection { series, clients })
+    }
+
+    fn runs(&self, path: &str, handler: &str) -> bool {
+        self.series
+            .iter()
+            .any(|s| *s == format!("{path}/{handler}"))
+    }
+}
 
 /// Per point: its total measured time, split into `rounds` slices, the
 /// discarded warm-up, and each client's request cap over the whole point
@@ -662,6 +731,7 @@ impl Series {
 /// them alike; a point is the union of its slices.
 async fn run_level(
     fx: &Fixture,
+    selection: &Selection,
     backend: &Arc<Counted>,
     urls: &[(&'static str, String)],
     clients: usize,
@@ -669,18 +739,21 @@ async fn run_level(
     out: &Path,
 ) {
     let b = bounds(mode);
-    let mut series = vec![(
-        "backend-load",
-        "load",
-        Series::load(fx, backend, clients).await,
-    )];
+    let mut series = Vec::new();
+    if selection.runs("backend-load", "load") {
+        series.push((
+            "backend-load",
+            "load",
+            Series::load(fx, backend, clients).await,
+        ));
+    }
     for (path, base) in urls {
         let handlers: &[&'static str] = if *path == "none" {
             &["read", "load"]
         } else {
             &["read", "update"]
         };
-        for &handler in handlers {
+        for &handler in handlers.iter().filter(|h| selection.runs(path, h)) {
             let s = Series::http(base, handler, *path != "none", clients).await;
             series.push((path, handler, s));
         }
@@ -700,7 +773,7 @@ async fn run_level(
     }
 }
 
-async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
+async fn run_target(fx: &Fixture, selection: &Selection, mode: Mode, out: &Path) {
     let backend = Arc::new(Counted {
         inner: fx.backend(false),
         calls: AtomicU64::new(0),
@@ -714,13 +787,14 @@ async fn run_target(fx: &Fixture, mode: Mode, out: &Path) {
         ("ours", serve(ours(manager)).await),
         ("tower", serve(tower(backend.clone())).await),
     ];
-    for clients in CLIENTS {
-        run_level(fx, &backend, &urls, clients, mode, out).await;
+    for &clients in &selection.clients {
+        run_level(fx, selection, &backend, &urls, clients, mode, out).await;
     }
 }
 
 fn main() {
     let mode = Mode::from_env();
+    let selection = Selection::from_env().unwrap_or_else(|e| panic!("{e}"));
     let out = mode.out_dir().join("http.jsonl");
     let _ = std::fs::remove_file(&out);
     let rt = session_store_benches::runtime();
@@ -731,7 +805,8 @@ fn main() {
         {
             let result = match Fixture::open(target).await {
                 Ok(fx) => {
-                    let r = session_store_benches::guarded(run_target(&fx, mode, &out)).await;
+                    let r = session_store_benches::guarded(run_target(&fx, &selection, mode, &out))
+                        .await;
                     fx.teardown().await;
                     r
                 }
