@@ -354,38 +354,27 @@ impl SledDb {
         Ok(())
     }
 
-    /// After an activity write (`touch`), in both durability modes: no
-    /// `fdatasync` of its own, only back-pressure. With
-    /// [`Durability::EveryWrite`] the touch reaches the disk with the next
-    /// durable write's sync (which covers everything committed before it),
-    /// the next back-pressure flush, or when the store is flushed or
-    /// dropped; a crash before then loses only the touch, which shortens an
-    /// idle timer. Create, save, rotate and every delete keep
-    /// [`SledDb::after_write`].
+    /// Back-pressure, in both durability modes: counts `bytes` (estimated
+    /// by the caller) written without a durable flush and, once about
+    /// [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs `Db::flush`, so
+    /// this writer waits for sled's queued log writes. sled has no
+    /// back-pressure of its own, and a queue of pending writes on its thread
+    /// pool is what deadlocks it.
     ///
-    /// The back-pressure applies to `EveryWrite` too: touches that nothing
-    /// flushes pile up sled's queued log writes exactly as periodic-mode
-    /// writes do, and hung the request benchmark's 64-task load → touch on
-    /// durable sled (2026-12-04: the thread dump of the sled deadlock
-    /// described on `backpressure`).
-    pub(crate) fn after_activity(&self, bytes: u64) -> Result<()> {
-        self.backpressure(bytes)
-    }
-
-    /// Between the batches of one large write (`delete_all`, cleanup), in
-    /// both durability modes: back-pressure (with
+    /// Called after every write with [`Durability::Periodic`] (from
+    /// [`SledDb::after_write`]), after an activity write (`touch`), and
+    /// between the batches of one large write (`delete_all`, cleanup; with
     /// [`Durability::EveryWrite`] the durable flush still follows the whole
-    /// write).
-    pub(crate) fn between_batches(&self, bytes: u64) -> Result<()> {
-        self.backpressure(bytes)
-    }
-
-    /// Counts `bytes` (estimated by the caller) written without a durable
-    /// flush and, once about [`PERIODIC_BACKPRESSURE_BYTES`] have accumulated, runs
-    /// `Db::flush`, so this writer waits for sled's queued log writes. sled
-    /// has no back-pressure of its own, and a queue of pending writes on its
-    /// thread pool is what deadlocks it.
-    fn backpressure(&self, bytes: u64) -> Result<()> {
+    /// write). A touch has no `fdatasync` of its own: with
+    /// [`Durability::EveryWrite`] it reaches the disk with the next durable
+    /// write's sync (which covers everything committed before it), the next
+    /// back-pressure flush, or when the store is flushed or dropped; a crash
+    /// before then loses only the touch, which shortens an idle timer.
+    /// Create, save, rotate and every delete keep [`SledDb::after_write`].
+    /// Touches that nothing flushes pile up sled's queued log writes exactly
+    /// as periodic-mode writes do: without this bound they hung the request
+    /// benchmark's 64-task load → touch on durable sled (2026-12-04).
+    pub(crate) fn backpressure(&self, bytes: u64) -> Result<()> {
         if self.count_unflushed(bytes) {
             self.flush_log()?;
         }
@@ -534,15 +523,15 @@ mod tests {
         ] {
             let db =
                 SledDb::open(&SledConfig::temporary().with_durability(durability)).expect("open");
-            db.after_activity(1000).expect("touch");
+            db.backpressure(1000).expect("touch");
             assert_eq!(
                 db.inner.unflushed.load(Ordering::SeqCst),
                 1000,
                 "{durability:?}: a touch counts"
             );
-            db.between_batches(24).expect("batch");
+            db.backpressure(24).expect("batch");
             assert_eq!(db.inner.unflushed.load(Ordering::SeqCst), 1024);
-            db.after_activity(PERIODIC_BACKPRESSURE_BYTES)
+            db.backpressure(PERIODIC_BACKPRESSURE_BYTES)
                 .expect("touch at the bound");
             assert_eq!(
                 db.inner.unflushed.load(Ordering::SeqCst),

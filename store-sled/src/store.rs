@@ -362,7 +362,7 @@ impl SledStore {
         blocking(move || {
             let out = op(&inner)?;
             if activity {
-                inner.db.after_activity(bytes)?;
+                inner.db.backpressure(bytes)?;
             } else {
                 inner.db.after_write(bytes)?;
             }
@@ -631,7 +631,7 @@ impl StoreInner {
                     tree.remove(k).map_err(sled_error)?;
                 }
                 self.db
-                    .between_batches(keys.len() as u64 * WRITE_OVERHEAD_BYTES)?;
+                    .backpressure(keys.len() as u64 * WRITE_OVERHEAD_BYTES)?;
             }
         }
         Ok(())
@@ -688,7 +688,7 @@ impl StoreInner {
                 .map_err(tx_error)?;
             removed += n;
             self.db
-                .between_batches(batch.len() as u64 * WRITE_OVERHEAD_BYTES)?;
+                .backpressure(batch.len() as u64 * WRITE_OVERHEAD_BYTES)?;
         }
         Ok(removed as u64)
     }
@@ -727,7 +727,7 @@ impl SessionBackend for SledStore {
     ) -> Result<bool> {
         let key = *key;
         // The activity class of durability: no sync of its own (see
-        // `SledDb::after_activity`).
+        // `SledDb::backpressure`).
         self.small_write(0, true, move |s| {
             s.touch(&key, idle_deadline, last_seen_at, now)
         })
