@@ -213,17 +213,8 @@ async fn raw_sqlite(fx: &Fixture, run: &Run<'_>) -> Result<(), String> {
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
         .map_err(err)?;
-    let select = format!(
-        "SELECT kind, version, user_id, created_at, last_seen_at, auth_time, idle_deadline, \
-         absolute_deadline, meta, data, successor, sealed_token, expires_at \
-         FROM \"{table}\" WHERE key = ?1 AND expires_at > ?2"
-    );
-    let update = format!(
-        "UPDATE \"{table}\" SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
-         idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, expires_at = ?12 \
-         WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
-         AND user_id IS ?4 AND created_at = ?5"
-    );
+    let select = session_store_benches::raw::sqlite_store_load_sql(table);
+    let update = session_store_benches::raw::sqlite_store_save_sql(table);
     let conn = Arc::new(std::sync::Mutex::new(conn));
     let idle = session_store_core::Policy::default().idle_timeout;
     let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);

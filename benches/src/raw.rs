@@ -435,6 +435,8 @@ pub struct RawSqlite {
     version: std::sync::atomic::AtomicI64,
     /// Counter stamped into each upserted value.
     stamp: std::sync::atomic::AtomicU64,
+    /// [`sqlite_store_save_sql`] on the baseline's session table.
+    store_save: String,
     _dir: tempfile::TempDir,
 }
 
@@ -461,12 +463,28 @@ const STORE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS raw_sessions (
         WHERE user_id IS NOT NULL;
     CREATE INDEX IF NOT EXISTS raw_sessions_expires ON raw_sessions (expires_at);";
 
-/// The store's common save (`save_same_owner` in `store-sqlite/src/schema.rs`).
-const STORE_SAVE: &str =
-    "UPDATE raw_sessions SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
-     idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, expires_at = ?12 \
-     WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
-     AND user_id IS ?4 AND created_at = ?5";
+/// The SQLite store's load statement (`load` in
+/// `store-sqlite/src/schema.rs`) on `table`: parameters key, now (ms).
+pub fn sqlite_store_load_sql(table: &str) -> String {
+    format!(
+        "SELECT kind, version, user_id, created_at, last_seen_at, auth_time, idle_deadline, \
+         absolute_deadline, meta, data, successor, sealed_token, expires_at \
+         FROM \"{table}\" WHERE key = ?1 AND expires_at > ?2"
+    )
+}
+
+/// The SQLite store's common save, a compare-and-swap (`save_same_owner` in
+/// `store-sqlite/src/schema.rs`) on `table`: parameters key, expected
+/// version, new version, user id, created at, last seen, auth time, idle
+/// deadline, absolute deadline, meta, data, expires at, now (ms).
+pub fn sqlite_store_save_sql(table: &str) -> String {
+    format!(
+        "UPDATE \"{table}\" SET version = ?3, last_seen_at = ?6, auth_time = ?7, \
+         idle_deadline = ?8, absolute_deadline = ?9, meta = ?10, data = ?11, expires_at = ?12 \
+         WHERE key = ?1 AND kind = 0 AND version = ?2 AND expires_at > ?13 \
+         AND user_id IS ?4 AND created_at = ?5"
+    )
+}
 
 impl RawSqlite {
     /// A fresh database with `connections` connections.
@@ -498,6 +516,7 @@ impl RawSqlite {
             conns,
             version: std::sync::atomic::AtomicI64::new(1),
             stamp: std::sync::atomic::AtomicU64::new(0),
+            store_save: sqlite_store_save_sql("raw_sessions"),
             _dir: dir,
         })
     }
@@ -531,7 +550,7 @@ impl RawSqlite {
         let v = self.version.load(Relaxed);
         let far = i64::MAX / 2;
         let changed = c
-            .prepare_cached(STORE_SAVE)
+            .prepare_cached(&self.store_save)
             .and_then(|mut s| {
                 s.execute(rusqlite::params![
                     key,
