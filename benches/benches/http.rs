@@ -345,16 +345,13 @@ async fn round_trip(fx: &Fixture, backend: &Arc<Counted>) -> Arc<RoundTrip> {
     })
 }
 
-/// One measured point: latencies and errors of every client.
+/// One measured point: latencies and errors of every client, and what a
+/// request cost besides its latency (backend calls always; the process's
+/// CPU and thread switches where `/proc` provides them).
 struct Point {
     summary: Summary,
     errors: usize,
-    /// CPU time of the whole process (clients included) per request.
-    cpu_ns_per_request: Option<f64>,
-    /// Times a thread of the process was switched onto a CPU, per request.
-    switches_per_request: Option<f64>,
-    /// Backend calls per request.
-    backend_calls_per_request: f64,
+    cost: HttpCost,
 }
 
 /// CPU time and scheduling of this whole process (clients, server, store
@@ -421,9 +418,11 @@ impl Slice {
     fn point(self) -> Point {
         let requests = self.latencies.len().max(1) as f64;
         Point {
-            cpu_ns_per_request: self.cpu.map(|c| c.run_ns as f64 / requests),
-            switches_per_request: self.cpu.map(|c| c.switches as f64 / requests),
-            backend_calls_per_request: self.calls as f64 / requests,
+            cost: HttpCost {
+                cpu_ns: self.cpu.map(|c| c.run_ns as f64 / requests),
+                switches: self.cpu.map(|c| c.switches as f64 / requests),
+                backend_calls: Some(self.calls as f64 / requests),
+            },
             summary: Summary::of(self.latencies, self.wall).expect("at least one request"),
             errors: self.errors,
         }
@@ -603,18 +602,15 @@ fn record(
         s.ops_per_sec,
         s.p50_ns / 1e3,
         s.p99_ns / 1e3,
-        p.cpu_ns_per_request.unwrap_or(f64::NAN) / 1e3,
-        p.switches_per_request.unwrap_or(f64::NAN),
+        p.cost.cpu_ns.unwrap_or(f64::NAN) / 1e3,
+        p.cost.switches.unwrap_or(f64::NAN),
         p.errors
     );
+    let calls = p.cost.backend_calls.unwrap_or(f64::NAN);
     assert!(
-        mode != Mode::Ci
-            || path != "ours"
-            || handler != "read"
-            || p.backend_calls_per_request <= 1.0,
-        "http {} ours read at {clients} clients: {:.2} backend calls per request (at most one)",
+        mode != Mode::Ci || path != "ours" || handler != "read" || calls <= 1.0,
+        "http {} ours read at {clients} clients: {calls:.2} backend calls per request (at most one)",
         backend.id(),
-        p.backend_calls_per_request
     );
     assert!(
         mode != Mode::Ci || p.errors == 0,
@@ -631,11 +627,7 @@ fn record(
             clients,
             errors: p.errors,
             summary: *s,
-            cost: HttpCost {
-                cpu_ns: p.cpu_ns_per_request,
-                switches: p.switches_per_request,
-                backend_calls: Some(p.backend_calls_per_request),
-            },
+            cost: p.cost,
         },
     );
 }
