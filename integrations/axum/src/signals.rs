@@ -58,15 +58,10 @@ impl IpGranularity {
     /// Addresses of different families never match; text that is not an
     /// address matches only itself.
     pub fn same_network(&self, a: &str, b: &str) -> bool {
-        match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
-            (Ok(IpAddr::V4(x)), Ok(IpAddr::V4(y))) => {
-                prefix_eq(&x.octets(), &y.octets(), self.v4_prefix)
-            }
-            (Ok(IpAddr::V6(x)), Ok(IpAddr::V6(y))) => {
-                prefix_eq(&x.octets(), &y.octets(), self.v6_prefix)
-            }
-            (Ok(_), Ok(_)) => false,
-            _ => a == b,
+        match b.parse::<IpAddr>() {
+            Ok(b) => self.same_network_as(a, b),
+            // Not an address: equal text only (an address never spells it).
+            Err(_) => a == b,
         }
     }
 }

@@ -477,6 +477,27 @@ async fn malformed_remember_cookies_cleared_without_io(b: TestBackend) {
     assert_eq!(r.json()["user"], Value::Null);
     assert_eq!(r.set_cookies, [clear_remember()], "unknown family");
     assert_eq!(app.probe.calls(), before + 1, "one lookup");
+
+    // All in one header, as the one pass over it meets them: a malformed
+    // remember cookie, then a malformed session cookie before the valid one.
+    // The valid session is used (one load), the remember cookie is cleared
+    // without a lookup, and the session cookie is left alone.
+    let alice = Browser::new(&app.base, "UA-1");
+    alice.login("alice").await;
+    let t = alice.session_cookie().expect("session cookie");
+    let header =
+        format!("{REMEMBER}=garbage; {SESSION_COOKIE}=garbage; {SESSION_COOKIE}={t}").into_bytes();
+    let before = app.probe.calls();
+    let r = get_raw(
+        &app.base,
+        "/whoami",
+        &[("cookie", &header), ("user-agent", b"UA-1")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"], "alice");
+    assert_eq!(r.set_cookies, [clear_remember()]);
+    assert_eq!(app.probe.calls(), before + 1, "the session's load only");
     b.finish().await;
 }
 

@@ -112,13 +112,11 @@ impl RefreshGrant {
 }
 
 impl RequestState {
-    /// No live session was presented: starts one from the remember cookie,
-    /// if there is one. A store failure leaves the request unloaded and
-    /// keeps the cookie (`503`, never a logout).
+    /// No live session was presented: starts one from the remember cookie.
+    /// Called only when [`RequestState::may_resume`] holds (its one caller,
+    /// `resume_if_remembered`, checks). A store failure leaves the request
+    /// unloaded and keeps the cookie (`503`, never a logout).
     pub(super) async fn resume_remembered(&self, inner: &mut Inner) -> Result<(), SessionError> {
-        if !self.may_resume(inner) {
-            return Ok(());
-        }
         let Some(token) = &self.remember.token else {
             return Ok(());
         };
