@@ -16,10 +16,11 @@ const SAVE_LOG_CAPACITY: usize = 4096;
 /// alive: its entries hold the saved maps themselves.
 pub(crate) const TYPED_LOG_BYTES: usize = 8 << 20;
 
-/// A successful save: the version it stored and a fingerprint of what it
-/// wrote.
+/// A successful save: which session, the version it stored and a
+/// fingerprint of what it wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Saved {
+    pub key: session_store_core::StorageKey,
     pub version: u64,
     pub fingerprint: u64,
 }
@@ -146,6 +147,7 @@ mod tests {
             log.put(
                 load,
                 Saved {
+                    key: session_store_core::StorageKey::from_bytes([0; 32]),
                     version: load,
                     fingerprint: 0,
                 },
@@ -157,6 +159,7 @@ mod tests {
         log.put(
             1,
             Saved {
+                key: session_store_core::StorageKey::from_bytes([0; 32]),
                 version: 9,
                 fingerprint: 1,
             },

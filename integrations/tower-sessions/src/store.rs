@@ -421,7 +421,10 @@ impl TowerSessionStore {
         let now = self.clock.now();
         let idle_deadline = deadline_of(record.expiry_date, now).min(loaded.absolute_deadline);
         let mut version = loaded.version;
-        if let Some(previous) = self.saves.get(loaded.load) {
+        // A log entry is this request's earlier save only if it is of this
+        // session (a carried field copied from another session names that
+        // session's save), as on the typed path.
+        if let Some(previous) = self.saves.get(loaded.load).filter(|p| p.key == key) {
             if previous.fingerprint == fingerprint {
                 // This request already stored exactly this data: only the
                 // expiry moves, whatever other requests saved since.
@@ -449,6 +452,7 @@ impl TowerSessionStore {
                 self.saves.put(
                     loaded.load,
                     Saved {
+                        key,
                         version,
                         fingerprint,
                     },

@@ -534,3 +534,35 @@ async fn a_second_save_after_a_concurrent_one_in_memory() {
     mine.data.insert("v".into(), json!("mine again"));
     assert!(is_conflict(&store.save(&mine).await.unwrap_err()));
 }
+
+/// Backend path: another session's carried field, copied into a record
+/// with the data that session saved, names that session's save in the
+/// save log. The log entry belongs to the other session, so it is not this
+/// save's earlier save: the save is a compare-and-swap on the copied
+/// version (a conflict here), not a touch that reports success and stores
+/// nothing.
+#[tokio::test]
+async fn another_sessions_carried_field_is_not_an_earlier_save() {
+    let store = TowerSessionStore::new(Arc::new(MemoryStore::new()));
+    let mut a = record("a", 120);
+    let mut b = record("b", 120);
+    store.create(&mut a).await.unwrap();
+    store.create(&mut b).await.unwrap();
+    // B moves on to a later version than A's carried one.
+    let mut b_first = store.load(&b.id).await.unwrap().unwrap();
+    b_first.data.insert("v".into(), json!("b saved"));
+    store.save(&b_first).await.unwrap();
+
+    let mut a_loaded = store.load(&a.id).await.unwrap().unwrap();
+    a_loaded.data.insert("v".into(), json!("x"));
+    store.save(&a_loaded).await.unwrap();
+
+    let mut b_loaded = store.load(&b.id).await.unwrap().unwrap();
+    b_loaded.data = a_loaded.data.clone();
+    let err = store.save(&b_loaded).await.unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    assert_eq!(
+        store.load(&b.id).await.unwrap().unwrap().data["v"],
+        json!("b saved")
+    );
+}
