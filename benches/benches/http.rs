@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use session_store_axum::{Session, SessionConfig, SessionError, SessionLayer};
-use session_store_benches::stats::{self, HttpCost, Record, Summary};
+use session_store_benches::stats::{self, HttpCost, HttpRound, Record, Summary};
 use session_store_benches::{payload, Fixture, Mode, Target};
 use session_store_core::{
     async_trait, Capabilities, ClientMeta, Lookup, Result as StoreResult, Rotation, ScanCursor,
@@ -352,6 +352,7 @@ struct Point {
     summary: Summary,
     errors: usize,
     cost: HttpCost,
+    rounds: Vec<HttpRound>,
 }
 
 /// CPU time and scheduling of this whole process (clients, server, store
@@ -388,6 +389,8 @@ struct Slice {
     cpu: Option<Cpu>,
     /// Backend calls during the slice.
     calls: u64,
+    /// Each added slice's own figures, in order.
+    rounds: Vec<HttpRound>,
 }
 
 impl Default for Slice {
@@ -399,12 +402,19 @@ impl Default for Slice {
             wall: Duration::ZERO,
             cpu: Some(Cpu::default()),
             calls: 0,
+            rounds: Vec::new(),
         }
     }
 }
 
 impl Slice {
     fn add(&mut self, other: Slice) {
+        if let Some(s) = Summary::of(other.latencies.clone(), other.wall) {
+            self.rounds.push(HttpRound {
+                p50_ns: s.p50_ns,
+                ops_per_sec: s.ops_per_sec,
+            });
+        }
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         self.wall += other.wall;
@@ -425,6 +435,7 @@ impl Slice {
             },
             summary: Summary::of(self.latencies, self.wall).expect("at least one request"),
             errors: self.errors,
+            rounds: self.rounds,
         }
     }
 }
@@ -628,6 +639,7 @@ fn record(
             errors: p.errors,
             summary: *s,
             cost: p.cost,
+            rounds: p.rounds.clone(),
         },
     );
 }
@@ -719,8 +731,9 @@ impl Series {
 
 /// Every point of one backend at one concurrency level. The series are
 /// interleaved: each round measures every series for a slice of the point's
-/// time, so a burst of load from elsewhere on the machine falls on all of
-/// them alike; a point is the union of its slices.
+/// time, in an order rotated by one each round, so a burst of load from
+/// elsewhere on the machine, or work one series leaves behind in the store,
+/// falls on all of them alike; a point is the union of its slices.
 async fn run_level(
     fx: &Fixture,
     selection: &Selection,
@@ -755,9 +768,14 @@ async fn run_level(
     }
     let mut slices: Vec<Slice> = series.iter().map(|_| Slice::default()).collect();
     let (slice_time, slice_cap) = (b.time / b.rounds, b.cap.div_ceil(b.rounds as usize));
-    for _ in 0..b.rounds {
-        for ((.., s), acc) in series.iter().zip(&mut slices) {
-            acc.add(drive(slice_time, slice_cap, backend, s.ops()).await);
+    // Each round starts one series later than the one before, so no series
+    // always runs right after the same other one (an update series leaves
+    // the store with work, a WAL to checkpoint or a page cache to refill, that
+    // falls on whatever runs next).
+    for round in 0..b.rounds as usize {
+        for i in (0..series.len()).map(|i| (i + round) % series.len()) {
+            let slice = drive(slice_time, slice_cap, backend, series[i].2.ops()).await;
+            slices[i].add(slice);
         }
     }
     for ((path, handler, _), slice) in series.iter().zip(slices) {

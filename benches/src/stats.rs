@@ -69,6 +69,16 @@ pub struct HttpCost {
     pub backend_calls: Option<f64>,
 }
 
+/// One round of an HTTP point: the point's series are measured in rounds,
+/// every series once per round, so rounds of two series are paired in time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HttpRound {
+    /// Median latency of the round's requests, nanoseconds.
+    pub p50_ns: f64,
+    /// Requests per second over the round.
+    pub ops_per_sec: f64,
+}
+
 /// One line of a result file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -132,6 +142,9 @@ pub enum Record {
         /// Per-request costs beyond latency (absent in older results).
         #[serde(default, flatten)]
         cost: HttpCost,
+        /// The point's rounds, in order (absent in older results).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rounds: Vec<HttpRound>,
     },
     /// Latency with `live` sessions in the store.
     Scale {

@@ -15,14 +15,16 @@
 //!   Results without the counts (older runs) are judged on the p50s.
 //!
 //! Per request, where measured: the whole process's CPU time, thread
-//! switches and backend calls.
+//! switches and backend calls. Per round, where recorded: ours' and
+//! tower-sessions' p50s paired round by round ([`PairedRounds`]), to show
+//! how far a point's ratio stands from the run's noise.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::format::{maybe_ns, ns, ops, ratio};
 use super::id::UnknownId;
-use crate::stats::{HttpCost, Summary};
+use crate::stats::{HttpCost, HttpRound, Summary};
 use crate::Target;
 
 /// The stack a request went through.
@@ -138,7 +140,7 @@ pub fn parse_target(s: &str) -> Result<Target, UnknownId> {
 }
 
 /// One measured HTTP point.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpPoint {
     /// Latency per request and requests per second.
     pub summary: Summary,
@@ -146,6 +148,8 @@ pub struct HttpPoint {
     pub errors: usize,
     /// CPU, context switches and backend calls per request, where measured.
     pub cost: HttpCost,
+    /// The point's rounds in order (empty in older results).
+    pub rounds: Vec<HttpRound>,
 }
 
 /// Key of an HTTP point: backend, path, handler, clients.
@@ -164,6 +168,50 @@ pub struct VsTower {
     /// Whole-process CPU per request, ours over tower-sessions' (shown, not
     /// judged; `None` where not measured).
     pub cpu: Option<f64>,
+    /// Round by round (the two series' rounds run next to each other in
+    /// time), where both points have the same number of rounds.
+    pub rounds: Option<PairedRounds>,
+}
+
+/// Ours over tower-sessions round by round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedRounds {
+    /// Rounds compared.
+    pub n: usize,
+    /// Median over the rounds of ours' p50 over tower-sessions' p50.
+    pub p50_median: f64,
+    /// Smallest and largest of those per-round ratios.
+    pub p50_range: (f64, f64),
+    /// Rounds in which ours had the lower (or equal) p50.
+    pub ours_ahead: usize,
+}
+
+impl PairedRounds {
+    /// Pairs two series' rounds by position; `None` unless both have the
+    /// same, non-zero number of rounds with positive p50s.
+    pub fn of(ours: &[HttpRound], tower: &[HttpRound]) -> Option<Self> {
+        if ours.is_empty() || ours.len() != tower.len() || tower.iter().any(|r| r.p50_ns <= 0.0) {
+            return None;
+        }
+        let mut ratios: Vec<f64> = ours
+            .iter()
+            .zip(tower)
+            .map(|(o, w)| o.p50_ns / w.p50_ns)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let p50_median = if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        };
+        Some(PairedRounds {
+            n,
+            p50_median,
+            p50_range: (ratios[0], ratios[n - 1]),
+            ours_ahead: ratios.iter().filter(|&&r| r <= 1.0).count(),
+        })
+    }
 }
 
 impl VsTower {
@@ -238,6 +286,7 @@ pub fn vs_tower(
             .zip(tower.cost.cpu_ns)
             .filter(|&(_, w)| w > 0.0)
             .map(|(o, w)| o / w),
+        rounds: PairedRounds::of(&ours.rounds, &tower.rounds),
     })
 }
 
@@ -326,8 +375,13 @@ pub fn section(h: &HttpResults) -> String {
          (met at ≥ 1.00×), both required. The whole process's CPU per request, ours \
          over theirs, is shown beside them (not judged): where the p50s are within \
          noise of each other it tells which stack does more work.\n\n\
-         | backend | clients | handler | p50 ours / tower-sessions | req/s ours / tower-sessions | CPU/request ours / tower-sessions | verdict |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+         The rounds column pairs the two series round by round (each round \
+         measures every series once, in an order rotated each round, so ours' and \
+         tower-sessions' slices of one round ran seconds apart): the median of the \
+         per-round p50 ratios, their range, and in how many rounds ours had the \
+         lower p50. It shows how far the point's ratio is from noise.\n\n\
+         | backend | clients | handler | p50 ours / tower-sessions | req/s ours / tower-sessions | CPU/request ours / tower-sessions | rounds: p50 ratio median (range), ours ahead | verdict |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for &t in &targets {
         for &l in &levels {
@@ -335,9 +389,19 @@ pub fn section(h: &HttpResults) -> String {
                 let Some(v) = vs_tower(h, t, handler, l) else {
                     continue;
                 };
+                let rounds = v.rounds.map_or("—".to_owned(), |r| {
+                    format!(
+                        "{} ({}–{}), {} of {}",
+                        ratio(Some(r.p50_median)),
+                        ratio(Some(r.p50_range.0)),
+                        ratio(Some(r.p50_range.1)),
+                        r.ours_ahead,
+                        r.n
+                    )
+                });
                 let _ = writeln!(
                     md,
-                    "| {} | {l} | {} | {} | {} | {} | {} |",
+                    "| {} | {l} | {} | {} | {} | {} | {rounds} | {} |",
                     t.id(),
                     handler.id(),
                     ratio(Some(v.p50)),
@@ -481,6 +545,7 @@ mod tests {
                 ops_per_sec: rps,
             },
             cost: HttpCost::default(),
+            rounds: Vec::new(),
         }
     }
 
@@ -507,6 +572,39 @@ mod tests {
                     switches: Some(switches),
                     backend_calls: Some(calls),
                 },
+                rounds: Vec::new(),
+            },
+            other => other,
+        }
+    }
+
+    /// `rec` with its rounds' p50s (req/s 1000 each).
+    fn rounded(r: Record, p50s: &[f64]) -> Record {
+        match r {
+            Record::Http {
+                backend,
+                path,
+                handler,
+                clients,
+                errors,
+                summary,
+                cost,
+                ..
+            } => Record::Http {
+                backend,
+                path,
+                handler,
+                clients,
+                errors,
+                summary,
+                cost,
+                rounds: p50s
+                    .iter()
+                    .map(|&p50_ns| HttpRound {
+                        p50_ns,
+                        ops_per_sec: 1000.0,
+                    })
+                    .collect(),
             },
             other => other,
         }
@@ -581,11 +679,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | read | 0.83× | 1.12× | — | met |"),
+            md.contains("| sqlite | 1 | read | 0.83× | 1.12× | — | — | met |"),
             "{md}"
         );
         assert!(
-            md.contains("| sqlite | 1 | update | 1.03× | 0.97× | — | **missed** |"),
+            md.contains("| sqlite | 1 | update | 1.03× | 0.97× | — | — | **missed** |"),
             "{md}"
         );
         assert!(
@@ -670,7 +768,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| redis | 1 | read | 0.94× | 1.02× | 0.89× | met |"),
+            md.contains("| redis | 1 | read | 0.94× | 1.02× | 0.89× | — | met |"),
             "{md}"
         );
         assert!(
@@ -687,7 +785,10 @@ mod tests {
     fn costs_are_optional_in_result_lines() {
         let old = r#"{"kind":"http","backend":"redis","path":"ours","handler":"read","clients":1,"errors":0,"summary":{"n":1,"p50_ns":1.0,"p99_ns":1.0,"mean_ns":1.0,"ops_per_sec":1.0}}"#;
         let r: Record = serde_json::from_str(old).expect("old line");
-        assert!(matches!(r, Record::Http { cost, .. } if cost == HttpCost::default()));
+        assert!(matches!(
+            r,
+            Record::Http { cost, rounds, .. } if cost == HttpCost::default() && rounds.is_empty()
+        ));
         let new = costed(rec("redis", "ours", "read", 1, 1.0, 1.0), 5.0, 0.5, 1.0);
         let line = serde_json::to_string(&new).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), new);
@@ -711,5 +812,49 @@ mod tests {
         let e =
             Results::from_records(vec![rec("redis", "ours", "delete", 1, 1.0, 1.0)]).unwrap_err();
         assert_eq!(e.kind, "http handler");
+    }
+
+    #[test]
+    fn rounds_are_paired_by_position_and_shown() {
+        let r = Results::from_records(vec![
+            rounded(
+                rec("redis", "ours", "read", 1, 100.0, 10.0),
+                &[90.0, 110.0, 100.0, 80.0],
+            ),
+            rounded(
+                rec("redis", "tower", "read", 1, 100.0, 10.0),
+                &[100.0, 100.0, 100.0, 100.0],
+            ),
+            rounded(rec("redis", "ours", "update", 1, 100.0, 10.0), &[1.0, 2.0]),
+            rounded(rec("redis", "tower", "update", 1, 100.0, 10.0), &[1.0]),
+        ])
+        .expect("known ids");
+        let p = vs_tower(&r.http, Target::Redis, HttpHandler::Read, 1)
+            .unwrap()
+            .rounds
+            .unwrap();
+        assert_eq!(p.n, 4);
+        assert!((p.p50_median - 0.95).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.p50_range, (0.8, 1.1));
+        assert_eq!(p.ours_ahead, 3, "1.00× counts as ahead: {p:?}");
+        let unpaired = vs_tower(&r.http, Target::Redis, HttpHandler::Update, 1).unwrap();
+        assert_eq!(
+            unpaired.rounds, None,
+            "different round counts are not paired"
+        );
+        let md = section(&r.http);
+        assert!(md.contains("| 0.95× (0.80×–1.10×), 3 of 4 |"), "{md}");
+        assert!(
+            md.contains("| 1.00× | — | — | met |"),
+            "unpaired rounds show a dash: {md}"
+        );
+        let line =
+            serde_json::to_string(&rounded(rec("redis", "ours", "read", 1, 1.0, 1.0), &[5.0]))
+                .unwrap();
+        assert!(line.contains("\"rounds\":[{\"p50_ns\":5.0"), "{line}");
+        assert!(matches!(
+            serde_json::from_str::<Record>(&line).unwrap(),
+            Record::Http { rounds, .. } if rounds.len() == 1
+        ));
     }
 }

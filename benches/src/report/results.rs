@@ -106,6 +106,7 @@ impl Results {
                     errors,
                     summary,
                     cost,
+                    rounds,
                 } => {
                     let key = (
                         http::parse_target(&backend)?,
@@ -119,6 +120,7 @@ impl Results {
                             summary,
                             errors,
                             cost,
+                            rounds,
                         },
                     );
                 }
