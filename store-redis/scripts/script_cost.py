@@ -8,11 +8,12 @@ baselines (`SET ... PX`, `GET`) on the same payload. Keys live under
 `bench:helper:*` and are deleted afterwards.
 
     python3 store-redis/scripts/script_cost.py [--n 20000] [--rounds 3]
-        [--rev GIT_REV] [--port 6379] [--case save_ok ...]
+        [--rev GIT_REV] [--port 6379] [--data 200] [--case save_ok ...]
 
 `--rev` measures the scripts of another commit (read with `git show`); the
 argument layout is chosen from the scripts' source (the pre-fixed-width
-layout had one shared `PRELUDE`). Needs only python3 and a Redis on
+layout had one shared `PRELUDE`; since its fast path, `SAVE` takes `'S'`
+and the version and a mode that may be `'F'`). Needs only python3 and a Redis on
 127.0.0.1. Resets the server's statistics: do not run it against a server
 whose `INFO commandstats` someone else is reading.
 """
@@ -119,6 +120,7 @@ def extract(src):
             out[name] = prelude + body
         return out, "old"
     pieces = dict(re.findall(r"const (LUA_\w+): &str = " + raw, src, re.S))
+    layout = "fast" if "LUA_SAVE_FAST" in pieces else "new"
     for name, parts in re.findall(
         r"static (\w+): LazyLock<Script> =\s*LazyLock::new\(\|\| lua\(&\[(.*?)\]\)\)",
         src,
@@ -126,7 +128,7 @@ def extract(src):
     ):
         names = [p.strip() for p in parts.split(",") if p.strip()]
         out[name] = "".join(pieces[p] for p in names)
-    return out, "new"
+    return out, layout
 
 
 # --- values and arguments ----------------------------------------------------
@@ -136,7 +138,11 @@ def fixed(ms):
     return ("-" if ms < 0 else "+") + "%019d" % abs(ms)
 
 
-def session(version, idle, absolute, last, user=b"bench-user", data=b"d" * 200):
+DATA = 200  # bytes of session data (--data)
+
+
+def session(version, idle, absolute, last, user=b"bench-user", data=None):
+    data = b"d" * DATA if data is None else data
     h = b"S%020d%s%s%s" % (version, fixed(idle).encode(), fixed(absolute).encode(), fixed(last).encode())
     if user is None:
         h += b"a%010d\n" % 0
@@ -154,6 +160,7 @@ class Args:
 
     def __init__(self, layout):
         self.old = layout == "old"
+        self.fast = layout == "fast"
 
     def t(self, ms):
         return str(ms) if self.old else fixed(ms)
@@ -173,6 +180,10 @@ class Args:
         if self.old:
             return [str(now), "%020d" % version, user or "", "1" if user is not None else "0",
                     str(new_abs), "1" if index_written else "0", str(pxat), value]
+        if self.fast:
+            mode = "1" if index_written else "F" if 0 <= now < new_abs else "0"
+            return [fixed(now), "S%020d" % version, self.last(user), self.owner(user), fixed(new_abs),
+                    mode, str(pxat), value]
         return [fixed(now), "%020d" % version, self.last(user), self.owner(user), fixed(new_abs),
                 "1" if index_written else "0", str(pxat), value]
 
@@ -275,15 +286,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rev")
     ap.add_argument("--port", type=int, default=6379)
+    ap.add_argument("--data", type=int, default=200, help="bytes of session data")
     ap.add_argument("--case", nargs="*")
     o = ap.parse_args()
+    global DATA
+    DATA = o.data
     lua, layout = extract(scripts_source(o.rev))
     c = Conn(o.port)
     shas = {name: c.call("SCRIPT", "LOAD", src).decode() for name, src in lua.items()}
     for name, src in lua.items():
         assert shas[name] == hashlib.sha1(src.encode()).hexdigest()
     now = int(time.time() * 1000)
-    print(f"# layout {layout}, rev {o.rev or 'worktree'}, n {o.n}, median of {o.rounds} rounds, usec_per_call")
+    print(f"# layout {layout}, rev {o.rev or 'worktree'}, n {o.n}, data {o.data} B, median of {o.rounds} rounds, usec_per_call")
     for name, setup, calls, cleanup in cases(Args(layout), shas, o.n, now):
         if o.case and name not in o.case:
             continue

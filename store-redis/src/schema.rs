@@ -176,6 +176,28 @@ pub(crate) fn fixed_version(v: u64) -> [u8; 20] {
     out
 }
 
+/// A session header's first 21 bytes for `v`: `'S'` and the version as
+/// stored (the `SAVE` script compares them in place).
+pub(crate) fn expected_head(v: u64) -> [u8; 21] {
+    let mut out = [b'0'; 21];
+    out[0] = b'S';
+    digits_into(v, &mut out[1..]);
+    out
+}
+
+/// `SAVE`'s mode argument: `"1"` once the user-index entry is written, else
+/// `"F"` when `now` is at or after 0 and before the new absolute deadline
+/// (the script may then take its fast path, see `scripts`), else `"0"`.
+pub(crate) fn save_mode(now: Timestamp, absolute: Timestamp, index_written: bool) -> &'static str {
+    if index_written {
+        "1"
+    } else if now.as_millis() >= 0 && now < absolute {
+        "F"
+    } else {
+        "0"
+    }
+}
+
 /// Writes `v` right-aligned into `out` as decimal digits (`out` holds `'0'`s
 /// and is wide enough: 20 digits for any `u64`).
 fn digits_into(mut v: u64, out: &mut [u8]) {

@@ -11,7 +11,9 @@
 //! as the header stores them, a sign and 19 digits, exact for all of `i64`
 //! (Lua numbers are doubles): the client passes its instants in the same
 //! fixed width and every argument of a server command as a string, so the
-//! hot paths (`SAVE`, `TOUCH`) convert no number to text. Each script is
+//! hot paths (`SAVE`, `TOUCH`) convert no number to text; `SAVE` first tries
+//! a fast path for the usual case that makes as few Lua strings as it can
+//! and falls back to the full check for anything else. Each script is
 //! built from only the helpers it uses: whatever a script defines is
 //! re-created on every call. Reply codes: `1` done, `0` no live session /
 //! conflict, `-1` the target exists, `-2` stored value corrupt (a header
@@ -38,16 +40,16 @@ local function lt(a, b)
 end
 "#;
 
-/// `read(k, last)`: the entry under `k`, its bytes `0..=last` (`last` a
-/// string, at least `'92'`, so that the header and possibly the user id
-/// come back). Returns `false` (none), `'F'` (a forwarder), `-2` (corrupt: a
-/// key of another type, an unknown kind, or a session header that is not
-/// 'S', 20 digits, 3 x (sign and 19 digits), digits around one 'u'|'a',
-/// '\n' at byte 93: one anchored match, the field positions from its
-/// position captures) or `'S'` and the bytes.
-const LUA_READ: &str = r#"
-local function read(k, last)
-  local h = redis.pcall('GETRANGE', k, '0', last)
+/// `classify(h)`: an entry from its bytes `0..=last` as `GETRANGE` returned
+/// them through `redis.pcall` (`last` at least 92, so that the header and
+/// possibly the user id come back). Returns `false` (none), `'F'` (a
+/// forwarder), `-2` (corrupt: a key of another type, an unknown kind, or a
+/// session header that is not 'S', 20 digits, 3 x (sign and 19 digits),
+/// digits around one 'u'|'a', '\n' at byte 93: one anchored match, the field
+/// positions from its position captures) or `'S'` and the bytes. Other
+/// errors are raised.
+const LUA_CLASSIFY: &str = r#"
+local function classify(h)
   if type(h) == 'table' then
     if h.err and string.find(h.err, 'WRONGTYPE', 1, true) then return -2 end
     error(h)
@@ -115,14 +117,54 @@ if not redis.call('SET', KEYS[1], ARGV[4], 'NX', 'PXAT', ARGV[3]) then return -1
 return 1
 "#;
 
-/// KEYS: entry. ARGV: now (fixed width), expected version (20 digits), last
-/// byte to read (`92` + user length), owner (`''` without user, else the
-/// stored form `'u'`, length (10 digits), `'\n'`, user), new absolute deadline
-/// (fixed width), index written (`'1'`/`'0'`), PXAT, value.
+/// KEYS: entry. ARGV: now (fixed width), `'S'` and the expected version (20
+/// digits), last byte to read (`92` + user length), owner (`''` without
+/// user, else the stored form `'u'`, length (10 digits), `'\n'`, user), new
+/// absolute deadline (fixed width), mode, PXAT, value. Mode: `'1'` the
+/// user-index entry is written; `'0'` it is not; `'F'` it is not, and `now`
+/// is at or after 0 and before the new absolute deadline (the client
+/// compares; only then may the fast path below run).
+///
+/// Fast path, the usual save: the stored header starts with ARGV[2], stores
+/// ARGV[5] as its absolute deadline and ARGV[4] as its owner (the anonymous
+/// form `'a0000000000\n'` for `''`), each compared in place (`string.find`
+/// plain at the position: no substring is made; the Lua of Redis 7.0.15
+/// hashes every byte of each string it makes, about 12 instructions a
+/// byte); the idle deadline is `'+'` and 19 digits, the last-seen time a
+/// sign and 19 digits. Such a header is one `classify` accepts (every byte
+/// it checks is checked here or equals the client's well-formed argument),
+/// the absolute deadline is live and unchanged and the owner is the same,
+/// so the full check below would answer as this does: `0` unless `now` is
+/// before the idle deadline, else write. Anything else (an error, another
+/// kind or shape, version, owner, deadline or sign) takes the full check,
+/// whose answer is the reference (`tests` below compares both with the
+/// script before the fast path).
+const LUA_SAVE_FAST: &str = r#"
+local h = redis.pcall('GETRANGE', KEYS[1], '0', ARGV[3])
+if ARGV[6] == 'F' and not h.err then
+  local find, o = string.find, ARGV[4]
+  if o == '' then o = 'a0000000000\n' end
+  if find(h, ARGV[2], 1, true) == 1 and find(h, ARGV[5], 42, true) == 42
+      and find(h, o, 82, true) == 82 then
+    local match = string.match
+    local i, p = match(h, '^(%+%d+)()', 22)
+    if p == 42 and match(h, '^[+-]%d+()', 62) == 82 then
+      if ARGV[1] < i then
+        redis.call('SET', KEYS[1], ARGV[8], 'PXAT', ARGV[7])
+        return 1
+      end
+      return 0
+    end
+  end
+end
+"#;
+
+/// The full check of `SAVE` (after `LUA_SAVE_FAST`, which read `h`).
 const LUA_SAVE: &str = r#"
-local kind, h = read(KEYS[1], ARGV[3])
+local kind
+kind, h = classify(h)
 if kind == -2 then return -2 end
-if kind ~= 'S' or string.sub(h, 2, 21) ~= ARGV[2] then return 0 end
+if kind ~= 'S' or string.sub(h, 1, 21) ~= ARGV[2] then return 0 end
 local x = string.sub(h, 42, 61)
 if not (lt(ARGV[1], string.sub(h, 22, 41)) and lt(ARGV[1], x)) then return 0 end
 if ARGV[4] ~= '' and ARGV[6] ~= '1' and (lt(x, ARGV[5]) or not owned(KEYS[1], h, ARGV[4])) then
@@ -137,7 +179,7 @@ return 1
 /// place; the data is not rewritten. The idle deadline becomes
 /// `max(stored, min(idle, absolute))`, last seen `max(stored, last seen)`.
 const LUA_TOUCH: &str = r#"
-local kind, h = read(KEYS[1], '92')
+local kind, h = classify(redis.pcall('GETRANGE', KEYS[1], '0', '92'))
 if kind == -2 then return -2 end
 if kind ~= 'S' then return 0 end
 local i, x = string.sub(h, 22, 41), string.sub(h, 42, 61)
@@ -165,7 +207,7 @@ return 1
 /// value of `to`, forwarder value (`''` without grace), PXAT of the
 /// forwarder.
 const LUA_ROTATE: &str = r#"
-local kind, h = read(KEYS[1], '92')
+local kind, h = classify(redis.pcall('GETRANGE', KEYS[1], '0', '92'))
 if kind == -2 then return -2 end
 if kind ~= 'S' or string.sub(h, 2, 21) ~= ARGV[2]
     or not (lt(ARGV[1], string.sub(h, 22, 41)) and lt(ARGV[1], string.sub(h, 42, 61))) then
@@ -189,7 +231,7 @@ return 1
 /// is a session of that user. Returns 0 missing, 1 deleted (not live),
 /// 2 deleted (live), 3 forwarder (kept), 4 another owner (kept), -2 corrupt.
 const LUA_DELETE_OWNED: &str = r#"
-local kind, h = read(KEYS[1], ARGV[3])
+local kind, h = classify(redis.pcall('GETRANGE', KEYS[1], '0', ARGV[3]))
 if kind == false then return 0 end
 if kind == -2 then return -2 end
 if kind == 'F' then return 3 end
@@ -263,16 +305,342 @@ fn lua(parts: &[&str]) -> Script {
 
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| lua(&[LUA_TOO_OLD, LUA_CREATE]));
 pub(crate) static SAVE: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_READ, LUA_OWNED, LUA_SAVE]));
+    LazyLock::new(|| lua(&[LUA_SAVE_FAST, LUA_LT, LUA_CLASSIFY, LUA_OWNED, LUA_SAVE]));
 pub(crate) static TOUCH: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_READ, LUA_EXPIRE_AT, LUA_TOUCH]));
+    LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_EXPIRE_AT, LUA_TOUCH]));
 pub(crate) static ROTATE: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_READ, LUA_TOO_OLD, LUA_ROTATE]));
+    LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_TOO_OLD, LUA_ROTATE]));
 pub(crate) static DELETE_OWNED: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_READ, LUA_OWNED, LUA_DELETE_OWNED]));
+    LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_OWNED, LUA_DELETE_OWNED]));
 pub(crate) static INDEX_ADD: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_EXPIRE_AT, LUA_INDEX_ADD]));
 pub(crate) static INDEX_MEMBERS: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_SERVER_MS, LUA_INDEX_MEMBERS]));
 pub(crate) static INDEX_PRUNE: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_SERVER_MS, LUA_INDEX_PRUNE]));
+
+#[cfg(test)]
+mod tests {
+    //! `SAVE` against the script it replaced (frozen in
+    //! `tests/data`), on the server of `SESSION_STORE_REDIS_URL`: for random
+    //! stored entries (missing, forwarders, keys of another type, sessions of
+    //! every sign, deadline, version and owner relation, and corrupt ones)
+    //! and random arguments, the same reply, stored value and expiry time,
+    //! with the mode the client sends and with mode `'0'` (full check only).
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::schema;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    use redis::aio::MultiplexedConnection;
+    use session_store_core::Timestamp;
+
+    /// `SAVE` before its fast path (its `lt`, `read`, `owned` and body, as
+    /// they were), with its argument layout: the version without `'S'`,
+    /// `'1'`/`'0'` for the index.
+    const SAVE_BEFORE: &str = include_str!("../tests/data/save_before.lua");
+
+    const BASE: i64 = 1_800_000_000_000;
+
+    fn random_instant(rng: &mut StdRng) -> i64 {
+        match rng.random_range(0..12) {
+            0 => 0,
+            1 => -1,
+            2 => 1,
+            3 => i64::MIN,
+            4 => i64::MAX,
+            5 => -BASE,
+            6 => BASE - 1,
+            7 => BASE + 1,
+            8 => BASE + 1000,
+            _ => BASE,
+        }
+    }
+
+    /// Instants next to `now` (60 %) or anywhere.
+    fn instant_near(rng: &mut StdRng, now: i64) -> i64 {
+        if rng.random_bool(0.6) {
+            now.saturating_add(rng.random_range(-1..3) * 30_000 + rng.random_range(-1..2))
+        } else {
+            random_instant(rng)
+        }
+    }
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    /// A stored instant; `0` sometimes as `-0000000000000000000`.
+    fn stored_instant(rng: &mut StdRng, ms: i64) -> Vec<u8> {
+        if ms == 0 && rng.random_bool(0.5) {
+            return b"-0000000000000000000".to_vec();
+        }
+        schema::fixed_time(t(ms)).to_vec()
+    }
+
+    const USERS: [&str; 5] = ["alice", "bob", "", "alice2", "al{i}\n%d+"];
+
+    fn random_user(rng: &mut StdRng) -> Option<&'static str> {
+        rng.random_bool(0.7)
+            .then(|| USERS[rng.random_range(0..USERS.len())])
+    }
+
+    /// What a case starts from.
+    struct Stored {
+        value: Option<Vec<u8>>,
+        wrong_type: bool,
+        version: u64,
+        user: Option<&'static str>,
+        idle: i64,
+        absolute: i64,
+        last: i64,
+    }
+
+    /// A stored entry: mostly a session (possibly damaged), sometimes
+    /// missing, a forwarder or a key of another type.
+    fn stored(rng: &mut StdRng, now: i64) -> Stored {
+        let mut s = Stored {
+            value: None,
+            wrong_type: rng.random_range(0..30) == 0,
+            version: rng.random_range(0..3),
+            user: random_user(rng),
+            idle: instant_near(rng, now),
+            absolute: instant_near(rng, now),
+            last: instant_near(rng, now),
+        };
+        match rng.random_range(0..20) {
+            0 => return s,
+            1 => {
+                let mut f = b"F".to_vec();
+                f.extend_from_slice(&schema::fixed_time(t(now.saturating_add(5))));
+                f.push(b'\n');
+                f.extend_from_slice(&[7; 40]);
+                s.value = Some(f);
+                return s;
+            }
+            _ => {}
+        }
+        let mut v = vec![b'S'];
+        v.extend_from_slice(&schema::fixed_version(s.version));
+        v.extend_from_slice(&stored_instant(rng, s.idle));
+        v.extend_from_slice(&stored_instant(rng, s.absolute));
+        v.extend_from_slice(&stored_instant(rng, s.last));
+        let owner = schema::owner(s.user);
+        if owner.is_empty() {
+            v.extend_from_slice(b"a0000000000\n");
+        } else {
+            v.extend_from_slice(&owner);
+        }
+        let header = v.len();
+        v.extend_from_slice(b"\0\0\0\0\0\0\0\x07\x01 body bytes");
+        match rng.random_range(0..10) {
+            // One byte of the header and user id replaced.
+            0..=2 => {
+                let at = rng.random_range(0..header);
+                let set = b"0123456789+-uaSF\nx \0";
+                v[at] = set[rng.random_range(0..set.len())];
+            }
+            // Cut anywhere.
+            3 => v.truncate(rng.random_range(0..v.len())),
+            // A longer user id announced, the value cut after the user's
+            // bytes (the case `owned` accepts).
+            4 if s.user.is_some() => {
+                let announced = format!("{:010}", header - 93 + rng.random_range(1..4));
+                v[82..92].copy_from_slice(announced.as_bytes());
+                v.truncate(header);
+            }
+            _ => {}
+        }
+        s.value = Some(v);
+        s
+    }
+
+    /// Runs one case: `calls` (the script before on key 0, the new one with
+    /// the client's mode on key 1, with mode `'0'` on key 2), each key
+    /// holding `stored` with the same expiry first; asserts the same
+    /// replies, values and expiry times and returns the reply.
+    async fn compare(
+        conn: &mut MultiplexedConnection,
+        keys: &[String; 3],
+        stored: &Stored,
+        expire: i64,
+        calls: [redis::Cmd; 3],
+        what: &str,
+    ) -> i64 {
+        let mut pipe = redis::pipe();
+        pipe.del(keys).ignore();
+        for k in keys {
+            match (&stored.value, stored.wrong_type) {
+                (_, true) => pipe.rpush(k, "x").ignore(),
+                (Some(v), false) => pipe.set(k, v).ignore(),
+                (None, false) => &mut pipe,
+            };
+            pipe.cmd("PEXPIREAT").arg(k).arg(expire).ignore();
+        }
+        for call in calls {
+            pipe.add_command(call);
+        }
+        for k in keys {
+            pipe.cmd("DUMP").arg(k).cmd("PEXPIRETIME").arg(k);
+        }
+        #[allow(clippy::type_complexity)]
+        let (r_old, r_new, r_full, a, ta, b, tb, c, tc): (
+            i64,
+            i64,
+            i64,
+            Option<Vec<u8>>,
+            i64,
+            Option<Vec<u8>>,
+            i64,
+            Option<Vec<u8>>,
+            i64,
+        ) = pipe.query_async(conn).await.expect("case pipeline");
+        let what = format!(
+            "{what}, stored {:?} (wrong type {})",
+            stored.value.as_deref().map(String::from_utf8_lossy),
+            stored.wrong_type
+        );
+        assert_eq!(r_new, r_old, "reply, {what}");
+        assert_eq!(r_full, r_old, "reply of the full check, {what}");
+        assert_eq!((&b, tb), (&a, ta), "stored value and expiry, {what}");
+        assert_eq!((&c, tc), (&a, ta), "full check: value and expiry, {what}");
+        r_old
+    }
+
+    /// A connection to the test server and its clock (ms), or `None` when
+    /// the Redis tests are switched off.
+    async fn connect() -> Option<(MultiplexedConnection, i64)> {
+        if std::env::var("SESSION_STORE_SKIP_REDIS").as_deref() == Ok("1") {
+            return None;
+        }
+        let url = std::env::var("SESSION_STORE_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let client = redis::Client::open(url).expect("SESSION_STORE_REDIS_URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis for the script tests");
+        let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        for script in [&*SAVE] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .expect("SCRIPT LOAD");
+        }
+        Some((conn, s * 1000 + us / 1000))
+    }
+
+    fn test_keys(name: &str) -> [String; 3] {
+        let tag = format!("{{sstest:{name}:{:016x}}}", rand::random::<u64>());
+        [format!("{tag}:a"), format!("{tag}:b"), format!("{tag}:c")]
+    }
+
+    fn eval(src: &str, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(src).arg(1).arg(key);
+        cmd
+    }
+
+    /// Asserts that each (reply, mode) came up at least 20 times.
+    fn assert_covered(counts: &BTreeMap<(i64, &str), usize>, wanted: &[(i64, &str)]) {
+        for want in wanted {
+            assert!(
+                counts.get(want).copied().unwrap_or(0) >= 20,
+                "too few cases answered {want:?} (reply, mode): {counts:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn save_answers_as_the_script_it_replaced() {
+        let Some((mut conn, server_ms)) = connect().await else {
+            return;
+        };
+        let keys = test_keys("save");
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut counts = BTreeMap::new();
+        for case in 0..20_000 {
+            let now = if rng.random_bool(0.8) {
+                BASE
+            } else {
+                random_instant(&mut rng)
+            };
+            let stored = stored(&mut rng, now);
+            // Mostly the stored version, user and absolute deadline, as a
+            // save sends them.
+            let version = if rng.random_bool(0.7) {
+                stored.version
+            } else {
+                rng.random_range(0..3)
+            };
+            let user = if rng.random_bool(0.7) {
+                stored.user
+            } else {
+                random_user(&mut rng)
+            };
+            let absolute = if rng.random_bool(0.6) {
+                stored.absolute
+            } else {
+                instant_near(&mut rng, now)
+            };
+            let index_written = rng.random_bool(0.2);
+            let pxat = (server_ms + 600_000).to_string();
+            let value = format!("new value {case}");
+            let args = |head: &[u8], mode: &str, cmd: &mut redis::Cmd| {
+                cmd.arg(&schema::fixed_time(t(now))[..])
+                    .arg(head)
+                    .arg(schema::header_end(user))
+                    .arg(schema::owner(user))
+                    .arg(&schema::fixed_time(t(absolute))[..])
+                    .arg(mode)
+                    .arg(&pxat)
+                    .arg(&value);
+            };
+            let before_mode = if index_written { "1" } else { "0" };
+            let mode = schema::save_mode(t(now), t(absolute), index_written);
+            let mut old = eval(SAVE_BEFORE, &keys[0]);
+            args(&schema::fixed_version(version), before_mode, &mut old);
+            let mut new = evalsha(&keys[1]);
+            args(&schema::expected_head(version), mode, &mut new);
+            let mut full = evalsha(&keys[2]);
+            args(&schema::expected_head(version), before_mode, &mut full);
+            let what = format!(
+                "case {case}: now {now}, version {version}, user {user:?}, \
+                 absolute {absolute}, mode {mode}"
+            );
+            let reply = compare(
+                &mut conn,
+                &keys,
+                &stored,
+                server_ms + 300_000,
+                [old, new, full],
+                &what,
+            )
+            .await;
+            *counts.entry((reply, mode)).or_default() += 1;
+        }
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_covered(
+            &counts,
+            &[
+                (1, "F"),
+                (0, "F"),
+                (-2, "F"),
+                (-4, "F"),
+                (1, "1"),
+                (1, "0"),
+                (-4, "0"),
+            ],
+        );
+
+        fn evalsha(key: &str) -> redis::Cmd {
+            crate::core::evalsha(&SAVE, &[key])
+        }
+    }
+}

@@ -236,11 +236,15 @@ return 1
                 loop {
                     let mut cmd = evalsha(&scripts::SAVE, &[&entry]);
                     cmd.arg(&schema::fixed_time(now)[..])
-                        .arg(&schema::fixed_version(record.version)[..])
+                        .arg(&schema::expected_head(record.version)[..])
                         .arg(schema::header_end(user))
                         .arg(owner.as_slice())
                         .arg(&schema::fixed_time(record.absolute_deadline)[..])
-                        .arg(if index_written { "1" } else { "0" })
+                        .arg(schema::save_mode(
+                            now,
+                            record.absolute_deadline,
+                            index_written,
+                        ))
                         .arg(&ttl)
                         .arg(value.as_slice());
                     let answer =
