@@ -1165,10 +1165,17 @@ impl Session {
     }
 
     /// Deletes every other session of the logged-in user (after a password
-    /// change); this one stays. Returns how many were removed.
+    /// change); this one stays. Every persistent login of the user ends too,
+    /// this device's included (as [`SessionManager::logout_other_devices`]
+    /// says), so this response clears the remember cookie if the request
+    /// carried one; issue a new one with [`Session::remember`] if wanted.
+    /// Returns how many entries were removed.
     ///
     /// # Errors
-    /// [`SessionError::NotLoggedIn`]; [`SessionError::Unavailable`].
+    /// [`SessionError::NotLoggedIn`]; [`SessionError::Unavailable`] (nothing
+    /// known to be removed, cookies kept).
+    ///
+    /// [`SessionManager::logout_other_devices`]: session_store_core::SessionManager::logout_other_devices
     pub async fn logout_other_devices(&self) -> Result<u64, SessionError> {
         let mut inner = self.state.inner.lock().await;
         self.state.ensure_loaded(&mut inner).await?;
@@ -1177,11 +1184,14 @@ impl Session {
             .as_ref()
             .filter(|c| c.session.user_id().is_some())
             .ok_or(SessionError::NotLoggedIn)?;
-        self.state
+        let n = self
+            .state
             .manager()
             .logout_other_devices(&cur.session)
             .await
-            .map_err(|e| self.state.fail(&inner, "logout_other_devices", e))
+            .map_err(|e| self.state.fail(&inner, "logout_other_devices", e))?;
+        self.state.forget(&mut inner);
+        Ok(n)
     }
 
     /// The logged-in user's live sessions, oldest first: creation, last

@@ -101,6 +101,10 @@ fn app_router(manager: SessionManager, config: SessionConfig) -> Router {
             "/logout-everywhere",
             post(|s: Session| async move { s.logout_everywhere().await.map(|n| n.to_string()) }),
         )
+        .route(
+            "/logout-others",
+            post(|s: Session| async move { s.logout_other_devices().await.map(|n| n.to_string()) }),
+        )
         .route("/devices", get(devices))
         .route("/revoke", post(revoke))
         .layer(layer.clone())
@@ -703,6 +707,38 @@ async fn devices_list_and_revoke_persistent_logins(b: TestBackend) {
     b.finish().await;
 }
 
+/// "Log out other devices" (after a password change) ends every other
+/// session and every persistent login of the user, this device's included:
+/// this device stays logged in, and its response clears the remember cookie
+/// it no longer backs (no dead cookie left in the browser).
+async fn logout_other_devices_ends_persistent_logins_and_clears_this_cookie(b: TestBackend) {
+    let app = start_app(&b).await;
+    let (a, c) = (
+        Browser::new(&app.base, "UA-1"),
+        Browser::new(&app.base, "UA-1"),
+    );
+    login_remembered(&a, "alice").await;
+    login_remembered(&c, "alice").await;
+    let (a_saved, c_saved) = (
+        jar_cookie(&a, REMEMBER).unwrap(),
+        jar_cookie(&c, REMEMBER).unwrap(),
+    );
+    let r = a.act("/logout-others", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "3", "c's session and both persistent logins");
+    assert_eq!(r.set_cookies, [clear_remember()]);
+    assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(jar_cookie(&a, REMEMBER), None);
+    assert_eq!(whoami_json(&a).await.0["user"], "alice", "this one stays");
+    assert_eq!(whoami_json(&c).await.0["user"], Value::Null, "c is out");
+    for saved in [a_saved, c_saved] {
+        let (me, r) = whoami_json(&restarted(&app.base, &saved)).await;
+        assert_eq!(me["user"], Value::Null, "no persistent login resumes");
+        assert_eq!(r.set_cookies, [clear_remember()]);
+    }
+    b.finish().await;
+}
+
 /// Another user signing in on a browser that resumed someone's persistent
 /// login ends that persistent login there (a shared computer), and a
 /// password login of the same user is no longer "remembered".
@@ -757,4 +793,5 @@ per_backend!("axum_remember";
     store_outage_keeps_remember_cookie,
     refresh_endpoint,
     devices_list_and_revoke_persistent_logins,
+    logout_other_devices_ends_persistent_logins_and_clears_this_cookie,
 );
