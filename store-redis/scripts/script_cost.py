@@ -12,8 +12,8 @@ baselines (`SET ... PX`, `GET`) on the same payload. Keys live under
 
 `--rev` measures the scripts of another commit (read with `git show`); the
 argument layout is chosen from the scripts' source (the pre-fixed-width
-layout had one shared `PRELUDE`; since its fast path, `SAVE` takes `'S'`
-and the version and a mode that may be `'F'`). Needs only python3 and a Redis on
+layout had one shared `PRELUDE`; since the fast paths, `SAVE` takes `'S'`
+and the version, and `SAVE` and `TOUCH` a mode that may be `'F'`). Needs only python3 and a Redis on
 127.0.0.1. Resets the server's statistics: do not run it against a server
 whose `INFO commandstats` someone else is reading.
 """
@@ -190,7 +190,10 @@ class Args:
     def touch(self, now, idle, last, slack):
         if self.old:
             return [str(now), str(idle), str(last), str(slack)]
-        return [fixed(now), fixed(idle), fixed(last), ttl_at(idle, slack), str(slack)]
+        out = [fixed(now), fixed(idle), fixed(last), ttl_at(idle, slack), str(slack)]
+        if self.fast:
+            out.append("F" if min(now, idle, last) >= 0 else "0")
+        return out
 
     def create(self, stamp, max_age, pxat, value):
         return [stamp, str(max_age), str(pxat), value]

@@ -11,9 +11,9 @@
 //! as the header stores them, a sign and 19 digits, exact for all of `i64`
 //! (Lua numbers are doubles): the client passes its instants in the same
 //! fixed width and every argument of a server command as a string, so the
-//! hot paths (`SAVE`, `TOUCH`) convert no number to text; `SAVE` first tries
-//! a fast path for the usual case that makes as few Lua strings as it can
-//! and falls back to the full check for anything else. Each script is
+//! hot paths (`SAVE`, `TOUCH`) convert no number to text; both first try a
+//! fast path for the usual case that makes as few Lua strings as it can and
+//! falls back to the full check for anything else. Each script is
 //! built from only the helpers it uses: whatever a script defines is
 //! re-created on every call. Reply codes: `1` done, `0` no live session /
 //! conflict, `-1` the target exists, `-2` stored value corrupt (a header
@@ -175,11 +175,49 @@ return 1
 "#;
 
 /// KEYS: entry. ARGV: now, idle deadline, last seen (fixed width), PXAT for
-/// the idle deadline, TTL slack (ms). Patches the two header fields in
-/// place; the data is not rewritten. The idle deadline becomes
-/// `max(stored, min(idle, absolute))`, last seen `max(stored, last seen)`.
+/// the idle deadline, TTL slack (ms), mode: `'F'` when the three instants
+/// are at or after 0 (the fast path below may run), else `'0'`. Patches the
+/// two header fields in place; the data is not rewritten. The idle deadline
+/// becomes `max(stored, min(idle, absolute))`, last seen `max(stored, last
+/// seen)`.
+///
+/// Fast path, the usual touch: a header whose three instants are `'+'` and
+/// 19 digits (one anchored match with captures; what it accepts with those
+/// lengths, `classify` accepts too), `now` before both deadlines and the
+/// new idle deadline not past the absolute one. With every instant of one
+/// sign, `lt` is plain text order, so the answer and the writes are the full
+/// check's: the idle deadline, the (unchanged) absolute deadline and last
+/// seen in one `SETRANGE` when both move (the stored bytes end up the same
+/// as after the full check's two). Anything else takes the full check.
+const LUA_TOUCH_FAST: &str = r#"
+local h = redis.pcall('GETRANGE', KEYS[1], '0', '92')
+if ARGV[6] == 'F' and not h.err then
+  local a, i, x, l, e = string.match(h, '^S%d+()(%+%d+)(%+%d+)(%+%d+)[ua]%d+\n()')
+  if a == 22 and e == 94 and #i == 20 and #x == 20 and #l == 20 then
+    local now, n = ARGV[1], ARGV[2]
+    if not (now < i and now < x) then return 0 end
+    if not (x < n) then
+      local idle, last = i < n, l < ARGV[3]
+      if idle then
+        if last then
+          redis.call('SETRANGE', KEYS[1], '21', n .. x .. ARGV[3])
+        else
+          redis.call('SETRANGE', KEYS[1], '21', n)
+        end
+        redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+      elseif last then
+        redis.call('SETRANGE', KEYS[1], '61', ARGV[3])
+      end
+      return 1
+    end
+  end
+end
+"#;
+
+/// The full check of `TOUCH` (after `LUA_TOUCH_FAST`, which read `h`).
 const LUA_TOUCH: &str = r#"
-local kind, h = classify(redis.pcall('GETRANGE', KEYS[1], '0', '92'))
+local kind
+kind, h = classify(h)
 if kind == -2 then return -2 end
 if kind ~= 'S' then return 0 end
 local i, x = string.sub(h, 22, 41), string.sub(h, 42, 61)
@@ -306,8 +344,15 @@ fn lua(parts: &[&str]) -> Script {
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| lua(&[LUA_TOO_OLD, LUA_CREATE]));
 pub(crate) static SAVE: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_SAVE_FAST, LUA_LT, LUA_CLASSIFY, LUA_OWNED, LUA_SAVE]));
-pub(crate) static TOUCH: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_EXPIRE_AT, LUA_TOUCH]));
+pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    lua(&[
+        LUA_TOUCH_FAST,
+        LUA_LT,
+        LUA_CLASSIFY,
+        LUA_EXPIRE_AT,
+        LUA_TOUCH,
+    ])
+});
 pub(crate) static ROTATE: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_TOO_OLD, LUA_ROTATE]));
 pub(crate) static DELETE_OWNED: LazyLock<Script> =
@@ -321,7 +366,7 @@ pub(crate) static INDEX_PRUNE: LazyLock<Script> =
 
 #[cfg(test)]
 mod tests {
-    //! `SAVE` against the script it replaced (frozen in
+    //! `SAVE` and `TOUCH` against the scripts they replaced (frozen in
     //! `tests/data`), on the server of `SESSION_STORE_REDIS_URL`: for random
     //! stored entries (missing, forwarders, keys of another type, sessions of
     //! every sign, deadline, version and owner relation, and corrupt ones)
@@ -340,6 +385,8 @@ mod tests {
     /// they were), with its argument layout: the version without `'S'`,
     /// `'1'`/`'0'` for the index.
     const SAVE_BEFORE: &str = include_str!("../tests/data/save_before.lua");
+    /// `TOUCH` before its fast path, without the mode argument.
+    const TOUCH_BEFORE: &str = include_str!("../tests/data/touch_before.lua");
 
     const BASE: i64 = 1_800_000_000_000;
 
@@ -522,7 +569,7 @@ mod tests {
             .await
             .expect("Redis for the script tests");
         let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-        for script in [&*SAVE] {
+        for script in [&*SAVE, &*TOUCH] {
             script
                 .prepare_invoke()
                 .load_async(&mut conn)
@@ -642,5 +689,67 @@ mod tests {
         fn evalsha(key: &str) -> redis::Cmd {
             crate::core::evalsha(&SAVE, &[key])
         }
+    }
+
+    #[tokio::test]
+    async fn touch_answers_as_the_script_it_replaced() {
+        let Some((mut conn, server_ms)) = connect().await else {
+            return;
+        };
+        let keys = test_keys("touch");
+        let mut rng = StdRng::seed_from_u64(18);
+        let mut counts = BTreeMap::new();
+        let slack = 60_000;
+        for case in 0..20_000 {
+            let now = if rng.random_bool(0.8) {
+                BASE
+            } else {
+                random_instant(&mut rng)
+            };
+            let stored = stored(&mut rng, now);
+            let idle = instant_near(&mut rng, now);
+            let last = instant_near(&mut rng, now);
+            let mode = schema::touch_mode(t(now), t(idle), t(last));
+            // Times far off are clamped as the client does; the stored
+            // expiry is the server's now plus 5 minutes, the new one later
+            // (so that no key expires during the case).
+            let pxat = schema::ttl_at(t(idle), std::time::Duration::from_millis(slack));
+            let args = |mode: Option<&str>, cmd: &mut redis::Cmd| {
+                cmd.arg(&schema::fixed_time(t(now))[..])
+                    .arg(&schema::fixed_time(t(idle))[..])
+                    .arg(&schema::fixed_time(t(last))[..])
+                    .arg(&pxat)
+                    .arg(slack);
+                if let Some(mode) = mode {
+                    cmd.arg(mode);
+                }
+            };
+            let mut old = eval(TOUCH_BEFORE, &keys[0]);
+            args(None, &mut old);
+            let mut new = crate::core::evalsha(&TOUCH, &[&keys[1]]);
+            args(Some(mode), &mut new);
+            let mut full = crate::core::evalsha(&TOUCH, &[&keys[2]]);
+            args(Some("0"), &mut full);
+            let what = format!("case {case}: now {now}, idle {idle}, last {last}, mode {mode}");
+            let reply = compare(
+                &mut conn,
+                &keys,
+                &stored,
+                server_ms + 300_000,
+                [old, new, full],
+                &what,
+            )
+            .await;
+            *counts.entry((reply, mode)).or_default() += 1;
+        }
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_covered(
+            &counts,
+            &[(1, "F"), (0, "F"), (-2, "F"), (1, "0"), (0, "0")],
+        );
     }
 }

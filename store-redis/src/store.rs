@@ -280,7 +280,8 @@ return 1
             .arg(&schema::fixed_time(idle_deadline)[..])
             .arg(&schema::fixed_time(last_seen_at)[..])
             .arg(schema::ttl_at(idle_deadline, self.ttl_slack))
-            .arg(duration_ms(self.ttl_slack));
+            .arg(duration_ms(self.ttl_slack))
+            .arg(schema::touch_mode(now, idle_deadline, last_seen_at));
         let value = self
             .core
             .bounded(self.core.eval(&scripts::TOUCH, &cmd))
