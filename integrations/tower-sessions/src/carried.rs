@@ -9,12 +9,84 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
+use tower_sessions_core::session::Id;
+
 /// Successful saves remembered for a second save by the same request
 /// (`Session::save` in a handler, then the middleware's own save).
 const SAVE_LOG_CAPACITY: usize = 4096;
 /// Most session data bytes (JSON-encoded size) the typed path's log keeps
 /// alive: its entries hold the saved maps themselves.
 pub(crate) const TYPED_LOG_BYTES: usize = 8 << 20;
+
+/// Slots of [`LoadKeys`]: the storage keys of about this many recent
+/// loads are at hand for their saves.
+const LOAD_KEY_SLOTS: usize = 1024;
+
+/// The storage key each recent load or create computed, so that the save of
+/// the same record takes it instead of hashing the id again (SHA-256 of its
+/// text). A slot is chosen by load number and holds that load's number, id
+/// and key; a save uses the key only if both the carried load number and
+/// the record's id are the slot's, so the key is always the one of the
+/// record's own id (a carried field copied from another session, a load
+/// number made up or reused, a slot overwritten by a later load: each just
+/// hashes the id again, as before). Holds the ids of the last
+/// [`LOAD_KEY_SLOTS`] loads, as the requests that made them do; never
+/// printed (`Debug` shows the size only).
+pub(crate) struct LoadKeys {
+    slots: Mutex<Box<[Option<LoadKey>]>>,
+}
+
+#[derive(Clone, Copy)]
+struct LoadKey {
+    load: u64,
+    id: i128,
+    key: session_store_core::StorageKey,
+}
+
+impl Default for LoadKeys {
+    fn default() -> Self {
+        LoadKeys {
+            slots: Mutex::new(vec![None; LOAD_KEY_SLOTS].into_boxed_slice()),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadKeys")
+            .field("slots", &LOAD_KEY_SLOTS)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadKeys {
+    /// Remembers the key `load` computed for `id`.
+    pub fn put(&self, load: u64, id: &Id, key: session_store_core::StorageKey) {
+        self.lock()[slot_of(load)] = Some(LoadKey {
+            load,
+            id: id.0,
+            key,
+        });
+    }
+
+    /// The key `load` computed, if it is still remembered and was computed
+    /// for `id`.
+    pub fn get(&self, load: u64, id: &Id) -> Option<session_store_core::StorageKey> {
+        self.lock()[slot_of(load)]
+            .filter(|k| k.load == load && k.id == id.0)
+            .map(|k| k.key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<[Option<LoadKey>]>> {
+        // Slots are written whole; a panic elsewhere leaves them consistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn slot_of(load: u64) -> usize {
+    // LOAD_KEY_SLOTS is a power of two: the low bits of the load number.
+    (load % LOAD_KEY_SLOTS as u64) as usize
+}
 
 /// A successful save: which session, the version it stored and a
 /// fingerprint of what it wrote.
@@ -166,6 +238,26 @@ mod tests {
             0,
         );
         assert_eq!(log.get(1).map(|s| s.version), Some(9));
+    }
+
+    /// A key is found only for the load and the id it was computed for;
+    /// a later load in the same slot replaces it.
+    #[test]
+    fn load_keys_answer_only_for_their_load_and_id() {
+        let keys = LoadKeys::default();
+        let (a, b) = (Id(1), Id(2));
+        let key = |n: u8| session_store_core::StorageKey::from_bytes([n; 32]);
+        assert_eq!(keys.get(7, &a), None);
+        keys.put(7, &a, key(1));
+        assert_eq!(keys.get(7, &a), Some(key(1)));
+        assert_eq!(keys.get(7, &b), None, "another id");
+        assert_eq!(keys.get(8, &a), None, "another load");
+        let same_slot = 7 + LOAD_KEY_SLOTS as u64;
+        assert_eq!(keys.get(same_slot, &a), None, "another load, same slot");
+        keys.put(same_slot, &b, key(2));
+        assert_eq!(keys.get(7, &a), None, "replaced");
+        assert_eq!(keys.get(same_slot, &b), Some(key(2)));
+        assert_eq!(format!("{keys:?}"), "LoadKeys { slots: 1024, .. }");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::carried::{RandomKey, SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
+use crate::carried::{LoadKeys, RandomKey, SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
 use crate::typed::{self, Carried, Data, NewSession, TypedMap, Write};
 use session_store_core::{LoadedRecord, LOADED_FIELD};
 
@@ -66,7 +66,26 @@ pub fn is_conflict(error: &session_store::Error) -> bool {
 /// is never a valid `SessionToken` (22 characters, not 43), so this is always
 /// the hash of the id's own text; the backend never sees the id.
 pub fn storage_key_for(id: &Id) -> StorageKey {
-    StorageKey::from_bytes(Sha256::digest(id.to_string().as_bytes()).into())
+    StorageKey::from_bytes(Sha256::digest(id_text(id)).into())
+}
+
+/// The id's canonical text form, as its `Display` writes it (base64url
+/// without padding of the little-endian bytes), on the stack: no
+/// formatter, no allocation.
+fn id_text(id: &Id) -> [u8; 22] {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.0.to_le_bytes();
+    let mut out = [0u8; 22];
+    for (group, text) in bytes.chunks(3).zip(out.chunks_mut(4)) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for (i, c) in text.iter_mut().enumerate() {
+            *c = ALPHABET[(n >> (18 - 6 * i)) as usize & 63];
+        }
+    }
+    out
 }
 
 /// A [`tower_sessions_core::SessionStore`] over any
@@ -81,6 +100,7 @@ pub struct TowerSessionStore {
     clock: Arc<dyn Clock>,
     config: Arc<AdapterConfig>,
     saves: Arc<SaveLog>,
+    loads: Arc<LoadKeys>,
     fingerprints: RandomState,
 }
 
@@ -169,6 +189,7 @@ impl TowerSessionStore {
             clock: Arc::new(SystemClock),
             config: Arc::new(AdapterConfig::default()),
             saves: Arc::new(SaveLog::default()),
+            loads: Arc::new(LoadKeys::default()),
             fingerprints: RandomState::new(),
         }
     }
@@ -389,9 +410,11 @@ impl TowerSessionStore {
             data,
         };
         for _ in 0..CREATE_ATTEMPTS {
-            match backend.create(&storage_key_for(&record.id), &stored).await {
+            let key = storage_key_for(&record.id);
+            match backend.create(&key, &stored).await {
                 Ok(()) => {
                     if let Some(loaded) = LoadedRecord::of(&stored) {
+                        self.loads.put(loaded.load, &record.id, key);
                         record
                             .data
                             .insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
@@ -411,12 +434,16 @@ impl TowerSessionStore {
         record: &Record,
     ) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
-        let key = storage_key_for(&record.id);
         let Some(loaded) = carried(record) else {
+            let key = storage_key_for(&record.id);
             return self
                 .save_reloading(backend, &key, record, data, user_id)
                 .await;
         };
+        let key = self
+            .loads
+            .get(loaded.load, &record.id)
+            .unwrap_or_else(|| storage_key_for(&record.id));
         let fingerprint = self.fingerprints.hash_one((&data, &user_id));
         let now = self.clock.now();
         let idle_deadline = deadline_of(record.expiry_date, now).min(loaded.absolute_deadline);
@@ -471,15 +498,13 @@ impl TowerSessionStore {
         id: &Id,
     ) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
-        match backend
-            .load(&storage_key_for(id), now)
-            .await
-            .map_err(backend_error)?
-        {
+        let key = storage_key_for(id);
+        match backend.load(&key, now).await.map_err(backend_error)? {
             Some(Lookup::Session(r)) if r.is_live(now) => {
                 let mut data: HashMap<String, Value> = serde_json::from_slice(&r.data)
                     .map_err(|e| session_store::Error::Decode(e.to_string()))?;
                 if let Some(loaded) = LoadedRecord::of(&r) {
+                    self.loads.put(loaded.load, id, key);
                     data.insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
                 }
                 Ok(Some(Record {
@@ -521,13 +546,15 @@ impl TowerSessionStore {
             absolute_deadline: absolute,
         };
         for _ in 0..CREATE_ATTEMPTS {
-            match map.insert(storage_key_for(&record.id), new) {
+            let key = storage_key_for(&record.id);
+            match map.insert(key, new) {
                 Ok(()) => {
                     let carried = Carried {
                         version: 0,
                         stamp,
                         load: map.next_load(),
                     };
+                    self.loads.put(carried.load, &record.id, key);
                     record
                         .data
                         .insert(LOADED_FIELD.to_owned(), Value::String(carried.encode()));
@@ -550,7 +577,6 @@ impl TowerSessionStore {
     ) -> session_store::Result<()> {
         self.check_typed_size(&record.data)?;
         let user_id = self.user_of(&record.data)?;
-        let key = storage_key_for(&record.id);
         let now = self.clock.now();
         let idle_deadline = deadline_of(record.expiry_date, now);
         let carried = record
@@ -558,6 +584,9 @@ impl TowerSessionStore {
             .get(LOADED_FIELD)
             .and_then(Value::as_str)
             .and_then(Carried::decode);
+        let key = carried
+            .and_then(|c| self.loads.get(c.load, &record.id))
+            .unwrap_or_else(|| storage_key_for(&record.id));
         let mut expect = None;
         if let Some(c) = carried {
             expect = Some((c.version, c.stamp));
@@ -613,13 +642,16 @@ impl TowerSessionStore {
 
     fn typed_load(&self, map: &TypedMap, id: &Id) -> Option<Record> {
         let now = self.clock.now();
-        let hit = map.get(&storage_key_for(id), now)?;
+        let key = storage_key_for(id);
+        let hit = map.get(&key, now)?;
         let mut data = Data::clone(&hit.data);
+        let load = map.next_load();
+        self.loads.put(load, id, key);
         let carried = Value::String(
             Carried {
                 version: hit.version,
                 stamp: hit.stamp,
-                load: map.next_load(),
+                load,
             }
             .encode(),
         );
@@ -718,6 +750,35 @@ impl ExpiredDeletion for TowerSessionStore {
             if n < CLEANUP_BATCH as u64 {
                 return Ok(());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id text written on the stack is exactly the id's `Display`, so
+    /// the storage key is unchanged (SHA-256 of that text).
+    #[test]
+    fn id_text_is_the_display_text() {
+        let mut ids = vec![0, 1, -1, 2, 63, 64, i128::MIN, i128::MAX];
+        for shift in 0..128 {
+            ids.extend([
+                1i128 << shift,
+                !(1i128 << shift),
+                (1i128 << shift).wrapping_sub(1),
+            ]);
+        }
+        ids.extend((0..1000).map(|_| Id::default().0));
+        for n in ids {
+            let id = Id(n);
+            let text = id.to_string();
+            assert_eq!(&id_text(&id)[..], text.as_bytes());
+            assert_eq!(
+                storage_key_for(&id),
+                StorageKey::from_bytes(Sha256::digest(text.as_bytes()).into())
+            );
         }
     }
 }
