@@ -1,7 +1,6 @@
 //! The `tower_sessions::SessionStore` implementation.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -501,7 +500,8 @@ impl TowerSessionStore {
         let key = storage_key_for(id);
         match backend.load(&key, now).await.map_err(backend_error)? {
             Some(Lookup::Session(r)) if r.is_live(now) => {
-                let mut data: HashMap<String, Value> = serde_json::from_slice(&r.data)
+                // Room for the carried field.
+                let mut data = crate::json::decode_data(&r.data, 1)
                     .map_err(|e| session_store::Error::Decode(e.to_string()))?;
                 if let Some(loaded) = LoadedRecord::of(&r) {
                     self.loads.put(loaded.load, id, key);
