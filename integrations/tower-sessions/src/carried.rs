@@ -18,74 +18,97 @@ const SAVE_LOG_CAPACITY: usize = 4096;
 /// alive: its entries hold the saved maps themselves.
 pub(crate) const TYPED_LOG_BYTES: usize = 8 << 20;
 
-/// Slots of [`LoadKeys`]: the storage keys of about this many recent
-/// loads are at hand for their saves.
-const LOAD_KEY_SLOTS: usize = 1024;
+/// Slots of [`Loads`]: what about this many recent loads carried is at
+/// hand for their saves.
+const LOAD_SLOTS: usize = 1024;
+/// Longest carried text [`Loads`] keeps (`LoadedRecord::encode` writes at
+/// most 128 bytes, the typed path's `Carried` 53).
+const CARRIED_TEXT: usize = 128;
 
-/// The storage key each recent load or create computed, so that the save of
-/// the same record takes it instead of hashing the id again (SHA-256 of its
-/// text). A slot is chosen by load number and holds that load's number, id
-/// and key; a save uses the key only if both the carried load number and
-/// the record's id are the slot's, so the key is always the one of the
-/// record's own id (a carried field copied from another session, a load
-/// number made up or reused, a slot overwritten by a later load: each just
-/// hashes the id again, as before). Holds the ids of the last
-/// [`LOAD_KEY_SLOTS`] loads, as the requests that made them do; never
-/// printed (`Debug` shows the size only).
-pub(crate) struct LoadKeys {
-    slots: Mutex<Box<[Option<LoadKey>]>>,
+/// What each recent load or create computed for its save: the storage key
+/// (SHA-256 of the id's text) and the carried value, decoded, next to the
+/// text it was carried as. A save whose record has the same id and carries
+/// exactly that text takes both from here instead of hashing the id and
+/// decoding the text again: the key is the one of the record's own id and
+/// the value is what decoding the text gives (`C` is what the text was
+/// encoded from). Anything else (a carried field copied from another
+/// session, edited, or made up; a slot taken over by another session's
+/// load) is hashed and decoded, as before. A slot is chosen by the id;
+/// holds the ids of up to [`LOAD_SLOTS`] recently loaded sessions, as the
+/// requests that loaded them do. Never printed (`Debug` shows the size
+/// only).
+pub(crate) struct Loads<C> {
+    slots: Mutex<Vec<Option<Loaded<C>>>>,
 }
 
 #[derive(Clone, Copy)]
-struct LoadKey {
-    load: u64,
+struct Loaded<C> {
     id: i128,
     key: session_store_core::StorageKey,
+    carried: C,
+    text: [u8; CARRIED_TEXT],
+    len: usize,
 }
 
-impl Default for LoadKeys {
+impl<C> Default for Loads<C> {
     fn default() -> Self {
-        LoadKeys {
-            slots: Mutex::new(vec![None; LOAD_KEY_SLOTS].into_boxed_slice()),
+        // Allocated at the first load: a store on the other path never
+        // uses its slots.
+        Loads {
+            slots: Mutex::new(Vec::new()),
         }
     }
 }
 
-impl std::fmt::Debug for LoadKeys {
+impl<C> std::fmt::Debug for Loads<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadKeys")
-            .field("slots", &LOAD_KEY_SLOTS)
+        f.debug_struct("Loads")
+            .field("slots", &LOAD_SLOTS)
             .finish_non_exhaustive()
     }
 }
 
-impl LoadKeys {
-    /// Remembers the key `load` computed for `id`.
-    pub fn put(&self, load: u64, id: &Id, key: session_store_core::StorageKey) {
-        self.lock()[slot_of(load)] = Some(LoadKey {
-            load,
+impl<C: Copy> Loads<C> {
+    /// Remembers what a load of `id` computed: its storage key, and the
+    /// value it carries as `text` (which must be `carried` encoded).
+    pub fn put(&self, id: &Id, key: session_store_core::StorageKey, carried: C, text: &str) {
+        if text.len() > CARRIED_TEXT {
+            return;
+        }
+        let mut slot = Loaded {
             id: id.0,
             key,
-        });
+            carried,
+            text: [0; CARRIED_TEXT],
+            len: text.len(),
+        };
+        slot.text[..text.len()].copy_from_slice(text.as_bytes());
+        let mut slots = self.lock();
+        if slots.is_empty() {
+            slots.resize(LOAD_SLOTS, None);
+        }
+        slots[slot_of(id)] = Some(slot);
     }
 
-    /// The key `load` computed, if it is still remembered and was computed
-    /// for `id`.
-    pub fn get(&self, load: u64, id: &Id) -> Option<session_store_core::StorageKey> {
-        self.lock()[slot_of(load)]
-            .filter(|k| k.load == load && k.id == id.0)
-            .map(|k| k.key)
+    /// The storage key and carried value a load of `id` computed, if that
+    /// load carried exactly `text` and is still remembered.
+    pub fn get(&self, id: &Id, text: &str) -> Option<(session_store_core::StorageKey, C)> {
+        let slots = self.lock();
+        let slot = slots.get(slot_of(id))?.as_ref()?;
+        ((slot.id ^ id.0) == 0 && slot.text[..slot.len] == *text.as_bytes())
+            .then_some((slot.key, slot.carried))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<[Option<LoadKey>]>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Loaded<C>>>> {
         // Slots are written whole; a panic elsewhere leaves them consistent.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn slot_of(load: u64) -> usize {
-    // LOAD_KEY_SLOTS is a power of two: the low bits of the load number.
-    (load % LOAD_KEY_SLOTS as u64) as usize
+fn slot_of(id: &Id) -> usize {
+    // Ids are random (tower-sessions draws them; a load remembers only a
+    // session that exists): their low bits spread the slots.
+    (id.0 as u64 % LOAD_SLOTS as u64) as usize
 }
 
 /// A successful save: which session, the version it stored and a
@@ -240,24 +263,34 @@ mod tests {
         assert_eq!(log.get(1).map(|s| s.version), Some(9));
     }
 
-    /// A key is found only for the load and the id it was computed for;
-    /// a later load in the same slot replaces it.
+    /// A remembered load answers only for its own id and exactly its own
+    /// carried text; a later load of another session in the same slot
+    /// replaces it.
     #[test]
-    fn load_keys_answer_only_for_their_load_and_id() {
-        let keys = LoadKeys::default();
+    fn loads_answer_only_for_their_id_and_text() {
+        let loads: Loads<u64> = Loads::default();
         let (a, b) = (Id(1), Id(2));
         let key = |n: u8| session_store_core::StorageKey::from_bytes([n; 32]);
-        assert_eq!(keys.get(7, &a), None);
-        keys.put(7, &a, key(1));
-        assert_eq!(keys.get(7, &a), Some(key(1)));
-        assert_eq!(keys.get(7, &b), None, "another id");
-        assert_eq!(keys.get(8, &a), None, "another load");
-        let same_slot = 7 + LOAD_KEY_SLOTS as u64;
-        assert_eq!(keys.get(same_slot, &a), None, "another load, same slot");
-        keys.put(same_slot, &b, key(2));
-        assert_eq!(keys.get(7, &a), None, "replaced");
-        assert_eq!(keys.get(same_slot, &b), Some(key(2)));
-        assert_eq!(format!("{keys:?}"), "LoadKeys { slots: 1024, .. }");
+        assert_eq!(loads.get(&a, "v1:a"), None, "nothing yet");
+        loads.put(&a, key(1), 7, "v1:a");
+        assert_eq!(loads.get(&a, "v1:a"), Some((key(1), 7)));
+        assert_eq!(loads.get(&b, "v1:a"), None, "another id");
+        assert_eq!(loads.get(&a, "v1:b"), None, "another text");
+        assert_eq!(loads.get(&a, "v1:"), None, "a prefix of the text");
+        assert_eq!(loads.get(&a, "v1:a "), None, "a longer text");
+        let same_slot = Id(1 + LOAD_SLOTS as i128);
+        assert_eq!(loads.get(&same_slot, "v1:a"), None, "another id, same slot");
+        loads.put(&same_slot, key(2), 8, "v1:c");
+        assert_eq!(loads.get(&a, "v1:a"), None, "replaced");
+        assert_eq!(loads.get(&same_slot, "v1:c"), Some((key(2), 8)));
+        // A text longer than a slot holds is not remembered.
+        let long = "x".repeat(CARRIED_TEXT + 1);
+        loads.put(&b, key(3), 9, &long);
+        assert_eq!(loads.get(&b, &long), None);
+        let longest = "x".repeat(CARRIED_TEXT);
+        loads.put(&b, key(3), 9, &longest);
+        assert_eq!(loads.get(&b, &longest), Some((key(3), 9)));
+        assert_eq!(format!("{loads:?}"), "Loads { slots: 1024, .. }");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::carried::{LoadKeys, RandomKey, SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
+use crate::carried::{Loads, RandomKey, SaveLog, Saved, TypedSaved, TYPED_LOG_BYTES};
 use crate::typed::{self, Carried, Data, NewSession, TypedMap, Write};
 use session_store_core::{LoadedRecord, LOADED_FIELD};
 
@@ -99,7 +99,8 @@ pub struct TowerSessionStore {
     clock: Arc<dyn Clock>,
     config: Arc<AdapterConfig>,
     saves: Arc<SaveLog>,
-    loads: Arc<LoadKeys>,
+    loads: Arc<Loads<LoadedRecord>>,
+    typed_loads: Arc<Loads<Carried>>,
     fingerprints: RandomState,
 }
 
@@ -188,7 +189,8 @@ impl TowerSessionStore {
             clock: Arc::new(SystemClock),
             config: Arc::new(AdapterConfig::default()),
             saves: Arc::new(SaveLog::default()),
-            loads: Arc::new(LoadKeys::default()),
+            loads: Arc::new(Loads::default()),
+            typed_loads: Arc::new(Loads::default()),
             fingerprints: RandomState::new(),
         }
     }
@@ -346,13 +348,24 @@ impl TowerSessionStore {
     }
 }
 
-/// What `load` or `create` left in the record for this `save`, if anything.
-fn carried(record: &Record) -> Option<LoadedRecord> {
-    record
-        .data
-        .get(LOADED_FIELD)
-        .and_then(Value::as_str)
-        .and_then(LoadedRecord::decode)
+/// The text `load` or `create` left in the record for this `save`, if any.
+fn carried_text(record: &Record) -> Option<&str> {
+    record.data.get(LOADED_FIELD).and_then(Value::as_str)
+}
+
+/// The storage key of the record's id and what its carried text decodes
+/// to: from `loads` when the load that wrote that text for this id is
+/// remembered, otherwise hashed and decoded here.
+fn key_and_carried<C: Copy>(
+    loads: &Loads<C>,
+    record: &Record,
+    decode: impl FnOnce(&str) -> Option<C>,
+) -> (StorageKey, Option<C>) {
+    let text = carried_text(record);
+    match text.and_then(|t| loads.get(&record.id, t)) {
+        Some((key, carried)) => (key, Some(carried)),
+        None => (storage_key_for(&record.id), text.and_then(decode)),
+    }
 }
 
 /// The deadline, on the adapter's clock, of an expiry date tower-sessions
@@ -413,10 +426,11 @@ impl TowerSessionStore {
             match backend.create(&key, &stored).await {
                 Ok(()) => {
                     if let Some(loaded) = LoadedRecord::of(&stored) {
-                        self.loads.put(loaded.load, &record.id, key);
+                        let text = loaded.encode();
+                        self.loads.put(&record.id, key, loaded, &text);
                         record
                             .data
-                            .insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
+                            .insert(LOADED_FIELD.to_owned(), Value::String(text));
                     }
                     return Ok(());
                 }
@@ -433,16 +447,12 @@ impl TowerSessionStore {
         record: &Record,
     ) -> session_store::Result<()> {
         let (data, user_id) = self.encode(record)?;
-        let Some(loaded) = carried(record) else {
-            let key = storage_key_for(&record.id);
+        let (key, loaded) = key_and_carried(&self.loads, record, LoadedRecord::decode);
+        let Some(loaded) = loaded else {
             return self
                 .save_reloading(backend, &key, record, data, user_id)
                 .await;
         };
-        let key = self
-            .loads
-            .get(loaded.load, &record.id)
-            .unwrap_or_else(|| storage_key_for(&record.id));
         let fingerprint = self.fingerprints.hash_one((&data, &user_id));
         let now = self.clock.now();
         let idle_deadline = deadline_of(record.expiry_date, now).min(loaded.absolute_deadline);
@@ -504,8 +514,9 @@ impl TowerSessionStore {
                 let mut data = crate::json::decode_data(&r.data, 1)
                     .map_err(|e| session_store::Error::Decode(e.to_string()))?;
                 if let Some(loaded) = LoadedRecord::of(&r) {
-                    self.loads.put(loaded.load, id, key);
-                    data.insert(LOADED_FIELD.to_owned(), Value::String(loaded.encode()));
+                    let text = loaded.encode();
+                    self.loads.put(id, key, loaded, &text);
+                    data.insert(LOADED_FIELD.to_owned(), Value::String(text));
                 }
                 Ok(Some(Record {
                     id: *id,
@@ -554,10 +565,11 @@ impl TowerSessionStore {
                         stamp,
                         load: map.next_load(),
                     };
-                    self.loads.put(carried.load, &record.id, key);
+                    let text = carried.encode();
+                    self.typed_loads.put(&record.id, key, carried, &text);
                     record
                         .data
-                        .insert(LOADED_FIELD.to_owned(), Value::String(carried.encode()));
+                        .insert(LOADED_FIELD.to_owned(), Value::String(text));
                     return Ok(());
                 }
                 Err(back) => {
@@ -579,14 +591,7 @@ impl TowerSessionStore {
         let user_id = self.user_of(&record.data)?;
         let now = self.clock.now();
         let idle_deadline = deadline_of(record.expiry_date, now);
-        let carried = record
-            .data
-            .get(LOADED_FIELD)
-            .and_then(Value::as_str)
-            .and_then(Carried::decode);
-        let key = carried
-            .and_then(|c| self.loads.get(c.load, &record.id))
-            .unwrap_or_else(|| storage_key_for(&record.id));
+        let (key, carried) = key_and_carried(&self.typed_loads, record, Carried::decode);
         let mut expect = None;
         if let Some(c) = carried {
             expect = Some((c.version, c.stamp));
@@ -645,16 +650,14 @@ impl TowerSessionStore {
         let key = storage_key_for(id);
         let hit = map.get(&key, now)?;
         let mut data = Data::clone(&hit.data);
-        let load = map.next_load();
-        self.loads.put(load, id, key);
-        let carried = Value::String(
-            Carried {
-                version: hit.version,
-                stamp: hit.stamp,
-                load,
-            }
-            .encode(),
-        );
+        let carried = Carried {
+            version: hit.version,
+            stamp: hit.stamp,
+            load: map.next_load(),
+        };
+        let text = carried.encode();
+        self.typed_loads.put(id, key, carried, &text);
+        let carried = Value::String(text);
         match data.get_mut(LOADED_FIELD) {
             Some(slot) => *slot = carried,
             None => {

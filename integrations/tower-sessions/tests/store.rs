@@ -566,3 +566,36 @@ async fn another_sessions_carried_field_is_not_an_earlier_save() {
         json!("b saved")
     );
 }
+
+/// A record of session B that carries the field a load of session A wrote,
+/// where the two ids fall in the same slot of the adapter's table of recent
+/// loads: the save never takes A's storage key (or A's carried record)
+/// from that table, so A is not written.
+async fn a_carried_field_never_lends_another_sessions_key_on(store: TowerSessionStore) {
+    let (a_id, b_id) = (Id(5), Id(5 + (1 << 20)));
+    let mut a = record("a", 10);
+    a.id = a_id;
+    let mut b = record("b", 10);
+    b.id = b_id;
+    store.create(&mut a).await.unwrap();
+    store.create(&mut b).await.unwrap();
+    assert_eq!((a.id, b.id), (a_id, b_id), "created under the chosen ids");
+    let mut loaded = store.load(&a_id).await.unwrap().unwrap();
+    loaded.id = b_id;
+    loaded.data.insert("v".into(), json!("through b's record"));
+    // What happens to B is the ordinary carried-field check; A must not move.
+    let _ = store.save(&loaded).await;
+    assert_eq!(
+        store.load(&a_id).await.unwrap().unwrap().data["v"],
+        json!("a")
+    );
+}
+
+#[tokio::test]
+async fn a_carried_field_never_lends_another_sessions_key() {
+    a_carried_field_never_lends_another_sessions_key_on(TowerSessionStore::new(Arc::new(
+        MemoryStore::new(),
+    )))
+    .await;
+    a_carried_field_never_lends_another_sessions_key_on(TowerSessionStore::in_memory()).await;
+}
