@@ -33,10 +33,11 @@ const CARRIED_TEXT: usize = 128;
 /// the value is what decoding the text gives (`C` is what the text was
 /// encoded from). Anything else (a carried field copied from another
 /// session, edited, or made up; a slot taken over by another session's
-/// load) is hashed and decoded, as before. A slot is chosen by the id;
-/// holds the ids of up to [`LOAD_SLOTS`] recently loaded sessions, as the
-/// requests that loaded them do. Never printed (`Debug` shows the size
-/// only).
+/// load) is hashed and decoded, as before. A load of an id some slot
+/// holds takes the key from there too (the key of an id never changes).
+/// A slot is chosen by the id; holds the ids of up to [`LOAD_SLOTS`]
+/// recently loaded sessions, as the requests that loaded them do. Never
+/// printed (`Debug` shows the size only).
 pub(crate) struct Loads<C> {
     slots: Mutex<Vec<Option<Loaded<C>>>>,
 }
@@ -97,6 +98,15 @@ impl<C: Copy> Loads<C> {
         let slot = slots.get(slot_of(id))?.as_ref()?;
         ((slot.id ^ id.0) == 0 && slot.text[..slot.len] == *text.as_bytes())
             .then_some((slot.key, slot.carried))
+    }
+
+    /// The storage key of `id`, if a remembered load was of `id`: a load
+    /// of a session loaded recently (by this or an earlier request) need
+    /// not hash its id again.
+    pub fn key(&self, id: &Id) -> Option<session_store_core::StorageKey> {
+        let slots = self.lock();
+        let slot = slots.get(slot_of(id))?.as_ref()?;
+        ((slot.id ^ id.0) == 0).then_some(slot.key)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Loaded<C>>>> {
@@ -272,16 +282,22 @@ mod tests {
         let (a, b) = (Id(1), Id(2));
         let key = |n: u8| session_store_core::StorageKey::from_bytes([n; 32]);
         assert_eq!(loads.get(&a, "v1:a"), None, "nothing yet");
+        assert_eq!(loads.key(&a), None);
         loads.put(&a, key(1), 7, "v1:a");
         assert_eq!(loads.get(&a, "v1:a"), Some((key(1), 7)));
+        assert_eq!(loads.key(&a), Some(key(1)));
+        assert_eq!(loads.key(&b), None, "another id");
         assert_eq!(loads.get(&b, "v1:a"), None, "another id");
         assert_eq!(loads.get(&a, "v1:b"), None, "another text");
         assert_eq!(loads.get(&a, "v1:"), None, "a prefix of the text");
         assert_eq!(loads.get(&a, "v1:a "), None, "a longer text");
         let same_slot = Id(1 + LOAD_SLOTS as i128);
         assert_eq!(loads.get(&same_slot, "v1:a"), None, "another id, same slot");
+        assert_eq!(loads.key(&same_slot), None, "another id, same slot");
         loads.put(&same_slot, key(2), 8, "v1:c");
         assert_eq!(loads.get(&a, "v1:a"), None, "replaced");
+        assert_eq!(loads.key(&a), None, "replaced");
+        assert_eq!(loads.key(&same_slot), Some(key(2)));
         assert_eq!(loads.get(&same_slot, "v1:c"), Some((key(2), 8)));
         // A text longer than a slot holds is not remembered.
         let long = "x".repeat(CARRIED_TEXT + 1);

@@ -507,7 +507,7 @@ impl TowerSessionStore {
         id: &Id,
     ) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
-        let key = storage_key_for(id);
+        let key = self.loads.key(id).unwrap_or_else(|| storage_key_for(id));
         match backend.load(&key, now).await.map_err(backend_error)? {
             Some(Lookup::Session(r)) if r.is_live(now) => {
                 // Room for the carried field.
@@ -647,7 +647,10 @@ impl TowerSessionStore {
 
     fn typed_load(&self, map: &TypedMap, id: &Id) -> Option<Record> {
         let now = self.clock.now();
-        let key = storage_key_for(id);
+        let key = self
+            .typed_loads
+            .key(id)
+            .unwrap_or_else(|| storage_key_for(id));
         let hit = map.get(&key, now)?;
         let mut data = Data::clone(&hit.data);
         let carried = Carried {

@@ -570,7 +570,7 @@ async fn another_sessions_carried_field_is_not_an_earlier_save() {
 /// A record of session B that carries the field a load of session A wrote,
 /// where the two ids fall in the same slot of the adapter's table of recent
 /// loads: the save never takes A's storage key (or A's carried record)
-/// from that table, so A is not written.
+/// from that table, so A is not written; nor does a load of B.
 async fn a_carried_field_never_lends_another_sessions_key_on(store: TowerSessionStore) {
     let (a_id, b_id) = (Id(5), Id(5 + (1 << 20)));
     let mut a = record("a", 10);
@@ -589,6 +589,9 @@ async fn a_carried_field_never_lends_another_sessions_key_on(store: TowerSession
         store.load(&a_id).await.unwrap().unwrap().data["v"],
         json!("a")
     );
+    // A load of B, with A's load in B's slot, reads B.
+    let b_now = store.load(&b_id).await.unwrap().unwrap();
+    assert_ne!(b_now.data["v"], json!("a"));
 }
 
 #[tokio::test]
