@@ -61,7 +61,11 @@
 //!   [`storage_key_for`]`(id)`: SHA-256 of the id's canonical text form. A
 //!   tower-sessions id is never a valid `SessionToken` (22 characters, not
 //!   43) and is never rotated with slot affinity, so the id's whole text is
-//!   what is hashed.
+//!   what is hashed. In process memory the adapter keeps, for up to 1024
+//!   recently loaded or created sessions, the id next to its storage key
+//!   and what the load carried, so that their next load and their save
+//!   need not hash the id again (a slot answers only for the exact id it
+//!   holds); none of it is logged or shown by `Debug`.
 //! - **Create never overwrites.** `create` inserts with the backend's
 //!   insert-if-absent `create`; on `AlreadyExists` it draws a fresh `Id`
 //!   and tries again (at most [`CREATE_ATTEMPTS`] times, then an error).
