@@ -122,7 +122,7 @@ def extract(src):
     pieces = dict(re.findall(r"const (LUA_\w+): &str = " + raw, src, re.S))
     layout = "fast" if "LUA_SAVE_FAST" in pieces else "new"
     for name, parts in re.findall(
-        r"static (\w+): LazyLock<Script> =\s*LazyLock::new\(\|\| lua\(&\[(.*?)\]\)\)",
+        r"static (\w+): LazyLock<Script> =\s*LazyLock::new\(\|\|\s*\{?\s*lua\(&\[(.*?)\]\)\s*\}?\)",
         src,
         re.S,
     ):
