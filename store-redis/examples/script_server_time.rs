@@ -1,5 +1,5 @@
 //! Redis's own server time per call of the store's scripts, run by the real
-//! store code (`RedisStore::save`, `touch`, `create`), next to a raw
+//! store code (`RedisStore::save`, `touch`, `create`, `rotate`), next to a raw
 //! `SET ... PXAT` of the same value: for each operation `CONFIG RESETSTAT`,
 //! `n` calls one after another (as a request does them), then `usec` and
 //! `calls` of `INFO commandstats`.
@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use session_store_core::{SessionBackend, SessionRecord, SessionToken, Timestamp};
-use session_store_redis::{RedisConfig, RedisStore};
+use session_store_core::{Rotation, SessionBackend, SessionRecord, SessionToken, Timestamp};
+use session_store_redis::{RedisConfig, RedisStore, AFFINITY_BITS};
 
 fn record(now: Timestamp, user: Option<&str>) -> SessionRecord {
     SessionRecord {
@@ -232,6 +232,37 @@ async fn run(
         report("create (user)", n, &stats(raw).await?, "evalsha", ir);
         for key in &keys {
             store.delete(key).await?;
+        }
+
+        // Anonymous sessions rotated without grace (a user would add the
+        // index script's call).
+        let keys: Vec<_> = (0..n)
+            .map(|_| SessionToken::generate().storage_key())
+            .collect();
+        for key in &keys {
+            store.create(key, &anon).await?;
+        }
+        let rotations: Vec<_> = keys
+            .iter()
+            .map(|from| Rotation {
+                from: *from,
+                to: SessionToken::generate_with_affinity(from, AFFINITY_BITS).storage_key(),
+                record: anon.clone(),
+                grace: None,
+            })
+            .collect();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(raw)
+            .await?;
+        cg_zero();
+        for rotation in &rotations {
+            store.rotate(rotation, now).await?;
+        }
+        let ir = cg_per_op(n);
+        report("rotate (anonymous)", n, &stats(raw).await?, "evalsha", ir);
+        for rotation in &rotations {
+            store.delete(&rotation.to).await?;
         }
     }
     Ok(())

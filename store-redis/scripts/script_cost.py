@@ -12,8 +12,9 @@ baselines (`SET ... PX`, `GET`) on the same payload. Keys live under
 
 `--rev` measures the scripts of another commit (read with `git show`); the
 argument layout is chosen from the scripts' source (the pre-fixed-width
-layout had one shared `PRELUDE`; since the fast paths, `SAVE` takes `'S'`
-and the version, and `SAVE` and `TOUCH` a mode that may be `'F'`). Needs only python3 and a Redis on
+layout had one shared `PRELUDE`; since their fast paths, `SAVE` and
+`ROTATE` take `'S'` and the version, and `SAVE`, `TOUCH` and `ROTATE` a
+mode that may be `'F'`). Needs only python3 and a Redis on
 127.0.0.1. Resets the server's statistics: do not run it against a server
 whose `INFO commandstats` someone else is reading.
 """
@@ -120,7 +121,9 @@ def extract(src):
             out[name] = prelude + body
         return out, "old"
     pieces = dict(re.findall(r"const (LUA_\w+): &str = " + raw, src, re.S))
-    layout = "fast" if "LUA_SAVE_FAST" in pieces else "new"
+    layout = "new"
+    if "LUA_SAVE_FAST" in pieces:
+        layout = "fast+rotate" if "LUA_ROTATE_FAST" in pieces else "fast"
     for name, parts in re.findall(
         r"static (\w+): LazyLock<Script> =\s*LazyLock::new\(\|\|\s*\{?\s*lua\(&\[(.*?)\]\)\s*\}?\)",
         src,
@@ -160,7 +163,8 @@ class Args:
 
     def __init__(self, layout):
         self.old = layout == "old"
-        self.fast = layout == "fast"
+        self.fast = layout.startswith("fast")
+        self.rotate_fast = layout == "fast+rotate"
 
     def t(self, ms):
         return str(ms) if self.old else fixed(ms)
@@ -199,6 +203,9 @@ class Args:
         return [stamp, str(max_age), str(pxat), value]
 
     def rotate(self, now, version, stamp, max_age, pxat, value, fwd, fwd_pxat):
+        if self.rotate_fast:
+            return [fixed(now), "S%020d" % version, stamp, str(max_age), str(pxat), value, fwd, fwd_pxat,
+                    "F" if now >= 0 else "0"]
         return [self.t(now), "%020d" % version, stamp, str(max_age), str(pxat), value, fwd, fwd_pxat]
 
     def delete_owned(self, user, now):

@@ -209,6 +209,16 @@ pub(crate) fn touch_mode(now: Timestamp, idle: Timestamp, last_seen: Timestamp) 
     }
 }
 
+/// `ROTATE`'s mode argument: `"F"` when `now` is at or after 0 (the script
+/// may then take its fast path, see `scripts`), else `"0"`.
+pub(crate) fn rotate_mode(now: Timestamp) -> &'static str {
+    if now.as_millis() >= 0 {
+        "F"
+    } else {
+        "0"
+    }
+}
+
 /// Writes `v` right-aligned into `out` as decimal digits (`out` holds `'0'`s
 /// and is wide enough: 20 digits for any `u64`).
 fn digits_into(mut v: u64, out: &mut [u8]) {

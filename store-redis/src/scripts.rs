@@ -11,8 +11,8 @@
 //! as the header stores them, a sign and 19 digits, exact for all of `i64`
 //! (Lua numbers are doubles): the client passes its instants in the same
 //! fixed width and every argument of a server command as a string, so the
-//! hot paths (`SAVE`, `TOUCH`) convert no number to text; both first try a
-//! fast path for the usual case that makes as few Lua strings as it can and
+//! hot paths (`SAVE`, `TOUCH`) convert no number to text; they and `ROTATE`
+//! first try a fast path for the usual case that makes as few Lua strings as it can and
 //! falls back to the full check for anything else. Each script is
 //! built from only the helpers it uses: whatever a script defines is
 //! re-created on every call. Reply codes: `1` done, `0` no live session /
@@ -237,14 +237,48 @@ end
 return 1
 "#;
 
-/// KEYS: from, to (one slot). ARGV: now (fixed width), expected version (20
-/// digits), index time (`''` without user), max index age (ms), PXAT of `to`,
-/// value of `to`, forwarder value (`''` without grace), PXAT of the
-/// forwarder.
+/// KEYS: from, to (one slot). ARGV: now (fixed width), `'S'` and the
+/// expected version (20 digits), index time (`''` without user), max index
+/// age (ms), PXAT of `to`, value of `to`, forwarder value (`''` without
+/// grace), PXAT of the forwarder, mode: `'F'` when `now` is at or after 0
+/// (the fast path below may run), else `'0'`.
+///
+/// Fast path: `'S'` and the version compared in place, and a header whose
+/// two deadlines are `'+'` and 19 digits, taken with one anchored match
+/// (what it accepts, `classify` accepts too); with `now` of the same sign
+/// `lt` is plain text order, and from there on the steps are the full
+/// check's. Anything else takes the full check.
+const LUA_ROTATE_FAST: &str = r#"
+local h = redis.pcall('GETRANGE', KEYS[1], '0', '92')
+if ARGV[9] == 'F' and not h.err and string.find(h, ARGV[2], 1, true) == 1 then
+  local i, x, c, e = string.match(h, '^(%+%d+)(%+%d+)[+-]%d+()[ua]%d+\n()', 22)
+  if c == 82 and e == 94 and #i == 20 and #x == 20 then
+    if not (ARGV[1] < i and ARGV[1] < x) then return 0 end
+    if ARGV[3] ~= '' then
+      local t = redis.call('TIME')
+      if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+          > tonumber(ARGV[4]) then
+        if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+        return -3
+      end
+    end
+    if not redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PXAT', ARGV[5]) then return -1 end
+    if ARGV[7] ~= '' then
+      redis.call('SET', KEYS[1], ARGV[7], 'PXAT', ARGV[8])
+    else
+      redis.call('DEL', KEYS[1])
+    end
+    return 1
+  end
+end
+"#;
+
+/// The full check of `ROTATE` (after `LUA_ROTATE_FAST`, which read `h`).
 const LUA_ROTATE: &str = r#"
-local kind, h = classify(redis.pcall('GETRANGE', KEYS[1], '0', '92'))
+local kind
+kind, h = classify(h)
 if kind == -2 then return -2 end
-if kind ~= 'S' or string.sub(h, 2, 21) ~= ARGV[2]
+if kind ~= 'S' or string.sub(h, 1, 21) ~= ARGV[2]
     or not (lt(ARGV[1], string.sub(h, 22, 41)) and lt(ARGV[1], string.sub(h, 42, 61))) then
   return 0
 end
@@ -350,8 +384,15 @@ pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         LUA_TOUCH,
     ])
 });
-pub(crate) static ROTATE: LazyLock<Script> =
-    LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_TOO_OLD, LUA_ROTATE]));
+pub(crate) static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    lua(&[
+        LUA_ROTATE_FAST,
+        LUA_LT,
+        LUA_CLASSIFY,
+        LUA_TOO_OLD,
+        LUA_ROTATE,
+    ])
+});
 pub(crate) static DELETE_OWNED: LazyLock<Script> =
     LazyLock::new(|| lua(&[LUA_LT, LUA_CLASSIFY, LUA_OWNED, LUA_DELETE_OWNED]));
 pub(crate) static INDEX_ADD: LazyLock<Script> =
@@ -363,7 +404,7 @@ pub(crate) static INDEX_PRUNE: LazyLock<Script> =
 
 #[cfg(test)]
 mod tests {
-    //! `SAVE` and `TOUCH` against the scripts they replaced (frozen in
+    //! `SAVE`, `TOUCH` and `ROTATE` against the scripts they replaced (frozen in
     //! `tests/data`), on the server of `SESSION_STORE_REDIS_URL`: for random
     //! stored entries (missing, forwarders, keys of another type, sessions of
     //! every sign, deadline, version and owner relation, and corrupt ones)
@@ -384,6 +425,8 @@ mod tests {
     const SAVE_BEFORE: &str = include_str!("../tests/data/save_before.lua");
     /// `TOUCH` before its fast path, without the mode argument.
     const TOUCH_BEFORE: &str = include_str!("../tests/data/touch_before.lua");
+    /// `ROTATE` before its fast path: the version without `'S'`, no mode.
+    const ROTATE_BEFORE: &str = include_str!("../tests/data/rotate_before.lua");
 
     const BASE: i64 = 1_800_000_000_000;
 
@@ -573,7 +616,7 @@ mod tests {
             .await
             .expect("Redis for the script tests");
         let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-        for script in [&*SAVE, &*TOUCH] {
+        for script in [&*SAVE, &*TOUCH, &*ROTATE] {
             script
                 .prepare_invoke()
                 .load_async(&mut conn)
@@ -754,6 +797,134 @@ mod tests {
         assert_covered(
             &counts,
             &[(1, "F"), (0, "F"), (-2, "F"), (1, "0"), (0, "0")],
+        );
+    }
+
+    #[tokio::test]
+    async fn rotate_answers_as_the_script_it_replaced() {
+        let Some((mut conn, server_ms)) = connect().await else {
+            return;
+        };
+        let tag = format!("{{sstest:rotate:{:016x}}}", rand::random::<u64>());
+        // (from, to) for the script before, the new one with the client's
+        // mode, the new one with mode '0'.
+        let keys: Vec<(String, String)> = (0..3)
+            .map(|v| (format!("{tag}:f{v}"), format!("{tag}:t{v}")))
+            .collect();
+        let mut rng = StdRng::seed_from_u64(19);
+        let mut counts = BTreeMap::new();
+        let max_age = 60_000;
+        let expire = server_ms + 300_000;
+        let later = (server_ms + 600_000).to_string();
+        for case in 0..20_000 {
+            let now = if rng.random_bool(0.8) {
+                BASE
+            } else {
+                random_instant(&mut rng)
+            };
+            let from = stored(&mut rng, now);
+            // The successor: mostly missing, else a string or a list.
+            let to_state = rng.random_range(0..20);
+            let version = if rng.random_bool(0.7) {
+                from.version
+            } else {
+                rng.random_range(0..3)
+            };
+            // No index entry (anonymous), a fresh one, or one too old.
+            let stamp = match rng.random_range(0..4) {
+                0 | 1 => String::new(),
+                2 => (server_ms - rng.random_range(0..10_000)).to_string(),
+                _ => (server_ms - 200_000).to_string(),
+            };
+            let (forwarder, forwarder_at) = if rng.random_bool(0.5) {
+                (format!("F forwarder {case}"), later.clone())
+            } else {
+                (String::new(), String::new())
+            };
+            let value = format!("rotated {case}");
+            let mode = schema::rotate_mode(t(now));
+
+            let mut pipe = redis::pipe();
+            for (f, to) in &keys {
+                pipe.del(f).ignore().del(to).ignore();
+                match (&from.value, from.wrong_type) {
+                    (_, true) => pipe.rpush(f, "x").ignore(),
+                    (Some(v), false) => pipe.set(f, v).ignore(),
+                    (None, false) => &mut pipe,
+                };
+                match to_state {
+                    0 => pipe.set(to, "taken").ignore(),
+                    1 => pipe.rpush(to, "x").ignore(),
+                    _ => &mut pipe,
+                };
+                pipe.cmd("PEXPIREAT").arg(f).arg(expire).ignore();
+                pipe.cmd("PEXPIREAT").arg(to).arg(expire).ignore();
+            }
+            for (v, (f, to)) in keys.iter().enumerate() {
+                let mut cmd = if v == 0 {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(ROTATE_BEFORE).arg(2).arg(f).arg(to);
+                    cmd
+                } else {
+                    crate::core::evalsha(&ROTATE, &[f, to])
+                };
+                cmd.arg(&schema::fixed_time(t(now))[..]);
+                if v == 0 {
+                    cmd.arg(&schema::fixed_version(version)[..]);
+                } else {
+                    cmd.arg(&schema::expected_head(version)[..]);
+                }
+                cmd.arg(&stamp)
+                    .arg(max_age)
+                    .arg(&later)
+                    .arg(&value)
+                    .arg(&forwarder)
+                    .arg(&forwarder_at);
+                match v {
+                    1 => cmd.arg(mode),
+                    2 => cmd.arg("0"),
+                    _ => &mut cmd,
+                };
+                pipe.add_command(cmd);
+            }
+            for (f, to) in &keys {
+                pipe.cmd("DUMP").arg(f).cmd("PEXPIRETIME").arg(f);
+                pipe.cmd("DUMP").arg(to).cmd("PEXPIRETIME").arg(to);
+            }
+            let got: Vec<redis::Value> = pipe.query_async(&mut conn).await.expect("case pipeline");
+            let what = format!(
+                "case {case}: now {now}, version {version}, stamp {stamp:?}, \
+                 forwarder {forwarder:?}, successor state {to_state}, mode {mode}, stored {:?} \
+                 (wrong type {})",
+                from.value.as_deref().map(String::from_utf8_lossy),
+                from.wrong_type
+            );
+            assert_eq!(got[1], got[0], "reply, {what}");
+            assert_eq!(got[2], got[0], "reply of the full check, {what}");
+            assert_eq!(got[7..11], got[3..7], "keys after, {what}");
+            assert_eq!(got[11..15], got[3..7], "full check: keys after, {what}");
+            let reply = match got[0] {
+                redis::Value::Int(n) => n,
+                ref other => panic!("reply {other:?}, {what}"),
+            };
+            *counts.entry((reply, mode)).or_default() += 1;
+        }
+        let mut pipe = redis::pipe();
+        for (f, to) in &keys {
+            pipe.del(f).ignore().del(to).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+        assert_covered(
+            &counts,
+            &[
+                (1, "F"),
+                (0, "F"),
+                (-1, "F"),
+                (-2, "F"),
+                (-3, "F"),
+                (1, "0"),
+                (0, "0"),
+            ],
         );
     }
 }

@@ -339,13 +339,14 @@ return 1
                     };
                     let mut cmd = evalsha(&scripts::ROTATE, &[&from, &to]);
                     cmd.arg(&schema::fixed_time(now)[..])
-                        .arg(&schema::fixed_version(record.version)[..])
+                        .arg(&schema::expected_head(record.version)[..])
                         .arg(&stamp)
                         .arg(self.index.max_age())
                         .arg(&ttl)
                         .arg(value.as_slice())
                         .arg(forwarder.as_slice())
-                        .arg(&forwarder_ttl);
+                        .arg(&forwarder_ttl)
+                        .arg(schema::rotate_mode(now));
                     match reply::decode(
                         Coded::Rotate,
                         self.core.eval(&scripts::ROTATE, &cmd).await?,
