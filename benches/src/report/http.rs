@@ -549,65 +549,37 @@ mod tests {
         }
     }
 
+    /// `r` with its per-request costs and rounds changed by `f`.
+    fn with(r: Record, f: impl FnOnce(&mut HttpCost, &mut Vec<HttpRound>)) -> Record {
+        let mut r = r;
+        if let Record::Http { cost, rounds, .. } = &mut r {
+            f(cost, rounds);
+        }
+        r
+    }
+
     /// `rec` with per-request costs: CPU (ns), switches and backend calls.
     fn costed(r: Record, cpu_ns: f64, switches: f64, calls: f64) -> Record {
-        match r {
-            Record::Http {
-                backend,
-                path,
-                handler,
-                clients,
-                errors,
-                summary,
-                ..
-            } => Record::Http {
-                backend,
-                path,
-                handler,
-                clients,
-                errors,
-                summary,
-                cost: HttpCost {
-                    cpu_ns: Some(cpu_ns),
-                    switches: Some(switches),
-                    backend_calls: Some(calls),
-                },
-                rounds: Vec::new(),
-            },
-            other => other,
-        }
+        with(r, |cost, _| {
+            *cost = HttpCost {
+                cpu_ns: Some(cpu_ns),
+                switches: Some(switches),
+                backend_calls: Some(calls),
+            }
+        })
     }
 
     /// `rec` with its rounds' p50s (req/s 1000 each).
     fn rounded(r: Record, p50s: &[f64]) -> Record {
-        match r {
-            Record::Http {
-                backend,
-                path,
-                handler,
-                clients,
-                errors,
-                summary,
-                cost,
-                ..
-            } => Record::Http {
-                backend,
-                path,
-                handler,
-                clients,
-                errors,
-                summary,
-                cost,
-                rounds: p50s
-                    .iter()
-                    .map(|&p50_ns| HttpRound {
-                        p50_ns,
-                        ops_per_sec: 1000.0,
-                    })
-                    .collect(),
-            },
-            other => other,
-        }
+        with(r, |_, rounds| {
+            *rounds = p50s
+                .iter()
+                .map(|&p50_ns| HttpRound {
+                    p50_ns,
+                    ops_per_sec: 1000.0,
+                })
+                .collect()
+        })
     }
 
     fn run() -> Results {
