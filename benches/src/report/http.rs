@@ -376,7 +376,7 @@ pub fn section(h: &HttpResults) -> String {
          over theirs, is shown beside them (not judged): where the p50s are within \
          noise of each other it tells which stack does more work.\n\n\
          The rounds column pairs the two series round by round (each round \
-         measures every series once, in an order rotated each round, so ours' and \
+         measures every series once, in an order shuffled each round, so ours' and \
          tower-sessions' slices of one round ran seconds apart): the median of the \
          per-round p50 ratios, their range, and in how many rounds ours had the \
          lower p50. It shows how far the point's ratio is from noise.\n\n\
