@@ -11,12 +11,14 @@
 # new inputs go to a scratch directory; a crash leaves its input in
 # fuzz/artifacts/<target>/ and fails the script. The same seeds run as
 # ordinary tests on stable (`fuzz_corpus` tests in session-store-core,
-# store-sled, store-redis and session-store-axum).
+# store-sled, store-redis, session-store-axum and
+# session-store-tower-sessions).
 #
 # Targets: token, client_meta, frame, forward, persistent (core); sled_record; redis_record,
 # redis_member, redis_script_reply; cookie_header and csrf_form (the axum
 # layer's Cookie-header parser, form/CSRF-field decoding and signed
-# double-submit tokens).
+# double-submit tokens); tower_json (the tower-sessions adapter's decoder
+# of stored session JSON, against serde_json, and its encoder).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}

@@ -122,6 +122,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod carried;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod store;
 mod typed;
