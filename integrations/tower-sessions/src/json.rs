@@ -11,7 +11,9 @@
 //! Decoding ([`decode_data`]) gives what serde_json gives for the same
 //! bytes, by the same kind of shortcut: plain strings and integers read
 //! here, everything else by serde_json (tested against it on malformed
-//! input too).
+//! input too). serde_json is built with its `float_roundtrip` feature, so
+//! that a float reads back as the very `f64` that was written (its default
+//! float parsing is best-effort and can be one bit off).
 
 use std::collections::HashMap;
 
