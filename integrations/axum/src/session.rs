@@ -1262,3 +1262,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .ok_or(SessionError::MissingLayer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A float a handler stored reads back as the same `f64` in a later
+    /// request (serde_json's `float_roundtrip`, set in the workspace; its
+    /// default parsing reads these one bit off).
+    #[test]
+    fn floats_read_back_exactly() {
+        let floats = [9.223372036549999e19, -9.223372036855e21, 0.1 + 0.2, 5e-324];
+        let mut p = Payload::fresh();
+        for (i, f) in floats.iter().enumerate() {
+            p.values.insert(i.to_string(), serde_json::json!(f));
+        }
+        let back = Payload::decode(&p.encode().unwrap()).unwrap();
+        for (i, f) in floats.iter().enumerate() {
+            assert_eq!(back.values[&i.to_string()].as_f64(), Some(*f), "{f:e}");
+        }
+    }
+}
