@@ -606,6 +606,7 @@ mod tests {
     /// the Redis tests are switched off.
     async fn connect() -> Option<(MultiplexedConnection, i64)> {
         if std::env::var("SESSION_STORE_SKIP_REDIS").as_deref() == Ok("1") {
+            println!("SKIP: Redis script equivalence tests (SESSION_STORE_SKIP_REDIS=1)");
             return None;
         }
         let url = std::env::var("SESSION_STORE_REDIS_URL")
