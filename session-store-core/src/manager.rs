@@ -678,49 +678,61 @@ impl SessionManager {
             // (the resolved record, the decoded metadata) takes no room
             // beside the touch's await, and every load's future, which a
             // web layer embeds in each request's, stays that much smaller.
-            let mut session = {
-                let resolved = self.resolve(token, presented, now).await?;
-                let (token, key, record) = match resolved {
-                    Resolved::Live(token, key, record) => (token, key, record),
-                    Resolved::Missing => {
-                        Box::pin(self.report_miss(&presented, client_ip, now)).await;
+            // A touch that matches nothing means the entry changed between
+            // the read and the touch: rotated by a concurrent request (within
+            // a renewal grace window its forwarder leads to the successor),
+            // or deleted. The lookup runs once more from the key it read;
+            // only a second miss is "no session".
+            let (mut token, mut from, mut retried) = (token, presented, false);
+            loop {
+                let mut session = {
+                    let resolved = self.resolve(token, from, now).await?;
+                    let (token, key, record) = match resolved {
+                        Resolved::Live(token, key, record) => (token, key, record),
+                        Resolved::Missing => {
+                            Box::pin(self.report_miss(&presented, client_ip, now)).await;
+                            return Ok(None);
+                        }
+                        Resolved::Damaged(key, err) => {
+                            return Box::pin(self.contain_load(&key, err)).await
+                        }
+                    };
+                    let stored = match StoredMeta::decode(&record.meta) {
+                        Ok(stored) => stored,
+                        Err(e) => return Box::pin(self.contain_load(&key, e)).await,
+                    };
+                    if stored.persistent {
+                        // A persistent-login family is never a session.
+                        self.emit(miss());
                         return Ok(None);
                     }
-                    Resolved::Damaged(key, err) => {
-                        return Box::pin(self.contain_load(&key, err)).await
+                    Session {
+                        token_changed: key != presented,
+                        token,
+                        key,
+                        record,
+                        family: stored.family_key(),
+                        remembered: stored.remembered,
+                        meta: stored.client,
                     }
                 };
-                let stored = match StoredMeta::decode(&record.meta) {
-                    Ok(stored) => stored,
-                    Err(e) => return Box::pin(self.contain_load(&key, e)).await,
-                };
-                if stored.persistent {
-                    // A persistent-login family is never a session.
-                    self.emit(miss());
-                    return Ok(None);
+                if now.saturating_duration_since(session.record.last_seen_at)
+                    >= self.policy.touch_interval
+                {
+                    let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
+                    if !self.backend.touch(&session.key, idle, now, now).await? {
+                        if !retried {
+                            (token, from, retried) = (session.token, session.key, true);
+                            continue;
+                        }
+                        self.emit(miss());
+                        return Ok(None);
+                    }
+                    session.record.idle_deadline = session.record.idle_deadline.max(idle);
+                    session.record.last_seen_at = session.record.last_seen_at.max(now);
                 }
-                Session {
-                    token_changed: key != presented,
-                    token,
-                    key,
-                    record,
-                    family: stored.family_key(),
-                    remembered: stored.remembered,
-                    meta: stored.client,
-                }
-            };
-            if now.saturating_duration_since(session.record.last_seen_at)
-                >= self.policy.touch_interval
-            {
-                let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
-                if !self.backend.touch(&session.key, idle, now, now).await? {
-                    self.emit(miss());
-                    return Ok(None);
-                }
-                session.record.idle_deadline = session.record.idle_deadline.max(idle);
-                session.record.last_seen_at = session.record.last_seen_at.max(now);
+                return Ok(Some(session));
             }
-            Ok(Some(session))
         }
         .instrument(span)
         .await
@@ -1847,5 +1859,56 @@ mod tests {
             assert!(m.load(a.token().expose_secret()).await.unwrap().is_some());
             assert!(started.elapsed() >= Duration::from_millis(30));
         }
+    }
+
+    /// A load that read the session just before a concurrent renewal rotated
+    /// it finds its touch matching nothing (the old key is a forwarder by
+    /// then): it looks once more and lands on the successor, which the grace
+    /// window lets the old token reach, instead of reporting no session. A
+    /// session deleted in the same gap is still no session.
+    #[tokio::test]
+    async fn a_load_racing_a_rotation_looks_again_before_saying_no_session() {
+        let store = Arc::new(crate::Faulty::new(MemoryStore::new()));
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let m = SessionManager::builder(store.clone())
+            .clock(clock.clone())
+            .policy(Policy {
+                renewal_grace: MIN,
+                ..Policy::default()
+            })
+            .build()
+            .unwrap();
+        let mut s = m
+            .create(b"x".to_vec(), ClientMeta::default())
+            .await
+            .unwrap();
+        m.rotate(&mut s, login("alice")).await.unwrap();
+        clock.advance(Policy::default().touch_interval + Duration::from_secs(1));
+        // The load's touch waits (its read is done by then); the rotation,
+        // polled next on this one thread, completes in that gap.
+        store.inject(
+            crate::Op::Touch,
+            crate::Fault::Delay(Duration::from_millis(1)),
+        );
+        let mut renewed = s.clone();
+        let (loaded, rotated) = tokio::join!(
+            m.load_token(s.token().clone()),
+            m.rotate(&mut renewed, RotateReason::Renewal)
+        );
+        rotated.unwrap();
+        let loaded = loaded.unwrap().expect("the successor, not \"no session\"");
+        assert_eq!(loaded.storage_key(), renewed.storage_key());
+        assert!(loaded.token_changed());
+        assert_eq!(loaded.user_id(), Some("alice"));
+
+        clock.advance(Policy::default().touch_interval + Duration::from_secs(1));
+        let (loaded, deleted) = tokio::join!(m.load_token(renewed.token().clone()), async {
+            store.inner().delete(&renewed.storage_key()).await
+        });
+        assert!(deleted.unwrap());
+        assert!(
+            loaded.unwrap().is_none(),
+            "deleted between the read and the touch"
+        );
     }
 }
