@@ -94,19 +94,27 @@ impl<C: Copy> Loads<C> {
     /// The storage key and carried value a load of `id` computed, if that
     /// load carried exactly `text` and is still remembered.
     pub fn get(&self, id: &Id, text: &str) -> Option<(session_store_core::StorageKey, C)> {
-        let slots = self.lock();
-        let slot = slots.get(slot_of(id))?.as_ref()?;
-        ((slot.id ^ id.0) == 0 && slot.text[..slot.len] == *text.as_bytes())
-            .then_some((slot.key, slot.carried))
+        self.of(id, |slot| {
+            (slot.text[..slot.len] == *text.as_bytes()).then_some((slot.key, slot.carried))
+        })
     }
 
     /// The storage key of `id`, if a remembered load was of `id`: a load
     /// of a session loaded recently (by this or an earlier request) need
     /// not hash its id again.
     pub fn key(&self, id: &Id) -> Option<session_store_core::StorageKey> {
+        self.of(id, |slot| Some(slot.key))
+    }
+
+    /// `f` of the slot holding a load of exactly `id` (branch-free id
+    /// comparison), if there is one: the one place a slot is matched.
+    fn of<T>(&self, id: &Id, f: impl FnOnce(&Loaded<C>) -> Option<T>) -> Option<T> {
         let slots = self.lock();
         let slot = slots.get(slot_of(id))?.as_ref()?;
-        ((slot.id ^ id.0) == 0).then_some(slot.key)
+        if (slot.id ^ id.0) != 0 {
+            return None;
+        }
+        f(slot)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Loaded<C>>>> {
