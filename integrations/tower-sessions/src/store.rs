@@ -6,6 +6,8 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde_json::Value;
 use session_store_core::{
     AdapterConfig, Clock, Error, Lookup, SessionBackend, SessionRecord, SessionSummary, StorageKey,
@@ -72,18 +74,11 @@ pub fn storage_key_for(id: &Id) -> StorageKey {
 /// without padding of the little-endian bytes), on the stack: no
 /// formatter, no allocation.
 fn id_text(id: &Id) -> [u8; 22] {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.0.to_le_bytes();
     let mut out = [0u8; 22];
-    for (group, text) in bytes.chunks(3).zip(out.chunks_mut(4)) {
-        let n = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for (i, c) in text.iter_mut().enumerate() {
-            *c = ALPHABET[(n >> (18 - 6 * i)) as usize & 63];
-        }
-    }
+    // Cannot fail for any id: 16 bytes are exactly 22 characters.
+    URL_SAFE_NO_PAD
+        .encode_slice(id.0.to_le_bytes(), &mut out)
+        .expect("16 bytes encode to 22 base64url characters");
     out
 }
 
