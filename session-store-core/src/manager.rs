@@ -798,7 +798,14 @@ impl SessionManager {
     }
 
     /// Writes the session's data and metadata (compare-and-swap on its
-    /// version). A save is activity: the idle deadline moves forward (capped).
+    /// version). A save is activity, recorded as a load records it: when
+    /// [`Policy::touch_interval`] has passed since the last recorded activity,
+    /// the idle deadline moves forward (capped) and the activity time is now;
+    /// otherwise both stay as stored, so the idle deadline is never more
+    /// than one touch interval behind the last activity. A save within the
+    /// interval therefore leaves the stored expiry unchanged, which spares
+    /// stores an index rewrite per save (on SQLite the `expires_at` index
+    /// entry stays put: two pages written per save instead of three).
     ///
     /// # Errors
     /// [`Error::Conflict`] if the session changed or is gone (reload and retry);
@@ -813,10 +820,12 @@ impl SessionManager {
         let now = self.now();
         let mut record = session.record.clone();
         record.meta = meta;
-        record.last_seen_at = record.last_seen_at.max(now);
-        record.idle_deadline = record
-            .idle_deadline
-            .max(self.idle_deadline_at(now, record.absolute_deadline));
+        if now.saturating_duration_since(record.last_seen_at) >= self.policy.touch_interval {
+            record.last_seen_at = now;
+            record.idle_deadline = record
+                .idle_deadline
+                .max(self.idle_deadline_at(now, record.absolute_deadline));
+        }
         let span = info_span!("session.save", key = %session.key.short());
         let version = self
             .backend
@@ -1910,5 +1919,65 @@ mod tests {
             loaded.unwrap().is_none(),
             "deleted between the read and the touch"
         );
+    }
+
+    /// A save is activity recorded as a load records it: within the touch
+    /// interval of the last recorded activity it leaves the idle deadline
+    /// and the activity time as stored (so the store's expiry, and its
+    /// index entry, stay put); once the interval has passed it moves both.
+    /// The idle deadline therefore never lags the last activity by a touch
+    /// interval or more, with saves, loads or both.
+    #[tokio::test]
+    async fn a_save_records_activity_once_per_touch_interval() {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let policy = Policy::default();
+        let m = SessionManager::builder(store.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut s = m
+            .create(b"x".to_vec(), ClientMeta::default())
+            .await
+            .unwrap();
+        let created = m.now();
+        let stored = |key: StorageKey| {
+            let store = store.clone();
+            async move {
+                match store.load(&key, Timestamp::EPOCH).await.unwrap() {
+                    Some(Lookup::Session(r)) => (r.idle_deadline, r.last_seen_at),
+                    other => panic!("expected the session, got {other:?}"),
+                }
+            }
+        };
+        let first = created.saturating_add(policy.idle_timeout);
+        assert_eq!(stored(s.storage_key()).await, (first, created));
+
+        // Saves every few seconds, inside the interval: nothing moves.
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(10));
+            s.set_data(b"y".to_vec());
+            m.save(&mut s).await.unwrap();
+            assert_eq!(stored(s.storage_key()).await, (first, created));
+            assert_eq!((s.idle_deadline(), s.last_seen_at()), (first, created));
+        }
+        // The next one is a touch interval after the recorded activity.
+        clock.advance(Duration::from_secs(10));
+        let now = m.now();
+        assert_eq!(
+            now.saturating_duration_since(created),
+            policy.touch_interval
+        );
+        s.set_data(b"z".to_vec());
+        m.save(&mut s).await.unwrap();
+        let moved = now.saturating_add(policy.idle_timeout);
+        assert_eq!(stored(s.storage_key()).await, (moved, now));
+        assert_eq!((s.idle_deadline(), s.last_seen_at()), (moved, now));
+        // A load inside the interval after it writes nothing either, and the
+        // data is the last save's.
+        clock.advance(Duration::from_secs(30));
+        let loaded = m.load_token(s.token().clone()).await.unwrap().unwrap();
+        assert_eq!(loaded.data(), b"z");
+        assert_eq!(stored(s.storage_key()).await, (moved, now));
     }
 }

@@ -352,8 +352,12 @@ impl Model {
         });
         let previous = r.family.replace(f);
         r.version += 1;
-        r.idle = r.idle.max((now + SESSION_IDLE).min(r.abs));
-        r.seen = r.seen.max(now);
+        // The session is saved: activity, recorded once per touch interval
+        // as a load records it.
+        if now - r.seen >= TOUCH_INTERVAL {
+            r.idle = r.idle.max((now + SESSION_IDLE).min(r.abs));
+            r.seen = now;
+        }
         if let Some(old) = previous {
             self.families[old].deleted = true;
         }
