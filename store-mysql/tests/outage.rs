@@ -57,6 +57,24 @@ struct Instance {
     server: Option<Child>,
 }
 
+/// A loopback port no other instance of this test process was given: two
+/// tests run at once, and two `bind(0)` calls can hand out the same port
+/// once the first listener is closed.
+fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 impl Instance {
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -91,10 +109,7 @@ impl Instance {
             .prefix("ss-mysql-outage")
             .tempdir()
             .expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let instance = Instance {
             dir,
             port,
@@ -173,6 +188,34 @@ impl Instance {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The server on the port is this one: a port another instance of
+        // this process took meanwhile would have this server exit on its
+        // bind while the loop above reached the other one (and a pause
+        // would then stop a process that serves nothing). Seen once in CI:
+        // a load answered after `SIGSTOP`.
+        let out = Command::new(program("mariadb"))
+            .args(["--no-defaults", "--protocol=tcp", "-h", "127.0.0.1"])
+            .arg(format!("--port={}", self.port))
+            .args(["-u", "root", "-N", "-B", "-e", "SELECT @@datadir"])
+            .output()
+            .expect("run mariadb");
+        let answered = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let ours = self.data().canonicalize().expect("data dir");
+        assert!(
+            Path::new(answered.trim_end_matches('/'))
+                .canonicalize()
+                .is_ok_and(|d| d == ours),
+            "port {} is answered by the server with datadir {answered:?} ({}), not this instance's {}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            ours.display()
+        );
+        assert!(
+            self.server
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+            "mariadbd exited after it answered"
+        );
     }
 
     /// A crash: SIGKILL, no shutdown.
