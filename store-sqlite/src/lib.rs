@@ -34,10 +34,10 @@
 //!   spinning; [`SqliteConfig::with_inline`], on by default). What could
 //!   block the async runtime stays off it: a lock held by another process is
 //!   never waited for there, writes that `fsync` (`synchronous=FULL`) and
-//!   WAL checkpoints run on the SQLite threads, and two inline statements in
-//!   a row slower than 1 ms (a cold page cache; one alone is mostly a
-//!   preempted thread) send the next 40 ms of work to the threads (the
-//!   measured cold-read figures are in the `worker` module source docs). A load borrows the writer's connection when it is free:
+//!   WAL checkpoints run on the SQLite threads, and an inline statement
+//!   slower than 1 ms (a cold page cache) sends the next 20 ms of work to
+//!   the threads (the measured cold-read figures are in the `worker` module
+//!   source docs). A load borrows the writer's connection when it is free:
 //!   its page cache is current after its own writes, where a reader's is
 //!   dropped after every write of another connection (WAL), so a load that
 //!   follows a save costs close to what it costs on one rusqlite

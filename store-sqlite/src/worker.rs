@@ -28,10 +28,9 @@
 //!   write that pushed the log past the threshold
 //!   ([`Upkeep::due`]), an empty job wakes the writer for it, and its idle
 //!   checkpoint waits for a period without inline writes too.
-//! - **Slow inline statements pause the fast path.** Two inline jobs in a
-//!   row that each ran longer than [`INLINE_SLOW`] (1 ms) send the pool's
-//!   next jobs to its threads for [`INLINE_PAUSE`] (40 ms); a single one is
-//!   most often a preempted thread, see [`INLINE_SLOW`]. What makes a statement slow
+//! - **A slow inline statement pauses the fast path.** An inline job that
+//!   ran longer than [`INLINE_SLOW`] (1 ms) sends the pool's next jobs to
+//!   its threads for [`INLINE_PAUSE`] (20 ms). What makes a statement slow
 //!   here is the disk: measured with `examples/cold_read.rs` (300 000
 //!   sessions, a 1.3 GiB file, the file evicted from the OS page cache
 //!   before each read with `posix_fadvise(DONTNEED)`, load average 5 on 2
@@ -40,8 +39,8 @@
 //!   and 2.3 / 14.5 / 300 ms through a fresh connection; a warm read takes
 //!   about 7 µs. Blocking a runtime worker for milliseconds on every read
 //!   of a database that does not fit in memory would stall every task on
-//!   that worker; blocking it for two such reads per 40 ms of such traffic
-//!   bounds the time a worker spends in cold reads to about a tenth, while a store whose working set is in
+//!   that worker; blocking it once per 20 ms of such traffic bounds the
+//!   time a worker spends in cold reads to about a tenth, while a store whose working set is in
 //!   the page cache (the common case: a live session is read on every
 //!   request) never pauses.
 //! - **Cancellation and panics.** An inline job runs synchronously inside
@@ -98,7 +97,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -274,43 +273,39 @@ struct Pool {
     /// Until when (microseconds since `epoch`) callers hand every job over:
     /// set when a job on a caller's thread took longer than [`INLINE_SLOW`].
     inline_paused_until: AtomicU64,
-    /// Slow inline jobs in a row so far (see [`INLINE_STRIKES`]).
-    slow_strikes: AtomicU32,
     /// The origin of `inline_paused_until`.
     epoch: Instant,
 }
 
-/// A job on a caller's thread that takes longer than this went to the disk
-/// (a cold page cache: 1-2 ms per read at p50 on the test machine, see the
-/// module docs), or its thread was preempted. [`INLINE_STRIKES`] such jobs
-/// in a row (no fast one between them) make the store hand its jobs to the
-/// SQLite threads for [`INLINE_PAUSE`] before it tries again, so the
-/// runtime's workers are held for at most that many slow statements per
-/// pause.
+/// A job on a caller's thread that takes longer than this most likely went
+/// to the disk (a cold page cache: 1-2 ms per read at p50 on the test
+/// machine, see the module docs), or its thread was preempted; such a store
+/// hands its jobs to the SQLite threads for [`INLINE_PAUSE`] before it
+/// tries again, so the runtime's workers are held for at most one slow
+/// statement per pause (a short pause, because preemption on a loaded
+/// machine trips it too, and the fast path is worth keeping there).
 ///
-/// One slow job alone is not enough, because it is mostly preemption: with
-/// 64 HTTP clients saturating this 2-core machine, single slow jobs paused
-/// the fast path 39 to 99 times in 3 s of updates (up to 60 % of the time),
-/// and running those jobs on the SQLite threads instead cost 7 to 10 % of
-/// the throughput (measured with the pause off). Preempted jobs come
-/// singly, among thousands of fast ones; reads from a cold disk come in
-/// runs (more than half of them take over 1 ms).
+/// Measured both ways (2026-12-05, `benches/notes.md`): with 64 HTTP
+/// clients saturating the 2 cores, preempted statements paused the fast
+/// path up to 60 % of the time, and waiting for two slow statements in a
+/// row instead raised that benchmark's throughput by 7-10 %; but in the
+/// `busy` runtime shape (CPU-bound tasks sharing the runtime's workers) the
+/// same change cost 20-40 % of load → save throughput at 8 and 64 tasks,
+/// where handing statements to the SQLite threads lets them run beside the
+/// busy workers. One slow statement stays the trigger.
 pub(crate) const INLINE_SLOW: Duration = Duration::from_millis(1);
 /// See [`INLINE_SLOW`].
-pub(crate) const INLINE_STRIKES: u32 = 2;
-/// See [`INLINE_SLOW`]. Twice the 20 ms a single slow job used to buy, so
-/// a store on a cold disk still blocks the runtime's workers for about one
-/// slow statement per 20 ms.
-pub(crate) const INLINE_PAUSE: Duration = Duration::from_millis(40);
+pub(crate) const INLINE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Spends a unit of the task's cooperative budget (tokio's, as its own
 /// sockets and channels do) after a statement that ran on the calling
 /// thread, yielding to the runtime once the budget is spent. An inline call
 /// completes in its first poll, so without this a task that loops over
-/// loads or saves would never give its worker thread back: seen as a hang
-/// of `tests/storage.rs`, whose two reader tasks, looping over loads on a
-/// two-worker runtime, kept both workers from the writer tasks that were
-/// to stop them. Outside a tokio runtime it never yields.
+/// loads or saves would never give its worker thread back. Seen as a hang
+/// of `tests/storage.rs` once the fast path paused less often (an
+/// experiment, see [`INLINE_SLOW`]): its two reader tasks, looping over
+/// loads on a two-worker runtime, kept both workers from the writer tasks
+/// that were to stop them. Outside a tokio runtime it never yields.
 async fn cooperate() {
     tokio::task::coop::consume_budget().await;
 }
@@ -320,21 +315,14 @@ impl Pool {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Counts an inline job's duration towards [`INLINE_STRIKES`], and
-    /// pauses the fast path on the last strike.
+    /// Pauses the fast path after an inline job that took longer than
+    /// [`INLINE_SLOW`].
     fn record_inline(&self, took: Duration) {
         if took > INLINE_SLOW {
-            let strikes = self.slow_strikes.fetch_add(1, Ordering::Relaxed) + 1;
-            if strikes >= INLINE_STRIKES {
-                self.slow_strikes.store(0, Ordering::Relaxed);
-                let until = self.micros_since_epoch()
-                    + u64::try_from(INLINE_PAUSE.as_micros()).unwrap_or(u64::MAX);
-                self.inline_paused_until
-                    .store(until.max(1), Ordering::Relaxed);
-            }
-        } else if self.slow_strikes.load(Ordering::Relaxed) != 0 {
-            // Read first: the common fast job writes nothing shared.
-            self.slow_strikes.store(0, Ordering::Relaxed);
+            let until = self.micros_since_epoch()
+                + u64::try_from(INLINE_PAUSE.as_micros()).unwrap_or(u64::MAX);
+            self.inline_paused_until
+                .store(until.max(1), Ordering::Relaxed);
         }
     }
 
@@ -571,7 +559,6 @@ impl Queue {
             upkeep_queued: AtomicBool::new(false),
             busy_timeout: busy_timeout.max(Duration::from_millis(1)),
             inline_paused_until: AtomicU64::new(0),
-            slow_strikes: AtomicU32::new(0),
             epoch: Instant::now(),
         };
         Queue {
@@ -1393,33 +1380,21 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn slow_inline_jobs_in_a_row_send_the_next_ones_to_the_queue_for_a_while() {
+    async fn a_slow_inline_job_sends_the_next_ones_to_the_queue_for_a_while() {
         let queue = queue_with(1, Duration::ZERO).await;
         // A job that holds the calling thread past the bound (as a read
-        // from a cold disk would, or a preempted thread).
-        let slow = || {
-            queue.run_fast(|_| {
+        // from a cold disk would).
+        let slow = queue
+            .run_fast(|_| {
                 let t = Instant::now();
                 while t.elapsed() <= INLINE_SLOW * 2 {
                     std::hint::spin_loop();
                 }
                 Ok(thread_name())
             })
-        };
-        let fast = || queue.run_fast(|_| Ok(thread_name()));
-        // One slow job, then a fast one: no pause, and the count starts over.
-        assert_ne!(slow().await.unwrap(), "test-worker-0");
-        assert!(!queue.pool().inline_paused());
-        assert_ne!(fast().await.unwrap(), "test-worker-0");
-        for _ in 1..INLINE_STRIKES {
-            assert_ne!(slow().await.unwrap(), "test-worker-0");
-            assert!(!queue.pool().inline_paused());
-        }
-        assert_ne!(fast().await.unwrap(), "test-worker-0");
-        // INLINE_STRIKES slow jobs in a row: the last one pauses the fast path.
-        for _ in 0..INLINE_STRIKES {
-            assert_ne!(slow().await.unwrap(), "test-worker-0");
-        }
+            .await
+            .unwrap();
+        assert_ne!(slow, "test-worker-0");
         assert!(queue.pool().inline_paused());
         let next = queue.run_fast(|_| Ok(thread_name())).await.unwrap();
         // Still paused after the call, so paused during it (a loaded
