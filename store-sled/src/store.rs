@@ -372,6 +372,16 @@ impl SledStore {
     }
 }
 
+/// Spends a unit of the task's cooperative budget (tokio's, as its own
+/// sockets and channels do) after a load: it runs on the calling thread and
+/// completes in its first poll, so a task looping over loads would
+/// otherwise never give its runtime worker back to other tasks (inline
+/// writes already wait on tokio primitives that spend the budget). Outside
+/// a tokio runtime it never yields.
+async fn cooperate() {
+    tokio::task::coop::consume_budget().await;
+}
+
 impl StoreInner {
     fn trees(&self) -> (&Tree, &Tree, &Tree) {
         (&self.records, &self.users, &self.expiry)
@@ -705,9 +715,12 @@ impl SessionBackend for SledStore {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Lookup>> {
-        self.inner
+        let out = self
+            .inner
             .load(key, now)
-            .map_err(|e| e.context(BACKEND, "load", Some(self.endpoint())))
+            .map_err(|e| e.context(BACKEND, "load", Some(self.endpoint())));
+        cooperate().await;
+        out
     }
 
     async fn save(&self, key: &StorageKey, record: &SessionRecord, now: Timestamp) -> Result<u64> {

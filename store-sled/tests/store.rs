@@ -802,3 +802,50 @@ fn periodic_mode_sustained_rewrites_and_clears_do_not_hang() {
         }
     }
 }
+
+/// A load completes in its first poll, so a task looping over loads must
+/// still give its runtime thread back now and then (tokio's cooperative
+/// budget), as it would over a socket: on a one-thread runtime, a task that
+/// yields once runs while a looping task is still far from done. Without
+/// the budget the whole loop ran in one poll. (Inline writes already wait
+/// on tokio primitives that spend the budget.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_looping_over_loads_lets_other_tasks_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const LOOPS: usize = 2_000;
+    let store = SledConfig::temporary()
+        .with_durability(Durability::Periodic(Duration::from_millis(500)))
+        .build()
+        .await
+        .unwrap();
+    let k = key();
+    let mut r = record(None, 100_000);
+    r.version = 0;
+    store.create(&k, &r).await.unwrap();
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let looping = tokio::spawn({
+        let (store, done) = (store.clone(), done.clone());
+        async move {
+            for i in 0..LOOPS {
+                assert!(store.load(&k, t(1)).await.unwrap().is_some());
+                done.store(i + 1, Ordering::SeqCst);
+            }
+        }
+    });
+    let other = tokio::spawn({
+        let done = done.clone();
+        async move {
+            tokio::task::yield_now().await;
+            done.load(Ordering::SeqCst)
+        }
+    });
+    let seen = other.await.unwrap();
+    looping.await.unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), LOOPS);
+    assert!(
+        seen < LOOPS,
+        "the other task ran only after all {LOOPS} loads"
+    );
+}
