@@ -161,6 +161,9 @@ pub struct Sess {
     version: u64,
     /// Version of the copy handed out first (for stale remembers).
     first_version: u64,
+    /// The activity time that copy holds (a save decides from its copy
+    /// whether a touch interval has passed).
+    first_seen: i64,
     idle: i64,
     abs: i64,
     seen: i64,
@@ -318,6 +321,7 @@ impl Model {
             user,
             version: 0,
             first_version: 0,
+            first_seen: now,
             idle: now + SESSION_IDLE,
             abs: now + SESSION_ABS,
             seen: now,
@@ -329,8 +333,9 @@ impl Model {
         self.sessions.len() - 1
     }
 
-    /// `remember` on session `s` holding version `version`.
-    fn remember(&mut self, s: SessIx, version: u64) -> Option<(FamIx, i64)> {
+    /// `remember` on a copy of session `s` holding version `version` and
+    /// activity time `seen`.
+    fn remember(&mut self, s: SessIx, version: u64, seen: i64) -> Option<(FamIx, i64)> {
         let now = self.now;
         if !self.session_live(s) || self.sessions[s].version != version {
             return None;
@@ -353,8 +358,11 @@ impl Model {
         let previous = r.family.replace(f);
         r.version += 1;
         // The session is saved: activity, recorded once per touch interval
-        // as a load records it.
-        if now - r.seen >= TOUCH_INTERVAL {
+        // as a load records it, judged from the copy being saved. (A copy
+        // with this version and an older activity time than the stored one
+        // can only have missed a touch, which came a touch interval after
+        // it, so the save moves the deadline then too.)
+        if now - seen >= TOUCH_INTERVAL {
             r.idle = r.idle.max((now + SESSION_IDLE).min(r.abs));
             r.seen = now;
         }
@@ -426,16 +434,21 @@ impl Model {
                 r.remembered = false;
                 r.version = 1;
                 r.first_version = 1;
-                let family = if remember { self.remember(s, 1) } else { None };
+                let family = if remember {
+                    self.remember(s, 1, now)
+                } else {
+                    None
+                };
                 Answer::LoggedIn(s, family)
             }
             Step::Remember { session, stale } => {
-                let version = if stale {
-                    self.sessions[session].first_version
+                let r = &self.sessions[session];
+                let (version, seen) = if stale {
+                    (r.first_version, r.first_seen)
                 } else {
-                    self.sessions[session].version
+                    (r.version, r.seen)
                 };
-                Answer::Remembered(self.remember(session, version))
+                Answer::Remembered(self.remember(session, version, seen))
             }
             Step::Resume { pick } => Answer::Resume(self.resume(pick)),
             Step::Race { token, n } => {
