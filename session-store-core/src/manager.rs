@@ -420,6 +420,13 @@ impl SessionManager {
 
     /// The idle deadline that activity at `now` earns: `now + idle_timeout`,
     /// never past the absolute deadline.
+    /// Whether activity at `now` is recorded (a load's touch, a save's move
+    /// of the idle deadline): [`Policy::touch_interval`] has passed since
+    /// the last recorded activity. The one rule for loads and saves.
+    fn activity_due(&self, last_seen_at: Timestamp, now: Timestamp) -> bool {
+        now.saturating_duration_since(last_seen_at) >= self.policy.touch_interval
+    }
+
     fn idle_deadline_at(&self, now: Timestamp, absolute_deadline: Timestamp) -> Timestamp {
         now.saturating_add(self.policy.idle_timeout)
             .min(absolute_deadline)
@@ -716,9 +723,7 @@ impl SessionManager {
                         meta: stored.client,
                     }
                 };
-                if now.saturating_duration_since(session.record.last_seen_at)
-                    >= self.policy.touch_interval
-                {
+                if self.activity_due(session.record.last_seen_at, now) {
                     let idle = self.idle_deadline_at(now, session.record.absolute_deadline);
                     if !self.backend.touch(&session.key, idle, now, now).await? {
                         if !retried {
@@ -820,8 +825,8 @@ impl SessionManager {
         let now = self.now();
         let mut record = session.record.clone();
         record.meta = meta;
-        if now.saturating_duration_since(record.last_seen_at) >= self.policy.touch_interval {
-            record.last_seen_at = now;
+        if self.activity_due(record.last_seen_at, now) {
+            record.last_seen_at = record.last_seen_at.max(now);
             record.idle_deadline = record
                 .idle_deadline
                 .max(self.idle_deadline_at(now, record.absolute_deadline));

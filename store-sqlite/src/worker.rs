@@ -315,17 +315,6 @@ impl Pool {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Pauses the fast path after an inline job that took longer than
-    /// [`INLINE_SLOW`].
-    fn record_inline(&self, took: Duration) {
-        if took > INLINE_SLOW {
-            let until = self.micros_since_epoch()
-                + u64::try_from(INLINE_PAUSE.as_micros()).unwrap_or(u64::MAX);
-            self.inline_paused_until
-                .store(until.max(1), Ordering::Relaxed);
-        }
-    }
-
     fn inline_paused(&self) -> bool {
         let until = self.inline_paused_until.load(Ordering::Relaxed);
         until != 0 && self.micros_since_epoch() < until
@@ -685,7 +674,12 @@ impl Queue {
             }
             let started = Instant::now();
             let out = catch_unwind(AssertUnwindSafe(|| f(&mut slot.db)));
-            pool.record_inline(started.elapsed());
+            if started.elapsed() > INLINE_SLOW {
+                let until = pool.micros_since_epoch()
+                    + u64::try_from(INLINE_PAUSE.as_micros()).unwrap_or(u64::MAX);
+                pool.inline_paused_until
+                    .store(until.max(1), Ordering::Relaxed);
+            }
             close_open_transaction(&slot.db);
             if let Err(e) = slot.db.conn.busy_timeout(pool.busy_timeout) {
                 tracing::error!(error = %e, "could not restore the busy timeout");
