@@ -122,3 +122,52 @@ pub fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+/// How many backend calls a task looping over `loops` calls on the session
+/// under `key` (loads, or loads and compare-and-swap saves alternating when
+/// `saves`, starting from `record`, which must be stored with its version)
+/// had completed when another task, spawned beside it and yielding once,
+/// first ran. Run it on a current-thread tokio runtime: a store whose calls
+/// complete in their first poll (a statement on the calling thread) must
+/// still spend tokio's cooperative budget, as tokio's own sockets do, or the
+/// loop never gives its thread back and the answer is `loops`.
+///
+/// # Panics
+/// If a call fails, a load finds nothing, or a task panics.
+pub async fn calls_done_when_a_yielding_task_runs(
+    backend: std::sync::Arc<dyn SessionBackend>,
+    key: StorageKey,
+    mut record: SessionRecord,
+    loops: usize,
+    saves: bool,
+) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let looping = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let now = now();
+            for i in 0..loops {
+                if saves && i % 2 == 1 {
+                    record.version = backend.save(&key, &record, now).await.expect("save");
+                } else {
+                    assert!(backend.load(&key, now).await.expect("load").is_some());
+                }
+                done.store(i + 1, Ordering::SeqCst);
+            }
+        }
+    });
+    let other = tokio::spawn({
+        let done = done.clone();
+        async move {
+            tokio::task::yield_now().await;
+            done.load(Ordering::SeqCst)
+        }
+    });
+    let seen = other.await.expect("the yielding task");
+    looping.await.expect("the looping task");
+    assert_eq!(done.load(Ordering::SeqCst), loops, "every call was made");
+    seen
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_store_conformance::fixtures::fresh_key as key;
+use session_store_conformance::fixtures::{self, fresh_key as key};
 use session_store_core::{
     Clock, Error, Grace, Lookup, ManualClock, Rotation, SessionBackend, SessionRecord, StorageKey,
     Timestamp,
@@ -811,39 +811,16 @@ fn periodic_mode_sustained_rewrites_and_clears_do_not_hang() {
 /// on tokio primitives that spend the budget.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_task_looping_over_loads_lets_other_tasks_run() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     const LOOPS: usize = 2_000;
     let store = SledConfig::temporary()
         .with_durability(Durability::Periodic(Duration::from_millis(500)))
         .build()
         .await
         .unwrap();
-    let k = key();
-    let mut r = record(None, 100_000);
-    r.version = 0;
+    let (k, r) = (key(), fixtures::record(fixtures::now(), b"data"));
     store.create(&k, &r).await.unwrap();
-
-    let done = Arc::new(AtomicUsize::new(0));
-    let looping = tokio::spawn({
-        let (store, done) = (store.clone(), done.clone());
-        async move {
-            for i in 0..LOOPS {
-                assert!(store.load(&k, t(1)).await.unwrap().is_some());
-                done.store(i + 1, Ordering::SeqCst);
-            }
-        }
-    });
-    let other = tokio::spawn({
-        let done = done.clone();
-        async move {
-            tokio::task::yield_now().await;
-            done.load(Ordering::SeqCst)
-        }
-    });
-    let seen = other.await.unwrap();
-    looping.await.unwrap();
-    assert_eq!(done.load(Ordering::SeqCst), LOOPS);
+    let seen =
+        fixtures::calls_done_when_a_yielding_task_runs(Arc::new(store), k, r, LOOPS, false).await;
     assert!(
         seen < LOOPS,
         "the other task ran only after all {LOOPS} loads"

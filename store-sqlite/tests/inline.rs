@@ -5,6 +5,7 @@
 //! behind; `synchronous=FULL` and the fast path turned off give the same
 //! answers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -146,9 +147,6 @@ async fn every_mode_answers_the_same() {
 /// tasks stop them, hung on a two-worker runtime).
 #[tokio::test(flavor = "current_thread")]
 async fn a_task_looping_over_inline_statements_lets_other_tasks_run() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     const LOOPS: usize = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteConfig::new(dir.path().join("sessions.db"))
@@ -156,35 +154,12 @@ async fn a_task_looping_over_inline_statements_lets_other_tasks_run() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let now = fixtures::now();
     let key = fresh_key();
-    let mut record = fixtures::user_record(now, "alice", b"one");
+    let record = fixtures::user_record(fixtures::now(), "alice", b"one");
     store.create(&key, &record).await.unwrap();
-
-    let done = Arc::new(AtomicUsize::new(0));
-    let looping = tokio::spawn({
-        let (store, done) = (store.clone(), done.clone());
-        async move {
-            for i in 0..LOOPS {
-                if i % 2 == 0 {
-                    assert!(store.load(&key, now).await.unwrap().is_some());
-                } else {
-                    record.version = store.save(&key, &record, now).await.unwrap();
-                }
-                done.store(i + 1, Ordering::SeqCst);
-            }
-        }
-    });
-    let other = tokio::spawn({
-        let done = done.clone();
-        async move {
-            tokio::task::yield_now().await;
-            done.load(Ordering::SeqCst)
-        }
-    });
-    let seen = other.await.unwrap();
-    looping.await.unwrap();
-    assert_eq!(done.load(Ordering::SeqCst), LOOPS);
+    let seen =
+        fixtures::calls_done_when_a_yielding_task_runs(Arc::new(store), key, record, LOOPS, true)
+            .await;
     assert!(
         seen < LOOPS,
         "the other task ran only after all {LOOPS} statements"
